@@ -1,0 +1,461 @@
+"""Load and validate ``hypercare.toml`` into frozen settings objects.
+
+Why one module: every error a user can make in the config file must end as one
+line naming the key to fix (``ConfigError``), so the parsing of every section
+lives here and nowhere else.  Nothing in here is global: ``load_config``
+returns a ``Config`` that the service passes to each component.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ROLES = ("crm_admin", "business_analyst", "technical_consultant", "project_manager")
+SEVERITIES = ("P1", "P2", "P3", "P4")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """A problem in the configuration; its message is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class SupportSettings:
+    address: str = "support@localhost"
+    name: str = "CRM Hypercare Support"
+    ticket_prefix: str = "HC"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0].lower()
+
+
+@dataclass(frozen=True)
+class HypercareSettings:
+    go_live: date | None = None  # None: the day the database was created
+    timezone: str = "UTC"
+    business_start: time = time(9, 0)
+    business_end: time = time(17, 0)
+    business_days: frozenset[int] = frozenset(range(5))  # Monday = 0
+    holidays: str = ""  # "DE" or "DE-BY"; empty = no public holidays
+    extra_holidays: tuple[date, ...] = ()
+    sprint_start: date | None = None  # None: go-live
+    sprint_days: int = 14
+    digest_time: time = time(8, 0)
+    weekly_summary_day: int = 0
+    reopen_days: int = 7
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/hypercare.db"
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none
+    username: str = ""
+    password_env: str = ""
+    oauth2_token_env: str = ""
+    oauth2_token_command: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    idle: bool = True
+    poll_seconds: int = 30
+    batch_size: int = 200
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SmtpInSettings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SmtpOutSettings:
+    host: str = ""
+    port: int = 25
+    security: str = "none"  # ssl | starttls | none
+    username: str = ""
+    password_env: str = ""
+    maildir: str = "var/outbox"  # used when host is empty
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    token_env: str = ""
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    name: str
+    email: str
+    roles: tuple[str, ...] = ()
+    on_call: bool = False
+
+
+@dataclass(frozen=True)
+class StakeholderSettings:
+    daily: tuple[str, ...] = ()
+    weekly: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RulesSettings:
+    file: str = ""  # empty: the built-in classifier/default_rules.toml
+    mode: str = "extend"  # extend | replace
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    targets: dict[str, str] = field(
+        default_factory=lambda: {"P1": "1h", "P2": "4h", "P3": "1 business day", "P4": "next sprint"}
+    )
+    resolution: dict[str, str] = field(default_factory=dict)
+    escalate_at: tuple[float, ...] = (0.5, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    attachments_dir: str = "var/attachments"
+    flood_per_hour: int = 10
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    templates_dir: str = ""
+    max_attempts: int = 8
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service knows about its environment, resolved once at start."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    source: str = "embedded defaults"
+    support: SupportSettings = field(default_factory=SupportSettings)
+    hypercare: HypercareSettings = field(default_factory=HypercareSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    imap: ImapSettings | None = None
+    smtp_in: SmtpInSettings = field(default_factory=SmtpInSettings)
+    smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    team: tuple[TeamMember, ...] = ()
+    stakeholders: StakeholderSettings = field(default_factory=StakeholderSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    notifier: NotifierSettings = field(default_factory=NotifierSettings)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def team_member(self, address: str) -> TeamMember | None:
+        address = address.lower()
+        return next((m for m in self.team if m.email.lower() == address), None)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def find_config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path | None:
+    """``--config``, else ``$HYPERCARE_CONFIG``, else ``./hypercare.toml`` if present, else None."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("HYPERCARE_CONFIG"):
+        return Path(environ["HYPERCARE_CONFIG"])
+    local = Path("hypercare.toml")
+    return local if local.exists() else None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read *path* (or return the embedded defaults when None); raise ConfigError on any mistake."""
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; create it or drop --config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8; save it as UTF-8") from None
+    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def parse_config(data: dict[str, Any], base_dir: Path, source: str = "config") -> Config:
+    reader = _Reader(source)
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section [{sorted(unknown)[0]}]; known: {', '.join(sorted(_SECTIONS))}"
+        )
+    values: dict[str, Any] = {"base_dir": base_dir, "source": source}
+    for name, build in _SECTIONS.items():
+        if name in data:
+            values[name] = build(reader, data[name])
+    return Config(**values)
+
+
+class _Reader:
+    """Typed access to one TOML table that names the exact key in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {where}: {message}")
+
+    def table(self, section: str, raw: Any, known: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(f"[{section}]", "must be a table")
+        extra = set(raw) - known
+        if extra:
+            raise self.fail(
+                f"[{section}] {sorted(extra)[0]}", f"unknown key; known keys: {', '.join(sorted(known))}"
+            )
+        return raw
+
+    def get(self, section: str, raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+        value = raw[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(f"[{section}] {key}", f"must be a {name}, got {value!r}")
+        return value
+
+    def strings(self, section: str, raw: dict[str, Any], key: str) -> tuple[str, ...]:
+        value = raw[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"[{section}] {key}", "must be a list of strings")
+        return tuple(value)
+
+    def fill(self, section: str, raw: Any, cls: type, converters: dict[str, Callable[[Any], Any]]) -> Any:
+        """Build dataclass *cls* from *raw*, type-checking against the defaults' types."""
+        import dataclasses
+
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        table = self.table(section, raw, set(fields))
+        kwargs: dict[str, Any] = {}
+        for key in table:
+            if key in converters:
+                try:
+                    kwargs[key] = converters[key](table[key])
+                except (ValueError, TypeError) as exc:
+                    raise self.fail(f"[{section}] {key}", str(exc)) from None
+                continue
+            default = fields[key].default
+            kind: type | tuple[type, ...] = type(default) if default is not dataclasses.MISSING else str
+            kwargs[key] = self.get(section, table, key, kind)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            missing = re.findall(r"'(\w+)'", str(exc))
+            raise self.fail(f"[{section}]", f"missing key {missing[0] if missing else ''}".strip()) from None
+
+
+def parse_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError(f"expected HH:MM, got {value!r}")
+    hours, minutes = map(int, value.split(":"))
+    return time(hours, minutes)
+
+
+def parse_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"expected a date like 2026-11-23, got {value!r}") from None
+
+
+def parse_weekday(value: Any) -> int:
+    name = str(value).strip().lower()[:3]
+    if name not in DAY_NAMES:
+        raise ValueError(f"expected a weekday like Mon, got {value!r}")
+    return DAY_NAMES.index(name)
+
+
+def parse_weekdays(value: Any) -> frozenset[int]:
+    """``"Mon-Fri"``, ``"Mon,Wed,Fri"`` or a list of names."""
+    parts = value if isinstance(value, list) else str(value).split(",")
+    days: set[int] = set()
+    for part in parts:
+        first, _, last = str(part).strip().partition("-")
+        start = parse_weekday(first)
+        end = parse_weekday(last) if last else start
+        days.update(range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)])
+    return frozenset(days)
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}; use an IANA name like Europe/Berlin") from None
+    return str(value)
+
+
+def _security(value: Any) -> str:
+    if value not in ("ssl", "starttls", "none"):
+        raise ValueError(f"must be ssl, starttls or none, got {value!r}")
+    return str(value)
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+        raise ValueError(f"expected an email address, got {value!r}")
+    return value
+
+
+def _hypercare(reader: _Reader, raw: Any) -> HypercareSettings:
+    table = dict(reader.table("hypercare", raw, {
+        "go_live", "timezone", "business_hours", "business_days", "holidays", "extra_holidays",
+        "sprint_start", "sprint_days", "digest_time", "weekly_summary_day", "reopen_days",
+    }))
+    if "business_hours" in table:
+        span = str(table.pop("business_hours"))
+        start, _, end = span.partition("-")
+        try:
+            table["business_start"], table["business_end"] = parse_time(start.strip()), parse_time(end.strip())
+        except ValueError:
+            raise reader.fail("[hypercare] business_hours", f"expected 09:00-17:00, got {span!r}") from None
+        if table["business_start"] >= table["business_end"]:
+            raise reader.fail("[hypercare] business_hours", "start must be before end")
+    return reader.fill("hypercare", table, HypercareSettings, {
+        "go_live": parse_date, "sprint_start": parse_date, "timezone": _timezone,
+        "business_days": parse_weekdays, "digest_time": parse_time, "weekly_summary_day": parse_weekday,
+        "extra_holidays": lambda v: tuple(parse_date(d) for d in v),
+        "business_start": parse_time, "business_end": parse_time,
+        "holidays": lambda v: str(v).upper(),
+    })
+
+
+def _support(reader: _Reader, raw: Any) -> SupportSettings:
+    def prefix(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", value):
+            raise ValueError(f"expected 1-10 capital letters or digits like HC, got {value!r}")
+        return value
+
+    return reader.fill("support", raw, SupportSettings, {"address": _address, "ticket_prefix": prefix})
+
+
+def _imap(reader: _Reader, raw: Any) -> ImapSettings:
+    return reader.fill("imap", raw, ImapSettings, {"security": _security})
+
+
+def _smtp_out(reader: _Reader, raw: Any) -> SmtpOutSettings:
+    return reader.fill("smtp_out", raw, SmtpOutSettings, {"security": _security})
+
+
+def _team(reader: _Reader, raw: Any) -> tuple[TeamMember, ...]:
+    if not isinstance(raw, list):
+        raise reader.fail("[[team]]", "must be an array of tables ([[team]] entries)")
+
+    def roles(value: Any) -> tuple[str, ...]:
+        names = (value,) if isinstance(value, str) else tuple(value)
+        for role in names:
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        return names
+
+    return tuple(
+        reader.fill("team", entry, TeamMember, {"email": _address, "roles": roles}) for entry in raw
+    )
+
+
+def _stakeholders(reader: _Reader, raw: Any) -> StakeholderSettings:
+    def addresses(value: Any) -> tuple[str, ...]:
+        value = [value] if isinstance(value, str) else value
+        return tuple(_address(v) for v in value)
+
+    return reader.fill("stakeholders", raw, StakeholderSettings, {"daily": addresses, "weekly": addresses})
+
+
+def _rules(reader: _Reader, raw: Any) -> RulesSettings:
+    def mode(value: Any) -> str:
+        if value not in ("extend", "replace"):
+            raise ValueError(f"must be extend or replace, got {value!r}")
+        return str(value)
+
+    return reader.fill("rules", raw, RulesSettings, {"mode": mode})
+
+
+def _sla(reader: _Reader, raw: Any) -> SlaSettings:
+    table = reader.table("sla", raw, {*SEVERITIES, "escalate_at", "resolution"})
+    defaults = SlaSettings()
+    targets = dict(defaults.targets)
+    for severity in SEVERITIES:
+        if severity in table:
+            targets[severity] = str(reader.get("sla", table, severity, str))
+    escalate_at = defaults.escalate_at
+    if "escalate_at" in table:
+        value = table["escalate_at"]
+        if not isinstance(value, list) or not all(isinstance(v, int | float) and 0 < v <= 5 for v in value):
+            raise reader.fail("[sla] escalate_at", "must be a list of fractions like [0.5, 0.8, 1.0]")
+        escalate_at = tuple(sorted(float(v) for v in value))
+    resolution: dict[str, str] = {}
+    if "resolution" in table:
+        res = reader.table("sla.resolution", table["resolution"], set(SEVERITIES))
+        resolution = {k: str(v) for k, v in res.items()}
+    return SlaSettings(targets=targets, resolution=resolution, escalate_at=escalate_at)
+
+
+def _simple(name: str, cls: type) -> Callable[[_Reader, Any], Any]:
+    return lambda reader, raw: reader.fill(name, raw, cls, {})
+
+
+_SECTIONS: dict[str, Callable[[_Reader, Any], Any]] = {
+    "support": _support,
+    "hypercare": _hypercare,
+    "database": _simple("database", DatabaseSettings),
+    "imap": _imap,
+    "smtp_in": _simple("smtp_in", SmtpInSettings),
+    "smtp_out": _smtp_out,
+    "dashboard": _simple("dashboard", DashboardSettings),
+    "team": _team,
+    "stakeholders": _stakeholders,
+    "rules": _rules,
+    "sla": _sla,
+    "intake": _simple("intake", IntakeSettings),
+    "notifier": _simple("notifier", NotifierSettings),
+}

@@ -1,0 +1,108 @@
+"""Shared fixtures: the clock, a config, and a database on SQLite and (when configured) PostgreSQL.
+
+Services that tests need (PostgreSQL, Dovecot, the corpus) skip with a one-line reason
+when absent, and fail instead when ``HYPERCARE_REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config import Config, DatabaseSettings
+from tickets.clock import FrozenClock
+from tickets.models import Base
+from tickets.store import Store
+
+REQUIRE_SERVICES = os.environ.get("HYPERCARE_REQUIRE_SERVICES") == "1"
+PG_URL = os.environ.get("HYPERCARE_TEST_DATABASE_URL", "")
+
+
+def need_service(available: bool, reason: str) -> None:
+    """Skip (or fail in CI) when a real service the test needs is missing."""
+    if available:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """Monday 2026-11-23 09:00 UTC: go-live day in most tests."""
+    return FrozenClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A private PostgreSQL database for this test session, created and dropped around it."""
+    need_service(bool(PG_URL), "PostgreSQL not configured (set HYPERCARE_TEST_DATABASE_URL)")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"hc_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        need_service(False, f"PostgreSQL at {PG_URL} unreachable: {exc.__class__.__name__}")
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    store = Store(url)
+    store.upgrade()
+    store.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each database test runs twice: on a fresh SQLite file and on a clean PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hypercare.db'}"
+        return
+    url = request.getfixturevalue("pg_database")
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
+    s = Store(db_url, tmp_path)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """For tests whose subject is not the database: SQLite only."""
+    s = Store(f"sqlite:///{tmp_path / 'hypercare.db'}", tmp_path)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """Embedded defaults rooted in the test's temp dir (Maildir, attachments, database)."""
+    return Config(base_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'hypercare.db'}"))
+
+
+CORPUS_DIR = Path(os.environ.get("HYPERCARE_CORPUS", Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    need_service(CORPUS_DIR.is_dir(), f"mail corpus not found at {CORPUS_DIR} (set HYPERCARE_CORPUS)")
+    return CORPUS_DIR.resolve()

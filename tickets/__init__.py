@@ -1,0 +1,1 @@
+"""The domain every room shares: models, store, clock, SLA calendar, hypercare phases."""

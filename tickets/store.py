@@ -1,0 +1,149 @@
+"""Engine, sessions and schema upgrades: how every room reaches the database.
+
+Why a class and not module globals: tests run the same code on SQLite and
+PostgreSQL side by side, and two instances of the service may share one database,
+so the engine is created from config and passed in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tickets.models import Counter, Setting
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened; the message names the URL to fix."""
+
+
+class Store:
+    """Owns the engine and hands out sessions; the unit of work is one ``session()`` block."""
+
+    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+        self.url = _resolve_sqlite_path(url, base_dir)
+        self.engine: Engine = _make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest revision (alembic)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("path_separator", "os")
+        try:
+            with self.engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}; check [database] url") from None
+
+    def is_current(self) -> bool:
+        return inspect(self.engine).has_table("tickets")
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}") from None
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def next_number(session: Session, name: str) -> int:
+    """Atomically increment counter *name* (row lock on PostgreSQL, write lock on SQLite)."""
+    result = session.execute(
+        update(Counter).where(Counter.name == name).values(value=Counter.value + 1).returning(Counter.value)
+    ).scalar_one_or_none()
+    if result is not None:
+        return int(result)
+    session.add(Counter(name=name, value=1))
+    session.flush()
+    return 1
+
+
+def get_setting(session: Session, key: str) -> str | None:
+    return session.scalar(select(Setting.value).where(Setting.key == key))
+
+
+def ensure_setting(session: Session, key: str, value: str) -> str:
+    """Store *value* under *key* unless one is already there; return what is stored."""
+    existing = get_setting(session, key)
+    if existing is not None:
+        return existing
+    session.add(Setting(key=key, value=value))
+    session.flush()
+    return value
+
+
+def ensure_identity(store: Store, now: datetime, environ_secret: str | None = None) -> tuple[datetime, str]:
+    """Record the database's birth (default go-live) and the reply-token secret on first start."""
+    with store.session() as session:
+        created = ensure_setting(session, "created_at", now.isoformat())
+        secret = environ_secret or ensure_setting(session, "reply_secret", secrets.token_hex(32))
+    return datetime.fromisoformat(created), secret
+
+
+def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
+    """Relative SQLite paths are relative to the config file's folder; create the folder."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return url
+    path = Path(url[len(prefix):])
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prefix + str(path)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # WAL lets the dashboard read while intake writes; foreign keys are off by default.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
+            # BEGIN IMMEDIATE: take the write lock up front so two writers queue instead of deadlocking.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver: one line to the user
+        raise DatabaseUnavailable(f"[database] url {url!r}: {exc}") from None
