@@ -1,0 +1,384 @@
+"""Mail that must be recorded but never acknowledged: bounces, reports, auto-replies, loops, floods.
+
+Why: answering an out-of-office or a bounce starts mail loops and tells spammers the
+address is live; peers do exactly that. Each check is a tiny named rule (Mailman 3
+style) in one explicit registry whose order is a literal tuple, so the rule that fired
+is recorded with the message and a reader can see at a glance what runs first.
+Bounce rules also report which of our recipients bounced (``GuardHit.bounced``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.message import Message
+from typing import ClassVar
+
+import config
+from intake.message import ParsedMessage
+
+LOOP_HEADER = "X-Hypercare-Loop"  # our outgoing mail carries  X-Hypercare-Loop: <support address>
+OUR_MESSAGE_ID_PREFIX = "hc."  # our Message-IDs look like  <hc.<kind>.<random>@<support domain>>
+
+
+@dataclass(frozen=True)
+class GuardHit:
+    rule: str
+    reason: str
+    bounced: tuple[str, ...] = ()  # recipients whose mail from us bounced (from the DSN / bounce text)
+
+
+@dataclass
+class GuardContext:
+    support: config.SupportSettings
+    flood_limit: int  # max acknowledgements per sender per hour
+    acks_last_hour: Callable[[str], int]  # the pipeline supplies a DB-backed counter
+
+
+class Guard:
+    """One rule: ``check`` returns a hit (never acknowledge) or None (no objection)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def hit(self, reason: str, bounced: Iterable[str] = ()) -> GuardHit:
+        return GuardHit(self.name, reason, tuple(bounced))
+
+
+# --- recognising bounces and automatic replies --------------------------------------------------
+
+# Anchored at the start: a customer writing "Undeliverable campaign mails" is a ticket, not a bounce.
+BOUNCE_SUBJECT = re.compile(
+    r"^\s*(?:\[[^\]]*\]\s*|fwd?:\s*)?(?:undeliver(?:ed|able)\b|delivery status notification|"
+    r"delivery (?:notification|failure|report|has failed|problem)|mail delivery (?:failed|failure|system)|"
+    r"returned mail\b|return(?:ed)? to sender|failure notice|non[- ]?delivery|nondeliverable|"
+    r"(?:message|mail) (?:could )?not (?:be )?delivered|delivery failed|failed delivery|"
+    r"warning: could not send|mail system error|permanent (?:delivery )?error|bounced? mail|"
+    r"message (?:delivery )?(?:has )?failed|unzustellbar|nicht zustellbar|non remis|non distribuable|"
+    r"mensaje no entregado|no se ha podido entregar|impossibile recapitare|onbestelbaar|"
+    r"niedostarczon|не доставлен|недоставлен|配信不能|未送达|退信|\W*delivery failure)",
+    re.I,
+)
+OOO_SUBJECT = re.compile(
+    r"out of (?:the )?office|away from (?:the |my )?office|^\s*auto(?:matic)?[- ]?(?:reply|response)\b|"
+    r"\bautoreply\b|automatic reply|^\s*auto:|on vacation|vacation (?:reply|message|notice)|"
+    r"abwesenheit|automatische antwort|automatische r[üu]ckantwort|nicht im b[üu]ro|"
+    r"r[ée]ponse automatique|absence du bureau|message d'absence|respuesta autom[áa]tica|"
+    r"fuera de la oficina|risposta automatica|fuori (?:sede|ufficio)|automatisch antwoord|afwezig|"
+    r"resposta autom[áa]tica|fora do escrit[óo]rio|aus[êe]ncia tempor[áa]ria|automatyczna odpowied|"
+    r"nieobecno|autosvar|fr[åa]nvaro|frav[æa]r|ikke p[åa] kontoret|automaattinen vastaus|"
+    r"автоответ|автоматический ответ|自動応答|自動返信|不在|自动回复|自動回覆",
+    re.I,
+)
+_DAEMON_LOCALS = re.compile(r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|mdaemon)\b", re.I)
+_DAEMON_NAMES = re.compile(r"^\s*(?:mail delivery (?:sub)?system|mailer[-_ ]daemon|mail administrator|"
+                           r"postmaster|delivery status notification)\b", re.I)
+_ADDR = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+_TEXT_RECIPIENT = (
+    re.compile(rf"^[ \t]*(?:final|original)-recipient:[ \t]*(?:rfc822;)?[ \t]*<?({_ADDR})", re.I | re.M),
+    re.compile(rf"^[ \t]*<({_ADDR})>:?[ \t]*$|^<({_ADDR})>:", re.M),  # qmail, Postfix
+    re.compile(rf"(?:following (?:address(?:es)?|recipients?)[^\n]*(?:failed|delivered)[^\n]*:?\s*\n\s*)"
+               rf"<?({_ADDR})>?", re.I),  # Exim, Exchange
+    re.compile(rf"(?:could not be delivered to|delivery to the following recipients? failed[^\n]*|"
+               rf"failed recipients?:?|unknown (?:user|recipient)|user unknown|no such user|"
+               rf"undeliverable to|recipient address rejected)[:\s]*<?({_ADDR})>?", re.I),
+)
+_FAILED_ACTIONS = ("failed", "")
+
+
+def has_part(parsed: ParsedMessage, *content_types: str) -> bool:
+    """True when any part (not inside an attached message) has one of *content_types*."""
+    if parsed.msg is None:
+        return False
+    stack: list[tuple[Message, int]] = [(parsed.msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if part.get_content_type() in content_types:
+            return True
+        payload = part.get_payload()
+        if depth < 20 and part.get_content_maintype() == "multipart" and isinstance(payload, list):
+            stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
+    return False
+
+
+def is_daemon_address(address: str) -> bool:
+    return bool(_DAEMON_LOCALS.match(address.strip().strip("<>")))
+
+
+def is_daemon_name(name: str) -> bool:
+    return bool(_DAEMON_NAMES.match(name))
+
+
+def _header(block: Message, name: str) -> str:
+    for key, value in block.raw_items():
+        if key.lower() == name:
+            return " ".join(str(value).split())
+    return ""
+
+
+def _dsn_recipients(parsed: ParsedMessage) -> list[str]:
+    """Final-/Original-Recipient of each failed recipient block in message/delivery-status parts."""
+    found: list[str] = []
+    stack = [parsed.msg] if parsed.msg is not None else []
+    while stack:
+        part = stack.pop()
+        payload = part.get_payload()
+        ctype = part.get_content_type()
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):
+            blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
+            for block in blocks:
+                action = _header(block, "action").lower()
+                status = _header(block, "status")
+                if action in _FAILED_ACTIONS and not (not action and status.startswith(("2", "4"))):
+                    for name in ("original-recipient", "final-recipient"):
+                        found += re.findall(_ADDR, _header(block, name).rpartition(";")[2])
+            if isinstance(payload, str):
+                found += [m for m in _TEXT_RECIPIENT[0].findall(payload)]
+        elif part.get_content_maintype() == "multipart" and isinstance(payload, list):
+            stack.extend(sub for sub in payload if isinstance(sub, Message))
+    return found
+
+
+def failed_recipients(parsed: ParsedMessage) -> list[str]:
+    """Addresses a bounce says it could not deliver to: DSN fields first, then common bounce texts."""
+    found = _dsn_recipients(parsed)
+    found += re.findall(_ADDR, parsed.header("X-Failed-Recipients"))
+    if not found:
+        text = parsed.body_full[:20000]
+        for pattern in _TEXT_RECIPIENT:
+            for match in pattern.finditer(text):
+                found += [g for g in match.groups() if g]
+    return list(dict.fromkeys(a.lower().strip(".") for a in found))
+
+
+def _report_type(parsed: ParsedMessage) -> str:
+    msg = parsed.msg
+    if msg is None or msg.get_content_type() != "multipart/report":
+        return ""
+    try:
+        return str(msg.get_param("report-type", "") or "").lower()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _bounced(parsed: ParsedMessage, ctx: GuardContext) -> tuple[str, ...]:
+    ours = ctx.support.address.lower()
+    return tuple(a for a in failed_recipients(parsed) if a != ours and not a.startswith(
+        f"{ctx.support.local_part}+"
+    ))
+
+
+class OwnMail(Guard):
+    name = "own_mail"
+    description = f"our own outgoing mail came back ({LOOP_HEADER} header or one of our Message-IDs)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        loop = parsed.header(LOOP_HEADER).strip()
+        if loop:
+            return self.hit(f"{LOOP_HEADER}: {loop[:80]}")
+        mid = parsed.message_id.lower()
+        if mid.startswith(OUR_MESSAGE_ID_PREFIX) and mid.endswith("@" + ctx.support.domain):
+            return self.hit(f"Message-ID <{parsed.message_id}> is one of ours")
+        return None
+
+
+class FeedbackReport(Guard):
+    name = "feedback_report"
+    description = "ARF abuse/feedback-loop report (multipart/report; report-type=feedback-report)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if _report_type(parsed) == "feedback-report" or has_part(parsed, "message/feedback-report"):
+            return self.hit("ARF feedback report")
+        if parsed.header("Feedback-Type") or parsed.header("X-HmXmrOriginalRecipient"):
+            return self.hit("feedback-loop report header")
+        return None
+
+
+class DeliveryStatus(Guard):
+    name = "dsn"
+    description = "delivery status notification (multipart/report; report-type=delivery-status)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        report = _report_type(parsed)
+        if report in ("delivery-status", "global-delivery-status") or has_part(
+            parsed, "message/delivery-status", "message/global-delivery-status"
+        ):
+            return self.hit(f"DSN ({report or 'delivery-status part'})", _bounced(parsed, ctx))
+        return None
+
+
+class ReadReceipt(Guard):
+    name = "read_receipt"
+    description = "message disposition notification (read receipt, RFC 8098)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if _report_type(parsed) == "disposition-notification" or has_part(
+            parsed, "message/disposition-notification"
+        ):
+            return self.hit("MDN / read receipt")
+        return None
+
+
+class BounceSender(Guard):
+    name = "bounce_sender"
+    description = "sent by a mailer daemon or postmaster"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        sender = parsed.from_addr or parsed.header("Sender").lower()
+        if is_daemon_address(sender) or is_daemon_name(parsed.from_name):
+            return self.hit(f"sender {sender or parsed.from_name!r} is a mail system", _bounced(parsed, ctx))
+        return None
+
+
+class BounceSubject(Guard):
+    name = "bounce_subject"
+    description = "typical non-delivery subject (Undeliverable, Mail delivery failed, Returned mail...)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if BOUNCE_SUBJECT.search(parsed.subject):
+            return self.hit(f"bounce subject {parsed.subject[:80]!r}", _bounced(parsed, ctx))
+        if parsed.header("X-Failed-Recipients"):
+            return self.hit("X-Failed-Recipients header", _bounced(parsed, ctx))
+        return None
+
+
+class AutoSubmitted(Guard):
+    name = "auto_submitted"
+    description = "RFC 3834 Auto-Submitted other than 'no'"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        value = parsed.header("Auto-Submitted").split(";")[0].strip().lower()
+        if value and value != "no":
+            return self.hit(f"Auto-Submitted: {value[:40]}")
+        return None
+
+
+class AutoReplyHeaders(Guard):
+    name = "autoreply_header"
+    description = "X-Autoreply, X-Autorespond, X-Auto-Response-Suppress and similar vendor headers"
+    headers: ClassVar[tuple[str, ...]] = (
+        "X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Response-Suppress",
+        "X-Autogenerated", "X-AutoReply-From", "X-Mail-Autoreply", "X-Cron-Env",
+    )
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        for name in self.headers:
+            if parsed.header(name).strip():
+                return self.hit(f"{name} header present")
+        if parsed.header("X-MS-Exchange-Generated-Message-Source") or parsed.header(
+            "X-MS-Exchange-Inbox-Rules-Loop"
+        ):
+            return self.hit("Exchange server-generated message")
+        return None
+
+
+class OutOfOfficeSubject(Guard):
+    name = "ooo_subject"
+    description = "out-of-office / automatic reply subject (en de fr es it nl pt pl nordic ru ja zh)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if OOO_SUBJECT.search(parsed.subject):
+            return self.hit(f"automatic reply subject {parsed.subject[:80]!r}")
+        return None
+
+
+class Precedence(Guard):
+    name = "precedence"
+    description = "Precedence: bulk, junk, list or auto_reply"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        value = parsed.header("Precedence").strip().lower()
+        if value in ("bulk", "junk", "list", "auto_reply", "auto-reply"):
+            return self.hit(f"Precedence: {value}")
+        return None
+
+
+class MailingList(Guard):
+    name = "mailing_list"
+    description = "mailing list or newsletter traffic (List-Id, List-Unsubscribe)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        for name in ("List-Id", "List-Unsubscribe"):
+            if parsed.header(name).strip():
+                return self.hit(f"{name} header present")
+        return None
+
+
+class NullSender(Guard):
+    name = "null_sender"
+    description = "empty Return-Path <> (bounces and automatic replies are sent without one)"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if parsed.msg is None or "Return-Path" not in parsed.msg:
+            return None
+        value = re.sub(r"\s+", "", parsed.header("Return-Path"))
+        if value in ("<>", ""):
+            return self.hit("empty Return-Path <>", _bounced(parsed, ctx))
+        return None
+
+
+class Flood(Guard):
+    name = "flood"
+    description = "sender already got the per-hour maximum of acknowledgements"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if not parsed.from_addr:
+            return None
+        count = ctx.acks_last_hour(parsed.from_addr)
+        if count >= ctx.flood_limit:
+            return self.hit(f"{count} acknowledgements to {parsed.from_addr} in the last hour "
+                            f"(limit {ctx.flood_limit})")
+        return None
+
+
+class GuardRegistry:
+    """The explicit table of rules; refuses two rules with one name."""
+
+    def __init__(self, guards: Iterable[Guard]) -> None:
+        self._guards: dict[str, Guard] = {}
+        for guard in guards:
+            if guard.name in self._guards:
+                raise ValueError(f"duplicate guard name {guard.name!r}")
+            self._guards[guard.name] = guard
+
+    def __iter__(self):  # noqa: ANN204 - iterator of Guard
+        return iter(self._guards.values())
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._guards)
+
+    def first_hit(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        for guard in self._guards.values():
+            hit = guard.check(parsed, ctx)
+            if hit is not None:
+                return hit
+        return None
+
+
+# Order matters: cheap, certain rules first; bounce rules before auto-reply rules (a bounce often
+# also carries Auto-Submitted, and only bounce rules report the bounced recipients); the null
+# sender as catch-all for automatic mail; the flood check last because it asks the database.
+REGISTRY = GuardRegistry((
+    OwnMail(),
+    FeedbackReport(),
+    DeliveryStatus(),
+    ReadReceipt(),
+    BounceSender(),
+    BounceSubject(),
+    AutoSubmitted(),
+    AutoReplyHeaders(),
+    OutOfOfficeSubject(),
+    Precedence(),
+    MailingList(),
+    NullSender(),
+    Flood(),
+))
+
+
+def first_hit(parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+    """The first rule that objects to acknowledging *parsed*, or None for a normal support mail."""
+    return REGISTRY.first_hit(parsed, ctx)
