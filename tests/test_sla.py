@@ -281,7 +281,7 @@ def test_p3_fraction_instants_skip_nights(policy: SlaPolicy) -> None:
     assert policy.at_fraction("P3", opened, due, 0.5) == berlin(2026, 11, 30, 12, 0)
     assert policy.at_fraction("P3", opened, due, 0.8) == berlin(2026, 11, 30, 14, 24)
     assert policy.at_fraction("P3", opened, due, 1.0) == due
-    assert policy.fraction_elapsed("P3", opened, due, berlin(2026, 11, 30, 14, 24)) == pytest.approx(0.8)
+    assert policy.fraction_elapsed("P3", opened, due, berlin(2026, 11, 30, 14, 24)) == 0.8
     # Never negative, grows past 1 when overdue
     assert policy.fraction_elapsed("P3", opened, due, opened - timedelta(days=1)) == 0.0
     assert policy.fraction_elapsed("P3", opened, due, berlin(2026, 12, 1, 16, 0)) == 2.0
@@ -295,3 +295,43 @@ def test_p4_reported_on_weekend_before_sprint_has_zero_length(policy: SlaPolicy)
     assert policy.fraction_elapsed("P4", opened, due, berlin(2026, 12, 7, 8, 59)) == 0.0
     assert policy.fraction_elapsed("P4", opened, due, due) == 1.0
     assert policy.at_fraction("P4", opened, due, 0.5) == due
+
+
+@pytest.mark.parametrize("severity", SEVERITIES)
+def test_at_fraction_reaches_each_level_exactly(policy: SlaPolicy, severity: str) -> None:
+    """What the sweep relies on: at the instant of a level, ``fraction >= level`` holds, a
+    microsecond earlier it does not; for odd start times, over DST and the Christmas holidays."""
+    levels = (0.5, 0.8, 1.0, 1.7)
+    start = berlin(2026, 10, 20, 0, 0)
+    for i in range(400):
+        opened = start + timedelta(minutes=317 * i, seconds=13, microseconds=7)
+        due = policy.response_due(severity, opened)
+        for level in levels:
+            at = policy.at_fraction(severity, opened, due, level)
+            if policy.elapsed(severity, opened, due) <= 0:
+                assert at == due
+                continue
+            assert policy.fraction_elapsed(severity, opened, due, at) >= level, (opened, level)
+            before = at - timedelta(seconds=1)
+            assert policy.fraction_elapsed(severity, opened, due, before) < level, (opened, level)
+
+
+def test_christmas_timeline_escalates_each_level_once_in_business_hours(policy: SlaPolicy) -> None:
+    """A P3 on Christmas Eve afternoon, swept every 10 minutes until New Year: each level of the
+    ladder is crossed once, on Monday 28 Dec, never during the holidays or the night."""
+    clock = FrozenClock(berlin(2026, 12, 24, 14, 0))
+    opened = clock.now()
+    due = policy.response_due("P3", opened)
+    assert due == berlin(2026, 12, 28, 14, 0)  # 3 h on Thursday, 25/26 Dec and Sunday skipped, 5 h Monday
+    fired: dict[float, datetime] = {}
+    while clock.now() < berlin(2027, 1, 1, 0, 0):
+        fraction = policy.fraction_elapsed("P3", opened, due, clock.now())
+        for level in policy.escalate_at:
+            if fraction >= level and level not in fired:
+                fired[level] = clock.now()
+        clock.advance(minutes=10)
+    assert fired == {
+        0.5: berlin(2026, 12, 28, 10, 0),
+        0.8: berlin(2026, 12, 28, 12, 30),  # 80 % = 6 h 24 min -> Monday 12:24, next tick 12:30
+        1.0: berlin(2026, 12, 28, 14, 0),
+    }

@@ -21,6 +21,7 @@ Every target is parsed when the policy is built, so a typo fails at start with o
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -49,6 +50,7 @@ _BUSINESS_UNITS: dict[str, tuple[str, ...]] = {
     "hour": ("h", "hr", "hrs", "hour", "hours"),
     "minute": ("m", "min", "mins", "minute", "minutes"),
 }
+_JUST_BELOW_ONE = 1.0 - 1e-9
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*,?")
 
 
@@ -227,13 +229,20 @@ class SlaPolicy:
     def fraction_elapsed(self, severity: str, start: datetime, due: datetime, now: datetime) -> float:
         """How much of the clock from *start* to *due* has run at *now* (0.0 .. 1.0 and past).
 
-        Never negative; exactly 1.0 at *due*.  A target of zero length on its clock (a P4
+        Never negative; reaches 1.0 exactly at *due* (not before, even on a business clock)
+        and *f* exactly at ``at_fraction(..., f)``.  A target of zero length on its clock (a P4
         reported on the weekend before the sprint starts) is 0.0 before due and 1.0 from due.
         """
+        due_reached = as_utc(now) >= as_utc(due)
         total = self.elapsed(severity, start, due)
         if total <= 0:
-            return 1.0 if as_utc(now) >= as_utc(due) else 0.0
-        return max(0.0, self.elapsed(severity, start, now) / total)
+            return 1.0 if due_reached else 0.0
+        # Rounded to 1e-9 so the instant ``at_fraction`` returns (microsecond-rounded)
+        # compares >= the level exactly; the sweep can then use plain ``>=``.
+        fraction = max(0.0, round(self.elapsed(severity, start, now) / total, 9))
+        # On a business clock the last business second can be long before *due* (a P4 due
+        # Monday 09:00 has used all its business time by Friday 17:00): breach is *due*.
+        return max(fraction, 1.0) if due_reached else min(fraction, _JUST_BELOW_ONE)
 
     def at_fraction(self, severity: str, start: datetime, due: datetime, fraction: float) -> datetime:
         """The instant at which ``fraction_elapsed`` reaches *fraction* (for scheduling)."""
@@ -243,9 +252,12 @@ class SlaPolicy:
         total = self.elapsed(severity, start, due)
         if total <= 0:
             return due
+        # Round *up* to the microsecond, so the fraction at the returned instant is not
+        # a hair below the level.
+        needed = timedelta(microseconds=math.ceil(total * fraction * 1_000_000))
         if self.uses_business_time(severity):
-            return self.calendar.add_business_seconds(start, total * fraction)
-        return start + timedelta(seconds=total * fraction)
+            return self.calendar.add_business_seconds(start, needed.total_seconds())
+        return start + needed
 
     # --- internals ----------------------------------------------------------------------------
 
