@@ -1,0 +1,66 @@
+"""What the classifier may look at in a mail, and nothing else.
+
+Why a separate frozen record: the rules must give the same verdict for the same mail
+on ingest, in ``hypercare classify`` and in ``rules replay``; reducing a parsed mail
+to these facts in one place guarantees that, and lets tests and the benchmark build
+mails without MIME.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from intake.message import ParsedMessage
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    subject: str
+    body: str  # quote-stripped body (ParsedMessage.body)
+    sender: str  # lower-case address
+    recipients: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    attachment_types: tuple[str, ...] = ()
+    received_at: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    def __post_init__(self) -> None:
+        if self.received_at.tzinfo is None:
+            object.__setattr__(self, "received_at", self.received_at.replace(tzinfo=UTC))
+        object.__setattr__(self, "sender", self.sender.lower())
+        object.__setattr__(
+            self, "headers", MappingProxyType({k.lower(): v for k, v in dict(self.headers).items()})
+        )
+
+    @classmethod
+    def from_parsed(cls, parsed: ParsedMessage, received_at: datetime) -> MailFacts:
+        """The facts of a parsed mail; *received_at* is when we got it (naive = UTC)."""
+        return cls(
+            subject=parsed.subject or "",
+            body=parsed.body or "",
+            sender=(parsed.from_addr or "").lower(),
+            recipients=tuple(parsed.all_recipients),
+            headers=_headers(parsed),
+            attachment_types=tuple(a.content_type.lower() for a in parsed.attachments),
+            received_at=received_at,
+        )
+
+
+def _headers(parsed: ParsedMessage) -> dict[str, str]:
+    """Lower-case name -> decoded value; repeated headers joined by newlines; bad ones skipped."""
+    headers: dict[str, str] = {}
+    msg = parsed.msg
+    if msg is None:
+        return headers
+    for name in dict.fromkeys(k.lower() for k in msg.keys()):
+        try:
+            values = msg.get_all(name) or []
+            text = "\n".join(str(v) for v in values)
+        except Exception:  # noqa: BLE001 - one undecodable header must not stop classification
+            continue
+        headers[name] = text
+    return headers
