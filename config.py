@@ -65,6 +65,7 @@ class HypercareSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite:///var/hypercare.db"
+    busy_timeout: float = 30.0  # seconds a writer waits for SQLite's lock before giving up (exit 75)
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,38 @@ CORPUS_DIR = Path(os.environ.get("HYPERCARE_CORPUS", Path(__file__).resolve().pa
 def corpus_dir() -> Path:
     need_service(CORPUS_DIR.is_dir(), f"mail corpus not found at {CORPUS_DIR} (set HYPERCARE_CORPUS)")
     return CORPUS_DIR.resolve()
+
+
+@pytest.fixture
+def relay():  # type: ignore[no-untyped-def]
+    """A real aiosmtpd relay on a free port that captures what we send (tests/mailkit.py)."""
+    from mailkit import Relay
+
+    r = Relay().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, clock: FrozenClock):  # type: ignore[no-untyped-def]
+    """Build an App on a config (default: embedded defaults rooted in tmp_path) and a shared clock."""
+    import io
+
+    from app import App
+
+    apps = []
+
+    def build(config: Config | None = None, db: str | None = None) -> App:
+        cfg = config or Config(base_dir=tmp_path)
+        if db is not None:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, database=DatabaseSettings(url=db))
+        app = App(cfg, clock, out=io.StringIO(), err=io.StringIO(), environ={})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        if "store" in app.__dict__:
+            app.store.dispose()

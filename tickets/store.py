@@ -29,10 +29,11 @@ class DatabaseUnavailable(Exception):
 class Store:
     """Owns the engine and hands out sessions; the unit of work is one ``session()`` block."""
 
-    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+    def __init__(self, url: str, base_dir: Path | None = None, busy_timeout: float = 30.0) -> None:
         self.url = _resolve_sqlite_path(url, base_dir)
-        self.engine: Engine = _make_engine(self.url)
+        self.engine: Engine = _make_engine(self.url, busy_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(hc_read_only=True), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -42,6 +43,12 @@ class Store:
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: on SQLite it does not take the write lock, so readers never queue."""
+        with self._readers() as session, session.begin():
             yield session
 
     def upgrade(self) -> None:
@@ -123,9 +130,9 @@ def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
     return prefix + str(path)
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -139,8 +146,10 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
-            # BEGIN IMMEDIATE: take the write lock up front so two writers queue instead of deadlocking.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # BEGIN IMMEDIATE: take the write lock up front so two writers queue instead of deadlocking;
+            # readers (Store.read) begin deferred and read the last committed state (WAL).
+            read_only = connection.get_execution_options().get("hc_read_only", False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     try:

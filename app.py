@@ -1,0 +1,114 @@
+"""The composition root: builds every component from one Config and one Clock.
+
+Why lazily: ``hypercare tickets`` should not compile templates or rule files, and
+``hypercare classify`` should not touch the database; each command pays only for
+the parts it uses.  Nothing here is global: tests build an App per case.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TextIO
+
+from classifier import Classifier
+from config import Config
+from intake.opening import TicketOpener
+from intake.pipeline import IngestPipeline
+from intake.replies import ReplyHandler
+from notifier.acknowledgement import Acknowledger
+from notifier.outbox import Outbox
+from notifier.render import Renderer
+from notifier.transports import Transport, transport_for
+from tickets.calendar import BusinessCalendar
+from tickets.clock import Clock
+from tickets.sla import SlaPolicy
+from tickets.store import Store, ensure_identity
+from tickets.tokens import ReplyTokens
+
+MAIL_TEMPLATES = ("ack",)
+
+
+class App:
+    def __init__(self, config: Config, clock: Clock, out: TextIO | None = None, err: TextIO | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.environ = os.environ if environ is None else environ
+
+    # --- persistence -------------------------------------------------------------------------
+    @cached_property
+    def store(self) -> Store:
+        store = Store(self.config.database.url, self.config.base_dir, self.config.database.busy_timeout)
+        store.upgrade()
+        return store
+
+    @cached_property
+    def _identity(self) -> tuple[datetime, str]:
+        return ensure_identity(self.store, self.clock.now(), self.environ.get("HYPERCARE_REPLY_SECRET"))
+
+    @property
+    def go_live(self) -> date:
+        """Configured go-live, else the day the database was created (local time)."""
+        if self.config.hypercare.go_live is not None:
+            return self.config.hypercare.go_live
+        return self._identity[0].astimezone(self.config.hypercare.tz).date()
+
+    # --- domain ------------------------------------------------------------------------------
+    @cached_property
+    def tokens(self) -> ReplyTokens:
+        return ReplyTokens(self._identity[1], self.config.support)
+
+    @cached_property
+    def calendar(self) -> BusinessCalendar:
+        return BusinessCalendar.from_settings(self.config.hypercare)
+
+    @cached_property
+    def sla(self) -> SlaPolicy:
+        return SlaPolicy.from_config(self.config, self.go_live)
+
+    @cached_property
+    def classifier(self) -> Classifier:
+        return Classifier.from_config(self.config)
+
+    # --- mail out ----------------------------------------------------------------------------
+    @cached_property
+    def renderer(self) -> Renderer:
+        override = self.config.notifier.templates_dir
+        renderer = Renderer(self.config.path(override) if override else None)
+        renderer.check(MAIL_TEMPLATES)
+        return renderer
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store, self.clock, self.config.notifier)
+
+    def transport(self) -> Transport:
+        return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir))
+
+    @cached_property
+    def acknowledger(self) -> Acknowledger:
+        return Acknowledger(self.config, self.renderer, self.sla.target_label)
+
+    # --- mail in -----------------------------------------------------------------------------
+    @cached_property
+    def opener(self) -> TicketOpener:
+        return TicketOpener(self.config, self.classifier, self.sla, self.acknowledger)
+
+    @cached_property
+    def replies(self) -> ReplyHandler:
+        return ReplyHandler(self.config, self.tokens, self.opener, self.sla)
+
+    @cached_property
+    def pipeline(self) -> IngestPipeline:
+        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies)
+
+    @property
+    def var_dir(self) -> Path:
+        return self.config.path("var")

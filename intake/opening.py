@@ -1,0 +1,69 @@
+"""Open a new ticket from a mail: classify, start the SLA clock, store, acknowledge.
+
+Why one class: ticket, first message, audit events and outbox rows must commit
+together (DESIGN step 7), and every path that opens a ticket (new mail, a stranger
+quoting a tag, a late reply to a closed ticket) must do all of it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from classifier import Classifier, MailFacts
+from config import Config
+from intake.message import ParsedMessage
+from notifier.acknowledgement import Acknowledger
+from tickets.lifecycle import add_participant, allocate_key, record_event
+from tickets.models import Message, Ticket
+from tickets.sla import SlaPolicy
+
+NewTicketHook = Callable[[Session, Ticket, datetime], None]
+
+
+class TicketOpener:
+    def __init__(self, config: Config, classifier: Classifier, sla: SlaPolicy, acknowledger: Acknowledger,
+                 on_opened: tuple[NewTicketHook, ...] = ()) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.sla = sla
+        self.acknowledger = acknowledger
+        self.on_opened = on_opened  # e.g. the immediate P1 escalation
+
+    def open(self, session: Session, parsed: ParsedMessage, message: Message, now: datetime,
+             linked: Ticket | None = None) -> Ticket:
+        verdict = self.classifier.classify(MailFacts.from_parsed(parsed, now))
+        number, key = allocate_key(session, self.config.support.ticket_prefix)
+        ticket = Ticket(
+            number=number, key=key, subject=parsed.subject, reporter=parsed.from_addr,
+            reporter_name=parsed.from_name, severity=verdict.severity, role=verdict.role, status="new",
+            created_at=now, updated_at=now, response_due=self.sla.response_due(verdict.severity, now),
+            resolution_due=self.sla.resolution_due(verdict.severity, now),
+            classification=verdict.to_json(), original_severity=verdict.severity,
+            original_role=verdict.role, tags=list(verdict.tags), reopened_count=0,
+            linked_ticket_id=linked.id if linked is not None else None,
+        )
+        session.add(ticket)
+        message.ticket = ticket
+        session.add(message)
+        session.flush()
+        add_participant(session, ticket, parsed.from_addr, "reporter")
+        ours = {self.config.support.address.lower()}
+        for address in parsed.cc + parsed.to:
+            if address.lower() not in ours and not address.lower().startswith(
+                    self.config.support.local_part + "+"):
+                add_participant(session, ticket, address, "cc")
+        names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
+        record_event(session, ticket, "created", now, actor=parsed.from_addr,
+                     detail=f"{verdict.severity} / {verdict.role} ({names})",
+                     data={"rules": verdict.to_json(), "fallback": verdict.fallback},
+                     message_row_id=message.id)
+        if linked is not None:
+            record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
+                         data={"ticket": linked.key}, message_row_id=message.id)
+        self.acknowledger.enqueue(session, ticket, message, now)
+        for hook in self.on_opened:
+            hook(session, ticket, now)
+        return ticket

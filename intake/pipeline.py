@@ -1,0 +1,197 @@
+"""The one ingest pipeline every receiver hands raw mail to.
+
+Stages, in order (DESIGN "How a message flows"): parse -> deduplicate -> guard ->
+thread -> classify -> store and enqueue.  Each message is atomic: its own
+SAVEPOINT inside a batch transaction that commits as a group, so one bad message
+never takes its neighbours down and throughput is not bound by one fsync per mail.
+Outcomes are caught in one place (``_ingest_one``): an unparseable or crashing
+message is shunted to quarantine with the reason, never dropped; a database that
+cannot be reached is ``IngestUnavailable`` so the sender retries (SMTP 451, exit 75).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from config import Config
+from intake.guards import GuardContext, GuardHit, first_hit
+from intake.message import ParsedMessage, UnparseableMessage
+from intake.opening import TicketOpener
+from intake.parse import parse_message
+from intake.replies import ReplyHandler
+from intake.threading import find_thread
+from tickets.clock import Clock
+from tickets.models import BouncingRecipient, Message, QuarantineItem, Ticket
+from tickets.store import Store
+
+log = logging.getLogger("hypercare.intake")
+
+
+class IngestUnavailable(Exception):
+    """The message could not be stored now but may be retried (database down or locked)."""
+
+
+@dataclass(frozen=True)
+class RawMail:
+    raw: bytes
+    source: str = "ingest"  # smtp | imap | ingest | replay
+    envelope_recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    action: str  # created | threaded | duplicate | ignored | quarantined
+    message_id: str = ""
+    key: str = ""  # the ticket key, when there is one
+    detail: str = ""  # guard rule, quarantine reason, thread path
+
+    def line(self) -> str:
+        parts = [self.key or "-", self.action]
+        if self.detail:
+            parts.append(self.detail)
+        if self.message_id:
+            parts.append(f"<{self.message_id}>")
+        return " ".join(parts)
+
+
+@dataclass
+class _Outcome:
+    result: IngestResult
+    after_commit: list[str] = field(default_factory=list)
+
+
+class IngestPipeline:
+    def __init__(self, config: Config, store: Store, clock: Clock, tickets: TicketOpener,
+                 replies: ReplyHandler) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.tickets = tickets
+        self.replies = replies
+
+    def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
+               *, shunt: bool = True) -> IngestResult:
+        return self.ingest_batch([RawMail(raw, source, tuple(envelope_recipients))], shunt=shunt)[0]
+
+    def ingest_batch(self, mails: Iterable[RawMail], *, shunt: bool = True) -> list[IngestResult]:
+        """Ingest several mails in one transaction, each in its own SAVEPOINT; commit once.
+
+        With ``shunt=False`` (quarantine replay) a failing mail is reported but not quarantined again.
+        """
+        results: list[IngestResult] = []
+        try:
+            with self.store.session() as session:
+                for mail in mails:
+                    results.append(self._ingest_one(session, mail, shunt))
+        except (OperationalError, DBAPIError) as exc:
+            raise IngestUnavailable(f"database unavailable: {exc.orig}") from None
+        for result in results:
+            log.info(f"<{result.message_id}> {result.action} {result.key} {result.detail}".rstrip())
+        return results
+
+    def _ingest_one(self, session: Session, mail: RawMail, shunt: bool) -> IngestResult:
+        try:
+            parsed = parse_message(mail.raw, max_attachment_bytes=self.config.intake.max_attachment_bytes)
+        except UnparseableMessage as exc:
+            return self._quarantine(session, mail, f"unparseable: {exc}", shunt)
+        parsed.envelope_recipients = list(mail.envelope_recipients)
+        savepoint = session.begin_nested()
+        try:
+            result = self._store(session, parsed, mail.source)
+            savepoint.commit()
+            return result
+        except IntegrityError:
+            # A concurrent instance stored the same Message-ID first: that is a duplicate.
+            savepoint.rollback()
+            return IngestResult("duplicate", parsed.message_id, detail="stored concurrently")
+        except (OperationalError, DBAPIError):
+            savepoint.rollback()
+            raise
+        except Exception as exc:  # noqa: BLE001 - a stage broke on this message: shunt it, keep going
+            savepoint.rollback()
+            log.exception(f"<{parsed.message_id}> stage failed, quarantined")
+            return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
+
+    def _store(self, session: Session, parsed: ParsedMessage, source: str) -> IngestResult:
+        now = self.clock.now()
+        duplicate = self._find_duplicate(session, parsed)
+        hit = first_hit(parsed, self._guard_context(session, now))
+        if hit is not None:
+            # Guards first: our own mail coming back is "ignored by own-mail", not a duplicate of what we sent.
+            if duplicate is None:
+                session.add(self._message_row(parsed, source, now, disposition="ignored", rule=hit.rule))
+                self._record_bounces(session, hit, now)
+            return IngestResult("ignored", parsed.message_id, detail=f"{hit.rule}: {hit.reason}")
+        if duplicate is not None:
+            key = duplicate.ticket.key if duplicate.ticket is not None else ""
+            return IngestResult("duplicate", parsed.message_id, key)
+
+        match = find_thread(session, parsed, self.config, self.replies.tokens)
+        if match.ticket is not None:
+            message = self._message_row(parsed, source, now, disposition="threaded")
+            message.ticket = match.ticket
+            session.add(message)
+            session.flush()
+            outcome = self.replies.handle(session, match, message, parsed, now)
+            if outcome is not None:
+                return IngestResult(outcome.action, parsed.message_id, outcome.ticket.key, outcome.detail)
+            return IngestResult("threaded", parsed.message_id, match.ticket.key, f"via {match.via}")
+
+        message = self._message_row(parsed, source, now, disposition="created")
+        ticket = self.tickets.open(session, parsed, message, now, linked=match.linked)
+        detail = f"{ticket.severity} {ticket.role}"
+        if match.linked is not None:
+            detail += f" linked to {match.linked.key}"
+        return IngestResult("created", parsed.message_id, ticket.key, detail)
+
+    def _find_duplicate(self, session: Session, parsed: ParsedMessage) -> Message | None:
+        condition = Message.message_id == parsed.message_id
+        if not parsed.has_message_id:
+            condition = or_(condition, Message.content_hash == parsed.content_hash)
+        return session.scalars(select(Message).where(condition).limit(1)).first()
+
+    def _guard_context(self, session: Session, now: datetime) -> GuardContext:
+        def acks_last_hour(sender: str) -> int:
+            return session.scalar(
+                select(func.count(Ticket.id)).where(
+                    Ticket.reporter == sender.lower(), Ticket.created_at > now - timedelta(hours=1))
+            ) or 0
+
+        return GuardContext(support=self.config.support, flood_limit=self.config.intake.flood_per_hour,
+                            acks_last_hour=acks_last_hour)
+
+    def _record_bounces(self, session: Session, hit: GuardHit, now: datetime) -> None:
+        for address in {a.lower() for a in hit.bounced}:
+            row = session.get(BouncingRecipient, address)
+            if row is None:
+                session.add(BouncingRecipient(email=address, first_at=now, last_at=now, count=1,
+                                              reason=hit.reason[:500]))
+            else:
+                row.last_at, row.count, row.reason = now, row.count + 1, hit.reason[:500]
+
+    def _message_row(self, parsed: ParsedMessage, source: str, now: datetime, *, disposition: str,
+                     rule: str | None = None) -> Message:
+        return Message(
+            message_id=parsed.message_id, content_hash=parsed.content_hash, direction="in",
+            disposition=disposition, rule=rule, from_addr=parsed.from_addr, from_name=parsed.from_name,
+            to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.body,
+            body_full=parsed.body_full, in_reply_to=parsed.in_reply_to, references=parsed.references,
+            received_at=now, source=source, notes=parsed.notes, raw=parsed.raw,
+        )
+
+    def _quarantine(self, session: Session, mail: RawMail, reason: str, shunt: bool) -> IngestResult:
+        if not shunt:
+            return IngestResult("quarantined", "", detail=reason)
+        item = QuarantineItem(received_at=self.clock.now(), source=mail.source, reason=reason[:2000],
+                              status="held", raw=mail.raw)
+        session.add(item)
+        session.flush()
+        return IngestResult("quarantined", "", detail=f"#{item.id} {reason}")
+

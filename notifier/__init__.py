@@ -1,0 +1,1 @@
+"""Mail out: rendering (jinja2 -> text+HTML MIME), the durable outbox, transports, escalations, digests."""

@@ -1,0 +1,96 @@
+"""Render mail templates addressed by key (``ack``, ``escalation``, ``status_daily``).
+
+Why ``StrictUndefined`` and a start-up check: a typo in a template must fail when the
+service starts, not as a blank line in a P1 escalation at 3 a.m.  Each key has a
+``<key>.txt.j2`` and optionally ``<key>.html.j2`` (autoescaped); the subject is the
+first line of the text template, prefixed ``Subject:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+class TemplateProblem(Exception):
+    """A template is missing or broken; the message names the template file to fix."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+class Renderer:
+    def __init__(self, override_dir: Path | None = None) -> None:
+        loaders = [FileSystemLoader(str(override_dir))] if override_dir else []
+        loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        self.env = Environment(
+            loader=ChoiceLoader(loaders),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["when"] = _format_when
+
+    def check(self, keys: tuple[str, ...]) -> None:
+        """Compile every template now so a syntax error stops the start, naming the file."""
+        for key in keys:
+            for name in (f"{key}.txt.j2", f"{key}.html.j2"):
+                try:
+                    self.env.get_template(name)
+                except TemplateNotFound:
+                    if name.endswith(".txt.j2"):
+                        raise TemplateProblem(f"template {name} not found; add it to the templates folder") from None
+                except TemplateError as exc:
+                    raise TemplateProblem(f"template {name}: {exc}; fix the template") from None
+
+    def render(self, key: str, **context: Any) -> Rendered:
+        try:
+            text = self.env.get_template(f"{key}.txt.j2").render(**context)
+            html = self._render_optional(f"{key}.html.j2", context)
+        except TemplateError as exc:
+            raise TemplateProblem(f"template {key}: {exc}; fix the template or its data") from None
+        first, _, body = text.partition("\n")
+        if not first.startswith("Subject:"):
+            raise TemplateProblem(f"template {key}.txt.j2 must start with a 'Subject:' line")
+        return Rendered(subject=first[len("Subject:"):].strip(), text=body.lstrip("\n"), html=html)
+
+    def render_page(self, name: str, **context: Any) -> str:
+        """Render a whole page (the dashboard) rather than a mail."""
+        try:
+            return self.env.get_template(name).render(**context)
+        except TemplateError as exc:
+            raise TemplateProblem(f"template {name}: {exc}; fix the template or its data") from None
+
+    def _render_optional(self, name: str, context: dict[str, Any]) -> str | None:
+        try:
+            template = self.env.get_template(name)
+        except TemplateNotFound:
+            return None
+        return template.render(**context)
+
+
+def _format_when(value: Any, tz: Any = None, fmt: str = "%a %d %b %Y %H:%M %Z") -> str:
+    if value is None:
+        return "—"
+    if tz is not None:
+        value = value.astimezone(tz)
+    return value.strftime(fmt)

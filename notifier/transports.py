@@ -1,0 +1,143 @@
+"""Where rendered mail goes: an SMTP relay, or a local Maildir (the embedded default).
+
+Why one interface: the outbox worker must not care; it opens a transport for a
+batch, sends bytes, and learns from the exception type whether to retry
+(``TransientFailure``) or give up (``PermanentFailure``).
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from config import SmtpOutSettings
+
+log = logging.getLogger("hypercare.transport")
+
+
+class TransientFailure(Exception):
+    """Try again later: 4xx, connection refused or dropped, timeout."""
+
+
+class PermanentFailure(Exception):
+    """Never retry: the server answered 5xx; the message is its answer."""
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class MaildirTransport:
+    """Writes each message into a Maildir (``new/``), as a local mail client would find it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self) -> None:
+        self._box = mailbox.Maildir(str(self.path), create=True)
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        try:
+            self._box.add(data)
+        except OSError as exc:
+            raise TransientFailure(f"maildir {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self._box = None  # type: ignore[assignment]
+
+
+class SmtpTransport:
+    """An SMTP relay, one connection reused for a whole batch."""
+
+    def __init__(self, settings: SmtpOutSettings, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+        self._smtp: smtplib.SMTP | None = None
+
+    def open(self) -> None:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                if s.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+            if s.username:
+                smtp.login(s.username, self.environ.get(s.password_env, "") if s.password_env else "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentFailure(f"relay {s.host}:{s.port} refused login: {_answer(exc)}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(exc.smtp_code, _answer(exc)) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientFailure(f"relay {s.host}:{s.port} unreachable: {exc}") from None
+        self._smtp = smtp
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+        if self._smtp is None:
+            self.open()
+        assert self._smtp is not None
+        try:
+            refused = self._smtp.sendmail(sender, list(recipients), data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(f"{rcpt}: {code} {msg.decode(errors='replace')}"
+                               for rcpt, (code, msg) in exc.recipients.items())
+            self._reset()
+            raise (TransientFailure if all(400 <= c < 500 for c in codes) else PermanentFailure)(detail) from None
+        except smtplib.SMTPResponseException as exc:
+            self._reset()
+            raise _classify(exc.smtp_code, _answer(exc)) from None
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise TransientFailure(f"connection lost: {exc}") from None
+        if refused:
+            # Some recipients were accepted: the mail is sent; the refused ones are logged.
+            log.warning(f"relay refused some recipients: {refused}")
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        self._smtp = None
+
+    def _reset(self) -> None:
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            except OSError:
+                pass
+        self._smtp = None
+
+
+def transport_for(settings: SmtpOutSettings, maildir: Path) -> Transport:
+    """SMTP when ``[smtp_out] host`` is set, else the Maildir."""
+    return SmtpTransport(settings) if settings.host else MaildirTransport(maildir)
+
+
+def _answer(exc: smtplib.SMTPResponseException) -> str:
+    message = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+    return f"{exc.smtp_code} {message}"
+
+
+def _classify(code: int, answer: str) -> Exception:
+    return PermanentFailure(answer) if code >= 500 else TransientFailure(answer)

@@ -1,0 +1,185 @@
+"""``hypercare``: the command line, and the daemon behind ``hypercare run``.
+
+Why the shape: every command is registered by its room (``tickets.commands``,
+``intake.commands`` ...) into one parser built here; every user-caused error is one
+of ``USER_ERRORS`` and ends as one line and exit 2; the daemon is the SMTP receiver
+plus a ``schedule.Scheduler`` whose beat is exactly ``hypercare tick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import classifier.commands
+import schedule
+
+import intake.commands
+import notifier.commands
+import tickets.commands
+from app import App
+from classifier import RuleFileError
+from config import ConfigError, find_config_path, load_config
+from intake.commands import UnknownQuarantineItem
+from intake.smtp_receiver import PortInUse, SmtpReceiver
+from intake.sources import SourceError
+from notifier.commands import UnknownOutboxItem
+from notifier.render import TemplateProblem
+from tickets.clock import Clock, OffsetClock, SystemClock, parse_instant
+from tickets.commands import UnknownTicket
+from tickets.sla import SlaConfigError
+from tickets.store import DatabaseUnavailable
+
+log = logging.getLogger("hypercare")
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, RuleFileError, TemplateProblem, PortInUse, SourceError, DatabaseUnavailable, SlaConfigError,
+    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem,
+)
+
+COMMAND_ROOMS = (tickets.commands, intake.commands, classifier.commands, notifier.commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="config file (default: $HYPERCARE_CONFIG, ./hypercare.toml, embedded defaults)")
+    common.add_argument("--now", metavar="ISO-8601", default=argparse.SUPPRESS,
+                        help="pretend the current time is this (rehearse SLA and digests)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug lines")
+    parser = argparse.ArgumentParser(prog="hypercare", parents=[common],
+                                     description="Hypercare Desk: email-driven support for CRM go-live hypercare")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for room in COMMAND_ROOMS:
+        room.register(sub, common)
+    p = sub.add_parser("run", parents=[common], help="the service: SMTP intake, outbox, periodic jobs")
+    p.set_defaults(handler=cmd_run)
+    p = sub.add_parser("tick", parents=[common], help="run every periodic job once and exit (cron)")
+    p.set_defaults(handler=cmd_tick)
+    p = sub.add_parser("demo", parents=[common], help="a walk-through: sample mails through the real intake")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        app = make_app(args, daemon=args.handler is cmd_run)
+        return int(args.handler(app, args) or 0)
+    except USER_ERRORS as exc:
+        print(f"hypercare: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def make_app(args: argparse.Namespace, daemon: bool = False) -> App:
+    config = load_config(find_config_path(getattr(args, "config", None)))
+    clock: Clock = SystemClock()
+    if getattr(args, "now", None):
+        try:
+            start = parse_instant(args.now)
+        except ValueError:
+            raise ConfigError(f"--now {args.now!r}: expected ISO-8601 like 2026-11-23T09:00:00+01:00") from None
+        # The daemon's time moves on from --now; one-shot commands see exactly --now.
+        from tickets.clock import FrozenClock
+
+        clock = OffsetClock(start) if daemon else FrozenClock(start)
+    return App(config, clock)
+
+
+# --- periodic jobs ------------------------------------------------------------------------------
+
+
+def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
+    """What one beat does, in order: the same list drives ``tick`` and the daemon's scheduler."""
+
+    def flush_outbox() -> str:
+        report = app.outbox.flush(app.transport())
+        return f"sent {report.sent}, retry {report.retried}, dead {report.dead}"
+
+    return [("outbox", flush_outbox)]
+
+
+def cmd_tick(app: App, args: argparse.Namespace) -> int:
+    for name, job in periodic_jobs(app):
+        print(f"{name}: {job()}", file=app.out)
+    return 0
+
+
+class Daemon:
+    """The SMTP receiver in its thread, and the scheduler loop in the main thread."""
+
+    def __init__(self, app: App, beat_seconds: float = 2.0) -> None:
+        self.app = app
+        self.stop_event = threading.Event()
+        self.receiver: SmtpReceiver | None = None
+        self.scheduler = schedule.Scheduler()
+        self.beat_seconds = beat_seconds
+
+    def start(self) -> None:
+        app = self.app
+        app.store  # noqa: B018 - create or migrate the schema before accepting mail
+        app.pipeline  # noqa: B018 - compile rules and templates now: fail at start, not on first mail
+        if app.config.smtp_in.enabled:
+            self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
+            self.receiver.start()
+        for name, job in periodic_jobs(app):
+            self.scheduler.every(self.beat_seconds).seconds.do(self._guarded, name, job)
+
+    def serve_forever(self) -> None:
+        while not self.stop_event.is_set():
+            self.scheduler.run_pending()
+            self.stop_event.wait(0.2)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
+
+    def _guarded(self, name: str, job: Callable[[], str]) -> None:
+        """One failing job (relay down, mailbox unreachable) never stops the others."""
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - logged with its traceback, the daemon carries on
+            log.exception(f"periodic job {name} failed")
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    daemon = Daemon(app)
+    daemon.start()
+    cfg = app.config
+    print(f"hypercare running: SMTP intake {cfg.smtp_in.host}:{cfg.smtp_in.port} for {cfg.support.address}, "
+          f"database {app.store.safe_url}; Ctrl-C to stop", file=app.out, flush=True)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        daemon.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        daemon.serve_forever()
+    finally:
+        daemon.stop()
+        print("hypercare stopped", file=app.out, flush=True)
+    return 0
+
+
+def cmd_demo(app: App, args: argparse.Namespace) -> int:
+    from demo import run_demo
+
+    return run_demo(app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The outbox: Maildir and SMTP transports, idempotency, crash recovery, failures."""
+
+from __future__ import annotations
+
+import mailbox
+
+from mailkit import make_mail, parse
+from sqlalchemy import select
+
+from config import Config, SmtpOutSettings
+from notifier.transports import MaildirTransport, SmtpTransport
+from tickets.models import OutboxItem
+
+
+def _relay_config(tmp_path, relay) -> Config:  # type: ignore[no-untyped-def]
+    return Config(base_dir=tmp_path, smtp_out=SmtpOutSettings(host="127.0.0.1", port=relay.port, timeout=5))
+
+
+def test_acknowledgement_lands_in_maildir_with_threading_headers(make_app, tmp_path):
+    app = make_app()
+    app.pipeline.ingest(make_mail(message_id="req1@customer.example"))
+    report = app.outbox.flush(app.transport())
+    assert report.sent == 1
+    box = mailbox.Maildir(str(tmp_path / "var" / "outbox"), create=False)
+    [raw] = [box.get_bytes(k) for k in box.iterkeys()]
+    msg = parse(raw)
+    assert msg["Subject"].startswith("[HC-1] ")
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Hypercare-Loop"] == "support@localhost"
+    assert msg["In-Reply-To"] == "<req1@customer.example>"
+    assert msg["Message-ID"].startswith("<hc.ack.") and msg["Message-ID"].endswith("@localhost>")
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "HC-1" in text and "First response" in text and "reply" in text.lower()
+    assert "<strong>HC-1</strong>" in html
+
+
+def test_ack_states_severity_promise_and_role(make_app):
+    app = make_app()
+    app.pipeline.ingest(make_mail(subject="Typo on the account page",
+                                  body="The label says Adress instead of Address. Cosmetic, workaround exists."))
+    with app.store.session() as s:
+        mime = s.scalar(select(OutboxItem)).mime
+    text = parse(mime).get_body(("plain",)).get_content()
+    assert "P3 Minor" in text and "1 business day" in text and "CRM admin" in text, text
+
+
+def test_html_part_escapes_what_the_user_wrote(make_app):
+    app = make_app()
+    app.pipeline.ingest(make_mail(subject="<script>alert(1)</script> broken"))
+    with app.store.session() as s:
+        mime = s.scalar(select(OutboxItem)).mime
+    html = parse(mime).get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_smtp_transport_delivers_to_real_relay_over_one_connection(make_app, tmp_path, relay):
+    app = make_app(_relay_config(tmp_path, relay))
+    for i in range(3):
+        app.pipeline.ingest(make_mail(message_id=f"s{i}@x", sender=f"user{i}@customer.example"))
+    report = app.outbox.flush(app.transport())
+    assert report.sent == 3
+    assert sorted(d.recipients[0] for d in relay.deliveries) == [f"user{i}@customer.example" for i in range(3)]
+    assert relay.handler.connections == 1
+    assert all(d.sender == "support@localhost" for d in relay.deliveries)
+
+
+def test_crash_between_enqueue_and_send_loses_nothing_and_restart_sends_once(make_app, tmp_path, relay, clock):
+    app = make_app(_relay_config(tmp_path, relay))
+    app.pipeline.ingest(make_mail())
+    claimed = app.outbox.claim_due(10)  # the worker claims, then "crashes" before sending
+    assert len(claimed) == 1
+    assert app.outbox.flush(app.transport()).sent == 0  # still claimed by the dead worker
+    clock.advance(minutes=6)  # the claim expires
+    restarted = make_app(_relay_config(tmp_path, relay))
+    assert restarted.outbox.flush(restarted.transport()).sent == 1
+    assert restarted.outbox.flush(restarted.transport()).sent == 0
+    assert len(relay.deliveries) == 1
+
+
+def test_temporary_failure_retries_later_permanent_goes_dead(make_app, tmp_path, relay, clock):
+    app = make_app(_relay_config(tmp_path, relay))
+    app.pipeline.ingest(make_mail(message_id="t@x", sender="t@customer.example"))
+    app.pipeline.ingest(make_mail(message_id="p@x", sender="p@customer.example"))
+    relay.handler.faults.extend(["451 4.3.0 try later", "550 5.1.1 no such user"])
+    report = app.outbox.flush(app.transport())
+    assert (report.sent, report.retried, report.dead) == (0, 1, 1)
+    with app.store.session() as s:
+        items = {i.recipients[0]: i for i in s.scalars(select(OutboxItem))}
+    assert items["t@customer.example"].status == "pending" and "451" in items["t@customer.example"].last_error
+    assert items["p@customer.example"].status == "dead" and "550" in items["p@customer.example"].last_error
+    assert app.outbox.flush(app.transport()).sent == 0  # not due yet: backoff
+    clock.advance(hours=1)
+    assert app.outbox.flush(app.transport()).sent == 1
+    assert [d.recipients for d in relay.deliveries] == [["t@customer.example"]]
+
+
+def test_relay_down_keeps_mail_pending(make_app, tmp_path):
+    from mailkit import free_port
+
+    cfg = Config(base_dir=tmp_path, smtp_out=SmtpOutSettings(host="127.0.0.1", port=free_port(), timeout=2))
+    app = make_app(cfg)
+    app.pipeline.ingest(make_mail())
+    report = app.outbox.flush(app.transport())
+    assert report.retried == 1 and report.sent == 0
+    with app.store.session() as s:
+        assert s.scalar(select(OutboxItem.status)) == "pending"
+
+
+def test_transports_share_one_interface(tmp_path, relay):
+    data = make_mail()
+    maildir = MaildirTransport(tmp_path / "md")
+    smtp = SmtpTransport(SmtpOutSettings(host="127.0.0.1", port=relay.port))
+    for transport in (maildir, smtp):
+        transport.open()
+        transport.send("support@localhost", ["a@customer.example"], data)
+        transport.close()
+    assert len(mailbox.Maildir(str(tmp_path / "md"))) == 1 and len(relay.deliveries) == 1
+
+
+def test_header_injection_in_subject_is_neutralised(make_app, tmp_path):
+    app = make_app()
+    app.pipeline.ingest(make_mail(subject="Help"))
+    from notifier.mime import OutgoingMail, build_mime
+
+    mail = OutgoingMail(kind="ack", to=["a@b.example"], subject="Hi\r\nBcc: victim@evil.example", text="x")
+    msg = build_mime(mail, sender_address="support@localhost", sender_name="Desk\nBcc: x@evil.example",
+                     message_id="hc.t@localhost", date=app.clock.now())
+    raw = msg.as_bytes()
+    assert b"\nBcc:" not in raw and parse(raw)["Bcc"] is None

@@ -1,0 +1,133 @@
+"""The real aiosmtpd intake, end to end, and the daemon that hosts it."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mailkit import free_port, make_mail, parse
+from sqlalchemy import select
+
+from config import SmtpInSettings
+from intake.smtp_receiver import PortInUse, SmtpReceiver, check_port_free
+from tickets.models import Ticket
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def receiver(make_app):  # type: ignore[no-untyped-def]
+    app = make_app()
+    rx = SmtpReceiver(app.pipeline, app.config.support, SmtpInSettings(host="127.0.0.1", port=free_port()))
+    rx.start()
+    yield app, rx
+    rx.stop()
+
+
+def test_mail_sent_with_smtplib_becomes_ticket_and_ack_within_a_second(receiver, tmp_path):
+    app, rx = receiver
+    started = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", rx.port) as smtp:
+        code, answer = smtp.docmd("NOOP")
+        smtp.sendmail("maria@customer.example", ["support@localhost"], make_mail())
+    with app.store.session() as s:
+        ticket = s.scalar(select(Ticket))
+        assert ticket is not None and ticket.key == "HC-1"  # stored before the 250 was given
+    assert app.outbox.flush(app.transport()).sent == 1
+    assert time.monotonic() - started < 1.0
+    box = mailbox.Maildir(str(tmp_path / "var" / "outbox"), create=False)
+    [ack] = [parse(box.get_bytes(k)) for k in box.iterkeys()]
+    assert ack["To"] == "maria@customer.example" and "[HC-1]" in ack["Subject"]
+
+
+def test_plus_address_accepted_other_recipients_refused_550(receiver):
+    _app, rx = receiver
+    with smtplib.SMTP("127.0.0.1", rx.port) as smtp:
+        smtp.ehlo()
+        smtp.mail("a@customer.example")
+        assert smtp.rcpt("support+HC-1@localhost")[0] == 250
+        assert smtp.rcpt("SUPPORT@LOCALHOST")[0] == 250
+        code, _ = smtp.rcpt("someone@localhost")
+        assert code == 550
+        code, _ = smtp.rcpt("support@elsewhere.example")
+        assert code == 550
+
+
+def test_database_unavailable_answers_451_so_the_sender_retries(receiver, monkeypatch):
+    app, rx = receiver
+    from intake.pipeline import IngestUnavailable
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise IngestUnavailable("database unavailable: disk I/O error")
+
+    monkeypatch.setattr(app.pipeline, "ingest", down)
+    with smtplib.SMTP("127.0.0.1", rx.port) as smtp, pytest.raises(smtplib.SMTPDataError) as info:
+        smtp.sendmail("a@customer.example", ["support@localhost"], make_mail())
+    assert info.value.smtp_code == 451
+
+
+def test_port_in_use_is_one_clear_line():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(PortInUse, match=rf"127.0.0.1:{port} is already in use; .*\[smtp_in\] port"):
+            check_port_free("127.0.0.1", port, "[smtp_in] port")
+
+
+def _write_config(tmp_path: Path, smtp_port: int, dash_port: int) -> None:
+    (tmp_path / "hypercare.toml").write_text(
+        f"[smtp_in]\nport = {smtp_port}\n[dashboard]\nport = {dash_port}\n")
+
+
+def test_daemon_starts_receives_mail_and_stops_on_sigterm(tmp_path):
+    smtp_port = free_port()
+    _write_config(tmp_path, smtp_port, free_port())
+    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline().decode()
+        assert "hypercare running" in line, proc.stderr.read().decode() if proc.poll() is not None else line
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            smtp.sendmail("maria@customer.example", ["support@localhost"], make_mail(message_id="d1@x"))
+        deadline = time.monotonic() + 10
+        outbox = tmp_path / "var" / "outbox" / "new"
+        while time.monotonic() < deadline and not (outbox.is_dir() and any(outbox.iterdir())):
+            time.sleep(0.1)  # waiting for the daemon's outbox beat, not for an SLA
+        assert outbox.is_dir() and len(list(outbox.iterdir())) == 1
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - stopped_at < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    listing = subprocess.run([sys.executable, str(ROOT / "service.py"), "tickets", "--json"], cwd=tmp_path,
+                             capture_output=True, env=env, check=True)
+    assert [t["key"] for t in json.loads(listing.stdout)] == ["HC-1"]
+
+
+def test_daemon_refuses_a_busy_port_with_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        _write_config(tmp_path, sock.getsockname()[1], free_port())
+        env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
+        result = subprocess.run([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
+                                capture_output=True, timeout=60)
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and "already in use" in err[-1] and "Traceback" not in result.stderr.decode()

@@ -1,0 +1,63 @@
+"""Small operations on tickets that every room performs the same way.
+
+Why one place: an audit event must accompany every change, and the ticket key
+format is a user contract (``HC-<n>``); writing these twice is how they drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tickets.models import Event, Participant, Ticket
+from tickets.store import next_number
+
+
+def ticket_key(prefix: str, number: int) -> str:
+    return f"{prefix}-{number}"
+
+
+def allocate_key(session: Session, prefix: str) -> tuple[int, str]:
+    number = next_number(session, f"ticket:{prefix}")
+    return number, ticket_key(prefix, number)
+
+
+def record_event(
+    session: Session,
+    ticket: Ticket,
+    kind: str,
+    at: datetime,
+    *,
+    actor: str = "system",
+    detail: str = "",
+    data: dict[str, Any] | None = None,
+    message_row_id: int | None = None,
+) -> Event:
+    event = Event(ticket=ticket, kind=kind, at=at, actor=actor, detail=detail, data=data or {},
+                  message_id=message_row_id)
+    session.add(event)
+    ticket.updated_at = at
+    return event
+
+
+def add_participant(session: Session, ticket: Ticket, email: str, kind: str) -> None:
+    email = email.lower()
+    if not email:
+        return
+    if any(p.email == email for p in ticket.participants):
+        return
+    participant = Participant(email=email, kind=kind)
+    ticket.participants.append(participant)
+    session.add(participant)
+
+
+def is_participant(ticket: Ticket, email: str) -> bool:
+    email = email.lower()
+    return any(p.email == email for p in ticket.participants)
+
+
+def find_by_key(session: Session, key: str) -> Ticket | None:
+    return session.scalar(select(Ticket).where(Ticket.key == key.upper()))

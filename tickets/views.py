@@ -1,0 +1,87 @@
+"""The JSON shapes of the contract (``tickets --json``, ``show --json``, ``/api/tickets``).
+
+Why one module: the CLI, the dashboard and exports must print the same shape, or
+scripts that read one break on the other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tickets.models import Message, Ticket
+
+
+def iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
+    return {
+        "key": ticket.key,
+        "subject": ticket.subject,
+        "reporter": ticket.reporter,
+        "severity": ticket.severity,
+        "role": ticket.role,
+        "status": ticket.status,
+        "assignee": ticket.assignee,
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "response_due": iso(ticket.response_due),
+        "first_response_at": iso(ticket.first_response_at),
+        "response_met": ticket.response_met,
+        "resolution_due": iso(ticket.resolution_due),
+        "resolved_at": iso(ticket.resolved_at),
+        "message_count": message_count,
+        "rules": [hit.get("name") for hit in ticket.classification or []],
+    }
+
+
+def ticket_detail(ticket: Ticket) -> dict[str, Any]:
+    data = ticket_summary(ticket, len(ticket.messages))
+    data["classification"] = ticket.classification
+    data["resolution"] = ticket.resolution
+    data["participants"] = [{"email": p.email, "kind": p.kind} for p in ticket.participants]
+    data["messages"] = [
+        {
+            "message_id": m.message_id,
+            "from": m.from_addr,
+            "from_name": m.from_name,
+            "direction": m.direction,
+            "subject": m.subject,
+            "body": m.body,
+            "received_at": iso(m.received_at),
+            "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
+                 "stored": a.stored}
+                for a in m.attachments
+            ],
+        }
+        for m in ticket.messages
+    ]
+    data["events"] = [
+        {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail, "data": e.data}
+        for e in ticket.events
+    ]
+    return data
+
+
+def list_tickets(session: Session, *, status: str | None = None, severity: str | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+    counts = (
+        select(Message.ticket_id, func.count(Message.id).label("n"))
+        .group_by(Message.ticket_id)
+        .subquery()
+    )
+    query = select(Ticket, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.ticket_id == Ticket.id)
+    if status:
+        query = query.where(Ticket.status == status)
+    if severity:
+        query = query.where(Ticket.severity == severity.upper())
+    query = query.order_by(Ticket.number)
+    if limit:
+        query = query.limit(limit)
+    return [ticket_summary(ticket, count) for ticket, count in session.execute(query)]
