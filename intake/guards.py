@@ -60,7 +60,8 @@ BOUNCE_SUBJECT = re.compile(
     r"warning: could not send|mail system error|permanent (?:delivery )?error|bounced? mail|"
     r"message (?:delivery )?(?:has )?failed|unzustellbar|nicht zustellbar|non remis|non distribuable|"
     r"mensaje no entregado|no se ha podido entregar|impossibile recapitare|onbestelbaar|"
-    r"niedostarczon|не доставлен|недоставлен|配信不能|未送达|退信|\W*delivery failure)",
+    r"(?:mail )?delivery (?:status )?warning|niedostarczon|не доставлен|недоставлен|配信不能|"
+    r"メールエラー|未送达|退信|\W*delivery failure)",
     re.I,
 )
 OOO_SUBJECT = re.compile(
@@ -71,23 +72,40 @@ OOO_SUBJECT = re.compile(
     r"fuera de la oficina|risposta automatica|fuori (?:sede|ufficio)|automatisch antwoord|afwezig|"
     r"resposta autom[áa]tica|fora do escrit[óo]rio|aus[êe]ncia tempor[áa]ria|automatyczna odpowied|"
     r"nieobecno|autosvar|fr[åa]nvaro|frav[æa]r|ikke p[åa] kontoret|automaattinen vastaus|"
-    r"автоответ|автоматический ответ|自動応答|自動返信|不在|自动回复|自動回覆",
+    r"автоответ|автоматический ответ|自動応答|自動返信|不在|自动回复|自動回覆|automātiskā atbilde|"
+    r"automatiska atbilde|[āa]rpus biroja|automatinis atsakymas|automaatne vastus|"
+    r"automatick[áa] odpov[ěe]ď|automatikus v[áa]lasz|otomatik (?:yan[ıi]t|cevap)",
     re.I,
 )
-_DAEMON_LOCALS = re.compile(r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|mdaemon)\b", re.I)
+_DAEMON_LOCALS = re.compile(r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_]?master|mdaemon)\b", re.I)
 _DAEMON_NAMES = re.compile(r"^\s*(?:mail delivery (?:sub)?system|mailer[-_ ]daemon|mail administrator|"
                            r"postmaster|delivery status notification)\b", re.I)
 _ADDR = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
 _TEXT_RECIPIENT = (
     re.compile(rf"^[ \t]*(?:final|original)-recipient:[ \t]*(?:rfc822;)?[ \t]*<?({_ADDR})", re.I | re.M),
     re.compile(rf"^[ \t]*<({_ADDR})>:?[ \t]*$|^<({_ADDR})>:", re.M),  # qmail, Postfix
-    re.compile(rf"(?:following (?:address(?:es)?|recipients?)[^\n]*(?:failed|delivered)[^\n]*:?\s*\n\s*)"
-               rf"<?({_ADDR})>?", re.I),  # Exim, Exchange
+    re.compile(rf"following (?:e-?mail )?(?:address(?:es)?|recipients?)(?:\(s\))?[^\n]*\n[\s>]*"
+               rf"(?:[^\n]*?SMTP=)?<?({_ADDR})>?", re.I),  # Exim, Exchange, MDaemon
     re.compile(rf"(?:could not be delivered to|delivery to the following recipients? failed[^\n]*|"
                rf"failed recipients?:?|unknown (?:user|recipient)|user unknown|no such user|"
-               rf"undeliverable to|recipient address rejected)[:\s]*<?({_ADDR})>?", re.I),
+               rf"undeliverable to|recipient address rejected|delivery failed \d+ attempts|"
+               rf"invalid final delivery userid|addressed to|mailbox unavailable)"
+               rf"[:\s'\"]*<?({_ADDR})>?", re.I),
 )
 _FAILED_ACTIONS = ("failed", "")
+# Phrases only mail systems write at the top of a bounce; searched before any forward/quote marker.
+BOUNCE_TEXT = re.compile(
+    r"this is the (?:qmail-send|mail delivery) program|created automatically by mail delivery software|"
+    r"message could not be delivered to|could not be delivered to the following|"
+    r"delivery to the following recipients? (?:failed|has been delayed)|"
+    r"i'?m sorry to (?:have to )?inform you that (?:your|the) message|undeliverable message|"
+    r"has been postponed due to|permanent fatal errors?|n'a pas pu [eê]tre d[ée]livr[ée]|"
+    r"\"notificationType\\?\"\s*:\s*\\?\"(?:Bounce|Complaint|Delivery)\\?\"",
+    re.I | re.M,
+)
+_FORWARD_MARK = re.compile(r"^(?:-{2,}.{0,30}(?:forward|original|weitergeleitet|message d'origine)|>)",
+                           re.I | re.M)
+_SES_RECIPIENT = re.compile(rf'"emailAddress\\?"\s*:\s*\\?"({_ADDR})')
 
 
 def has_part(parsed: ParsedMessage, *content_types: str) -> bool:
@@ -149,6 +167,8 @@ def failed_recipients(parsed: ParsedMessage) -> list[str]:
     found += re.findall(_ADDR, parsed.header("X-Failed-Recipients"))
     if not found:
         text = parsed.body_full[:20000]
+        if re.search(r'"notificationType\\?"\s*:\s*\\?"Bounce', text):  # Amazon SES JSON
+            found += _SES_RECIPIENT.findall(text)
         for pattern in _TEXT_RECIPIENT:
             for match in pattern.finditer(text):
                 found += [g for g in match.groups() if g]
@@ -195,6 +215,8 @@ class FeedbackReport(Guard):
             return self.hit("ARF feedback report")
         if parsed.header("Feedback-Type") or parsed.header("X-HmXmrOriginalRecipient"):
             return self.hit("feedback-loop report header")
+        if re.match(r"\s*complaint about message from\b", parsed.subject, re.I):
+            return self.hit("Hotmail/Outlook.com JMRP complaint")  # report attached as plain message/rfc822
         return None
 
 
@@ -243,6 +265,21 @@ class BounceSubject(Guard):
             return self.hit(f"bounce subject {parsed.subject[:80]!r}", _bounced(parsed, ctx))
         if parsed.header("X-Failed-Recipients"):
             return self.hit("X-Failed-Recipients header", _bounced(parsed, ctx))
+        return None
+
+
+class BounceText(Guard):
+    name = "bounce_text"
+    description = "body opens with mail-system bounce wording (qmail, Exim, Exchange) or Amazon SES JSON"
+
+    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
+        if re.match(r"\s*(?:fwd?|wg|tr|rv|i)\s*:", parsed.subject, re.I):
+            return None  # someone forwarding a bounce to us wants an answer
+        head = parsed.body_full[:3000]
+        mark = _FORWARD_MARK.search(head)
+        match = BOUNCE_TEXT.search(head[: mark.start()] if mark else head)
+        if match:
+            return self.hit(f"bounce wording {match.group(0)[:60]!r}", _bounced(parsed, ctx))
         return None
 
 
@@ -302,7 +339,8 @@ class MailingList(Guard):
     description = "mailing list or newsletter traffic (List-Id, List-Unsubscribe)"
 
     def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
-        for name in ("List-Id", "List-Unsubscribe"):
+        for name in ("List-Id", "List-Unsubscribe", "List-Post", "List-Subscribe", "X-Mailing-List",
+                     "X-MLServer", "Mailing-List"):
             if parsed.header(name).strip():
                 return self.hit(f"{name} header present")
         return None
@@ -369,6 +407,7 @@ REGISTRY = GuardRegistry((
     ReadReceipt(),
     BounceSender(),
     BounceSubject(),
+    BounceText(),
     AutoSubmitted(),
     AutoReplyHeaders(),
     OutOfOfficeSubject(),
