@@ -22,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from intake.guards import GuardContext, GuardHit, first_hit
-from intake.message import ParsedMessage, UnparseableMessage
+from intake.attachments import AttachmentStore
+from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 from intake.opening import TicketOpener
 from intake.parse import parse_message
 from intake.replies import ReplyHandler
 from intake.threading import find_thread
 from tickets.clock import Clock
-from tickets.models import BouncingRecipient, Message, QuarantineItem, Ticket
+from tickets.models import Attachment, BouncingRecipient, Message, QuarantineItem, Ticket
 from tickets.store import Store
 
 log = logging.getLogger("hypercare.intake")
@@ -75,6 +76,7 @@ class IngestPipeline:
         self.clock = clock
         self.tickets = tickets
         self.replies = replies
+        self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
                *, shunt: bool = True) -> IngestResult:
@@ -178,13 +180,25 @@ class IngestPipeline:
 
     def _message_row(self, parsed: ParsedMessage, source: str, now: datetime, *, disposition: str,
                      rule: str | None = None) -> Message:
-        return Message(
+        message = Message(
             message_id=parsed.message_id, content_hash=parsed.content_hash, direction="in",
             disposition=disposition, rule=rule, from_addr=parsed.from_addr, from_name=parsed.from_name,
             to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.body,
             body_full=parsed.body_full, in_reply_to=parsed.in_reply_to, references=parsed.references,
             received_at=now, source=source, notes=parsed.notes, raw=parsed.raw,
         )
+        if disposition != "ignored":
+            message.attachments = [self._attachment(a) for a in parsed.attachments]
+        return message
+
+    def _attachment(self, attachment: ParsedAttachment) -> Attachment:
+        """Content-addressed on disk (written before commit; an orphan file on rollback is harmless)."""
+        stored = "omitted"
+        if attachment.payload is not None:
+            self.attachments.put(attachment.payload, attachment.sha256)
+            stored = "file"
+        return Attachment(filename=attachment.filename[:255], content_type=attachment.content_type[:255],
+                          size=attachment.size, sha256=attachment.sha256, stored=stored)
 
     def _quarantine(self, session: Session, mail: RawMail, reason: str, shunt: bool) -> IngestResult:
         if not shunt:

@@ -150,3 +150,31 @@ def test_every_change_is_an_audit_event(make_app, db_url):
     with app.store.session() as s:
         kinds = list(s.scalars(select(Event.kind).order_by(Event.id)))
     assert kinds == ["created", "reply"]
+
+
+def test_attachments_are_recorded_and_stored_by_content(make_app, db_url, tmp_path):
+    import hashlib
+    from email.message import EmailMessage
+
+    from config import Config, IntakeSettings
+
+    app = make_app(Config(base_dir=tmp_path, intake=IntakeSettings(max_attachment_bytes=1000)))
+    app = make_app(app.config, db=db_url)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@customer.example", "support@localhost", "screenshot"
+    msg["Message-ID"] = "<att@x>"
+    msg.set_content("see attached")
+    small, big = b"PNGDATA" * 10, b"x" * 5000
+    msg.add_attachment(small, maintype="image", subtype="png", filename="../../etc/Screen shot.png")
+    msg.add_attachment(big, maintype="application", subtype="pdf", filename="big.pdf")
+    assert app.pipeline.ingest(msg.as_bytes()).action == "created"
+    from tickets.models import Attachment
+
+    with app.store.read() as s:
+        rows = {a.content_type: a for a in s.scalars(select(Attachment))}
+    png, pdf = rows["image/png"], rows["application/pdf"]
+    assert "/" not in png.filename and png.filename.endswith(".png") and png.stored == "file"
+    assert png.sha256 == hashlib.sha256(small).hexdigest() and png.size == len(small)
+    stored = tmp_path / "var" / "attachments" / png.sha256[:2] / png.sha256[2:4] / png.sha256
+    assert stored.read_bytes() == small
+    assert pdf.stored == "omitted" and pdf.size == 5000
