@@ -119,7 +119,11 @@ def cmd_tick(app: App, args: argparse.Namespace) -> int:
 class Daemon:
     """The SMTP receiver in its thread, and the scheduler loop in the main thread."""
 
-    def __init__(self, app: App, beat_seconds: float = 2.0) -> None:
+    # The outbox is looked at every second so an acknowledgement leaves within a second or two of the
+    # mail arriving; the other jobs (sweep, digests) need no more than one beat every 15 seconds.
+    FAST_JOBS = {"outbox": 1.0}
+
+    def __init__(self, app: App, beat_seconds: float = 15.0) -> None:
         self.app = app
         self.stop_event = threading.Event()
         self.receiver: SmtpReceiver | None = None
@@ -134,7 +138,8 @@ class Daemon:
             self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
             self.receiver.start()
         for name, job in periodic_jobs(app):
-            self.scheduler.every(self.beat_seconds).seconds.do(self._guarded, name, job)
+            every = self.FAST_JOBS.get(name, self.beat_seconds)
+            self.scheduler.every(every).seconds.do(self._guarded, name, job)
 
     def serve_forever(self) -> None:
         while not self.stop_event.is_set():

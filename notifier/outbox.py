@@ -94,17 +94,14 @@ class Outbox:
     def claim_due(self, limit: int) -> list[OutboxItem]:
         """Mark up to *limit* due rows as ``sending`` (ours for CLAIM_SECONDS) and return them."""
         now = self.clock.now()
+        is_due = ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now)) | (
+            (OutboxItem.status == "sending") & (OutboxItem.claimed_until < now))
+        with self.store.read() as session:
+            # A cheap look first: the daemon asks every second, and must not take the write lock for nothing.
+            if session.scalar(select(OutboxItem.id).where(is_due).limit(1)) is None:
+                return []
         with self.store.session() as session:
-            due = (
-                select(OutboxItem)
-                .where(
-                    ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now))
-                    | ((OutboxItem.status == "sending") & (OutboxItem.claimed_until < now))
-                )
-                .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-                .limit(limit)
-                .options()
-            )
+            due = select(OutboxItem).where(is_due).order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(limit)
             if self.store.dialect == "postgresql":
                 due = due.with_for_update(skip_locked=True)
             items = list(session.scalars(due))
