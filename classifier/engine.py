@@ -38,6 +38,8 @@ _REPLY_HEADER = re.compile(
     r"|(?:from|von|de) ?:[^\n]*\n[ \t]*(?:sent|date|gesendet|envoy\u00e9) ?:)",
     re.IGNORECASE | re.MULTILINE,
 )
+# "Re:"/"AW:"/"SV:" subjects repeat an earlier mail's subject: quoted history, not this mail's words.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|antw|sv|vs|ref|r\u00e9f)\s*(?:\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,10 @@ class Classifier:
     def context(self, facts: MailFacts) -> MatchContext:
         """Run the compiled matchers over the mail once; conditions read only this."""
         body = unquoted(facts.body)
+        subject = "" if _REPLY_SUBJECT.match(facts.subject) else facts.subject
         phrase_hits: dict[int, list[PhraseHit]] = {}
         regex_hits: dict[int, list[tuple[str, str, bool]]] = {}
-        for field, text in (("subject", facts.subject), ("body", body)):
+        for field, text in (("subject", subject), ("body", body)):
             if not text:
                 continue
             for hit in self._matcher.find(tokenize(text), field, self._negation):
