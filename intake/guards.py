@@ -53,7 +53,7 @@ class Guard:
 
 # Anchored at the start: a customer writing "Undeliverable campaign mails" is a ticket, not a bounce.
 BOUNCE_SUBJECT = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*|fwd?:\s*)?(?:undeliver(?:ed|able)\b|delivery status notification|"
+    r"^\s*(?:\[[^\]]*\]\s*)?(?:undeliver(?:ed|able)\b|delivery status notification|"
     r"delivery (?:notification|failure|report|has failed|problem)|mail delivery (?:failed|failure|system)|"
     r"returned mail\b|return(?:ed)? to sender|failure notice|non[- ]?delivery|nondeliverable|"
     r"(?:message|mail) (?:could )?not (?:be )?delivered|delivery failed|failed delivery|"

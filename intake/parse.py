@@ -43,6 +43,7 @@ _CHARSET_ALIASES = {
 _UNKNOWN_CHARSETS = {"", "x-unknown", "unknown", "unknown-8bit", "default", "x-user-defined", "charset"}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_UNQUOTED_NAME = re.compile(r"\b(?:file)?name\s*=\s*([^\";\s][^;\n]*)", re.I)
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
 
 
@@ -314,6 +315,15 @@ def _filename(part: Message, notes: list[str]) -> str:
             name = str(part.get_param("name", "", header="content-type") or "")
         except Exception:  # noqa: BLE001
             name = ""
+    for key, value in part.raw_items():
+        unquoted = _UNQUOTED_NAME.search(re.sub(r"\n[ \t]+", " ", str(value)))
+        if key.lower() not in ("content-disposition", "content-type") or not unquoted:
+            continue
+        # name=This is a.txt / name==?utf-8?B?...?= : the stdlib keeps only the first token
+        candidate = unquoted.group(1).strip()
+        if not name or candidate.startswith("=?") or (len(candidate) > len(name) and candidate.startswith(name)):
+            name = candidate
+            break
     return decode_text_header(str(name), notes) if name else ""
 
 
