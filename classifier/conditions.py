@@ -160,6 +160,7 @@ class Keywords(Condition):
         for hit in found:
             if not any(k.field == hit.field and k.start <= hit.start and hit.end <= k.end for k in kept):
                 kept.append(hit)
+        kept.sort(key=lambda h: (FIELDS.index(h.field), h.start))
         best: dict[str, tuple[float, str]] = {}
         for hit in kept:
             weight = self.weights[hit.field]

@@ -1,0 +1,171 @@
+"""CLI: ``hypercare classify`` and ``hypercare rules check|eval|replay``.
+
+Why these live with the classifier: they are the admin's tools to prove a rule file
+before it goes live, and they must classify exactly as ingest does.  The service's
+CLI only calls ``register``; each handler gets the composition root (``app``: config,
+clock, out, store, classifier) and returns the exit code: 0 done, 2 a mistake the user
+can fix, reported as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from classifier.engine import Classifier, rule_paths
+from classifier.evaluation import (
+    EvalError,
+    evaluate,
+    format_overrides,
+    format_replay,
+    format_report,
+    override_stats,
+    replay,
+)
+from classifier.mailfile import UnreadableMail, facts_from_bytes
+from classifier.rules import RuleFileError
+
+
+def register(subparsers: Any) -> None:
+    """Add ``classify`` and ``rules`` to the CLI's subparsers."""
+    classify = subparsers.add_parser(
+        "classify", help="dry run: severity, role and the rules that fired for .eml files",
+        description="Classify mail files without storing anything. Directories are read for *.eml.",
+    )
+    classify.add_argument("files", nargs="+", metavar="FILE", help=".eml file or folder of .eml files")
+    classify.add_argument("--json", action="store_true", help="one JSON object per file")
+    classify.set_defaults(handler=cmd_classify)
+
+    rules = subparsers.add_parser("rules", help="check, evaluate and replay classifier rules",
+                                  description="Prove a rule file before it goes live.")
+    sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,replay}")
+    sub.required = True
+    check = sub.add_parser("check", help="validate a rule file (default: the rules in force)")
+    check.add_argument("file", nargs="?", help="candidate rule file (combined with [rules] mode)")
+    check.set_defaults(handler=cmd_check)
+    ev = sub.add_parser("eval", help="score the rules on a labelled folder; --overrides: team changes",
+                        description="DIR holds .eml files and labels.csv (file,severity,role).")
+    ev.add_argument("dir", nargs="?", help="folder of .eml files with labels.csv")
+    ev.add_argument("--overrides", action="store_true", help="how often the team overrode each rule")
+    ev.add_argument("--rules", metavar="FILE", help="evaluate this candidate rule file instead")
+    ev.set_defaults(handler=cmd_eval)
+    rp = sub.add_parser("replay", help="re-classify stored tickets and list what would change")
+    rp.add_argument("--since", metavar="DATE", help="only tickets created on or after DATE (2026-11-23)")
+    rp.add_argument("--rules", metavar="FILE", help="candidate rule file (default: the rules in force)")
+    rp.set_defaults(handler=cmd_replay)
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 2
+
+
+def _classifier(app: Any, candidate: str | None) -> Classifier:
+    if candidate is None:
+        return app.classifier  # type: ignore[no-any-return]
+    return Classifier.from_config(app.config, Path(candidate))
+
+
+def _mail_files(arguments: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() == ".eml" and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{argument}: no such file or folder")
+    return files
+
+
+def cmd_classify(app: Any, args: argparse.Namespace) -> int:
+    try:
+        files = _mail_files(args.files)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    status = 0
+    limit = app.config.intake.max_attachment_bytes
+    for path in files:
+        try:
+            facts = facts_from_bytes(path.read_bytes(), app.clock.now(), limit)
+        except (UnreadableMail, OSError) as exc:
+            print(f"{path}: cannot read mail ({exc})", file=sys.stderr)
+            status = 2
+            continue
+        verdict = app.classifier.classify(facts)
+        if args.json:
+            print(json.dumps({"file": str(path), "severity": verdict.severity, "role": verdict.role,
+                              "rules": verdict.to_json(), "tags": list(verdict.tags),
+                              "fallback": verdict.fallback}, ensure_ascii=False), file=app.out)
+            continue
+        print(f"{path}: {verdict.severity} {verdict.role}" + (" (fallback)" if verdict.fallback else ""),
+              file=app.out)
+        for hit in verdict.rules:
+            effect = ", ".join(x for x in (hit.severity, hit.role) if x)
+            words = "; ".join(hit.evidence)
+            print(f"  {hit.name}" + (f" ({effect})" if effect else "") + (f": {words}" if words else ""),
+                  file=app.out)
+        if verdict.tags:
+            print(f"  tags: {', '.join(verdict.tags)}", file=app.out)
+    return status
+
+
+def cmd_check(app: Any, args: argparse.Namespace) -> int:
+    try:
+        classifier = Classifier.from_config(app.config, Path(args.file) if args.file else None)
+    except RuleFileError as exc:
+        return _fail(str(exc))
+    rules = classifier.rules
+    by_severity = Counter(r.severity for r in rules if r.severity)
+    limits = sum(1 for r in rules if r.severity_floor or r.severity_ceiling)
+    roles = sum(1 for r in rules if r.role and not r.severity)
+    tags = sum(1 for r in rules if not (r.severity_effect or r.role))
+    sources = " + ".join(str(p) for p in rule_paths(app.config, Path(args.file) if args.file else None))
+    parts = [f"{s}: {by_severity[s]}" for s in sorted(by_severity)]
+    print(f"ok: {sources}: {len(rules)} rules ({', '.join(parts)}, floors/ceilings: {limits}, "
+          f"role-only: {roles}, tags-only: {tags}); {len(classifier.ruleset.builder.matcher)} keywords, "
+          f"{len(classifier.ruleset.builder.regexes)} regexes", file=app.out)
+    return 0
+
+
+def cmd_eval(app: Any, args: argparse.Namespace) -> int:
+    if not args.dir and not args.overrides:
+        return _fail("rules eval: give a folder of labelled mail (DIR) or --overrides")
+    if args.dir:
+        try:
+            classifier = _classifier(app, args.rules)
+            report = evaluate(classifier, Path(args.dir), app.clock.now(), app.config.intake.max_attachment_bytes)
+        except (RuleFileError, EvalError) as exc:
+            return _fail(str(exc))
+        print(format_report(report), file=app.out)
+    if args.overrides:
+        with app.store.session() as session:
+            total, overridden, rows = override_stats(session)
+        if args.dir:
+            print("", file=app.out)
+        print(format_overrides(total, overridden, rows), file=app.out)
+    return 0
+
+
+def cmd_replay(app: Any, args: argparse.Namespace) -> int:
+    since: datetime | None = None
+    if args.since:
+        try:
+            day = datetime.fromisoformat(args.since)
+        except ValueError:
+            return _fail(f"--since {args.since!r}: expected a date like 2026-11-23")
+        since = day if day.tzinfo else day.replace(tzinfo=app.config.hypercare.tz)
+    try:
+        classifier = _classifier(app, args.rules)
+    except RuleFileError as exc:
+        return _fail(str(exc))
+    with app.store.session() as session:
+        rows, problems = replay(session, classifier, since, app.config.intake.max_attachment_bytes)
+    print(format_replay(rows, problems), file=app.out)
+    return 0
