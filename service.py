@@ -20,12 +20,14 @@ import classifier.commands
 import schedule
 
 import intake.commands
+import intake.imap_commands
 import notifier.commands
 import tickets.commands
 from app import App
 from classifier import RuleFileError
 from config import ConfigError, find_config_path, load_config
 from intake.commands import UnknownQuarantineItem
+from intake.imap_connect import ImapConfigProblem
 from intake.smtp_receiver import PortInUse, SmtpReceiver
 from intake.sources import SourceError
 from notifier.commands import UnknownOutboxItem
@@ -39,10 +41,10 @@ log = logging.getLogger("hypercare")
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, RuleFileError, TemplateProblem, PortInUse, SourceError, DatabaseUnavailable, SlaConfigError,
-    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem,
+    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem, ImapConfigProblem,
 )
 
-COMMAND_ROOMS = (tickets.commands, intake.commands, classifier.commands, notifier.commands)
+COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +109,8 @@ def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
         report = app.outbox.flush(app.transport())
         return f"sent {report.sent}, retry {report.retried}, dead {report.dead}"
 
-    return [("outbox", flush_outbox)]
+    # The mailbox first, so acknowledgements of new mail leave on the same beat.
+    return [*intake.imap_commands.periodic_job(app), ("outbox", flush_outbox)]
 
 
 def cmd_tick(app: App, args: argparse.Namespace) -> int:
@@ -127,6 +130,7 @@ class Daemon:
         self.app = app
         self.stop_event = threading.Event()
         self.receiver: SmtpReceiver | None = None
+        self.imap: intake.imap_commands.ImapWatcher | None = None
         self.scheduler = schedule.Scheduler()
         self.beat_seconds = beat_seconds
 
@@ -137,7 +141,11 @@ class Daemon:
         if app.config.smtp_in.enabled:
             self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
             self.receiver.start()
+        # The mailbox gets its own thread (poll every poll_seconds or IDLE): it may block for minutes.
+        self.imap = intake.imap_commands.start_watcher(app)
         for name, job in periodic_jobs(app):
+            if name == intake.imap_commands.JOB_NAME:
+                continue
             every = self.FAST_JOBS.get(name, self.beat_seconds)
             self.scheduler.every(every).seconds.do(self._guarded, name, job)
 
@@ -151,6 +159,9 @@ class Daemon:
         if self.receiver is not None:
             self.receiver.stop()
             self.receiver = None
+        if self.imap is not None:
+            self.imap.stop()
+            self.imap = None
 
     def _guarded(self, name: str, job: Callable[[], str]) -> None:
         """One failing job (relay down, mailbox unreachable) never stops the others."""

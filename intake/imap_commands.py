@@ -1,0 +1,142 @@
+"""CLI and daemon wiring for the mailbox: ``hypercare poll [--once]``, ``hypercare status [--json]``.
+
+Why here and not in service.py: the daemon only needs three hooks from this room:
+``periodic_job`` (what ``tick`` runs), ``start_watcher`` (the thread ``run`` starts) and
+``register`` (the commands); everything IMAP-specific stays inside ``intake``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from intake.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
+from intake.imap_poller import ImapPoller, PollReport
+from intake.imap_status import collect
+from intake.imap_watch import ImapWatcher
+from intake.pipeline import IngestResult, IngestUnavailable
+
+EX_TEMPFAIL = 75
+JOB_NAME = "imap"  # the periodic job that the daemon replaces by its watcher thread
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("poll", parents=[common], help="poll the configured IMAP mailbox")
+    p.add_argument("--once", action="store_true", help="drain the mailbox in batches and exit")
+    p.set_defaults(handler=cmd_poll)
+    p = sub.add_parser("status", parents=[common],
+                       help="health: database, mailboxes, outbox backlog and dead items (exit 1 if unhealthy)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_status)
+
+
+def build_poller(app: Any) -> ImapPoller:
+    settings = app.config.imap
+    if settings is None:
+        raise ImapNotConfigured(f"{app.config.source}: no [imap] section; add host, username and password_env "
+                                "(see docs/operations.md)")
+    return ImapPoller(settings, app.store, app.pipeline, app.clock, app.environ)
+
+
+# --- daemon hooks ---------------------------------------------------------------------------------
+
+
+def periodic_job(app: Any) -> list[tuple[str, Callable[[], str]]]:
+    """``[("imap", job)]`` when a mailbox is configured: one drain per beat of ``hypercare tick``."""
+    if app.config.imap is None:
+        return []
+
+    def poll_job() -> str:
+        poller = build_poller(app)
+        try:
+            return poller.poll().summary()
+        except (ImapError, IngestUnavailable) as exc:
+            return f"error: {exc}"  # recorded as mailbox health; the other jobs still run
+        finally:
+            poller.close()
+
+    return [(JOB_NAME, poll_job)]
+
+
+def start_watcher(app: Any) -> ImapWatcher | None:
+    """The poller thread of ``hypercare run`` (None without [imap]); stop it with ``.stop()``."""
+    if app.config.imap is None:
+        return None
+    return ImapWatcher(build_poller(app)).start()
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_poll(app: Any, args: argparse.Namespace) -> int:
+    poller = build_poller(app)
+    if not args.once:
+        return _poll_forever(app, poller)
+    progress = Progress(app.out)
+    try:
+        report = poller.poll(on_batch=progress.batch)
+    except ImapConfigProblem:
+        raise  # one line, exit 2 (USER_ERRORS)
+    except (ImapError, IngestUnavailable) as exc:
+        progress.finish(None)
+        print(f"error: {exc}; nothing was lost, the rest stays in the mailbox for the next poll", file=app.err)
+        return EX_TEMPFAIL
+    finally:
+        poller.close()
+    progress.finish(report)
+    return 0
+
+
+def _poll_forever(app: Any, poller: ImapPoller) -> int:
+    watcher = ImapWatcher(poller)
+    mode = "IDLE when offered" if poller.settings.idle else f"every {poller.settings.poll_seconds}s"
+    print(f"polling {poller.key} ({mode}); Ctrl-C to stop", file=app.out, flush=True)
+    watcher.start()
+    try:
+        while watcher.thread is not None and watcher.thread.is_alive():
+            watcher.thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    return 0
+
+
+class Progress:
+    """On a terminal: one updating line (count, rate, outcomes); otherwise plain summary lines only."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+
+    def batch(self, report: PollReport, results: list[IngestResult]) -> None:
+        if not self.tty:
+            return
+        total = report.fetched + report.waiting
+        counts = " ".join(f"{action} {n}" for action, n in sorted(report.outcomes.items()))
+        self.out.write(f"\r{report.fetched}/{total} messages  {report.rate:.0f} msg/s  {counts}\033[K")
+        self.out.flush()
+
+    def finish(self, report: PollReport | None) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        if report is not None:
+            print(report.summary(), file=self.out)
+        self.out.flush()
+
+
+def cmd_status(app: Any, args: argparse.Namespace) -> int:
+    sections = collect(app)
+    ok = all(s.ok for s in sections)
+    if args.json:
+        payload: dict[str, Any] = {"ok": ok}
+        payload.update({s.name: s.data for s in sections})
+        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str), file=app.out)
+    else:
+        for section in sections:
+            for line in section.lines:
+                print(line, file=app.out)
+        print("status: ok" if ok else "status: NEEDS ATTENTION", file=app.out)
+    return 0 if ok else 1
