@@ -1,0 +1,207 @@
+"""Assemble, render and queue the three digests: daily status, weekly summary, exit report.
+
+Why one builder for three digests: they share the figures (open tallies, SLA rows,
+the trend chart, the exit verdict that the weekly summary shows as its outlook), the
+recipients rule and the mail headers (``Auto-Submitted: auto-generated``).  The CLI
+(``hypercare digest``) and the scheduler call the same ``render()``, so what a
+stakeholder receives is exactly what ``hypercare digest daily`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config import Config
+from notifier.digests import queries as q
+from notifier.digests.criteria import CriterionResult, ExitFacts, ExitSettings, evaluate
+from notifier.digests.lines import (
+    day_bars,
+    day_bounds,
+    duration,
+    local_midnight,
+    percent,
+    sla_lines,
+    ticket_lines,
+)
+from notifier.labels import role_label, severity_label
+from notifier.mime import OutgoingMail
+from notifier.render import Renderer, Rendered
+from tickets.models import ScheduleRun
+from tickets.phases import phase_on
+from tickets.sla import SlaPolicy
+from tickets.store import Store
+
+# CLI name -> template key (= scheduler job name, outbox kind)
+KINDS = {"daily": "status_daily", "weekly": "weekly_summary", "exit": "exit_report"}
+DIGEST_TEMPLATES = tuple(KINDS.values())
+LIST_LIMIT = 50  # ticket lines per list; the rest is "and N more"
+OLDEST_LIMIT = 10
+
+
+class DigestProblem(Exception):
+    """A digest cannot be produced as asked (no recipients configured, unknown kind); one line."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    go: bool
+    criteria: list[CriterionResult]
+
+    @property
+    def word(self) -> str:
+        return "GO" if self.go else "NO-GO"
+
+
+class DigestBuilder:
+    def __init__(self, config: Config, store: Store, sla: SlaPolicy, renderer: Renderer, go_live: date,
+                 exit_settings: ExitSettings | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.sla = sla
+        self.renderer = renderer
+        self.go_live = go_live
+        self.exit = exit_settings or ExitSettings()
+        self.tz = config.hypercare.tz
+
+    # --- public --------------------------------------------------------------------------------
+
+    def render(self, key: str, now: datetime, since: datetime | None = None) -> Rendered:
+        """Render digest *key* (``status_daily`` | ``weekly_summary`` | ``exit_report``) as of *now*."""
+        with self.store.read() as session:
+            context = self.context(session, key, now, since)
+        return self.renderer.render(key, **context)
+
+    def context(self, session: Session, key: str, now: datetime, since: datetime | None = None) -> dict[str, Any]:
+        base = self._base(now)
+        if key == "status_daily":
+            return {**base, **self._daily(session, now, since or self.last_status_at(session, now))}
+        if key == "weekly_summary":
+            return {**base, **self._weekly(session, now)}
+        if key == "exit_report":
+            return {**base, **self._exit(session, now)}
+        raise DigestProblem(f"unknown digest {key!r}; use one of {', '.join(KINDS)}")
+
+    def recipients(self, key: str) -> tuple[str, ...]:
+        daily, weekly = self.config.stakeholders.daily, self.config.stakeholders.weekly
+        if key == "status_daily":
+            return daily
+        if key == "weekly_summary":
+            return weekly
+        return tuple(dict.fromkeys((*daily, *weekly)))  # exit report: everyone, once each
+
+    def mail(self, key: str, rendered: Rendered) -> OutgoingMail:
+        to = self.recipients(key)
+        if not to:
+            which = "daily" if key == "status_daily" else "weekly" if key == "weekly_summary" else "daily or weekly"
+            raise DigestProblem(f"no recipients for {key}: set [stakeholders] {which} in the config")
+        return OutgoingMail(kind=key, to=list(to), subject=rendered.subject, text=rendered.text,
+                            html=rendered.html, auto_submitted="auto-generated",
+                            extra_headers={"Precedence": "bulk"})
+
+    def last_status_at(self, session: Session, now: datetime) -> datetime:
+        """When the previous status email went out (its window ends there), else go-live midnight."""
+        last = session.scalar(select(ScheduleRun.ran_at).where(
+            ScheduleRun.job == "status_daily", ScheduleRun.ran_at < now).order_by(ScheduleRun.ran_at.desc()).limit(1))
+        return last or local_midnight(self.go_live, self.tz)
+
+    # --- the three digests -----------------------------------------------------------------------
+
+    def _base(self, now: datetime) -> dict[str, Any]:
+        local = now.astimezone(self.tz)
+        return {"now": local, "today": local.date(), "phase": phase_on(self.go_live, local.date()),
+                "day_number": (local.date() - self.go_live).days, "go_live": self.go_live,
+                "support": self.config.support, "tz": self.tz}
+
+    def _trend(self, session: Session, now: datetime, days: int) -> list[Any]:
+        today = now.astimezone(self.tz).date()
+        dates, bounds = day_bounds(today - timedelta(days=days - 1), days, self.tz)
+        return day_bars(dates, q.daily_trend(session, bounds))
+
+    def _daily(self, session: Session, now: datetime, since: datetime) -> dict[str, Any]:
+        blocking_total, blocking = q.open_rows(session, severities=self.exit.blocking_severities, limit=LIST_LIMIT)
+        open_total, oldest = q.open_rows(session, limit=OLDEST_LIMIT)
+        go_live_start = local_midnight(self.go_live, self.tz)
+        sla = sla_lines(q.sla_tallies(session, go_live_start, now, now), self.sla, self.exit.sla_target)
+        open_tally = q.open_tally(session)
+        return {
+            "since": since.astimezone(self.tz),
+            "new": q.created_tally(session, since, now),
+            "resolved": q.resolved_tally(session, since, now),
+            "open": open_tally,
+            "blocking_names": "/".join(self.exit.blocking_severities),
+            "blocking": ticket_lines(blocking, self.sla, now),
+            "blocking_more": blocking_total - len(blocking),
+            "sla": sla,
+            "sla_total": _sla_total(sla),
+            "oldest": ticket_lines(oldest, self.sla, now),
+            "trend": self._trend(session, now, 7),
+            "severity_rows": _rows(open_tally.by_severity, severity_label),
+            "role_rows": _rows(open_tally.by_role, role_label),
+        }
+
+    def _weekly(self, session: Session, now: datetime) -> dict[str, Any]:
+        start = now - timedelta(days=7)
+        trend = self._trend(session, now, 7)
+        count, mean, p90 = q.first_response_stats(session, start, now)
+        reopened_total, reopened = q.reopened(session, start, now)
+        rated, rating = q.ratings(session, start, now)
+        sla = sla_lines(q.sla_tallies(session, start, now, now), self.sla, self.exit.sla_target)
+        return {
+            "start": start.astimezone(self.tz),
+            "trend": trend,
+            "opened_total": sum(b.opened for b in trend),
+            "resolved_total": sum(b.resolved for b in trend),
+            "sla": sla,
+            "sla_total": _sla_total(sla),
+            "sla_goal": percent(self.exit.sla_target),
+            "responses": count,
+            "response_mean": duration(mean) if mean is not None else "n/a",
+            "response_p90": duration(p90) if p90 is not None else "n/a",
+            "topics": q.top_topics(session, start, now),
+            "reopened_total": reopened_total,
+            "reopened": reopened,
+            "rated": rated,
+            "rating": f"{rating:.1f}" if rating is not None else "n/a",
+            "open": q.open_tally(session),
+            "verdict": self.verdict(session, now),
+        }
+
+    def _exit(self, session: Session, now: datetime) -> dict[str, Any]:
+        total, handover = q.open_rows(session, limit=500)
+        return {
+            "verdict": self.verdict(session, now),
+            "handover": ticket_lines(handover, self.sla, now),
+            "handover_more": total - len(handover),
+            "open": q.open_tally(session),
+            "trend": self._trend(session, now, 14),
+        }
+
+    def verdict(self, session: Session, now: datetime) -> Verdict:
+        s = self.exit
+        sla_start = now - timedelta(days=s.sla_window_days)
+        tallies = q.sla_tallies(session, sla_start, now, now).values()
+        facts = ExitFacts(
+            open_blocking=q.open_rows(session, severities=s.blocking_severities, limit=0)[0],
+            sla_met=sum(t.met for t in tallies),
+            sla_measured=sum(t.measured for t in tallies),
+            backlog_now=q.backlog_at(session, now),
+            backlog_before=q.backlog_at(session, now - timedelta(days=s.backlog_window_days)),
+            recent_p1=q.created_count(session, now - timedelta(days=s.no_p1_days), ("P1",)),
+        )
+        results = evaluate(facts, s)
+        return Verdict(all(r.passed for r in results), results)
+
+
+def _sla_total(lines: list[Any]) -> str:
+    met = sum(line.met for line in lines)
+    measured = sum(line.met + line.breached + line.overdue for line in lines)
+    return percent(met / measured) if measured else "n/a"
+
+
+def _rows(counts: dict[str, int], label: Any) -> list[tuple[str, int]]:
+    return [(label(code), n) for code, n in counts.items()]

@@ -1,0 +1,219 @@
+"""The SQL behind the digests: every figure is an aggregate computed by the database.
+
+Why SQL and not Python loops: a daily status over 100,000 tickets must render in well
+under a second, so each question is one ``GROUP BY`` or one ``CASE``-sum scan, and
+Python only combines a few dozen result rows.  Day buckets are computed as UTC
+instants of local midnights (passed in), so the trend is right across DST changes
+and the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from tickets.models import OPEN_STATUSES, Event, Feedback, Ticket
+
+SEVERITIES = ("P1", "P2", "P3", "P4")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Ticket counts split by severity and by role (from one GROUP BY severity, role)."""
+
+    total: int
+    by_severity: dict[str, int]
+    by_role: dict[str, int]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[str, str, int]]) -> Tally:
+        by_severity: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
+        by_role: dict[str, int] = {}
+        for severity, role, n in rows:
+            by_severity[severity] = by_severity.get(severity, 0) + int(n)
+            by_role[role] = by_role.get(role, 0) + int(n)
+        return cls(sum(by_severity.values()), by_severity, dict(sorted(by_role.items())))
+
+
+@dataclass(frozen=True)
+class SlaTally:
+    """First-response SLA for one severity: met, breached (answered late), overdue (not answered yet)."""
+
+    severity: str
+    met: int
+    breached: int
+    overdue: int
+
+    @property
+    def measured(self) -> int:
+        return self.met + self.breached + self.overdue
+
+    @property
+    def compliance(self) -> float | None:
+        return self.met / self.measured if self.measured else None
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    key: str
+    subject: str
+    severity: str
+    role: str
+    status: str
+    created_at: datetime
+    response_due: datetime | None
+    first_response_at: datetime | None
+    resolution_due: datetime | None
+
+
+_IS_OPEN = Ticket.status.in_(OPEN_STATUSES)
+
+
+def _tally(session: Session, *where: object) -> Tally:
+    rows = session.execute(
+        select(Ticket.severity, Ticket.role, func.count()).where(*where).group_by(Ticket.severity, Ticket.role)
+    ).all()
+    return Tally.from_rows(rows)
+
+
+def open_tally(session: Session) -> Tally:
+    return _tally(session, _IS_OPEN)
+
+
+def created_tally(session: Session, start: datetime, end: datetime) -> Tally:
+    return _tally(session, Ticket.created_at >= start, Ticket.created_at < end)
+
+
+def resolved_tally(session: Session, start: datetime, end: datetime) -> Tally:
+    return _tally(session, Ticket.resolved_at >= start, Ticket.resolved_at < end)
+
+
+def daily_trend(session: Session, bounds: Sequence[datetime]) -> list[tuple[int, int]]:
+    """(opened, resolved) per bucket ``bounds[i] <= t < bounds[i+1]``: one scan, one CASE-sum per bucket."""
+    if len(bounds) < 2:
+        return []
+    columns = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        columns.append(func.coalesce(func.sum(case(
+            (and_(Ticket.created_at >= start, Ticket.created_at < end), 1), else_=0)), 0))
+        columns.append(func.coalesce(func.sum(case(
+            (and_(Ticket.resolved_at >= start, Ticket.resolved_at < end), 1), else_=0)), 0))
+    first, last = bounds[0], bounds[-1]
+    row = session.execute(select(*columns).where(or_(
+        and_(Ticket.created_at >= first, Ticket.created_at < last),
+        and_(Ticket.resolved_at >= first, Ticket.resolved_at < last),
+    ))).one()
+    return [(int(row[i]), int(row[i + 1])) for i in range(0, len(row), 2)]
+
+
+def sla_tallies(session: Session, start: datetime, end: datetime, now: datetime) -> dict[str, SlaTally]:
+    """Per severity: responses given in [start, end) met or breached, plus tickets due in the window
+    and still unanswered at *now* (overdue: they count against compliance before anyone replies)."""
+    answered = session.execute(
+        select(Ticket.severity,
+               func.coalesce(func.sum(case((Ticket.response_met.is_(True), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((Ticket.response_met.is_(False), 1), else_=0)), 0))
+        .where(Ticket.first_response_at >= start, Ticket.first_response_at < end,
+               Ticket.response_met.is_not(None))
+        .group_by(Ticket.severity)
+    ).all()
+    overdue = dict(session.execute(
+        select(Ticket.severity, func.count())
+        .where(_IS_OPEN, Ticket.first_response_at.is_(None), Ticket.paused_at.is_(None),
+               Ticket.response_due >= start, Ticket.response_due < min(end, now))
+        .group_by(Ticket.severity)
+    ).all())
+    result = {s: SlaTally(s, 0, 0, int(overdue.get(s, 0))) for s in SEVERITIES}
+    for severity, met, breached in answered:
+        result[severity] = SlaTally(severity, int(met), int(breached), int(overdue.get(severity, 0)))
+    return result
+
+
+def first_response_stats(session: Session, start: datetime, end: datetime) -> tuple[int, float | None, float | None]:
+    """(count, mean seconds, 90th percentile seconds, nearest rank) of first responses given in the window."""
+    window = (Ticket.first_response_at >= start, Ticket.first_response_at < end,
+              Ticket.response_elapsed_seconds.is_not(None))
+    n, mean = session.execute(select(func.count(), func.avg(Ticket.response_elapsed_seconds)).where(*window)).one()
+    if not n:
+        return 0, None, None
+    rank = max(1, math.ceil(0.9 * n))
+    p90 = session.scalar(select(Ticket.response_elapsed_seconds).where(*window)
+                         .order_by(Ticket.response_elapsed_seconds).offset(rank - 1).limit(1))
+    return int(n), float(mean), float(p90) if p90 is not None else None
+
+
+def top_topics(session: Session, start: datetime, end: datetime, limit: int = 5) -> list[tuple[str, int]]:
+    """The classifier rules that fired most on tickets opened in the window (JSON unnested in SQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        elem = func.json_array_elements(Ticket.classification).table_valued("value").alias("hit")
+        name = elem.c.value.op("->>")("name")
+        is_array = func.json_typeof(Ticket.classification) == "array"
+    else:
+        elem = func.json_each(Ticket.classification).table_valued("value").alias("hit")
+        name = func.json_extract(elem.c.value, "$.name")
+        is_array = func.json_type(Ticket.classification) == "array"
+    n = func.count().label("n")
+    rows = session.execute(
+        select(name.label("name"), n)
+        .select_from(Ticket).join(elem, is_array)
+        .where(Ticket.created_at >= start, Ticket.created_at < end, name.is_not(None))
+        .group_by(name).order_by(n.desc(), name).limit(limit)
+    ).all()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def reopened(session: Session, start: datetime, end: datetime, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
+    """Tickets reopened in the window: how many, and the first *limit* (key, subject, times reopened)."""
+    where = (Event.kind == "reopened", Event.at >= start, Event.at < end)
+    total = session.scalar(select(func.count(func.distinct(Event.ticket_id))).where(*where)) or 0
+    rows = session.execute(
+        select(Ticket.key, Ticket.subject, Ticket.reopened_count)
+        .where(Ticket.id.in_(select(Event.ticket_id).where(*where)))
+        .order_by(Ticket.reopened_count.desc(), Ticket.number).limit(limit)
+    ).all()
+    return int(total), [(k, s, int(c)) for k, s, c in rows]
+
+
+def ratings(session: Session, start: datetime, end: datetime) -> tuple[int, float | None]:
+    n, mean = session.execute(
+        select(func.count(), func.avg(Feedback.rating)).where(Feedback.at >= start, Feedback.at < end)
+    ).one()
+    return int(n), float(mean) if n else None
+
+
+def open_rows(session: Session, *, severities: Sequence[str] = (), limit: int = 50) -> tuple[int, list[OpenRow]]:
+    """Open tickets, oldest first (by severity first when *severities* given): count and the first *limit*."""
+    where = [_IS_OPEN]
+    if severities:
+        where.append(Ticket.severity.in_(severities))
+    total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0
+    order = (Ticket.severity, Ticket.created_at, Ticket.number) if severities else (Ticket.created_at, Ticket.number)
+    rows = session.execute(
+        select(Ticket.key, Ticket.subject, Ticket.severity, Ticket.role, Ticket.status, Ticket.created_at,
+               Ticket.response_due, Ticket.first_response_at, Ticket.resolution_due)
+        .where(*where).order_by(*order).limit(limit)
+    ).all()
+    return int(total), [OpenRow(*r) for r in rows]
+
+
+def backlog_at(session: Session, when: datetime) -> int:
+    """Tickets open at instant *when*: created by then and not resolved by then."""
+    return int(session.scalar(
+        select(func.count()).select_from(Ticket).where(
+            Ticket.created_at <= when,
+            or_(Ticket.resolved_at.is_(None), Ticket.resolved_at > when),
+            or_(Ticket.resolved_at.is_not(None), _IS_OPEN),
+        )
+    ) or 0)
+
+
+def created_count(session: Session, since: datetime, severities: Sequence[str]) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(Ticket).where(Ticket.created_at >= since, Ticket.severity.in_(severities))
+    ) or 0)

@@ -1,0 +1,50 @@
+"""Render every digest template once at start with a full sample, so a typo fails loudly then.
+
+Why a synthetic sample: ``StrictUndefined`` only fires when a template is rendered,
+and an empty database would never enter the loops where typos hide; this sample has
+one entry in every list, so every line of every digest template is exercised when
+the service starts (and in the CLI before printing), not at 08:00 on day 3.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from config import Config
+from notifier.digests.builder import DIGEST_TEMPLATES, Verdict
+from notifier.digests.criteria import CriterionResult
+from notifier.digests.lines import DayBar, SlaLine, TicketLine
+from notifier.digests.queries import Tally
+from notifier.render import Renderer
+from tickets.phases import phase_on
+
+
+def sample_context(config: Config) -> dict[str, Any]:
+    now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    go_live = date(2026, 11, 23)
+    tally = Tally(3, {"P1": 1, "P2": 1, "P3": 1, "P4": 0}, {"crm_admin": 3})
+    line = TicketLine("HC-1", "CRM down", "P1", "P1 Critical", "CRM admin", "New", "1h 00m",
+                      "response overdue by 10m", True)
+    bar = DayBar(go_live, "Mon 23 Nov", 3, 1, 180, 60, "###", "=")
+    sla = SlaLine("P1", "P1 Critical", "1 hour", 1, 1, 1, "33%", False)
+    verdict = Verdict(False, [CriterionResult("no_open_blocking", "no open P1/P2 tickets", "1 open", False)])
+    return {
+        "now": now, "today": now.date(), "phase": phase_on(go_live, now.date()), "day_number": 1,
+        "go_live": go_live, "support": config.support, "tz": config.hypercare.tz,
+        "since": now - timedelta(days=1), "new": tally, "resolved": tally, "open": tally, "blocking_names": "P1/P2",
+        "blocking": [line], "blocking_more": 1, "sla": [sla], "sla_total": "33%", "oldest": [line],
+        "trend": [bar], "severity_rows": [("P1 Critical", 1)], "role_rows": [("CRM admin", 3)],
+        "start": now - timedelta(days=7), "opened_total": 3, "resolved_total": 1, "sla_goal": "90%",
+        "responses": 2, "response_mean": "30m", "response_p90": "50m", "topics": [("outage", 2)],
+        "reopened_total": 1, "reopened": [("HC-1", "CRM down", 1)], "rated": 1, "rating": "4.0",
+        "verdict": verdict, "handover": [line], "handover_more": 1,
+    }
+
+
+def preflight(renderer: Renderer, config: Config) -> None:
+    """Raise ``TemplateProblem`` naming the digest template that cannot render."""
+    renderer.check(DIGEST_TEMPLATES)
+    context = sample_context(config)
+    for key in DIGEST_TEMPLATES:
+        renderer.render(key, **context)
