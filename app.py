@@ -21,6 +21,7 @@ from intake.opening import TicketOpener
 from intake.pipeline import IngestPipeline
 from intake.replies import ReplyHandler
 from notifier.acknowledgement import Acknowledger
+from notifier.feedback import FeedbackDesk, FeedbackReplies
 from notifier.outbox import Outbox
 from notifier.render import Renderer
 from notifier.transports import Transport, transport_for
@@ -106,8 +107,14 @@ class App:
         return ReplyHandler(self.config, self.tokens, self.opener, self.sla)
 
     @cached_property
+    def feedback(self) -> FeedbackDesk:
+        return FeedbackDesk(self.config, self.tokens, lambda: self.go_live)
+
+    @cached_property
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies)
+        # Feedback in front of the reply handler: a rating never reopens the resolved ticket it rates.
+        replies = FeedbackReplies(self.replies, self.feedback)
+        return IngestPipeline(self.config, self.store, self.clock, self.opener, replies)  # type: ignore[arg-type]
 
     @property
     def var_dir(self) -> Path:

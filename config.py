@@ -154,6 +154,7 @@ class NotifierSettings:
     retry_base_seconds: float = 60.0
     retry_max_seconds: float = 3600.0
     batch_size: int = 100
+    feedback: str = "on"  # on | off | phases asking for a rating, e.g. "stabilisation,transition"
 
 
 @dataclass(frozen=True)

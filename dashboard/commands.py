@@ -1,0 +1,53 @@
+"""``hypercare dashboard [--out FILE] [--json]``: the served page, written once as a static file.
+
+Why: to share the state of hypercare where no one may reach the service (a mail attachment,
+a wiki upload).  The static page is the served overview without links to ticket pages and
+without the auto-refresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from config import ConfigError
+from dashboard.pages import overview_html
+from dashboard.summary import DashboardContext, build_summary, to_json
+
+
+class DashboardOutError(ConfigError):
+    """``--out`` cannot be written; the message names the path."""
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("dashboard", parents=[common],
+                       help="write the dashboard page as a static file (it is also served by 'run')")
+    p.add_argument("--out", metavar="FILE", help="write the page here (default: print it)")
+    p.add_argument("--json", action="store_true", help="print the /api/summary JSON instead of the page")
+    p.set_defaults(handler=cmd_dashboard)
+
+
+def cmd_dashboard(app: Any, args: argparse.Namespace) -> int:
+    ctx = DashboardContext(config=app.config, sla=app.sla, go_live=app.go_live, now=app.clock.now())
+    with app.store.read() as session:
+        summary = build_summary(session, ctx)
+        if args.json:
+            page = json.dumps(to_json(summary), indent=2, ensure_ascii=False) + "\n"
+        else:
+            page = overview_html(session, ctx, app.renderer, static=True, summary=summary)
+    if not args.out or args.out == "-":
+        app.out.write(page)
+        return 0
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)  # readers never see half a page
+    except OSError as exc:
+        raise DashboardOutError(f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
+    print(f"dashboard written to {out} ({summary['open']['total']} open tickets, "
+          f"outlook {summary['outlook']['decision']})", file=app.out)
+    return 0

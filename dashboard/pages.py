@@ -1,0 +1,117 @@
+"""Turn the summary and one ticket into HTML through the shared renderer (autoescaped templates).
+
+Why here and not in the templates: local times, "2 h 10 min left" and the chart's bar geometry
+are computed once in Python, so the templates only place values (and escape them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from dashboard.summary import AT_RISK, DashboardContext, build_summary
+from notifier.labels import role_label, severity_label, status_label
+from notifier.render import Renderer
+from tickets.models import Escalation, Feedback, Message, Ticket
+from tickets.views import ticket_detail
+
+REFRESH_SECONDS = 60
+CHART_HEIGHT = 120
+BAR_WIDTH = 14
+
+
+def overview_html(session: Session, ctx: DashboardContext, renderer: Renderer, *, static: bool = False,
+                  summary: dict[str, Any] | None = None) -> str:
+    summary = summary if summary is not None else build_summary(session, ctx)
+    tz = ctx.config.hypercare.tz
+    return renderer.render_page(
+        "dashboard.html.j2", s=summary, chart=_chart(summary["trend"]), tz=tz, static=static,
+        refresh=None if static else REFRESH_SECONDS, local=lambda v: local(v, tz), left=time_left,
+        severity_label=severity_label, role_label=role_label, status_label=status_label, at_risk=AT_RISK,
+        title=f"Hypercare dashboard — {ctx.config.support.name}")
+
+
+def load_ticket(session: Session, key: str) -> Ticket | None:
+    return session.scalar(select(Ticket).where(Ticket.key == key.upper()).options(
+        selectinload(Ticket.messages).selectinload(Message.attachments),
+        selectinload(Ticket.events), selectinload(Ticket.participants)))
+
+
+def ticket_html(session: Session, ctx: DashboardContext, renderer: Renderer, ticket: Ticket) -> str:
+    tz = ctx.config.hypercare.tz
+    data = ticket_detail(ticket)
+    feedback = session.scalar(select(Feedback).where(Feedback.ticket_id == ticket.id))
+    return renderer.render_page(
+        "dashboard_ticket.html.j2", t=data, timeline=sla_timeline(session, ctx, ticket), feedback=feedback,
+        tz=tz, refresh=REFRESH_SECONDS, static=False, local=lambda v: local(v, tz),
+        severity_label=severity_label, role_label=role_label, status_label=status_label,
+        title=f"{ticket.key} — {ctx.config.support.name}")
+
+
+def sla_timeline(session: Session, ctx: DashboardContext, ticket: Ticket) -> list[dict[str, Any]]:
+    """The ticket's clock as ordered points: opened, escalation levels, due, first response, resolved."""
+    points: list[dict[str, Any]] = [{"at": ticket.created_at, "what": "opened", "state": "done"}]
+    for esc in session.scalars(select(Escalation).where(Escalation.ticket_id == ticket.id).order_by(Escalation.at)):
+        label = "escalated (new P1)" if esc.level == "p1-new" else f"escalated at {float(esc.level):.0%}"
+        points.append({"at": esc.at, "what": label, "state": "done",
+                       "detail": ", ".join(esc.recipients or [])})
+    if ticket.response_due is not None:
+        if ticket.first_response_at is None and ticket.is_open:
+            state = "late" if ctx.now >= ticket.response_due else "pending"
+        else:
+            state = "done"
+        target = ctx.sla.target_label(ticket.severity)
+        points.append({"at": ticket.response_due, "what": f"first response due ({target})", "state": state})
+    if ticket.first_response_at is not None:
+        points.append({"at": ticket.first_response_at, "what": "first response",
+                       "state": "done" if ticket.response_met else "late",
+                       "detail": "met" if ticket.response_met else "breached"})
+    if ticket.paused_at is not None:
+        points.append({"at": ticket.paused_at, "what": "clock paused (waiting on customer)", "state": "done"})
+    if ticket.resolution_due is not None:
+        late = ticket.resolved_at is None and ctx.now >= ticket.resolution_due
+        points.append({"at": ticket.resolution_due, "what": "resolution due",
+                       "state": "late" if late else ("done" if ticket.resolved_at else "pending")})
+    if ticket.resolved_at is not None:
+        points.append({"at": ticket.resolved_at, "what": "resolved", "state": "done"})
+    points.sort(key=lambda p: p["at"])
+    return points
+
+
+def local(value: Any, tz: tzinfo, fmt: str = "%a %d %b %H:%M") -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return value.strftime("%a %d %b")
+    return value.astimezone(tz).strftime(fmt)
+
+
+def time_left(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = int(abs(seconds) // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    text = f"{days} d {hours} h" if days else (f"{hours} h {mins} min" if hours else f"{mins} min")
+    return f"{text} left" if seconds >= 0 else f"overdue {text}"
+
+
+def _chart(trend: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bar geometry for the inline SVG: two bars per day (opened, resolved), scaled to the busiest day."""
+    top = max([1, *(d["opened"] for d in trend), *(d["resolved"] for d in trend)])
+    step = 2 * BAR_WIDTH + 12
+    bars = []
+    for i, day in enumerate(trend):
+        x = 30 + i * step
+        for j, kind in enumerate(("opened", "resolved")):
+            h = round(day[kind] / top * CHART_HEIGHT)
+            bars.append({"x": x + j * BAR_WIDTH, "y": 10 + CHART_HEIGHT - h, "h": h, "w": BAR_WIDTH - 2,
+                         "kind": kind, "n": day[kind], "date": day["date"]})
+    labels = [{"x": 30 + i * step + BAR_WIDTH, "text": d["date"].strftime("%d.%m")} for i, d in enumerate(trend)]
+    return {"bars": bars, "labels": labels, "width": 40 + len(trend) * step, "height": CHART_HEIGHT + 40,
+            "top": top, "base": 10 + CHART_HEIGHT}

@@ -1,0 +1,237 @@
+"""What the dashboard shows, as plain data: the overview page and ``/api/summary`` use the same dict.
+
+Why one builder: the page, the JSON and the static ``--out`` file must never disagree, and
+everything here is a read (one ``Store.read()`` session, a handful of aggregate queries and
+one scan of the open tickets), so the dashboard never takes SQLite's write lock.
+Times stay ``datetime`` here; ``to_json`` turns them into ISO-8601 with offset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from config import ROLES, SEVERITIES, Config
+from notifier.feedback import feedback_summary
+from tickets.models import OPEN_STATUSES, ImapState, Message, OutboxItem, Ticket
+from tickets.phases import day_number, phase_on
+from tickets.sla import SlaPolicy
+from tickets.views import ticket_summary
+
+SLA_GOAL = 0.90  # share of first responses on time that the go/no-go outlook asks for
+AT_RISK = 0.80  # fraction of the response clock after which an open ticket is "about to breach"
+TREND_DAYS = 14
+
+
+@dataclass(frozen=True)
+class DashboardContext:
+    """What the builder needs besides the session: passed in, never global."""
+
+    config: Config
+    sla: SlaPolicy
+    go_live: date
+    now: datetime
+
+
+def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
+    tz = ctx.config.hypercare.tz
+    today = ctx.now.astimezone(tz).date()
+    open_rows = _open_tickets(session, ctx)
+    sla = _sla_compliance(session, ctx, open_rows)
+    trend = _trend(session, ctx, today)
+    summary: dict[str, Any] = {
+        "generated_at": ctx.now,
+        "support": ctx.config.support.address,
+        "phase": _phase(ctx.go_live, today),
+        "open": _open_counts(open_rows),
+        "sla": sla,
+        "attention": [row for row in open_rows if row["sla_state"] in ("breached", "at_risk")],
+        "open_tickets": open_rows,
+        "trend": trend,
+        "workload": _workload(ctx.config, open_rows),
+        "mailboxes": mailbox_health(session, ctx.config, ctx.now),
+        "outbox": _outbox(session),
+        "feedback": feedback_summary(session).to_dict(),
+    }
+    summary["outlook"] = _outlook(summary)
+    return summary
+
+
+def to_json(value: Any) -> Any:
+    """Datetimes to ISO-8601 strings, recursively (the JSON endpoints)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _phase(go_live: date, today: date) -> dict[str, Any]:
+    phase = phase_on(go_live, today)
+    return {"key": phase.key, "week": phase.week, "day": day_number(go_live, today), "title": phase.title,
+            "asks": phase.asks, "cadence": phase.cadence, "go_live": go_live}
+
+
+def _open_tickets(session: Session, ctx: DashboardContext) -> list[dict[str, Any]]:
+    """Every open ticket with its SLA state, breached and about-to-breach first."""
+    counts = select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
+    query = (select(Ticket, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.ticket_id == Ticket.id)
+             .where(Ticket.status.in_(OPEN_STATUSES)))
+    rows = []
+    for ticket, n in session.execute(query):
+        row = ticket_summary(ticket, n)
+        state, fraction = _sla_state(ctx, ticket)
+        row["sla_state"], row["sla_fraction"] = state, fraction
+        row["due"] = ticket.response_due
+        row["seconds_left"] = ((ticket.response_due - ctx.now).total_seconds()
+                               if ticket.response_due is not None else None)
+        rows.append(row)
+    order = {"breached": 0, "at_risk": 1, "running": 2, "paused": 3, "answered": 4}
+    far = datetime.max.replace(tzinfo=ctx.now.tzinfo)
+    rows.sort(key=lambda r: (order[r["sla_state"]], r["severity"], r["due"] or far, r["key"]))
+    return rows
+
+
+def _sla_state(ctx: DashboardContext, ticket: Ticket) -> tuple[str, float | None]:
+    if ticket.first_response_at is not None:
+        return "answered", None
+    if ticket.response_due is None:
+        return "running", None
+    if ticket.status == "waiting_on_customer" or ticket.paused_at is not None:
+        return "paused", None
+    fraction = ctx.sla.fraction_elapsed(ticket.severity, ticket.created_at, ticket.response_due, ctx.now)
+    if fraction >= 1.0:
+        return "breached", fraction
+    return ("at_risk" if fraction >= AT_RISK else "running"), fraction
+
+
+def _open_counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    matrix = {sev: {status: 0 for status in OPEN_STATUSES} for sev in SEVERITIES}
+    for row in rows:
+        matrix.setdefault(row["severity"], {s: 0 for s in OPEN_STATUSES})[row["status"]] += 1
+    return {
+        "total": len(rows),
+        "statuses": list(OPEN_STATUSES),
+        "by_severity": {sev: sum(cells.values()) for sev, cells in matrix.items()},
+        "by_status": {status: sum(m[status] for m in matrix.values()) for status in OPEN_STATUSES},
+        "matrix": matrix,
+    }
+
+
+def _sla_compliance(session: Session, ctx: DashboardContext, open_rows: list[dict[str, Any]]) -> list[dict]:
+    """Per severity: first responses on time vs late; open tickets already overdue count as late."""
+    answered = dict.fromkeys(SEVERITIES, (0, 0))
+    query = (select(Ticket.severity, Ticket.response_met, func.count(Ticket.id))
+             .where(Ticket.response_met.is_not(None)).group_by(Ticket.severity, Ticket.response_met))
+    for severity, met, n in session.execute(query):
+        on_time, late = answered.get(severity, (0, 0))
+        answered[severity] = (on_time + n, late) if met else (on_time, late + n)
+    overdue = Counter(r["severity"] for r in open_rows if r["sla_state"] == "breached")
+    result = []
+    for severity in SEVERITIES:
+        on_time, late = answered.get(severity, (0, 0))
+        late += overdue.get(severity, 0)
+        measured = on_time + late
+        compliance = on_time / measured if measured else None
+        result.append({
+            "severity": severity, "target": ctx.sla.target_label(severity), "goal": SLA_GOAL,
+            "met": on_time, "breached": late, "measured": measured, "compliance": compliance,
+            "on_target": compliance is None or compliance >= SLA_GOAL,
+        })
+    return result
+
+
+def _trend(session: Session, ctx: DashboardContext, today: date) -> list[dict[str, Any]]:
+    """Opened vs resolved per local day, the last TREND_DAYS days (bucketed here: tz-correct on any backend)."""
+    tz = ctx.config.hypercare.tz
+    first = today - timedelta(days=TREND_DAYS - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    opened = Counter(t.astimezone(tz).date() for t in session.scalars(
+        select(Ticket.created_at).where(Ticket.created_at >= since)))
+    resolved = Counter(t.astimezone(tz).date() for t in session.scalars(
+        select(Ticket.resolved_at).where(Ticket.resolved_at.is_not(None), Ticket.resolved_at >= since)))
+    days = [first + timedelta(days=i) for i in range(TREND_DAYS)]
+    return [{"date": d, "opened": opened.get(d, 0), "resolved": resolved.get(d, 0)} for d in days]
+
+
+def _workload(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    result = []
+    for role in ROLES:
+        mine = [r for r in rows if r["role"] == role]
+        result.append({
+            "role": role, "open": len(mine),
+            "breached": sum(1 for r in mine if r["sla_state"] == "breached"),
+            "at_risk": sum(1 for r in mine if r["sla_state"] == "at_risk"),
+            "p1_p2": sum(1 for r in mine if r["severity"] in ("P1", "P2")),
+            "members": [m.name for m in config.team if role in m.roles],
+        })
+    return result
+
+
+def mailbox_health(session: Session, config: Config, now: datetime) -> list[dict[str, Any]]:
+    """Each polled mailbox with ``ok`` and a one-line ``problem`` (shared with /healthz)."""
+    rows = list(session.scalars(select(ImapState).order_by(ImapState.mailbox)))
+    result = []
+    for state in rows:
+        problem = mailbox_problem(state, config, now)
+        result.append({"mailbox": state.mailbox, "last_success_at": state.last_success_at,
+                       "waiting": state.waiting, "last_error": state.last_error,
+                       "last_error_at": state.last_error_at, "ok": problem is None, "problem": problem})
+    if config.imap is not None and not rows:
+        result.append({"mailbox": f"{config.imap.host}/{config.imap.folder}", "last_success_at": None,
+                       "waiting": None, "last_error": None, "last_error_at": None, "ok": False,
+                       "problem": "not polled yet"})
+    return result
+
+
+def mailbox_problem(state: ImapState, config: Config, now: datetime) -> str | None:
+    """Why a mailbox is unhealthy, or None: a fresher error than success, or no success for too long."""
+    if state.last_error and (state.last_success_at is None or (
+            state.last_error_at is not None and state.last_error_at > state.last_success_at)):
+        return f"last poll failed: {state.last_error}"
+    if state.last_success_at is None:
+        return "not polled yet"
+    poll = config.imap.poll_seconds if config.imap is not None else 30
+    stale = timedelta(seconds=max(1800, 10 * poll))  # IDLE refreshes at least every 29 minutes
+    if now - state.last_success_at > stale:
+        minutes = int((now - state.last_success_at).total_seconds() // 60)
+        return f"no successful poll for {minutes} min"
+    return None
+
+
+def _outbox(session: Session) -> dict[str, Any]:
+    counts = dict(session.execute(select(OutboxItem.status, func.count(OutboxItem.id)).group_by(OutboxItem.status))
+                  .tuples().all())
+    oldest = session.scalar(select(func.min(OutboxItem.created_at))
+                            .where(OutboxItem.status.in_(("pending", "sending"))))
+    return {"pending": counts.get("pending", 0) + counts.get("sending", 0), "dead": counts.get("dead", 0),
+            "sent": counts.get("sent", 0), "suppressed": counts.get("suppressed", 0), "oldest_pending_at": oldest}
+
+
+def _outlook(summary: dict[str, Any]) -> dict[str, Any]:
+    """The go/no-go outlook against the exit criteria (DESIGN "Phases and cadence")."""
+    high = summary["open"]["by_severity"].get("P1", 0) + summary["open"]["by_severity"].get("P2", 0)
+    on_time = sum(s["met"] for s in summary["sla"])
+    measured = sum(s["measured"] for s in summary["sla"])
+    compliance = on_time / measured if measured else None
+    week = summary["trend"][-7:]
+    opened, resolved = sum(d["opened"] for d in week), sum(d["resolved"] for d in week)
+    criteria = [
+        {"name": "no open P1/P2", "ok": high == 0, "detail": f"{high} open P1/P2"},
+        {"name": f"SLA compliance at least {SLA_GOAL:.0%}", "ok": compliance is None or compliance >= SLA_GOAL,
+         "detail": "no responses measured yet" if compliance is None else f"{compliance:.0%} on time"},
+        {"name": "backlog not growing (last 7 days)", "ok": resolved >= opened,
+         "detail": f"{opened} opened, {resolved} resolved"},
+    ]
+    return {"decision": "go" if all(c["ok"] for c in criteria) else "no-go", "criteria": criteria,
+            "sla_compliance": compliance}

@@ -1,0 +1,156 @@
+"""The dashboard as a tiny WSGI application: routes, access token, read-only methods, safe headers.
+
+Why plain WSGI: five GET routes need no framework; any WSGI server can host it (the daemon
+uses waitress, see ``dashboard.server``).  Nothing here writes: every request reads through
+``Store.read()``; any method other than GET/HEAD is ``405``.  The optional shared token is
+taken from ``Authorization: Bearer``, a ``?token=`` query (then remembered in an HttpOnly
+cookie so the page's links and its meta refresh keep working) or that cookie; ``/healthz``
+stays open for load balancers and monitors and reveals nothing but the reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from config import SEVERITIES
+from dashboard.health import check_health
+from dashboard.pages import load_ticket, overview_html, ticket_html
+from dashboard.summary import DashboardContext, build_summary, to_json
+from tickets.models import OPEN_STATUSES, STATUSES
+from tickets.views import list_tickets, ticket_detail
+
+log = logging.getLogger("hypercare.dashboard")
+
+COOKIE = "hypercare_dashboard"
+SECURITY_HEADERS = [
+    # No script may run at all: even if escaping failed somewhere, an injected <script> stays inert.
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                                "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+_TICKET = re.compile(r"^/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
+_API_TICKET = re.compile(r"^/api/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
+
+StartResponse = Callable[..., Any]
+
+
+class Response:
+    def __init__(self, status: int, body: bytes | str, content_type: str = "text/html; charset=utf-8",
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        self.status = status
+        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        self.headers = [("Content-Type", content_type), *SECURITY_HEADERS, *(headers or [])]
+
+
+def json_response(status: int, data: Any) -> Response:
+    return Response(status, json.dumps(to_json(data), indent=2, ensure_ascii=False),
+                    "application/json; charset=utf-8")
+
+
+def text_response(status: int, text: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, text + "\n", "text/plain; charset=utf-8", headers)
+
+
+class DashboardApp:
+    """WSGI callable. *app* is the composition root (``app.App``); *token* None = no access control."""
+
+    def __init__(self, app: Any, token: str | None = None) -> None:
+        self.app = app
+        self.token = token or None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "/") or "/"
+        extra: list[tuple[str, str]] = []
+        if method not in ("GET", "HEAD"):
+            response = text_response(405, "method not allowed: the dashboard is read-only",
+                                     [("Allow", "GET, HEAD")])
+        elif path != "/healthz" and not self._authorised(environ, extra):
+            response = text_response(401, "token required: send 'Authorization: Bearer <token>' or ?token=",
+                                     [("WWW-Authenticate", 'Bearer realm="hypercare"')])
+        else:
+            try:
+                response = self._route(path, parse_qs(environ.get("QUERY_STRING", "")))
+            except Exception:  # noqa: BLE001 - one broken request must not take the dashboard down
+                log.exception(f"dashboard {method} {path} failed")
+                response = text_response(500, "internal error; see the service log")
+        response.headers.extend(extra)
+        response.headers.append(("Content-Length", str(len(response.body))))
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", response.headers)
+        return [b""] if method == "HEAD" else [response.body]
+
+    # --- access ------------------------------------------------------------------------------
+    def _authorised(self, environ: dict[str, Any], extra: list[tuple[str, str]]) -> bool:
+        if self.token is None:
+            return True
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if header.lower().startswith("bearer ") and self._same(header[7:].strip()):
+            return True
+        query = parse_qs(environ.get("QUERY_STRING", "")).get("token", [])
+        if query and self._same(query[0]):
+            extra.append(("Set-Cookie", f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"))
+            return True
+        cookie = SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:  # noqa: BLE001 - a malformed cookie header is just not a token
+            return False
+        morsel = cookie.get(COOKIE)
+        return morsel is not None and self._same(morsel.value)
+
+    def _same(self, given: str) -> bool:
+        assert self.token is not None
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    # --- routes ------------------------------------------------------------------------------
+    def _route(self, path: str, query: dict[str, list[str]]) -> Response:
+        if path == "/healthz":
+            health = check_health(self.app)
+            return json_response(200 if health.ok else 503, health.to_dict())
+        if path in ("/", "/index.html"):
+            with self.app.store.read() as session:
+                return Response(200, overview_html(session, self.context(), self.app.renderer))
+        if path == "/api/summary":
+            with self.app.store.read() as session:
+                return json_response(200, build_summary(session, self.context()))
+        if path in ("/api/tickets", "/api/tickets/"):
+            return self._api_tickets(query)
+        match = _TICKET.match(path) or _API_TICKET.match(path)
+        if match:
+            with self.app.store.read() as session:
+                ticket = load_ticket(session, match["key"])
+                if ticket is None:
+                    return text_response(404, f"no ticket {match['key'].upper()}")
+                if path.startswith("/api/"):
+                    return json_response(200, ticket_detail(ticket))
+                return Response(200, ticket_html(session, self.context(), self.app.renderer, ticket))
+        return text_response(404, "not found; try /, /api/summary, /api/tickets or /healthz")
+
+    def _api_tickets(self, query: dict[str, list[str]]) -> Response:
+        status = (query.get("status") or [None])[0]
+        severity = (query.get("severity") or [None])[0]
+        if status is not None and status not in (*STATUSES, "open"):
+            return text_response(400, f"status {status!r}: use one of {', '.join(STATUSES)} or open")
+        if severity is not None and severity.upper() not in SEVERITIES:
+            return text_response(400, f"severity {severity!r}: use one of {', '.join(SEVERITIES)}")
+        with self.app.store.read() as session:
+            if status == "open":
+                rows = [r for r in list_tickets(session, severity=severity) if r["status"] in OPEN_STATUSES]
+            else:
+                rows = list_tickets(session, status=status, severity=severity)
+        return json_response(200, rows)
+
+    def context(self) -> DashboardContext:
+        app = self.app
+        return DashboardContext(config=app.config, sla=app.sla, go_live=app.go_live, now=app.clock.now())
