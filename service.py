@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import classifier.commands
 import schedule
 
+import classifier.commands
+import dashboard.commands
 import intake.commands
 import intake.imap_commands
 import notifier.commands
@@ -26,6 +27,7 @@ import tickets.commands
 from app import App
 from classifier import RuleFileError
 from config import ConfigError, find_config_path, load_config
+from dashboard.server import DashboardServer
 from intake.commands import UnknownQuarantineItem
 from intake.imap_connect import ImapConfigProblem
 from intake.smtp_receiver import PortInUse, SmtpReceiver
@@ -44,7 +46,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem, ImapConfigProblem,
 )
 
-COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands)
+COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands,
+                 dashboard.commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +134,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.receiver: SmtpReceiver | None = None
         self.imap: intake.imap_commands.ImapWatcher | None = None
+        self.dashboard: DashboardServer | None = None
         self.scheduler = schedule.Scheduler()
         self.beat_seconds = beat_seconds
 
@@ -138,6 +142,8 @@ class Daemon:
         app = self.app
         app.store  # noqa: B018 - create or migrate the schema before accepting mail
         app.pipeline  # noqa: B018 - compile rules and templates now: fail at start, not on first mail
+        if app.config.dashboard.enabled:  # first: a network-exposed dashboard without token refuses to start
+            self.dashboard = DashboardServer(app).start()
         if app.config.smtp_in.enabled:
             self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
             self.receiver.start()
@@ -162,6 +168,9 @@ class Daemon:
         if self.imap is not None:
             self.imap.stop()
             self.imap = None
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
 
     def _guarded(self, name: str, job: Callable[[], str]) -> None:
         """One failing job (relay down, mailbox unreachable) never stops the others."""
