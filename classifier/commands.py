@@ -31,30 +31,31 @@ from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
 
 
-def register(subparsers: Any) -> None:
-    """Add ``classify`` and ``rules`` to the CLI's subparsers."""
+def register(subparsers: Any, common: Any) -> None:
+    """Add ``classify`` and ``rules`` to the CLI's subparsers (*common*: --config/--now/-v parent)."""
+    parents = [common]
     classify = subparsers.add_parser(
-        "classify", help="dry run: severity, role and the rules that fired for .eml files",
+        "classify", parents=parents, help="dry run: severity, role and the rules that fired for .eml files",
         description="Classify mail files without storing anything. Directories are read for *.eml.",
     )
     classify.add_argument("files", nargs="+", metavar="FILE", help=".eml file or folder of .eml files")
     classify.add_argument("--json", action="store_true", help="one JSON object per file")
     classify.set_defaults(handler=cmd_classify)
 
-    rules = subparsers.add_parser("rules", help="check, evaluate and replay classifier rules",
+    rules = subparsers.add_parser("rules", parents=parents, help="check, evaluate and replay classifier rules",
                                   description="Prove a rule file before it goes live.")
     sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,replay}")
     sub.required = True
-    check = sub.add_parser("check", help="validate a rule file (default: the rules in force)")
+    check = sub.add_parser("check", parents=parents, help="validate a rule file (default: the rules in force)")
     check.add_argument("file", nargs="?", help="candidate rule file (combined with [rules] mode)")
     check.set_defaults(handler=cmd_check)
-    ev = sub.add_parser("eval", help="score the rules on a labelled folder; --overrides: team changes",
+    ev = sub.add_parser("eval", parents=parents, help="score the rules on a labelled folder; --overrides: team changes",
                         description="DIR holds .eml files and labels.csv (file,severity,role).")
     ev.add_argument("dir", nargs="?", help="folder of .eml files with labels.csv")
     ev.add_argument("--overrides", action="store_true", help="how often the team overrode each rule")
     ev.add_argument("--rules", metavar="FILE", help="evaluate this candidate rule file instead")
     ev.set_defaults(handler=cmd_eval)
-    rp = sub.add_parser("replay", help="re-classify stored tickets and list what would change")
+    rp = sub.add_parser("replay", parents=parents, help="re-classify stored tickets and list what would change")
     rp.add_argument("--since", metavar="DATE", help="only tickets created on or after DATE (2026-11-23)")
     rp.add_argument("--rules", metavar="FILE", help="candidate rule file (default: the rules in force)")
     rp.set_defaults(handler=cmd_replay)

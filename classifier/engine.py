@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from classifier.conditions import MatchContext, Outcome
+from classifier.conditions import MatchContext, Outcome, Trigger, sender_keys
 from classifier.facts import MailFacts
+from classifier.regexes import RegexScanner
 from classifier.rules import DEFAULT_RULES, Rule, RuleFileError, RuleSet, read_rule_files
 from classifier.text import Negation, PhraseHit, tokenize
 from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY, RuleHit, Verdict
@@ -86,25 +87,17 @@ class Classifier:
         self._matcher = ruleset.builder.matcher
         n = ruleset.negation
         self._negation = Negation(n.words, n.exceptions, n.window)
-        self._regexes = ruleset.builder.regexes
-        self._combined = (
-            re.compile("|".join(f"(?P<r{i}>{p.pattern})" for i, p in enumerate(self._regexes)), re.IGNORECASE)
-            if self._regexes else None
-        )
-        by_phrase: dict[int, list[int]] = {}
-        by_regex: dict[int, list[int]] = {}
+        self._regexes = RegexScanner(ruleset.builder.regexes, self._negation) if ruleset.builder.regexes else None
+        by_trigger: dict[Trigger, list[int]] = {}
         always: list[int] = []
         for rule in self.rules:
-            trig = rule.condition.triggers()
-            if trig is None:
+            triggers = rule.condition.triggers()
+            if triggers is None:
                 always.append(rule.index)
                 continue
-            for pid in trig[0]:
-                by_phrase.setdefault(pid, []).append(rule.index)
-            for rid in trig[1]:
-                by_regex.setdefault(rid, []).append(rule.index)
-        self._by_phrase = {k: tuple(v) for k, v in by_phrase.items()}
-        self._by_regex = {k: tuple(v) for k, v in by_regex.items()}
+            for trigger in triggers:
+                by_trigger.setdefault(trigger, []).append(rule.index)
+        self._by_trigger = {k: tuple(v) for k, v in by_trigger.items()}
         self._always = tuple(always)
 
     # --- construction ----------------------------------------------------------------------
@@ -136,10 +129,14 @@ class Classifier:
     def classify(self, facts: MailFacts) -> Verdict:
         ctx = self.context(facts)
         candidates = set(self._always)
+        index = self._by_trigger
         for pid in ctx.phrase_hits:
-            candidates.update(self._by_phrase.get(pid, ()))
+            candidates.update(index.get(("phrase", pid), ()))
         for rid in ctx.regex_hits:
-            candidates.update(self._by_regex.get(rid, ()))
+            candidates.update(index.get(("regex", rid), ()))
+        if facts.sender:
+            for key in sender_keys(facts.sender):
+                candidates.update(index.get(key, ()))
         fired: list[_Fired] = []
         for index in sorted(candidates):
             rule = self.rules[index]
@@ -159,37 +156,13 @@ class Classifier:
                 continue
             for hit in self._matcher.find(tokenize(text), field, self._negation):
                 phrase_hits.setdefault(hit.phrase, []).append(hit)
-            if self._combined is not None:
-                self._find_regexes(text, field, regex_hits)
+            if self._regexes is not None:
+                self._regexes.scan(text, field, regex_hits)
         local = facts.received_at.astimezone(self.tz)
         inside = local.weekday() in self.business_days and (
             self.business_start <= local.time() < self.business_end
         )
         return MatchContext(facts, phrase_hits, regex_hits, local, inside)
-
-    def _find_regexes(self, text: str, field: str, out: dict[int, list[tuple[str, str, bool]]]) -> None:
-        """All regexes that match *text*: one combined scan; at a match the later branches are tried too."""
-        assert self._combined is not None
-        search = self._combined.search
-        pos, n = 0, len(text)
-        while pos <= n:
-            found = search(text, pos)
-            if found is None:
-                return
-            start = found.start()
-            first = int(str(found.lastgroup)[1:])
-            self._record(first, found.group(), text, start, field, out)
-            for rid in range(first + 1, len(self._regexes)):
-                other = self._regexes[rid].match(text, start)
-                if other is not None and other.end() > start:
-                    self._record(rid, other.group(), text, start, field, out)
-            pos = start + 1
-
-    def _record(self, rid: int, matched: str, text: str, start: int, field: str,
-                out: dict[int, list[tuple[str, str, bool]]]) -> None:
-        hits = out.setdefault(rid, [])
-        if len(hits) < 3:
-            hits.append((field, " ".join(matched.split())[:60], self._negation.before_text(text[:start])))
 
 
 def rule_paths(config: Config, rules_file: str | Path | None = None) -> list[Path]:

@@ -520,3 +520,42 @@ def test_mail_facts_from_parsed() -> None:
     assert set(f.recipients) == {"support@x", "b@y"}
     assert f.headers["importance"] == "High" and f.received_at.tzinfo is not None
     assert f.body.strip() == "body text"
+
+
+def test_regexes_without_a_literal_use_the_combined_pattern(tmp_path: Path) -> None:
+    c = build(tmp_path, r"""
+[[rule]]
+name = "phone"
+description = "phone"
+tags = ["phone"]
+regex = '\d{3}-\d{4}'
+
+[[rule]]
+name = "numbers"
+description = "numbers"
+tags = ["numbers"]
+regex = '\d+-\d+'
+
+[[rule]]
+name = "never"
+description = "negated"
+tags = ["never"]
+regex = '(?:ab|cd)\d'
+""")
+    from classifier.regexes import required_literal
+
+    assert all(required_literal(p) is None for p in c.ruleset.builder.regexes)
+    assert c.classify(facts("", "call 555-1234")).tags == ("phone", "numbers")
+    assert c.classify(facts("", "there is no ab1 here")).tags == ()  # negated
+
+
+def test_wildcard_senders_are_checked_on_every_mail(tmp_path: Path) -> None:
+    c = build(tmp_path, """
+[[rule]]
+name = "partners"
+description = "partner mail"
+tags = ["partner"]
+sender = ["*@partner-*.example"]
+""")
+    assert c.classify(facts("x", sender="a@partner-one.example")).tags == ("partner",)
+    assert c.classify(facts("x", sender="a@other.example")).tags == ()

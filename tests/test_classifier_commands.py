@@ -31,7 +31,7 @@ def app(sqlite_store: Store, tmp_path: Path) -> SimpleNamespace:
 
 def run(app: SimpleNamespace, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="hypercare")
-    register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False))
     args = parser.parse_args(argv)
     return int(args.handler(app, args))
 
