@@ -23,6 +23,7 @@ import dashboard.commands
 import intake.commands
 import intake.imap_commands
 import notifier.commands
+import notifier.digest_commands
 import tickets.commands
 from app import App
 from classifier import RuleFileError
@@ -33,6 +34,8 @@ from intake.imap_connect import ImapConfigProblem
 from intake.smtp_receiver import PortInUse, SmtpReceiver
 from intake.sources import SourceError
 from notifier.commands import UnknownOutboxItem
+from notifier.digests import DigestProblem
+from notifier.digests.criteria import UnknownCriterion
 from notifier.render import TemplateProblem
 from tickets.clock import Clock, OffsetClock, SystemClock, parse_instant
 from tickets.commands import UnknownTicket
@@ -43,11 +46,11 @@ log = logging.getLogger("hypercare")
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, RuleFileError, TemplateProblem, PortInUse, SourceError, DatabaseUnavailable, SlaConfigError,
-    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem, ImapConfigProblem,
+    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem, ImapConfigProblem, DigestProblem, UnknownCriterion,
 )
 
 COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands,
-                 dashboard.commands)
+                 dashboard.commands, notifier.digest_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app = make_app(args, daemon=args.handler is cmd_run)
         return int(args.handler(app, args) or 0)
@@ -113,7 +117,9 @@ def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
         return f"sent {report.sent}, retry {report.retried}, dead {report.dead}"
 
     # The mailbox first, so acknowledgements of new mail leave on the same beat.
-    return [*intake.imap_commands.periodic_job(app), ("outbox", flush_outbox)]
+    # Digests before the outbox, so a digest that falls due leaves on the same beat.
+    return [*intake.imap_commands.periodic_job(app), *notifier.digest_commands.periodic_job(app),
+            ("outbox", flush_outbox)]
 
 
 def cmd_tick(app: App, args: argparse.Namespace) -> int:

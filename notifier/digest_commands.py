@@ -28,12 +28,12 @@ def cmd_digest(app: Any, args: argparse.Namespace) -> int:
     key = KINDS[args.kind]
     now = app.clock.now()
     rendered = builder.render(key, now)
+    mail = builder.mail(key, rendered) if args.send else None  # nobody to receive it: one line, exit 2
     if args.format == "html":
         print(rendered.html or "", file=app.out)
     else:
         print(f"Subject: {rendered.subject}\n\n{rendered.text}", file=app.out, end="")
-    if args.send:
-        mail = builder.mail(key, rendered)  # DigestProblem (exit 2) when nobody is configured to receive it
+    if mail is not None:
         with app.store.session() as session:
             item = enqueue(session, mail, key=f"digest:{key}:manual:{now.isoformat()}",
                            support=app.config.support, now=now)

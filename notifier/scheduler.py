@@ -85,7 +85,7 @@ class DigestScheduler:
         with self.store.read() as session:
             done = set(session.execute(select(ScheduleRun.job, ScheduleRun.period_key).where(
                 ScheduleRun.job.in_([c.job for c in candidates]),
-                ScheduleRun.period_key.in_([c.period_key for c in candidates]))).tuples())
+                ScheduleRun.period_key.in_([c.period_key for c in candidates]))).all())
         return [c for c in candidates if (c.job, c.period_key) not in done]
 
     def run(self, now: datetime) -> list[str]:
@@ -106,22 +106,22 @@ class DigestScheduler:
 
     def _send(self, run: DueRun, now: datetime) -> str:
         recipients = self.builder.recipients(run.job)
-        rendered = None
-        if recipients:
-            # Render outside the write transaction: a digest over 100k tickets must not hold the lock.
-            with self.store.read() as session:
-                since = self.builder.last_status_at(session, now) if run.job == "status_daily" else None
-            rendered = self.builder.render(run.job, now, since)
+        if not recipients:
+            # Not recorded: once stakeholders are configured, today's digest still goes out (late).
+            log.debug(f"digest {run.job} {run.period_key} skipped: no recipients configured")
+            return f"{run.job} {run.period_key}: skipped, no recipients configured"
+        # Render outside the write transaction: a digest over 100k tickets must not hold the lock.
+        with self.store.read() as session:
+            since = self.builder.last_status_at(session, now) if run.job == "status_daily" else None
+        rendered = self.builder.render(run.job, now, since)
         try:
             with self.store.session() as session:
                 if session.scalar(select(ScheduleRun.id).where(
                         ScheduleRun.job == run.job, ScheduleRun.period_key == run.period_key)) is not None:
                     return f"{run.job} {run.period_key}: already sent by another instance"
-                detail = "skipped: no recipients configured"
-                if rendered is not None:
-                    item = enqueue(session, self.builder.mail(run.job, rendered),
-                                   key=f"digest:{run.job}:{run.period_key}", support=self.config.support, now=now)
-                    detail = f"queued outbox item {item.id} for {len(recipients)} recipient(s)"
+                item = enqueue(session, self.builder.mail(run.job, rendered),
+                               key=f"digest:{run.job}:{run.period_key}", support=self.config.support, now=now)
+                detail = f"queued outbox item {item.id} for {len(recipients)} recipient(s)"
                 session.add(ScheduleRun(job=run.job, period_key=run.period_key, ran_at=now, detail=detail))
                 session.flush()
         except IntegrityError:

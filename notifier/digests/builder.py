@@ -30,7 +30,7 @@ from notifier.digests.lines import (
 )
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
-from notifier.render import Renderer, Rendered
+from notifier.render import Rendered, Renderer
 from tickets.models import ScheduleRun
 from tickets.phases import phase_on
 from tickets.sla import SlaPolicy

@@ -168,7 +168,8 @@ def top_topics(session: Session, start: datetime, end: datetime, limit: int = 5)
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
-def reopened(session: Session, start: datetime, end: datetime, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
+def reopened(session: Session, start: datetime, end: datetime,
+             limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
     """Tickets reopened in the window: how many, and the first *limit* (key, subject, times reopened)."""
     where = (Event.kind == "reopened", Event.at >= start, Event.at < end)
     total = session.scalar(select(func.count(func.distinct(Event.ticket_id))).where(*where)) or 0
