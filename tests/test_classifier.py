@@ -524,6 +524,9 @@ def test_mail_facts_from_parsed() -> None:
 
 def test_regexes_without_a_literal_use_the_combined_pattern(tmp_path: Path) -> None:
     c = build(tmp_path, r"""
+[negation]
+words = ["no"]
+
 [[rule]]
 name = "phone"
 description = "phone"
