@@ -210,8 +210,8 @@ def mailbox_problem(state: ImapState, config: Config, now: datetime) -> str | No
 
 
 def _outbox(session: Session) -> dict[str, Any]:
-    counts = dict(session.execute(select(OutboxItem.status, func.count(OutboxItem.id)).group_by(OutboxItem.status))
-                  .tuples().all())
+    counts: dict[str, int] = {status: n for status, n in session.execute(
+        select(OutboxItem.status, func.count(OutboxItem.id)).group_by(OutboxItem.status))}
     oldest = session.scalar(select(func.min(OutboxItem.created_at))
                             .where(OutboxItem.status.in_(("pending", "sending"))))
     return {"pending": counts.get("pending", 0) + counts.get("sending", 0), "dead": counts.get("dead", 0),
