@@ -20,10 +20,14 @@ from config import Config
 from intake.opening import TicketOpener
 from intake.pipeline import IngestPipeline
 from intake.replies import ReplyHandler
+from intake.team_reply import TeamReplyHandler
 from notifier.acknowledgement import Acknowledger
+from notifier.escalation import Escalator
 from notifier.feedback import FeedbackDesk, FeedbackReplies
+from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.render import Renderer
+from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
 from tickets.calendar import BusinessCalendar
 from tickets.clock import Clock
@@ -31,7 +35,7 @@ from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-MAIL_TEMPLATES = ("ack",)
+MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer")
 
 
 class App:
@@ -97,14 +101,27 @@ class App:
     def acknowledger(self) -> Acknowledger:
         return Acknowledger(self.config, self.renderer, self.sla.target_label)
 
+    @cached_property
+    def escalator(self) -> Escalator:
+        """The escalation ladder (``sla sweep``) and the immediate P1 escalation."""
+        notices = TeamNotices(self.config, self.renderer, self.tokens, self.sla)
+        return Escalator(self.config, self.store, self.clock, self.sla, notices)
+
+    @cached_property
+    def notices(self) -> Notices:
+        """Mail caused by a team reply: public answer, resolution notice (with rating request), confirmation."""
+        return Notices(self.config, self.renderer, self.tokens, self.feedback.request_for)
+
     # --- mail in -----------------------------------------------------------------------------
     @cached_property
     def opener(self) -> TicketOpener:
-        return TicketOpener(self.config, self.classifier, self.sla, self.acknowledger)
+        return TicketOpener(self.config, self.classifier, self.sla, self.acknowledger,
+                            on_opened=(self.escalator.on_new_ticket,))
 
     @cached_property
     def replies(self) -> ReplyHandler:
-        return ReplyHandler(self.config, self.tokens, self.opener, self.sla)
+        team_reply = TeamReplyHandler(self.config, self.sla, self.notices, self.escalator)
+        return ReplyHandler(self.config, self.tokens, self.opener, self.sla, team_reply=team_reply)
 
     @cached_property
     def feedback(self) -> FeedbackDesk:

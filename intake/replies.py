@@ -26,7 +26,7 @@ from tickets.tokens import ReplyTokens
 
 @dataclass(frozen=True)
 class ReplyOutcome:
-    action: str  # threaded | reopened | created | command
+    action: str  # threaded | reopened | created | command | comment
     ticket: Ticket
     detail: str = ""
 
@@ -52,6 +52,13 @@ class ReplyHandler:
             outcome = self.team_reply(session, match, message, parsed, now)
             if outcome is not None:
                 return outcome
+        if match.token_valid and self.config.team_member(sender) is None and not is_participant(ticket, sender):
+            # A team mail's signed address forwarded to someone outside the ticket proves nothing about them.
+            message.disposition = "comment"
+            record_event(session, ticket, "comment", now, actor=sender, detail=_first_line(parsed.body),
+                         data={"reason": "signed reply from someone not on the team or the ticket"},
+                         message_row_id=message.id)
+            return ReplyOutcome("comment", ticket, "not on the team: recorded as a comment, nothing changed")
         if ticket.status in ("resolved", "closed"):
             return self._reply_to_closed(session, ticket, message, parsed, now)
         if ticket.status == "waiting_on_customer" and is_participant(ticket, sender):

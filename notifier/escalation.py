@@ -1,0 +1,204 @@
+"""The escalation ladder: the sweep, and the immediate escalation of a new P1.
+
+Why this shape (DESIGN "SLA clock and escalation"): the promise in the acknowledgement
+must be kept by the system.  Each open, unanswered, running ticket is escalated once
+per ``[sla] escalate_at`` level of its response clock; "once" is a row in
+``escalations`` (unique ticket, cycle, level) written in the same SAVEPOINT as the
+outbox row (idempotency key ``escalation:HC-3:<cycle>:<level>``), so a restart, a
+crash or a second instance sweeping the same database never sends it twice.  A
+severity change starts a new cycle (its clock escalates afresh).
+
+Who is told, by level: the lowest level below 100 % -> the members holding the
+ticket's role (and its assignee); further levels below 100 % -> they and the on-call
+members; 100 % and beyond (breach) -> they, on-call and the project managers.  A new
+P1 (``p1-new``) goes at once to role, on-call and project managers.  When the sweep
+finds several levels reached at once (service was down, severity raised late), only
+the highest is sent and the lower ones are recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import Config, TeamMember
+from notifier.response_clock import PAUSE_KINDS, SEVERITY_CHANGED, cycle_of, fraction, pauses_from
+from notifier.team_notice import Headline, TeamNotices, team_members_for
+from tickets.clock import Clock
+from tickets.lifecycle import record_event
+from tickets.models import OPEN_STATUSES, Escalation, Event, Ticket
+from tickets.sla import SlaPolicy
+from tickets.store import Store
+
+log = logging.getLogger("hypercare.escalation")
+
+P1_NEW = "p1-new"
+ROLE, ON_CALL, BREACH = "role", "on_call", "breach"
+_CHUNK = 500
+
+
+def level_key(level: float) -> str:
+    """How a fraction is stored and keyed: 0.5 -> "0.5", 1.0 -> "1.0"."""
+    return str(float(level))
+
+
+def tier_for(level: float, levels: Sequence[float]) -> str:
+    below = sorted(x for x in levels if x < 1.0)
+    if level >= 1.0:
+        return BREACH
+    return ROLE if below and level == below[0] else ON_CALL
+
+
+@dataclass(frozen=True)
+class Escalated:
+    key: str
+    level: str
+    cycle: int
+    recipients: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        who = ", ".join(self.recipients) or "nobody (no team member for this ticket in [[team]])"
+        extra = f" (skipped {', '.join(self.skipped)})" if self.skipped else ""
+        return f"{self.key} escalated level={self.level} cycle={self.cycle} to {who}{extra}"
+
+
+@dataclass
+class SweepReport:
+    checked: int = 0
+    escalated: list[Escalated] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"checked {self.checked}, escalated {len(self.escalated)}, errors {len(self.errors)}"
+
+
+class Escalator:
+    def __init__(self, config: Config, store: Store, clock: Clock, sla: SlaPolicy, notices: TeamNotices) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.sla = sla
+        self.notices = notices
+        self.levels = tuple(sorted(sla.escalate_at))
+
+    # --- hooks ---------------------------------------------------------------------------------
+
+    def on_new_ticket(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """``TicketOpener.on_opened`` hook: a new P1 escalates at once, in the ticket's transaction."""
+        if ticket.severity == "P1":
+            self.escalate_p1(session, ticket, now, cycle=0)
+
+    def escalate_p1(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int) -> Escalated | None:
+        return self._escalate(session, ticket, now, cycle=cycle, level=P1_NEW, tier=BREACH)
+
+    # --- the sweep -----------------------------------------------------------------------------
+
+    def sweep(self) -> SweepReport:
+        """Escalate every running ticket that reached a level it was not escalated at yet."""
+        report = SweepReport()
+        now = self.clock.now()
+        with self.store.session() as session:
+            tickets = list(session.scalars(
+                select(Ticket).where(
+                    Ticket.status.in_(OPEN_STATUSES), Ticket.status != "waiting_on_customer",
+                    Ticket.first_response_at.is_(None), Ticket.paused_at.is_(None),
+                    Ticket.response_due.is_not(None),
+                ).order_by(Ticket.id)
+            ))
+            report.checked = len(tickets)
+            events, done = self._history(session, [t.id for t in tickets])
+            for ticket in tickets:
+                try:
+                    escalated = self._sweep_one(session, ticket, events[ticket.id], done, now)
+                except Exception as exc:  # noqa: BLE001 - one broken ticket must not stop the ladder
+                    log.exception(f"{ticket.key} escalation failed")
+                    report.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
+                    continue
+                if escalated is not None:
+                    report.escalated.append(escalated)
+        for item in report.escalated:
+            log.info(item.line())
+        return report
+
+    def _history(self, session: Session, ids: list[int]) -> tuple[dict[int, list[Event]], set[tuple[int, int, str]]]:
+        events: dict[int, list[Event]] = defaultdict(list)
+        done: set[tuple[int, int, str]] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            for event in session.scalars(select(Event).where(
+                    Event.ticket_id.in_(chunk), Event.kind.in_((*PAUSE_KINDS, SEVERITY_CHANGED)))):
+                events[event.ticket_id].append(event)
+            for row in session.execute(select(Escalation.ticket_id, Escalation.cycle, Escalation.level)
+                                       .where(Escalation.ticket_id.in_(chunk))):
+                done.add((row[0], row[1], row[2]))
+        return events, done
+
+    def _sweep_one(self, session: Session, ticket: Ticket, events: list[Event],
+                   done: set[tuple[int, int, str]], now: datetime) -> Escalated | None:
+        reached_fraction = fraction(self.sla, ticket, pauses_from(events), now)
+        if reached_fraction is None:
+            return None
+        cycle = cycle_of(events)
+        reached = [lvl for lvl in self.levels
+                   if reached_fraction >= lvl and (ticket.id, cycle, level_key(lvl)) not in done]
+        if not reached:
+            return None
+        top = reached[-1]
+        return self._escalate(session, ticket, now, cycle=cycle, level=level_key(top),
+                              tier=tier_for(top, self.levels), skipped=[level_key(x) for x in reached[:-1]])
+
+    # --- one escalation ------------------------------------------------------------------------
+
+    def recipients(self, ticket: Ticket, tier: str) -> list[str]:
+        return team_members_for(self.config, ticket, on_call=tier in (ON_CALL, BREACH), managers=tier == BREACH)
+
+    def _escalate(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int, level: str, tier: str,
+                  skipped: Sequence[str] = ()) -> Escalated | None:
+        """Record the level (and skipped ones) and queue the mail, atomically; None if already done."""
+        to = self.recipients(ticket, tier)
+        savepoint = session.begin_nested()
+        try:
+            for lower in skipped:
+                session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=lower, at=now, recipients=[]))
+            session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=level, at=now, recipients=to))
+            session.flush()
+        except IntegrityError:
+            savepoint.rollback()  # another instance (or an earlier sweep) got there first
+            log.info(f"{ticket.key} escalation level={level} cycle={cycle} already recorded")
+            return None
+        headline = self._headline(ticket, level, now)
+        self.notices.enqueue(session, ticket, kind="escalation", headline=headline, to=to,
+                             key=f"escalation:{ticket.key}:{cycle}:{level}", now=now)
+        record_event(session, ticket, "escalated", now,
+                     detail=f"{headline.short}: " + (", ".join(to) or "nobody to notify in [[team]]"),
+                     data={"level": level, "cycle": cycle, "tier": tier, "recipients": to,
+                           "skipped": list(skipped)})
+        savepoint.commit()
+        return Escalated(ticket.key, level, cycle, tuple(to), tuple(skipped))
+
+    def _headline(self, ticket: Ticket, level: str, now: datetime) -> Headline:
+        target = self.sla.target_label(ticket.severity)
+        if level == P1_NEW:
+            return Headline("New P1", f"New P1 ticket {ticket.key}: first response is due within {target}.")
+        percent = f"{float(level) * 100:g}%"
+        if float(level) >= 1.0:
+            return Headline(f"SLA breached ({percent})",
+                            f"{ticket.key} has had no first response within {target}: the SLA is breached.")
+        return Headline(f"Escalation {percent}",
+                        f"{percent} of the first-response time ({target}) of {ticket.key} has passed "
+                        "without an answer to the reporter.")
+
+    def notify_assignment(self, session: Session, ticket: Ticket, to: list[str], *, actor: TeamMember,
+                          what: str, key: str, now: datetime) -> None:
+        """The escalation-like notice that ``#assign`` sends to the new role's members or the new assignee."""
+        headline = Headline("Assigned to you", f"{actor.name} assigned {ticket.key} to {what}.")
+        self.notices.enqueue(session, ticket, kind="assignment", headline=headline, to=to, key=key, now=now,
+                             actor=actor)

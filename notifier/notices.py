@@ -1,0 +1,110 @@
+"""Mail that a team member's reply causes: the public answer and the resolution notice to
+the reporter, and the confirmation (or refusal) back to the team member.
+
+Why here and each in its own method and template: the reporter must see a person's
+name but never a team member's address, only the text they wrote (quoted history is
+already stripped), under the ticket's tag so their answer threads back; the resolution
+notice is its own template (``resolved``) so the rating request (issue 7) can be added
+there alone.  Every mail is queued with an idempotency key derived from the team
+member's Message-ID: a re-delivered reply never sends twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config import Config, TeamMember
+from intake.reply_commands import COMMANDS
+from notifier.labels import role_label, severity_label, status_label
+from notifier.mime import OutgoingMail
+from notifier.outbox import enqueue
+from notifier.render import Renderer
+from notifier.team_notice import short_key
+from tickets.models import Message, OutboxItem, Ticket
+from tickets.tokens import ReplyTokens
+
+
+def reporter_recipients(config: Config, ticket: Ticket) -> list[str]:
+    """The reporter and the people they copied; never a team member or one of our addresses."""
+    ours = config.support.address.lower()
+    plus = config.support.local_part + "+"
+    team = {m.email.lower() for m in config.team}
+    chosen: dict[str, None] = {ticket.reporter.lower(): None}
+    for p in ticket.participants:
+        if p.kind == "cc" and p.email not in team and p.email != ours and not p.email.startswith(plus):
+            chosen.setdefault(p.email, None)
+    return list(chosen)
+
+
+def _latest_from_reporter(ticket: Ticket) -> Message | None:
+    inbound = [m for m in ticket.messages if m.direction == "in" and m.from_addr.lower() == ticket.reporter.lower()]
+    return inbound[-1] if inbound else None
+
+
+class Notices:
+    def __init__(self, config: Config, renderer: Renderer, tokens: ReplyTokens,
+                 feedback: Callable[[Ticket, datetime], Any] | None = None) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.tokens = tokens
+        # The rating request of the resolution notice (notifier.feedback.FeedbackDesk.request_for):
+        # an object with ``address`` (the notice's Reply-To) and what templates/_feedback.*.j2 read, or None.
+        self.feedback = feedback
+
+    # --- to the reporter -----------------------------------------------------------------------
+
+    def public_answer(self, session: Session, ticket: Ticket, member: TeamMember, text: str, request: Message,
+                      now: datetime) -> OutboxItem:
+        """A team member's text, sent to the reporter under the ticket's tag, signed with their name."""
+        rendered = self.renderer.render("answer", ticket=ticket, member_name=member.name, text=text,
+                                        support=self.config.support)
+        return self._to_reporter(session, ticket, member, "answer", rendered.subject, rendered.text,
+                                 rendered.html, key=f"answer:{short_key(request.message_id)}", now=now)
+
+    def resolution(self, session: Session, ticket: Ticket, member: TeamMember, resolution: str, text: str,
+                   request: Message, now: datetime) -> OutboxItem:
+        """The resolution notice: what was done, how long a reply reopens the ticket, the rating request."""
+        feedback = self.feedback(ticket, now) if self.feedback is not None else None
+        rendered = self.renderer.render(
+            "resolved", ticket=ticket, member_name=member.name, resolution=resolution, text=text,
+            reopen_days=self.config.hypercare.reopen_days, support=self.config.support, feedback=feedback)
+        return self._to_reporter(session, ticket, member, "resolved", rendered.subject, rendered.text,
+                                 rendered.html, key=f"resolved:{short_key(request.message_id)}", now=now,
+                                 reply_to=getattr(feedback, "address", None))
+
+    def _to_reporter(self, session: Session, ticket: Ticket, member: TeamMember, kind: str, subject: str,
+                     text: str, html: str | None, *, key: str, now: datetime,
+                     reply_to: str | None = None) -> OutboxItem:
+        last = _latest_from_reporter(ticket)
+        first = next((m for m in ticket.messages if m.direction == "in"), None)
+        references = [m.message_id for m in (first, last) if m is not None]
+        mail = OutgoingMail(kind=kind, to=reporter_recipients(self.config, ticket), subject=subject, text=text,
+                            html=html, reply_to=reply_to, in_reply_to=last.message_id if last is not None else None,
+                            references=list(dict.fromkeys(references)), auto_submitted="no")
+        # The reporter sees the person's name, never their address: "Ada (CRM Hypercare Support)".
+        support = dataclasses.replace(self.config.support, name=f"{member.name} ({self.config.support.name})")
+        return enqueue(session, mail, key=key, support=support, now=now, ticket_id=ticket.id)
+
+    # --- to the team member --------------------------------------------------------------------
+
+    def confirmation(self, session: Session, ticket: Ticket, member: TeamMember, request: Message,
+                     done: Sequence[str], not_done: Sequence[tuple[str, str]], now: datetime) -> OutboxItem:
+        """What the reply did, and what it did not do and why; Reply-To signed so they can try again."""
+        tz = self.config.hypercare.tz
+        rendered = self.renderer.render(
+            "confirmation", ticket=ticket, member_name=member.name, done=list(done),
+            not_done=[{"what": w, "why": y} for w, y in not_done], severity=severity_label(ticket.severity),
+            role=role_label(ticket.role), status=status_label(ticket.status), response_due=ticket.response_due,
+            commands=COMMANDS.help_lines(), reply_address=self.tokens.reply_address(ticket.key),
+            support=self.config.support, tz=tz)
+        mail = OutgoingMail(kind="confirmation", to=[member.email], subject=rendered.subject, text=rendered.text,
+                            html=rendered.html, reply_to=self.tokens.reply_address(ticket.key),
+                            in_reply_to=request.message_id, references=[*request.references, request.message_id],
+                            auto_submitted="auto-replied")
+        return enqueue(session, mail, key=f"confirmation:{short_key(request.message_id)}",
+                       support=self.config.support, now=now, ticket_id=ticket.id)
