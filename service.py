@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import schedule
+from sqlalchemy.exc import OperationalError
 
 import classifier.commands
 import dashboard.commands
@@ -29,7 +30,7 @@ from app import App
 from classifier import RuleFileError
 from config import ConfigError, find_config_path, load_config
 from dashboard.server import DashboardServer
-from intake.commands import UnknownQuarantineItem
+from intake.commands import EX_TEMPFAIL, UnknownQuarantineItem
 from intake.imap_connect import ImapConfigProblem
 from intake.smtp_receiver import PortInUse, SmtpReceiver
 from intake.sources import SourceError
@@ -87,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"hypercare: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        # Locked or vanished database in the middle of a command: temporary, say so in one line.
+        print(f"hypercare: database unavailable ({exc.orig}); try again", file=sys.stderr)
+        return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
 

@@ -9,9 +9,11 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from intake.pipeline import IngestUnavailable, RawMail
 from intake.sources import iter_sources
+from tickets.store import DatabaseUnavailable
 from tickets.models import QuarantineItem
 
 EX_TEMPFAIL = 75
@@ -35,7 +37,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_ingest(app: Any, args: argparse.Namespace) -> int:
-    pipeline = app.pipeline
+    try:
+        pipeline = app.pipeline
+    except (DatabaseUnavailable, OperationalError) as exc:
+        # An MTA piping mail to us must keep it queued, not bounce it: temporary, whatever the cause.
+        print(f"error: {exc}; the message(s) were not stored, try again", file=app.err)
+        return EX_TEMPFAIL
     outcomes: Counter[str] = Counter()
     sources = iter_sources(args.paths)
     while True:

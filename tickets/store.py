@@ -60,11 +60,23 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("path_separator", "os")
         try:
+            if self._at_head(cfg):
+                return  # the common case: no write lock taken, so readers start even while a writer works
             with self.engine.begin() as connection:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}; check [database] url") from None
+
+    def _at_head(self, cfg: object) -> bool:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        heads = set(ScriptDirectory.from_config(cfg).get_heads())  # type: ignore[arg-type]
+        with self.engine.execution_options(hc_read_only=True).connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+            connection.rollback()
+        return current == heads
 
     def is_current(self) -> bool:
         return inspect(self.engine).has_table("tickets")
@@ -112,10 +124,13 @@ def ensure_setting(session: Session, key: str, value: str) -> str:
 
 def ensure_identity(store: Store, now: datetime, environ_secret: str | None = None) -> tuple[datetime, str]:
     """Record the database's birth (default go-live) and the reply-token secret on first start."""
-    with store.session() as session:
-        created = ensure_setting(session, "created_at", now.isoformat())
-        secret = environ_secret or ensure_setting(session, "reply_secret", secrets.token_hex(32))
-    return datetime.fromisoformat(created), secret
+    with store.read() as session:  # every start after the first only reads
+        created, secret = get_setting(session, "created_at"), get_setting(session, "reply_secret")
+    if created is None or (secret is None and not environ_secret):
+        with store.session() as session:
+            created = ensure_setting(session, "created_at", now.isoformat())
+            secret = ensure_setting(session, "reply_secret", secrets.token_hex(32))
+    return datetime.fromisoformat(created), environ_secret or str(secret)
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
