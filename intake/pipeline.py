@@ -21,8 +21,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from config import Config
-from intake.guards import GuardContext, GuardHit, first_hit
 from intake.attachments import AttachmentStore
+from intake.guards import GuardContext, GuardHit, first_hit
 from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 from intake.opening import TicketOpener
 from intake.parse import parse_message
