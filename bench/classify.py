@@ -80,17 +80,22 @@ def rule_file(size: int, folder: Path) -> Path:
     return path
 
 
-def measure(classifier: Classifier, mails: list[MailFacts], seconds: float) -> float:
+def measure(classifier: Classifier, mails: list[MailFacts], seconds: float, rounds: int = 5) -> float:
+    """Best of *rounds* passes (messages per second): other load on the machine only ever slows a pass."""
     for facts in mails:  # warm-up
         classifier.classify(facts)
-    done, start = 0, time.perf_counter()
-    while True:
-        for facts in mails:
-            classifier.classify(facts)
-        done += len(mails)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
+    best = 0.0
+    for _ in range(rounds):
+        done, start = 0, time.perf_counter()
+        while True:
+            for facts in mails:
+                classifier.classify(facts)
+            done += len(mails)
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / rounds:
+                break
+        best = max(best, done / elapsed)
+    return best
 
 
 def main() -> None:
