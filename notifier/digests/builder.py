@@ -145,14 +145,18 @@ class DigestBuilder:
         }
 
     def _weekly(self, session: Session, now: datetime) -> dict[str, Any]:
-        start = now - timedelta(days=7)
-        trend = self._trend(session, now, 7)
-        count, mean, p90 = q.first_response_stats(session, start, now)
-        reopened_total, reopened = q.reopened(session, start, now)
-        rated, rating = q.ratings(session, start, now)
-        sla = sla_lines(q.sla_tallies(session, start, now, now), self.sla, self.exit.sla_target)
+        # The seven whole local days before the send day: on a Monday, last Monday to Sunday night.
+        today = now.astimezone(self.tz).date()
+        dates, bounds = day_bounds(today - timedelta(days=7), 7, self.tz)
+        start, end = bounds[0], bounds[-1]
+        trend = day_bars(dates, q.daily_trend(session, bounds))
+        count, mean, p90 = q.first_response_stats(session, start, end)
+        reopened_total, reopened = q.reopened(session, start, end)
+        rated, rating = q.ratings(session, start, end)
+        sla = sla_lines(q.sla_tallies(session, start, end, now), self.sla, self.exit.sla_target)
         return {
             "start": start.astimezone(self.tz),
+            "end": (end - timedelta(seconds=1)).astimezone(self.tz),
             "trend": trend,
             "opened_total": sum(b.opened for b in trend),
             "resolved_total": sum(b.resolved for b in trend),
@@ -162,7 +166,7 @@ class DigestBuilder:
             "responses": count,
             "response_mean": duration(mean) if mean is not None else "n/a",
             "response_p90": duration(p90) if p90 is not None else "n/a",
-            "topics": q.top_topics(session, start, now),
+            "topics": q.top_topics(session, start, end),
             "reopened_total": reopened_total,
             "reopened": reopened,
             "rated": rated,

@@ -35,7 +35,7 @@ def sample_context(config: Config) -> dict[str, Any]:
         "since": now - timedelta(days=1), "new": tally, "resolved": tally, "open": tally, "blocking_names": "P1/P2",
         "blocking": [line], "blocking_more": 1, "sla": [sla], "sla_total": "33%", "oldest": [line],
         "trend": [bar], "severity_rows": [("P1 Critical", 1)], "role_rows": [("CRM admin", 3)],
-        "start": now - timedelta(days=7), "opened_total": 3, "resolved_total": 1, "sla_goal": "90%",
+        "start": now - timedelta(days=7), "end": now, "opened_total": 3, "resolved_total": 1, "sla_goal": "90%",
         "responses": 2, "response_mean": "30m", "response_p90": "50m", "topics": [("outage", 2)],
         "reopened_total": 1, "reopened": [("HC-1", "CRM down", 1)], "rated": 1, "rating": "4.0",
         "verdict": verdict, "handover": [line], "handover_more": 1,
