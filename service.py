@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 import classifier.commands
 import dashboard.commands
+import handover.commands
 import intake.commands
 import intake.imap_commands
 import notifier.commands
@@ -51,7 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands,
-                 dashboard.commands, notifier.digest_commands)
+                 dashboard.commands, notifier.digest_commands, handover.commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,177 @@
+"""``hypercare kb draft``: knowledge-base article drafts from resolved tickets, one per topic.
+
+Why drafts by classifier rule: the rule that fired is the best topic we have ("login-failure",
+"sync-error"), so each draft gathers the tickets of one rule: the symptom as users described it
+(their first mail, quote-stripped), the resolution the team gave (``Ticket.resolution``, else
+the last public answer), how often it occurred, and links to the tickets.  A draft is for the
+next support team to read, so quoted history and personal data (mail addresses, phone numbers,
+the names of reporters and team members) are removed before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from config import Config
+from tickets.models import Ticket
+
+UNCLASSIFIED = "unclassified"
+MAX_EXAMPLES = 5
+AUTOMATIC_KINDS = ("outbox:ack", "outbox:escalation", "outbox:assignment", "outbox:confirmation", "outbox:resolved")
+
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+_DATE_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.:]\d{2}$|^\d{1,2}\.\d{1,2}\.\d{2,4}$")
+_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()./-]{5,}\d(?!\w)")
+_QUOTE_HEADER = re.compile(
+    r"^\s*(?:on .{0,200} wrote:|am .{0,200} schrieb .{0,200}:|le .{0,200} a écrit\s*:|-{2,}\s*original message\s*-{2,}"
+    r"|-{2,}\s*ursprüngliche nachricht\s*-{2,}|from:\s.+|von:\s.+)\s*$", re.IGNORECASE)
+_SIGNATURE = re.compile(r"^(?:-- ?|—|best regards,?|kind regards,?|regards,?|thanks,?|thank you,?|cheers,?"
+                        r"|mit freundlichen grüßen,?|viele grüße,?|cordialement,?)\s*$", re.IGNORECASE)
+
+
+@dataclass
+class Topic:
+    rule: str
+    description: str = ""
+    tickets: list[dict[str, Any]] = field(default_factory=list)  # {"key", "subject", "symptom", "resolution", ...}
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.rule.lower()).strip("-") or UNCLASSIFIED
+
+
+def redact(text: str, names: tuple[str, ...] = ()) -> str:
+    """Remove mail addresses, phone numbers and the given names (reporters, team members)."""
+    text = _EMAIL.sub("[email]", text)
+
+    def phone(match: re.Match[str]) -> str:
+        value = match.group(0)
+        digits = sum(ch.isdigit() for ch in value)
+        if digits < 7 or _DATE_OR_TIME.match(value.strip()):
+            return value
+        return "[phone]"
+
+    text = _PHONE.sub(phone, text)
+    for name in sorted({n for n in names if n and len(n) > 2}, key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(name)}\b", "[name]", text, flags=re.IGNORECASE)
+    return text
+
+
+def strip_quotes(text: str) -> str:
+    """Keep what the writer wrote: stop at a quote header or signature, drop ``>`` lines."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        if _QUOTE_HEADER.match(line) or _SIGNATURE.match(line):
+            break
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line.rstrip())
+    return "\n".join(kept).strip()
+
+
+def collect_topics(session: Session, config: Config, since: datetime | None = None) -> list[Topic]:
+    """Resolved and closed tickets grouped by their first classifier rule, most frequent topic first."""
+    query = (select(Ticket).where(Ticket.status.in_(("resolved", "closed"))).order_by(Ticket.number)
+             .options(selectinload(Ticket.messages), selectinload(Ticket.participants)))
+    if since is not None:
+        query = query.where(Ticket.resolved_at >= since)
+    team_names = tuple(n for m in config.team for n in (m.name, *m.name.split()))
+    topics: dict[str, Topic] = {}
+    for ticket in session.scalars(query):
+        hits = ticket.classification or []
+        rule = str(hits[0].get("name") or UNCLASSIFIED) if hits else UNCLASSIFIED
+        topic = topics.setdefault(rule, Topic(rule, str(hits[0].get("description", "")) if hits else
+                                              "Tickets no classifier rule recognised"))
+        names = (*team_names, ticket.reporter_name, *ticket.reporter_name.split(),
+                 *(m.from_name for m in ticket.messages), *(n for m in ticket.messages for n in m.from_name.split()))
+        symptom = _symptom(ticket, config)
+        resolution = _resolution(ticket, config)
+        topic.tickets.append({
+            "key": ticket.key, "subject": redact(ticket.subject, names), "severity": ticket.severity,
+            "symptom": redact(symptom, names), "resolution": redact(resolution, names) if resolution else "",
+            "resolved_at": ticket.resolved_at, "created_at": ticket.created_at,
+        })
+    return sorted(topics.values(), key=lambda t: (-len(t.tickets), t.rule))
+
+
+def _symptom(ticket: Ticket, config: Config) -> str:
+    first = next((m for m in ticket.messages if m.direction == "in"), None)
+    return strip_quotes(first.body or first.body_full) if first is not None else ""
+
+
+def _resolution(ticket: Ticket, config: Config) -> str:
+    if ticket.resolution and ticket.resolution.strip():
+        return strip_quotes(ticket.resolution)
+    answers = [m for m in ticket.messages if m.direction == "out" and m.source not in AUTOMATIC_KINDS]
+    team = [m for m in ticket.messages if m.direction == "in" and config.team_member(m.from_addr) is not None
+            and not m.body.lstrip().startswith("#")]
+    last = max([*answers, *team], key=lambda m: (m.received_at, m.id), default=None)
+    return strip_quotes(last.body) if last is not None else ""
+
+
+def render_topic(topic: Topic, ticket_url: str) -> str:
+    """One Markdown draft: title, how often, symptom(s), resolution(s), tickets."""
+    n = len(topic.tickets)
+    first = min(t["created_at"] for t in topic.tickets)
+    last = max(t["created_at"] for t in topic.tickets)
+    severities = sorted({t["severity"] for t in topic.tickets})
+    lines = [
+        f"# {topic.description or topic.rule}",
+        "",
+        f"*Draft generated from {n} resolved ticket{'s' if n != 1 else ''} (topic `{topic.rule}`). "
+        "Review before publishing.*",
+        "",
+        f"**How often:** {n} time{'s' if n != 1 else ''} between {first:%Y-%m-%d} and {last:%Y-%m-%d}; "
+        f"severity {', '.join(severities)}.",
+        "",
+        "## Symptom",
+        "",
+        "As users described it:",
+        "",
+    ]
+    for t in topic.tickets[:MAX_EXAMPLES]:
+        lines.append(f"- **{_md(t['subject'])}**")
+        if t["symptom"]:
+            lines.extend(_blockquote(t["symptom"]))
+    lines += ["", "## Resolution", ""]
+    resolutions = [t for t in topic.tickets if t["resolution"]]
+    if not resolutions:
+        lines.append("_No resolution text was recorded; see the tickets._")
+    seen: set[str] = set()
+    for t in reversed(resolutions):  # newest first: the latest fix is the most likely to still apply
+        if t["resolution"] in seen:
+            continue
+        seen.add(t["resolution"])
+        lines.append(f"From {t['key']}:")
+        lines.append("")
+        lines.extend(_blockquote(t["resolution"]))
+        lines.append("")
+    lines += ["## Tickets", ""]
+    for t in topic.tickets:
+        lines.append(f"- [{t['key']}]({ticket_url.format(key=t['key'])}) {_md(t['subject'])} ({t['severity']})")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_index(topics: list[Topic]) -> str:
+    lines = ["# Knowledge-base drafts", "", "| Topic | Tickets | File |", "|---|---:|---|"]
+    for topic in topics:
+        title, link = _md(topic.description or topic.rule), f"[{topic.slug}.md]({topic.slug}.md)"
+        lines.append(f"| {title} | {len(topic.tickets)} | {link} |")
+    return "\n".join(lines) + "\n"
+
+
+def _blockquote(text: str) -> list[str]:
+    # Raw HTML in what users wrote must not come alive in a Markdown renderer.
+    safe = text.replace("&", "&amp;").replace("<", "&lt;")
+    return [f"  > {line}" if line.strip() else "  >" for line in safe.strip().splitlines()[:20]]
+
+
+def _md(text: str) -> str:
+    """Neutralise Markdown/HTML in one-line user text (subjects): it is shown, never interpreted."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text.replace("\n", " "))
