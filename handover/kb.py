@@ -88,8 +88,9 @@ def collect_topics(session: Session, config: Config, since: datetime | None = No
         rule = str(hits[0].get("name") or UNCLASSIFIED) if hits else UNCLASSIFIED
         topic = topics.setdefault(rule, Topic(rule, str(hits[0].get("description", "")) if hits else
                                               "Tickets no classifier rule recognised"))
+        writers = [m.from_name for m in ticket.messages if m.direction == "in"]  # not our own "CRM ... Support"
         names = (*team_names, ticket.reporter_name, *ticket.reporter_name.split(),
-                 *(m.from_name for m in ticket.messages), *(n for m in ticket.messages for n in m.from_name.split()))
+                 *writers, *(n for w in writers for n in w.split()))
         symptom = _symptom(ticket, config)
         resolution = _resolution(ticket, config)
         topic.tickets.append({
