@@ -134,8 +134,8 @@ class SeverityAction(Action):
 
     @staticmethod
     def _escalate_p1(ctx: ActContext, cycle: int) -> None:
-        if ctx.ticket.status in CLOSED:
-            return
+        if ctx.ticket.status in CLOSED or ctx.ticket.first_response_at is not None:
+            return  # answered in the same reply: the response clock the page is about has stopped
         sent = ctx.escalator.escalate_p1(ctx.session, ctx.ticket, ctx.now, cycle=cycle)
         if sent is not None:
             ctx.done.append(f"P1 escalation sent to {', '.join(sent.recipients) or 'nobody'}")
