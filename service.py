@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -93,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Locked or vanished database in the middle of a command: temporary, say so in one line.
         print(f"hypercare: database unavailable ({exc.orig}); try again", file=sys.stderr)
         return EX_TEMPFAIL
+    except BrokenPipeError:
+        # `hypercare tickets | head`: the reader left; not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
 
