@@ -27,6 +27,7 @@ import intake.commands
 import intake.imap_commands
 import notifier.commands
 import notifier.digest_commands
+import notifier.sla_commands
 import tickets.commands
 from app import App
 from classifier import RuleFileError
@@ -53,7 +54,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands,
-                 dashboard.commands, notifier.digest_commands, handover.commands)
+                 dashboard.commands, notifier.digest_commands, handover.commands, notifier.sla_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,9 +129,9 @@ def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
         return f"sent {report.sent}, retry {report.retried}, dead {report.dead}"
 
     # The mailbox first, so acknowledgements of new mail leave on the same beat.
-    # Digests before the outbox, so a digest that falls due leaves on the same beat.
+    # Digests and the SLA sweep before the outbox, so what falls due leaves on the same beat.
     return [*intake.imap_commands.periodic_job(app), *notifier.digest_commands.periodic_job(app),
-            ("outbox", flush_outbox)]
+            *notifier.sla_commands.periodic_job(app), ("outbox", flush_outbox)]
 
 
 def cmd_tick(app: App, args: argparse.Namespace) -> int:
