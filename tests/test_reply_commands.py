@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intake.reply_commands import COMMANDS, Ack, CommandTable, parse_reply_commands
-from intake.team_actions import ACTIONS, ActionTable, AckAction
+from intake.team_actions import ACTIONS, AckAction, ActionTable
 
 
 def test_several_commands_case_insensitive_then_text():
