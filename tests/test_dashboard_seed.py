@@ -105,6 +105,8 @@ def seed(app) -> dict[str, str]:  # type: ignore[no-untyped-def]
         subject="Data loss: contacts deleted overnight", sender="lena@customer.example",
         body="Hundreds of contacts were deleted overnight, data loss!")).key
     app.clock.set(NOW)
+    app.config.path(app.config.smtp_out.maildir).parent.mkdir(parents=True, exist_ok=True)
+    app.outbox.flush(app.transport())  # into the Maildir under tmp_path
     with app.store.session() as s:
         first = s.scalar(select(OutboxItem).order_by(OutboxItem.id))
         first.status, first.last_error = "dead", "550 5.1.1 mailbox unavailable"
@@ -148,3 +150,24 @@ def test_seed_tells_the_story(make_app, tmp_path, clock):
     assert rows[keys["CRM is down for everyone"]]["status"] == "resolved"
     assert rows[keys[XSS_SUBJECT]]["status"] == "new"
     assert rows[keys["breached"]]["severity"] == "P1" and rows[keys["at_risk"]]["severity"] == "P2"
+
+
+if __name__ == "__main__":  # the README screenshot: python tests/test_dashboard_seed.py DIR -> DIR/dashboard.html
+    import io
+    import sys
+
+    from app import App
+    from tickets.clock import FrozenClock
+
+    folder = Path(sys.argv[1]).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    frozen = FrozenClock(datetime(2026, 11, 23, 9, tzinfo=UTC))
+    seeded, _ = build_seeded_app(lambda config=None, db=None: App(config, frozen, io.StringIO(), io.StringIO(), {}),
+                                 folder)
+    from dashboard.pages import overview_html
+    from dashboard.summary import DashboardContext
+
+    context = DashboardContext(seeded.config, seeded.sla, seeded.go_live, frozen.now())
+    with seeded.store.read() as session:
+        (folder / "dashboard.html").write_text(overview_html(session, context, seeded.renderer), encoding="utf-8")
+    print(folder / "dashboard.html")
