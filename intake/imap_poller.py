@@ -169,6 +169,10 @@ class ImapPoller:
             report.waiting = len(uids) - start - len(chunk)
             self._advance(uidvalidity, chunk[-1], report.waiting)
             report.fetched += len(present)
+            if self.settings.processed_folder:
+                report.moved += len(present)
+            else:
+                report.flagged += len(present)
             report.batches += 1
             report.outcomes.update(r.action for r in results)
             if on_batch is not None:

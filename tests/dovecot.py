@@ -53,7 +53,8 @@ class Dovecot:
             raise RuntimeError("dovecot not installed")
         self.user = user
         self.ssl = ssl
-        self.port = free_port()
+        self.port = free_port()  # plain IMAP, and STARTTLS when ssl=True
+        self.ssl_port = free_port() if ssl else 0  # implicit TLS (imaps) when ssl=True
         self.root = Path(tempfile.mkdtemp(prefix="hcdove-", dir="/tmp"))
         self.root.chmod(0o755)
         self.home = self.root / "home" / user
@@ -131,7 +132,9 @@ class Dovecot:
 
     # --- what the poller needs ---------------------------------------------------------------------
     def settings(self, **overrides: object) -> ImapSettings:
-        base = ImapSettings(host="127.0.0.1", port=self.port, security="ssl" if self.ssl else "none",
+        security = str(overrides.get("security", "none"))
+        base = ImapSettings(host="127.0.0.1", port=self.ssl_port if security == "ssl" else self.port,
+                            security=security,
                             username=self.user, password_env=PASSWORD_ENV, folder="INBOX",
                             processed_folder="Processed", idle=False, poll_seconds=1, batch_size=50, timeout=5.0)
         return replace(base, **overrides)  # type: ignore[arg-type]
@@ -210,9 +213,10 @@ class Dovecot:
                    "  inet_listener imaps {\n    port = 0\n  }\n"
         if self.ssl:
             cert, key = self._self_signed()
-            ssl_lines = f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}\n"
-            listener = ("  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n"
-                        f"    address = 127.0.0.1\n    port = {self.port}\n    ssl = yes\n  }}\n")
+            ssl_lines = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+            listener = (f"  inet_listener imap {{\n    address = 127.0.0.1\n    port = {self.port}\n  }}\n"
+                        "  inet_listener imaps {\n"
+                        f"    address = 127.0.0.1\n    port = {self.ssl_port}\n    ssl = yes\n  }}\n")
         (self.root / "run").mkdir(exist_ok=True)
         self.config_path.write_text(f"""
 base_dir = {self.root}/run

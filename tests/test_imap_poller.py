@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from conftest import need_service
 from dovecot import Dovecot, dovecot_binary
 from imapclient import SEEN
 from mailkit import make_mail
@@ -18,8 +19,6 @@ from intake.imap_connect import ImapLoginFailed, ImapUnreachable
 from intake.imap_poller import ImapPoller
 from intake.pipeline import IngestUnavailable
 from tickets.models import ImapState, OutboxItem, Ticket
-
-from conftest import need_service
 
 
 @pytest.fixture
