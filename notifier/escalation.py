@@ -175,12 +175,15 @@ class Escalator:
             log.info(f"{ticket.key} escalation level={level} cycle={cycle} already recorded")
             return None
         headline = self._headline(ticket, level, now)
-        self.notices.enqueue(session, ticket, kind="escalation", headline=headline, to=to,
-                             key=f"escalation:{ticket.key}:{cycle}:{level}", now=now)
-        record_event(session, ticket, "escalated", now,
-                     detail=f"{headline.short}: " + (", ".join(to) or "nobody to notify in [[team]]"),
-                     data={"level": level, "cycle": cycle, "tier": tier, "recipients": to,
-                           "skipped": list(skipped)})
+        if to:
+            self.notices.enqueue(session, ticket, kind="escalation", headline=headline, to=to,
+                                 key=f"escalation:{ticket.key}:{cycle}:{level}", now=now)
+            record_event(session, ticket, "escalated", now, detail=f"{headline.short}: {', '.join(to)}",
+                         data={"level": level, "cycle": cycle, "tier": tier, "recipients": to,
+                               "skipped": list(skipped)})
+        else:
+            # No [[team]] (embedded defaults, demo): the level is recorded as reached, nobody is mailed.
+            log.warning(f"{ticket.key} {headline.short}: nobody in [[team]] to notify")
         savepoint.commit()
         return Escalated(ticket.key, level, cycle, tuple(to), tuple(skipped))
 

@@ -212,3 +212,15 @@ def test_cli_sla_sweep_and_tick(tmp_path):
     shown = json.loads(run("show", "HC-1", "--json").stdout)
     assert [e["detail"] for e in shown["events"] if e["kind"] == "escalated"] == [
         "Escalation 50%: tim@example.com", "Escalation 80%: tim@example.com, olga@example.com"]
+
+
+def test_without_a_team_levels_are_recorded_but_nobody_is_mailed(make_app, clock, tmp_path, db_url):
+    from config import Config, DatabaseSettings
+
+    app = make_app(Config(base_dir=tmp_path, database=DatabaseSettings(url=db_url)))
+    key = report(app, P1_MAIL, sender=REPORTER).strip()
+    clock.advance(minutes=30)
+    [sent] = app.escalator.sweep().escalated
+    assert sent.recipients == () and "nobody" in sent.line()
+    assert [(r.level, r.recipients) for r in _escalation_rows(app)] == [("p1-new", []), ("0.5", [])]
+    assert outbox(app, "escalation") == [] and events(app, key, "escalated") == []
