@@ -12,8 +12,11 @@ server's answer.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.policy import SMTP as SMTP_POLICY
@@ -22,8 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import NotifierSettings, SupportSettings
-from notifier.mime import OutgoingMail, build_mime, new_message_id
-from notifier.transports import PermanentFailure, TransientFailure, Transport
+from notifier.mime import BadAddress, OutgoingMail, build_mime, clean_address, new_message_id
+from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
 from tickets.models import BouncingRecipient, Message, OutboxItem
 from tickets.store import Store
@@ -39,6 +42,7 @@ class FlushReport:
     retried: int = 0
     dead: int = 0
     suppressed: int = 0
+    relay_down: bool = False
     errors: list[str] = field(default_factory=list)
 
 
@@ -59,15 +63,20 @@ def enqueue(
     existing = session.scalar(select(OutboxItem).where(OutboxItem.idempotency_key == key))
     if existing is not None:
         return existing
+    good, bad = _split_addresses(mail.to)
+    mail = dataclasses.replace(mail, to=good)
     message_id = new_message_id(mail.kind, support.domain)
     mime = build_mime(mail, sender_address=support.address, sender_name=support.name,
                       message_id=message_id, date=now)
     data = mime.as_bytes(policy=SMTP_POLICY)  # CRLF line ends: smtplib sends bytes as they are
     item = OutboxItem(
         idempotency_key=key, kind=mail.kind, ticket_id=ticket_id, sender=support.address,
-        recipients=list(mail.to), suppressed=[], message_id=message_id, subject=str(mime["Subject"]),
-        mime=data, status="pending", attempts=0, created_at=now, next_attempt_at=now,
+        recipients=good, suppressed=[], message_id=message_id, subject=str(mime["Subject"]),
+        mime=data, status="pending" if good else "dead", attempts=0, created_at=now, next_attempt_at=now,
+        last_error=f"invalid recipient address(es) left out: {', '.join(repr(b) for b in bad)}"[:2000] if bad else None,
     )
+    if bad:
+        log.warning(f"{message_id} invalid recipient(s) left out: {bad!r}")
     session.add(item)
     if ticket_id is not None:
         session.add(Message(
@@ -79,6 +88,17 @@ def enqueue(
         ))
     session.flush()
     return item
+
+
+def _split_addresses(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Plain addresses go out; anything that could inject a header or an SMTP command is left out."""
+    good, bad = [], []
+    for address in addresses:
+        try:
+            good.append(clean_address(address))
+        except BadAddress:
+            bad.append(address)
+    return good, bad
 
 
 class Outbox:
@@ -112,7 +132,12 @@ class Outbox:
             return items
 
     def flush(self, transport: Transport, max_items: int | None = None) -> FlushReport:
-        """Send everything due now over one transport connection; return what happened."""
+        """Send everything due now over one transport connection; return what happened.
+
+        The relay being unavailable stops the flush at once: the claimed rows are put back
+        with backoff (one connection attempt per flush, not one per message), and no row
+        ever goes ``dead`` because the relay was down, only because of its own answer.
+        """
         report = FlushReport()
         remaining = max_items
         opened = False
@@ -128,16 +153,14 @@ class Outbox:
                     try:
                         transport.open()
                         opened = True
-                    except TransientFailure as exc:
-                        for item in batch:
-                            self._record_failure(item, str(exc), permanent=False, report=report)
+                    except (TransientFailure, PermanentFailure) as exc:
+                        self._relay_down(batch, str(exc), report)
                         break
-                    except PermanentFailure as exc:
-                        for item in batch:
-                            self._record_failure(item, str(exc), permanent=True, report=report)
-                        break
-                for item in batch:
-                    self._send_one(transport, item, report)
+                bouncing = self._bouncing(batch)
+                for index, item in enumerate(batch):
+                    if not self._send_one(transport, item, bouncing, report):
+                        self._relay_down(batch[index + 1:], report.errors[-1], report)
+                        return report
         finally:
             if opened:
                 transport.close()
@@ -154,35 +177,39 @@ class Outbox:
             item.claimed_until = None
             return True
 
-    def _send_one(self, transport: Transport, item: OutboxItem, report: FlushReport) -> None:
-        recipients, suppressed = self._deliverable(item)
+    def _send_one(self, transport: Transport, item: OutboxItem, bouncing: set[str], report: FlushReport) -> bool:
+        """Send one claimed row and record the outcome; False when the relay became unavailable."""
+        recipients = [r for r in item.recipients if r.lower() not in bouncing]
+        suppressed = [r for r in item.recipients if r.lower() in bouncing]
         if not recipients:
             self._finish(item, status="suppressed", suppressed=suppressed)
             report.suppressed += 1
             log.info(f"{item.message_id} outbox item {item.id} suppressed: all recipients bouncing")
-            return
+            return True
         try:
-            transport.send(item.sender, recipients, item.mime)
+            refused = transport.send(item.sender, recipients, item.mime)
+        except RelayUnavailable as exc:
+            self._record_failure(item, str(exc), kind="relay", report=report)
+            return False
         except PermanentFailure as exc:
-            self._record_failure(item, str(exc), permanent=True, report=report)
-            return
+            self._record_failure(item, str(exc), kind="permanent", report=report)
+            return True
         except TransientFailure as exc:
-            self._record_failure(item, str(exc), permanent=False, report=report)
-            return
-        self._finish(item, status="sent", suppressed=suppressed)
+            self._record_failure(item, str(exc), kind="transient", report=report)
+            return True
+        self._finish(item, status="sent", suppressed=suppressed, refused=refused)
         report.sent += 1
-        log.info(f"{item.message_id} sent kind={item.kind} to={','.join(recipients)}")
+        log.info(f"{item.message_id} sent kind={item.kind} to={','.join(r for r in recipients if r not in refused)}")
+        return True
 
-    def _deliverable(self, item: OutboxItem) -> tuple[list[str], list[str]]:
-        with self.store.session() as session:
-            bouncing = set(session.scalars(
-                select(BouncingRecipient.email).where(
-                    func.lower(BouncingRecipient.email).in_([r.lower() for r in item.recipients]))
-            ))
-        keep = [r for r in item.recipients if r.lower() not in bouncing]
-        return keep, [r for r in item.recipients if r.lower() in bouncing]
+    def _bouncing(self, batch: list[OutboxItem]) -> set[str]:
+        """Recipients of *batch* whose mail bounced (intake guards): one query for the whole batch."""
+        addresses = sorted({r.lower() for item in batch for r in item.recipients})
+        with self.store.read() as session:
+            return {e.lower() for e in session.scalars(
+                select(BouncingRecipient.email).where(func.lower(BouncingRecipient.email).in_(addresses)))}
 
-    def _finish(self, item: OutboxItem, *, status: str, suppressed: list[str]) -> None:
+    def _finish(self, item: OutboxItem, *, status: str, suppressed: list[str], refused: Refused | None = None) -> None:
         now = self.clock.now()
         with self.store.session() as session:
             row = session.get(OutboxItem, item.id)
@@ -192,25 +219,67 @@ class Outbox:
             row.sent_at = now if status == "sent" else None
             row.claimed_until = None
             row.suppressed = suppressed
+            if refused:
+                row.last_error = self._requeue_refused(session, row, refused, now)
 
-    def _record_failure(self, item: OutboxItem, error: str, *, permanent: bool, report: FlushReport) -> None:
+    def _requeue_refused(self, session: Session, row: OutboxItem, refused: Refused, now: datetime) -> str:
+        """Sent to some: the 4xx-refused recipients get a row of their own (same bytes, same Message-ID)."""
+        later = sorted(r for r, (code, _) in refused.items() if code < 500)
+        note = "; ".join(f"{r}: {code} {answer}" for r, (code, answer) in sorted(refused.items()))
+        if later:
+            digest = hashlib.sha256(",".join(later).encode()).hexdigest()[:12]
+            follow = OutboxItem(
+                idempotency_key=f"{row.idempotency_key[:150]}#rcpt:{digest}", kind=row.kind, ticket_id=row.ticket_id,
+                sender=row.sender, recipients=later, suppressed=[], message_id=row.message_id, subject=row.subject,
+                mime=row.mime, status="pending", attempts=0, created_at=now,
+                next_attempt_at=now + timedelta(seconds=self.backoff(1)), last_error=note[:2000],
+            )
+            session.add(follow)
+            session.flush()
+            note += f" (retried as outbox item {follow.id})"
+        log.warning(f"{row.message_id} outbox item {row.id} sent; relay refused {note}")
+        return f"sent; refused {note}"[:2000]
+
+    def _record_failure(self, item: OutboxItem, error: str, *, kind: str, report: FlushReport) -> None:
+        """kind: permanent (5xx: dead now) | transient (4xx, drop, timeout: dead after max_attempts)
+        | relay (relay unavailable: back off, never dead)."""
         now = self.clock.now()
         with self.store.session() as session:
             row = session.get(OutboxItem, item.id)
             assert row is not None
             row.attempts += 1
-            row.last_error = error[:2000]
             row.claimed_until = None
-            if permanent or row.attempts >= self.settings.max_attempts:
+            if kind == "permanent" or (kind == "transient" and row.attempts >= self.settings.max_attempts):
                 row.status = "dead"
+                row.last_error = (error if kind == "permanent"
+                                  else f"gave up after {row.attempts} attempts: {error}")[:2000]
                 report.dead += 1
-                log.error(f"{row.message_id} outbox item {row.id} dead after {row.attempts} attempts: {error}")
+                log.error(f"{row.message_id} outbox item {row.id} dead after {row.attempts} attempt(s): {error}")
             else:
                 row.status = "pending"
+                row.last_error = error[:2000]
                 row.next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
                 report.retried += 1
-                log.warning(f"{row.message_id} outbox item {row.id} retry {row.attempts}: {error}")
+                log.warning(f"{row.message_id} outbox item {row.id} retry {row.attempts} "
+                            f"at {row.next_attempt_at.isoformat()}: {error}")
         report.errors.append(error)
+
+    def _relay_down(self, items: list[OutboxItem], error: str, report: FlushReport) -> None:
+        """Put claimed rows back with backoff in one transaction: the relay, not they, failed."""
+        if not items:
+            return
+        now = self.clock.now()
+        with self.store.session() as session:
+            for row in session.scalars(select(OutboxItem).where(OutboxItem.id.in_([i.id for i in items]))):
+                row.attempts += 1
+                row.status = "pending"
+                row.claimed_until = None
+                row.last_error = error[:2000]
+                row.next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
+        report.retried += len(items)
+        report.relay_down = True
+        report.errors.append(error)
+        log.warning(f"relay unavailable, {len(items)} outbox item(s) back off: {error}")
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter, capped: spreads retries when a relay comes back."""

@@ -25,13 +25,25 @@ class TransientFailure(Exception):
     """Try again later: 4xx, connection refused or dropped, timeout."""
 
 
+class RelayUnavailable(TransientFailure):
+    """The relay itself cannot be used now (unreachable, refused, 4xx/5xx greeting, login refused).
+
+    Not the message's fault: the outbox backs off but never gives a message up for it,
+    and stops the batch instead of knocking once per message on a closed door.
+    """
+
+
 class PermanentFailure(Exception):
     """Never retry: the server answered 5xx; the message is its answer."""
 
 
+# Recipients the relay refused while accepting the message for the others: address -> (code, answer).
+Refused = dict[str, tuple[int, str]]
+
+
 class Transport(Protocol):
     def open(self) -> None: ...
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None: ...
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused: ...
     def close(self) -> None: ...
 
 
@@ -44,11 +56,12 @@ class MaildirTransport:
     def open(self) -> None:
         self._box = mailbox.Maildir(str(self.path), create=True)
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused:
         try:
             self._box.add(data)
         except OSError as exc:
             raise TransientFailure(f"maildir {self.path}: {exc.strerror}") from None
+        return {}
 
     def close(self) -> None:
         self._box = None  # type: ignore[assignment]
@@ -76,14 +89,21 @@ class SmtpTransport:
             if s.username:
                 smtp.login(s.username, self.environ.get(s.password_env, "") if s.password_env else "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentFailure(f"relay {s.host}:{s.port} refused login: {_answer(exc)}") from None
+            # A wrong password is fixed in the config, then everything queued goes out: nothing dies of it.
+            raise RelayUnavailable(f"relay {s.host}:{s.port} refused login: {_answer(exc)}") from None
         except smtplib.SMTPResponseException as exc:
-            raise _classify(exc.smtp_code, _answer(exc)) from None
+            raise RelayUnavailable(f"relay {s.host}:{s.port} answered {_answer(exc)}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientFailure(f"relay {s.host}:{s.port} unreachable: {exc}") from None
+            raise RelayUnavailable(f"relay {s.host}:{s.port} unreachable: {exc or type(exc).__name__}") from None
         self._smtp = smtp
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> None:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused:
+        """Send one message; return the recipients refused while others were accepted.
+
+        4xx (including 421 "closing") -> TransientFailure; 5xx -> PermanentFailure with the
+        server's answer; a dropped connection or a timeout -> TransientFailure, and the next
+        message reconnects (RelayUnavailable if that fails).
+        """
         if self._smtp is None:
             self.open()
         assert self._smtp is not None
@@ -91,19 +111,19 @@ class SmtpTransport:
             refused = self._smtp.sendmail(sender, list(recipients), data)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(f"{rcpt}: {code} {msg.decode(errors='replace')}"
-                               for rcpt, (code, msg) in exc.recipients.items())
+            detail = "; ".join(f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items())
             self._reset()
-            raise (TransientFailure if all(400 <= c < 500 for c in codes) else PermanentFailure)(detail) from None
+            raise (TransientFailure if any(c < 500 for c in codes) else PermanentFailure)(detail) from None
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            raise TransientFailure(f"connection lost: {exc}") from None
         except smtplib.SMTPResponseException as exc:
             self._reset()
             raise _classify(exc.smtp_code, _answer(exc)) from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             self._drop()
-            raise TransientFailure(f"connection lost: {exc}") from None
-        if refused:
-            # Some recipients were accepted: the mail is sent; the refused ones are logged.
-            log.warning(f"relay refused some recipients: {refused}")
+            raise TransientFailure(f"connection lost: {exc or type(exc).__name__}") from None
+        return {rcpt: (code, _text(msg)) for rcpt, (code, msg) in refused.items()}
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -134,9 +154,12 @@ def transport_for(settings: SmtpOutSettings, maildir: Path) -> Transport:
     return SmtpTransport(settings) if settings.host else MaildirTransport(maildir)
 
 
+def _text(message: bytes | str) -> str:
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
 def _answer(exc: smtplib.SMTPResponseException) -> str:
-    message = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-    return f"{exc.smtp_code} {message}"
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
 
 
 def _classify(code: int, answer: str) -> Exception:

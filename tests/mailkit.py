@@ -55,11 +55,19 @@ class Delivery:
 
 @dataclass
 class CapturingHandler:
-    """Captures every DATA; ``faults`` holds answers for the next transactions ("451 ...", "drop", "slow")."""
+    """Captures every DATA; ``faults`` holds answers for the next transactions ("451 ...", "drop", "slow:<s>")."""
 
     deliveries: list[Delivery] = field(default_factory=list)
     faults: deque[str] = field(default_factory=deque)
     connections: int = 0
+    # Per recipient: the answer to its RCPT TO ("450 4.2.0 greylisted", "550 5.1.1 unknown"), every time.
+    rcpt_faults: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address in self.rcpt_faults:
+            return self.rcpt_faults[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         self.connections += 1
@@ -81,9 +89,9 @@ class CapturingHandler:
 
 
 class Relay:
-    def __init__(self) -> None:
-        self.handler = CapturingHandler()
-        self.port = free_port()
+    def __init__(self, port: int | None = None, handler: CapturingHandler | None = None) -> None:
+        self.handler = handler or CapturingHandler()
+        self.port = port or free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      decode_data=False)
 
