@@ -54,6 +54,7 @@ class MaildirTransport:
         self.path = path
 
     def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # Maildir(create=True) makes only the last folder
         self._box = mailbox.Maildir(str(self.path), create=True)
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused:

@@ -109,13 +109,13 @@ def test_relay_down_keeps_mail_pending(make_app, tmp_path):
 
 def test_transports_share_one_interface(tmp_path, relay):
     data = make_mail()
-    maildir = MaildirTransport(tmp_path / "md")
+    maildir = MaildirTransport(tmp_path / "deep" / "md")
     smtp = SmtpTransport(SmtpOutSettings(host="127.0.0.1", port=relay.port))
     for transport in (maildir, smtp):
         transport.open()
         transport.send("support@localhost", ["a@customer.example"], data)
         transport.close()
-    assert len(mailbox.Maildir(str(tmp_path / "md"))) == 1 and len(relay.deliveries) == 1
+    assert len(mailbox.Maildir(str(tmp_path / "deep" / "md"))) == 1 and len(relay.deliveries) == 1
 
 
 def test_header_injection_in_subject_is_neutralised(make_app, tmp_path):
