@@ -200,10 +200,18 @@ class Daemon:
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     daemon = Daemon(app)
-    daemon.start()
+    try:
+        daemon.start()
+    except BaseException:
+        daemon.stop()  # a part that did start (dashboard, SMTP) must not keep the process alive
+        raise
     cfg = app.config
-    print(f"hypercare running: SMTP intake {cfg.smtp_in.host}:{cfg.smtp_in.port} for {cfg.support.address}, "
-          f"database {app.store.safe_url}; Ctrl-C to stop", file=app.out, flush=True)
+    parts = [f"SMTP intake {cfg.smtp_in.host}:{cfg.smtp_in.port} for {cfg.support.address}" if cfg.smtp_in.enabled
+             else "SMTP intake off"]
+    if cfg.dashboard.enabled:
+        parts.append(f"dashboard http://{cfg.dashboard.host}:{cfg.dashboard.port}/")
+    parts.append(f"database {app.store.safe_url}")
+    print(f"hypercare running: {', '.join(parts)}; Ctrl-C to stop", file=app.out, flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
         daemon.stop_event.set()
