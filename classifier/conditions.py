@@ -5,121 +5,37 @@ this module must see the same list of condition types; ``CONDITION_KINDS`` is th
 list, in the order they are evaluated inside one table, and refuses duplicate keys.
 Keyword and regex conditions never search the text themselves: the classifier runs
 the one compiled matcher per mail and they only look up its hits (``MatchContext``).
+The conditions on mail facts (sender, recipients, header, attachment, time, days) live
+in ``classifier.mail_conditions``, the shared contract in ``classifier.condition_base``;
+the table below lists them all, and every name stays importable from here.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from dataclasses import dataclass
-from datetime import datetime, time
-from typing import Any, ClassVar
+from typing import Any
 
-from classifier.facts import MailFacts
-from classifier.text import PhraseHit, PhraseMatcher
+from classifier.condition_base import (
+    Builder,
+    Condition,
+    ConditionError,
+    MatchContext,
+    Outcome,
+    Trigger,
+    sender_keys,
+    strings,
+)
+from classifier.mail_conditions import Attachment, Days, Header, Recipients, Sender, TimeOfDay, address_matches
+from classifier.text import PhraseHit
+
+__all__ = [  # rules.py and engine.py import the shared contract from here, as before the split
+    "CONDITION_KINDS", "DEFAULT_WEIGHTS", "FIELDS", "KINDS", "MODIFIERS", "AllOf", "AnyOf", "Attachment",
+    "Builder", "Condition", "ConditionError", "Days", "Header", "Keywords", "MatchContext", "NoneOf", "Outcome",
+    "Recipients", "Regex", "Sender", "TimeOfDay", "Trigger", "address_matches", "parse_table", "sender_keys",
+]
 
 FIELDS = ("subject", "body")
 DEFAULT_WEIGHTS = {"subject": 2.0, "body": 1.0}
 MODIFIERS = ("fields", "except", "negation")
-
-
-Trigger = tuple[str, object]  # ("phrase", id) | ("regex", id) | ("sender", address or domain)
-
-
-def sender_keys(address: str) -> frozenset[Trigger]:
-    """The sender triggers a mail offers: its address, its domain and every parent domain."""
-    address = address.lower()
-    labels = address.rpartition("@")[2].split(".")
-    keys = {("sender", address)} | {("sender", ".".join(labels[i:])) for i in range(len(labels) - 1)}
-    return frozenset(keys)
-
-
-class ConditionError(ValueError):
-    """A mistake inside one condition; the loader prefixes the file and rule name."""
-
-
-@dataclass
-class MatchContext:
-    """Everything one mail offers to conditions, computed once per mail by the classifier."""
-
-    facts: MailFacts
-    phrase_hits: dict[int, list[PhraseHit]]
-    regex_hits: dict[int, list[tuple[str, str, bool]]]  # regex id -> [(field, matched text, negated)]
-    local_time: datetime
-    in_business_hours: bool
-
-
-@dataclass(frozen=True)
-class Outcome:
-    score: float
-    evidence: tuple[str, ...]
-
-
-class Builder:
-    """Collects phrases and regexes of every rule into the shared matcher while rules are parsed."""
-
-    def __init__(self) -> None:
-        self.matcher = PhraseMatcher()
-        self.regexes: list[re.Pattern[str]] = []
-        self._regex_ids: dict[str, int] = {}
-
-    def phrase(self, word: Any) -> int:
-        if not isinstance(word, str):
-            raise ConditionError(f"keyword {word!r} must be a string")
-        try:
-            return self.matcher.add(word)
-        except ValueError as exc:
-            raise ConditionError(f"{exc}; use whole words") from None
-
-    def regex(self, pattern: Any) -> int:
-        if not isinstance(pattern, str):
-            raise ConditionError(f"regex {pattern!r} must be a string")
-        if pattern in self._regex_ids:
-            return self._regex_ids[pattern]
-        if re.search(r"\(\?P[<=]|\\[1-9]|\(\?<[^=!]", pattern):
-            raise ConditionError(
-                f"regex {pattern!r}: named groups and backreferences are not supported; use (?:...)"
-            )
-        try:
-            compiled = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            raise ConditionError(f"invalid regex {pattern!r} ({exc}); fix the pattern") from None
-        if compiled.search(""):
-            raise ConditionError(f"regex {pattern!r} matches empty text; make it need a character")
-        self._regex_ids[pattern] = len(self.regexes)
-        self.regexes.append(compiled)
-        return self._regex_ids[pattern]
-
-
-class Condition:
-    key: ClassVar[str]
-    description: ClassVar[str]
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Condition:
-        """Build from the TOML *value* of ``key`` (``mods`` = fields/except/negation of the same table)."""
-        raise NotImplementedError
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        """The outcome when the condition holds for this mail, else None."""
-        raise NotImplementedError
-
-    def triggers(self) -> frozenset[Trigger] | None:
-        """Facts one of which must be present for this to hold (None: it may hold without any).
-
-        The classifier indexes rules by these, so a rule is only checked for mails that
-        contain one of its words, regexes or sender keys: the cost of 1,000 rules is the
-        cost of the few that could fire.
-        """
-        return None
-
-
-def _strings(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConditionError(f"{what} must be a non-empty string or list of strings, got {value!r}")
-    return tuple(v.strip() for v in value)
 
 
 def _weights(mods: dict[str, Any]) -> dict[str, float]:
@@ -152,8 +68,8 @@ class Keywords(Condition):
 
     @classmethod
     def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Keywords:
-        words = _strings(value, "keywords")
-        excluded = _strings(mods["except"], "except") if "except" in mods else ()
+        words = strings(value, "keywords")
+        excluded = strings(mods["except"], "except") if "except" in mods else ()
         negation = mods.get("negation", True)
         if not isinstance(negation, bool):
             raise ConditionError(f"negation must be true or false, got {negation!r}")
@@ -209,7 +125,7 @@ class Regex(Condition):
         negation = mods.get("negation", True)
         if not isinstance(negation, bool):
             raise ConditionError(f"negation must be true or false, got {negation!r}")
-        return cls(tuple(builder.regex(p) for p in _strings(value, "regex")), _weights(mods), negation)
+        return cls(tuple(builder.regex(p) for p in strings(value, "regex")), _weights(mods), negation)
 
     def check(self, ctx: MatchContext) -> Outcome | None:
         best: dict[int, tuple[float, str]] = {}
@@ -226,165 +142,6 @@ class Regex(Condition):
 
     def triggers(self) -> frozenset[Trigger] | None:
         return frozenset(("regex", rid) for rid in self.rids)
-
-
-def address_matches(address: str, pattern: str) -> bool:
-    """``ceo@x.com`` exact, ``x.com`` / ``@x.com`` the domain and its subdomains; ``*`` wildcards allowed."""
-    address, pattern = address.lower(), pattern.lower()
-    if "@" in pattern and not pattern.startswith("@"):
-        return fnmatch.fnmatchcase(address, pattern)
-    domain = address.rpartition("@")[2]
-    pattern = pattern.lstrip("@")
-    return fnmatch.fnmatchcase(domain, pattern) or fnmatch.fnmatchcase(domain, "*." + pattern)
-
-
-class Sender(Condition):
-    key = "sender"
-    description = "sender address or domain (VIP lists)"
-
-    def __init__(self, patterns: tuple[str, ...]) -> None:
-        self.patterns = tuple(p.lower() for p in patterns)
-        self._wild = any(ch in p for p in self.patterns for ch in "*?[")
-        self._keys = frozenset(("sender", p.lstrip("@")) for p in self.patterns)
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Sender:
-        return cls(_strings(value, cls.key))
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        sender = ctx.facts.sender
-        if not sender:
-            return None
-        if self._wild:
-            held = any(address_matches(sender, p) for p in self.patterns)
-        else:
-            held = not self._keys.isdisjoint(sender_keys(sender))
-        return Outcome(1.0, (f"sender {sender}",)) if held else None
-
-    def triggers(self) -> frozenset[Trigger] | None:
-        return None if self._wild else self._keys
-
-
-class Recipients(Sender):
-    key = "recipients"
-    description = "any recipient address or domain"
-
-    def triggers(self) -> frozenset[Trigger] | None:
-        return None
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        for address in ctx.facts.recipients:
-            if any(address_matches(address, p) for p in self.patterns):
-                return Outcome(1.0, (f"recipient {address}",))
-        return None
-
-
-class Header(Condition):
-    key = "header"
-    description = "header values: {name = pattern or [patterns]}, * wildcards, case-insensitive"
-
-    def __init__(self, wanted: dict[str, tuple[str, ...]]) -> None:
-        self.wanted = wanted
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Header:
-        if not isinstance(value, dict) or not value:
-            raise ConditionError('header must be a table like {importance = "high"}')
-        return cls({name.lower(): tuple(p.lower() for p in _strings(v, f"header {name}"))
-                    for name, v in value.items()})
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        for name, patterns in self.wanted.items():
-            value = ctx.facts.headers.get(name)
-            if value is None:
-                continue
-            for line in value.lower().split("\n"):
-                line = line.strip()
-                if any(fnmatch.fnmatchcase(line, p) for p in patterns):
-                    return Outcome(1.0, (f"header {name}: {line[:60]}",))
-        return None
-
-
-class Attachment(Condition):
-    key = "attachment"
-    description = "attachment content types, e.g. image/* or application/pdf"
-
-    def __init__(self, patterns: tuple[str, ...]) -> None:
-        self.patterns = patterns
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Attachment:
-        return cls(tuple(p.lower() for p in _strings(value, cls.key)))
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        for kind in ctx.facts.attachment_types:
-            if any(fnmatch.fnmatchcase(kind, p) for p in self.patterns):
-                return Outcome(1.0, (f"attachment {kind}",))
-        return None
-
-
-def _clock(text: str) -> time:
-    from config import parse_time
-
-    return parse_time(text.strip())
-
-
-class TimeOfDay(Condition):
-    key = "time"
-    description = 'received "business_hours", "outside_business_hours" or "HH:MM-HH:MM" (local time)'
-
-    def __init__(self, spec: str, span: tuple[time, time] | None) -> None:
-        self.spec, self.span = spec, span
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> TimeOfDay:
-        if value in ("business_hours", "outside_business_hours"):
-            return cls(value, None)
-        start, sep, end = str(value).partition("-")
-        try:
-            if not sep:
-                raise ValueError
-            return cls(str(value), (_clock(start), _clock(end)))
-        except ValueError:
-            raise ConditionError(
-                f'time must be "business_hours", "outside_business_hours" or like "18:00-08:00", '
-                f"got {value!r}"
-            ) from None
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        local = ctx.local_time
-        stamp = local.strftime("%a %H:%M %Z")
-        if self.span is None:
-            inside = ctx.in_business_hours
-            if inside == (self.spec == "business_hours"):
-                return Outcome(1.0, (f"received {stamp} ({self.spec.replace('_', ' ')})",))
-            return None
-        start, end = self.span
-        now = local.time()
-        inside = start <= now < end if start <= end else (now >= start or now < end)
-        return Outcome(1.0, (f"received {stamp} (within {self.spec})",)) if inside else None
-
-
-class Days(Condition):
-    key = "days"
-    description = 'received on weekdays like "Sat-Sun" or ["Mon", "Fri"] (local time)'
-
-    def __init__(self, days: frozenset[int]) -> None:
-        self.days = days
-
-    @classmethod
-    def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Days:
-        from config import parse_weekdays
-
-        try:
-            return cls(parse_weekdays(value))
-        except ValueError as exc:
-            raise ConditionError(f"days: {exc}") from None
-
-    def check(self, ctx: MatchContext) -> Outcome | None:
-        if ctx.local_time.weekday() in self.days:
-            return Outcome(1.0, (f"received on {ctx.local_time.strftime('%a')}",))
-        return None
 
 
 class AllOf(Condition):

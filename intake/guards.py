@@ -5,6 +5,8 @@ address is live; peers do exactly that. Each check is a tiny named rule (Mailman
 style) in one explicit registry whose order is a literal tuple, so the rule that fired
 is recorded with the message and a reader can see at a glance what runs first.
 Bounce rules also report which of our recipients bounced (``GuardHit.bounced``).
+What bounces and automatic replies look like lives in ``intake.bounces`` and
+``intake.autoreplies``; this module only holds the rules, their order and the registry.
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.message import Message
 from typing import ClassVar
 
 import config
+from intake.autoreplies import OOO_SUBJECT
+from intake.bounces import (
+    BOUNCE_SUBJECT,
+    BOUNCE_TEXT,
+    FORWARD_MARK,
+    failed_recipients,
+    has_part,
+    is_daemon_address,
+    is_daemon_name,
+    report_type,
+)
 from intake.message import ParsedMessage
 
 LOOP_HEADER = "X-Hypercare-Loop"  # our outgoing mail carries  X-Hypercare-Loop: <support address>
@@ -49,143 +61,8 @@ class Guard:
         return GuardHit(self.name, reason, tuple(bounced))
 
 
-# --- recognising bounces and automatic replies --------------------------------------------------
-
-# Anchored at the start: a customer writing "Undeliverable campaign mails" is a ticket, not a bounce.
-BOUNCE_SUBJECT = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*)?(?:undeliver(?:ed|able)\b|delivery status notification|"
-    r"delivery (?:notification|failure|report|has failed|problem)|mail delivery (?:failed|failure|system)|"
-    r"returned mail\b|return(?:ed)? to sender|failure notice|non[- ]?delivery|nondeliverable|"
-    r"(?:message|mail) (?:could )?not (?:be )?delivered|delivery failed|failed delivery|"
-    r"warning: could not send|mail system error|permanent (?:delivery )?error|bounced? mail|"
-    r"message (?:delivery )?(?:has )?failed|unzustellbar|nicht zustellbar|non remis|non distribuable|"
-    r"mensaje no entregado|no se ha podido entregar|impossibile recapitare|onbestelbaar|"
-    r"(?:mail )?delivery (?:status )?warning|niedostarczon|не доставлен|недоставлен|配信不能|"
-    r"メールエラー|未送达|退信|\W*delivery failure)",
-    re.I,
-)
-OOO_SUBJECT = re.compile(
-    r"out of (?:the )?office|away from (?:the |my )?office|^\s*auto(?:matic)?[- ]?(?:reply|response)\b|"
-    r"\bautoreply\b|automatic reply|^\s*auto:|on vacation|vacation (?:reply|message|notice)|"
-    r"abwesenheit|automatische antwort|automatische r[üu]ckantwort|nicht im b[üu]ro|"
-    r"r[ée]ponse automatique|absence du bureau|message d'absence|respuesta autom[áa]tica|"
-    r"fuera de la oficina|risposta automatica|fuori (?:sede|ufficio)|automatisch antwoord|afwezig|"
-    r"resposta autom[áa]tica|fora do escrit[óo]rio|aus[êe]ncia tempor[áa]ria|automatyczna odpowied|"
-    r"nieobecno|autosvar|fr[åa]nvaro|frav[æa]r|ikke p[åa] kontoret|automaattinen vastaus|"
-    r"автоответ|автоматический ответ|自動応答|自動返信|不在|自动回复|自動回覆|automātiskā atbilde|"
-    r"automatiska atbilde|[āa]rpus biroja|automatinis atsakymas|automaatne vastus|"
-    r"automatick[áa] odpov[ěe]ď|automatikus v[áa]lasz|otomatik (?:yan[ıi]t|cevap)",
-    re.I,
-)
-_DAEMON_LOCALS = re.compile(r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_]?master|mdaemon)\b", re.I)
-_DAEMON_NAMES = re.compile(r"^\s*(?:mail delivery (?:sub)?system|mailer[-_ ]daemon|mail administrator|"
-                           r"postmaster|delivery status notification)\b", re.I)
-_ADDR = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
-_TEXT_RECIPIENT = (
-    re.compile(rf"^[ \t]*(?:final|original)-recipient:[ \t]*(?:rfc822;)?[ \t]*<?({_ADDR})", re.I | re.M),
-    re.compile(rf"^[ \t]*<({_ADDR})>:?[ \t]*$|^<({_ADDR})>:", re.M),  # qmail, Postfix
-    re.compile(rf"following (?:e-?mail )?(?:address(?:es)?|recipients?)(?:\(s\))?[^\n]*\n[\s>]*"
-               rf"(?:[^\n]*?SMTP=)?<?({_ADDR})>?", re.I),  # Exim, Exchange, MDaemon
-    re.compile(rf"(?:could not be delivered to|delivery to the following recipients? failed[^\n]*|"
-               rf"failed recipients?:?|unknown (?:user|recipient)|user unknown|no such user|"
-               rf"undeliverable to|recipient address rejected|delivery failed \d+ attempts|"
-               rf"invalid final delivery userid|addressed to|mailbox unavailable)"
-               rf"[:\s'\"]*<?({_ADDR})>?", re.I),
-)
-_FAILED_ACTIONS = ("failed", "")
-# Phrases only mail systems write at the top of a bounce; searched before any forward/quote marker.
-BOUNCE_TEXT = re.compile(
-    r"this is the (?:qmail-send|mail delivery) program|created automatically by mail delivery software|"
-    r"message could not be delivered to|could not be delivered to the following|"
-    r"delivery to the following recipients? (?:failed|has been delayed)|"
-    r"i'?m sorry to (?:have to )?inform you that (?:your|the) message|undeliverable message|"
-    r"has been postponed due to|permanent fatal errors?|n'a pas pu [eê]tre d[ée]livr[ée]|"
-    r"\"notificationType\\?\"\s*:\s*\\?\"(?:Bounce|Complaint|Delivery)\\?\"",
-    re.I | re.M,
-)
-_FORWARD_MARK = re.compile(r"^(?:-{2,}.{0,30}(?:forward|original|weitergeleitet|message d'origine)|>)",
-                           re.I | re.M)
-_SES_RECIPIENT = re.compile(rf'"emailAddress\\?"\s*:\s*\\?"({_ADDR})')
-
-
-def has_part(parsed: ParsedMessage, *content_types: str) -> bool:
-    """True when any part (not inside an attached message) has one of *content_types*."""
-    if parsed.msg is None:
-        return False
-    stack: list[tuple[Message, int]] = [(parsed.msg, 0)]
-    while stack:
-        part, depth = stack.pop()
-        if part.get_content_type() in content_types:
-            return True
-        payload = part.get_payload()
-        if depth < 20 and part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
-    return False
-
-
-def is_daemon_address(address: str) -> bool:
-    return bool(_DAEMON_LOCALS.match(address.strip().strip("<>")))
-
-
-def is_daemon_name(name: str) -> bool:
-    return bool(_DAEMON_NAMES.match(name))
-
-
-def _header(block: Message, name: str) -> str:
-    for key, value in block.raw_items():
-        if key.lower() == name:
-            return " ".join(str(value).split())
-    return ""
-
-
-def _dsn_recipients(parsed: ParsedMessage) -> list[str]:
-    """Final-/Original-Recipient of each failed recipient block in message/delivery-status parts."""
-    found: list[str] = []
-    stack = [parsed.msg] if parsed.msg is not None else []
-    while stack:
-        part = stack.pop()
-        payload = part.get_payload()
-        ctype = part.get_content_type()
-        if ctype in ("message/delivery-status", "message/global-delivery-status"):
-            blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
-            for block in blocks:
-                action = _header(block, "action").lower()
-                status = _header(block, "status")
-                if action in _FAILED_ACTIONS and not (not action and status.startswith(("2", "4"))):
-                    for name in ("original-recipient", "final-recipient"):
-                        found += re.findall(_ADDR, _header(block, name).rpartition(";")[2])
-            if isinstance(payload, str):
-                found += [m for m in _TEXT_RECIPIENT[0].findall(payload)]
-        elif part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend(sub for sub in payload if isinstance(sub, Message))
-    return found
-
-
-def failed_recipients(parsed: ParsedMessage) -> list[str]:
-    """Addresses a bounce says it could not deliver to: DSN fields first, then common bounce texts."""
-    found = _dsn_recipients(parsed)
-    found += re.findall(_ADDR, parsed.header("X-Failed-Recipients"))
-    if not found:
-        text = parsed.body_full[:20000]
-        if re.search(r'"notificationType\\?"\s*:\s*\\?"Bounce', text):  # Amazon SES JSON
-            found += _SES_RECIPIENT.findall(text)
-        for pattern in _TEXT_RECIPIENT:
-            for match in pattern.finditer(text):
-                found += [g for g in match.groups() if g]
-    return list(dict.fromkeys(a.lower().strip(".") for a in found))
-
-
-def _report_type(parsed: ParsedMessage) -> str:
-    msg = parsed.msg
-    if msg is None or msg.get_content_type() != "multipart/report":
-        return ""
-    try:
-        return str(msg.get_param("report-type", "") or "").lower()
-    except Exception:  # noqa: BLE001
-        return ""
-
-
 def _bounced(parsed: ParsedMessage, ctx: GuardContext) -> tuple[str, ...]:
+    """Failed recipients minus our own addresses: a bounce often quotes our support or reply address."""
     ours = ctx.support.address.lower()
     return tuple(a for a in failed_recipients(parsed) if a != ours and not a.startswith(
         f"{ctx.support.local_part}+"
@@ -211,7 +88,7 @@ class FeedbackReport(Guard):
     description = "ARF abuse/feedback-loop report (multipart/report; report-type=feedback-report)"
 
     def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
-        if _report_type(parsed) == "feedback-report" or has_part(parsed, "message/feedback-report"):
+        if report_type(parsed) == "feedback-report" or has_part(parsed, "message/feedback-report"):
             return self.hit("ARF feedback report")
         if parsed.header("Feedback-Type") or parsed.header("X-HmXmrOriginalRecipient"):
             return self.hit("feedback-loop report header")
@@ -225,7 +102,7 @@ class DeliveryStatus(Guard):
     description = "delivery status notification (multipart/report; report-type=delivery-status)"
 
     def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
-        report = _report_type(parsed)
+        report = report_type(parsed)
         if report in ("delivery-status", "global-delivery-status") or has_part(
             parsed, "message/delivery-status", "message/global-delivery-status"
         ):
@@ -238,7 +115,7 @@ class ReadReceipt(Guard):
     description = "message disposition notification (read receipt, RFC 8098)"
 
     def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
-        if _report_type(parsed) == "disposition-notification" or has_part(
+        if report_type(parsed) == "disposition-notification" or has_part(
             parsed, "message/disposition-notification"
         ):
             return self.hit("MDN / read receipt")
@@ -276,7 +153,7 @@ class BounceText(Guard):
         if re.match(r"\s*(?:fwd?|wg|tr|rv|i)\s*:", parsed.subject, re.I):
             return None  # someone forwarding a bounce to us wants an answer
         head = parsed.body_full[:3000]
-        mark = _FORWARD_MARK.search(head)
+        mark = FORWARD_MARK.search(head)
         match = BOUNCE_TEXT.search(head[: mark.start()] if mark else head)
         if match:
             return self.hit(f"bounce wording {match.group(0)[:60]!r}", _bounced(parsed, ctx))
