@@ -29,9 +29,11 @@ from intake.bounces import (
     report_type,
 )
 from intake.message import ParsedMessage
+from notifier.mime import LOOP_HEADER, MESSAGE_ID_PREFIX
 
-LOOP_HEADER = "X-Hypercare-Loop"  # our outgoing mail carries  X-Hypercare-Loop: <support address>
-OUR_MESSAGE_ID_PREFIX = "hc."  # our Message-IDs look like  <hc.<kind>.<random>@<support domain>>
+# Our outgoing mail carries "X-Hypercare-Loop: <support address>" and Message-IDs <hc.<kind>.<random>@<domain>>;
+# both are defined once, where the mail is built.
+OUR_MESSAGE_ID_PREFIX = MESSAGE_ID_PREFIX
 
 
 @dataclass(frozen=True)
