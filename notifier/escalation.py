@@ -164,27 +164,28 @@ class Escalator:
                   skipped: Sequence[str] = ()) -> Escalated | None:
         """Record the level (and skipped ones) and queue the mail, atomically; None if already done."""
         to = self.recipients(ticket, tier)
-        savepoint = session.begin_nested()
+        headline = self._headline(ticket, level, now)
         try:
-            for lower in skipped:
-                session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=lower, at=now, recipients=[]))
-            session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=level, at=now, recipients=to))
-            session.flush()
+            # One SAVEPOINT for the rows, the mail and the event: a failure anywhere leaves the level
+            # unrecorded (so the next sweep tries again), never recorded without its mail.
+            with session.begin_nested():
+                for lower in skipped:
+                    session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=lower, at=now, recipients=[]))
+                session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=level, at=now, recipients=to))
+                session.flush()
+                if to:
+                    self.notices.enqueue(session, ticket, kind="escalation", headline=headline, to=to,
+                                         key=f"escalation:{ticket.key}:{cycle}:{level}", now=now)
+                    record_event(session, ticket, "escalated", now, detail=f"{headline.short}: {', '.join(to)}",
+                                 data={"level": level, "cycle": cycle, "tier": tier, "recipients": to,
+                                       "skipped": list(skipped)})
+                else:
+                    # No [[team]] (embedded defaults, demo): the level is recorded as reached, nobody is mailed.
+                    log.warning(f"{ticket.key} {headline.short}: nobody in [[team]] to notify")
         except IntegrityError:
-            savepoint.rollback()  # another instance (or an earlier sweep) got there first
+            # Another instance (or an earlier sweep) recorded this level first.
             log.info(f"{ticket.key} escalation level={level} cycle={cycle} already recorded")
             return None
-        headline = self._headline(ticket, level, now)
-        if to:
-            self.notices.enqueue(session, ticket, kind="escalation", headline=headline, to=to,
-                                 key=f"escalation:{ticket.key}:{cycle}:{level}", now=now)
-            record_event(session, ticket, "escalated", now, detail=f"{headline.short}: {', '.join(to)}",
-                         data={"level": level, "cycle": cycle, "tier": tier, "recipients": to,
-                               "skipped": list(skipped)})
-        else:
-            # No [[team]] (embedded defaults, demo): the level is recorded as reached, nobody is mailed.
-            log.warning(f"{ticket.key} {headline.short}: nobody in [[team]] to notify")
-        savepoint.commit()
         return Escalated(ticket.key, level, cycle, tuple(to), tuple(skipped))
 
     def _headline(self, ticket: Ticket, level: str, now: datetime) -> Headline:

@@ -224,3 +224,23 @@ def test_without_a_team_levels_are_recorded_but_nobody_is_mailed(make_app, clock
     assert sent.recipients == () and "nobody" in sent.line()
     assert [(r.level, r.recipients) for r in _escalation_rows(app)] == [("p1-new", []), ("0.5", [])]
     assert outbox(app, "escalation") == [] and events(app, key, "escalated") == []
+
+
+def test_a_failing_ticket_is_retried_next_sweep_and_does_not_stop_the_others(make_app, clock, tmp_path, db_url,
+                                                                              monkeypatch):
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    broken, fine = report(app, P2_MAIL, sender="a@customer.example"), report(app, P2_MAIL, sender="b@customer.example")
+    original = app.escalator.notices.enqueue
+
+    def flaky(session, ticket, **kwargs):  # type: ignore[no-untyped-def]
+        if ticket.key == broken:
+            raise RuntimeError("template exploded")
+        return original(session, ticket, **kwargs)
+
+    monkeypatch.setattr(app.escalator.notices, "enqueue", flaky)
+    clock.advance(hours=2)
+    first = app.escalator.sweep()
+    assert [e.key for e in first.escalated] == [fine] and first.errors == [f"{broken}: RuntimeError: template exploded"]
+    assert [r.level for r in _escalation_rows(app)] == ["0.5"]  # nothing recorded for the broken one
+    monkeypatch.setattr(app.escalator.notices, "enqueue", original)
+    assert [e.key for e in app.escalator.sweep().escalated] == [broken]
