@@ -79,6 +79,8 @@ def test_one_connection_per_flush_and_reconnect_after_drop(make_app, tmp_path, r
     _queue(app, 5)
     report = app.outbox.flush(app.transport())
     assert report.sent == 5 and relay.handler.connections == 1
+    # Recorded (group commit) with the send time, one attempt each.
+    assert {(i.status, i.attempts, i.sent_at) for i in _items(app).values()} == {("sent", 1, clock.now())}
     with app.store.session() as s:
         for i in range(4):
             enqueue(s, OutgoingMail(kind="ack", to=[f"x{i}@c.example"], subject="s", text="t"),
