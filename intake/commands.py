@@ -13,8 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from intake.pipeline import IngestUnavailable, RawMail
 from intake.sources import iter_sources
-from tickets.store import DatabaseUnavailable
 from tickets.models import QuarantineItem
+from tickets.store import DatabaseUnavailable
 
 EX_TEMPFAIL = 75
 BATCH = 200

@@ -22,8 +22,9 @@ from intake.reply_commands import COMMANDS, Command, ReplyCommands
 from notifier.escalation import Escalator
 from notifier.labels import role_label
 from notifier.notices import Notices
+from notifier.outbox import short_key
 from notifier.response_clock import cycle_of, pauses_from, recompute_due, record_first_response
-from notifier.team_notice import short_key, team_members_for
+from notifier.team_notice import team_members_for
 from tickets.lifecycle import record_event
 from tickets.models import Message, Ticket
 from tickets.sla import SlaPolicy

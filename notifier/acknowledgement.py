@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from config import Config
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
-from notifier.outbox import enqueue
+from notifier.outbox import enqueue, short_key
 from notifier.render import Renderer
 from tickets.models import Message, Ticket
 
@@ -49,6 +49,6 @@ class Acknowledger:
             references=[*request.references, request.message_id],
             auto_submitted="auto-replied",
         )
-        enqueue(session, mail, key=f"ack:{request.message_id}", support=self.config.support,
+        enqueue(session, mail, key=f"ack:{short_key(request.message_id)}", support=self.config.support,
                 now=now, ticket_id=ticket.id)
 

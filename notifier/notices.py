@@ -22,9 +22,8 @@ from config import Config, TeamMember
 from intake.reply_commands import COMMANDS
 from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingMail
-from notifier.outbox import enqueue
+from notifier.outbox import enqueue, short_key
 from notifier.render import Renderer
-from notifier.team_notice import short_key
 from tickets.models import Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
 

@@ -57,6 +57,11 @@ class FlushReport:
     errors: list[str] = field(default_factory=list)
 
 
+def short_key(message_id: str) -> str:
+    """A Message-ID short enough for an outbox idempotency key (200 characters); long ones are hashed."""
+    return message_id if len(message_id) <= 120 else hashlib.sha256(message_id.encode()).hexdigest()[:40]
+
+
 def enqueue(
     session: Session,
     mail: OutgoingMail,

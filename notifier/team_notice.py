@@ -8,7 +8,6 @@ far, the reply commands), and every one carries the ticket's signed reply addres
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,11 +37,6 @@ class Headline:
 
     short: str  # "Escalation 80%", "New P1", "Assigned to you"
     long: str  # one sentence for the top of the mail
-
-
-def short_key(message_id: str) -> str:
-    """A Message-ID short enough for an outbox idempotency key (200 characters)."""
-    return message_id if len(message_id) <= 120 else hashlib.sha256(message_id.encode()).hexdigest()[:40]
 
 
 def team_members_for(config: Config, ticket: Ticket, *, on_call: bool = False, managers: bool = False,

@@ -178,3 +178,10 @@ def test_attachments_are_recorded_and_stored_by_content(make_app, db_url, tmp_pa
     stored = tmp_path / "var" / "attachments" / png.sha256[:2] / png.sha256[2:4] / png.sha256
     assert stored.read_bytes() == small
     assert pdf.stored == "omitted" and pdf.size == 5000
+
+
+def test_a_very_long_message_id_is_acknowledged(make_app, db_url):
+    app = make_app(db=db_url)
+    long_id = "x" * 600 + "@customer.example"
+    assert app.pipeline.ingest(make_mail(message_id=long_id)).action == "created"
+    assert _count(app, OutboxItem) == 1
