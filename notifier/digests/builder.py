@@ -127,11 +127,11 @@ class DigestBuilder:
         open_total, oldest = q.open_rows(session, limit=OLDEST_LIMIT)
         go_live_start = local_midnight(self.go_live, self.tz)
         sla = sla_lines(q.sla_tallies(session, go_live_start, now, now), self.sla, self.exit.sla_target)
-        open_tally = q.open_tally(session)
+        open_tally, new, resolved = q.window_tallies(session, since, now)
         return {
             "since": since.astimezone(self.tz),
-            "new": q.created_tally(session, since, now),
-            "resolved": q.resolved_tally(session, since, now),
+            "new": new,
+            "resolved": resolved,
             "open": open_tally,
             "blocking_names": "/".join(self.exit.blocking_severities),
             "blocking": ticket_lines(blocking, self.sla, now),
@@ -189,12 +189,13 @@ class DigestBuilder:
         s = self.exit
         sla_start = now - timedelta(days=s.sla_window_days)
         tallies = q.sla_tallies(session, sla_start, now, now).values()
+        backlog_now, backlog_before = q.backlog_at(session, now, now - timedelta(days=s.backlog_window_days))
         facts = ExitFacts(
             open_blocking=q.open_rows(session, severities=s.blocking_severities, limit=0)[0],
             sla_met=sum(t.met for t in tallies),
             sla_measured=sum(t.measured for t in tallies),
-            backlog_now=q.backlog_at(session, now),
-            backlog_before=q.backlog_at(session, now - timedelta(days=s.backlog_window_days)),
+            backlog_now=backlog_now,
+            backlog_before=backlog_before,
             recent_p1=q.created_count(session, now - timedelta(days=s.no_p1_days), ("P1",)),
         )
         results = evaluate(facts, s)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -93,22 +94,38 @@ def resolved_tally(session: Session, start: datetime, end: datetime) -> Tally:
     return _tally(session, Ticket.resolved_at >= start, Ticket.resolved_at < end)
 
 
+def window_tallies(session: Session, start: datetime, end: datetime) -> tuple[Tally, Tally, Tally]:
+    """(open now, created in [start, end), resolved in [start, end)): one scan, three CASE-sums per group."""
+    def counted(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    rows = session.execute(
+        select(Ticket.severity, Ticket.role, counted(_IS_OPEN),
+               counted(and_(Ticket.created_at >= start, Ticket.created_at < end)),
+               counted(and_(Ticket.resolved_at >= start, Ticket.resolved_at < end)))
+        .group_by(Ticket.severity, Ticket.role)
+    ).all()
+    return tuple(  # type: ignore[return-value]
+        Tally.from_rows([(s, r, n[i]) for s, r, *n in rows if n[i]]) for i in range(3)
+    )
+
+
 def daily_trend(session: Session, bounds: Sequence[datetime]) -> list[tuple[int, int]]:
-    """(opened, resolved) per bucket ``bounds[i] <= t < bounds[i+1]``: one scan, one CASE-sum per bucket."""
-    if len(bounds) < 2:
+    """(opened, resolved) per bucket ``bounds[i] <= t < bounds[i+1]``.
+
+    The bucket is a CASE chain over the bounds (local midnights as UTC instants), grouped in SQL;
+    each query touches one indexed column only, so the index covers it.
+    """
+    result = [[0, 0] for _ in range(max(0, len(bounds) - 1))]
+    if not result:
         return []
-    columns = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        columns.append(func.coalesce(func.sum(case(
-            (and_(Ticket.created_at >= start, Ticket.created_at < end), 1), else_=0)), 0))
-        columns.append(func.coalesce(func.sum(case(
-            (and_(Ticket.resolved_at >= start, Ticket.resolved_at < end), 1), else_=0)), 0))
-    first, last = bounds[0], bounds[-1]
-    row = session.execute(select(*columns).where(or_(
-        and_(Ticket.created_at >= first, Ticket.created_at < last),
-        and_(Ticket.resolved_at >= first, Ticket.resolved_at < last),
-    ))).one()
-    return [(int(row[i]), int(row[i + 1])) for i in range(0, len(row), 2)]
+    for j, column in enumerate((Ticket.created_at, Ticket.resolved_at)):
+        bucket = case(*[(column < bound, i) for i, bound in enumerate(bounds[1:])]).label("bucket")
+        for index, n in session.execute(
+            select(bucket, func.count()).where(column >= bounds[0], column < bounds[-1]).group_by(bucket)
+        ).all():
+            result[int(index)][j] = int(n)
+    return [(o, r) for o, r in result]
 
 
 def sla_tallies(session: Session, start: datetime, end: datetime, now: datetime) -> dict[str, SlaTally]:
@@ -203,15 +220,17 @@ def open_rows(session: Session, *, severities: Sequence[str] = (), limit: int = 
     return int(total), [OpenRow(*r) for r in rows]
 
 
-def backlog_at(session: Session, when: datetime) -> int:
-    """Tickets open at instant *when*: created by then and not resolved by then."""
-    return int(session.scalar(
-        select(func.count()).select_from(Ticket).where(
+def backlog_at(session: Session, *instants: datetime) -> list[int]:
+    """Tickets open at each instant: created by then and not resolved by then (one scan for all)."""
+    columns = [
+        func.coalesce(func.sum(case((and_(
             Ticket.created_at <= when,
             or_(Ticket.resolved_at.is_(None), Ticket.resolved_at > when),
             or_(Ticket.resolved_at.is_not(None), _IS_OPEN),
-        )
-    ) or 0)
+        ), 1), else_=0)), 0)
+        for when in instants
+    ]
+    return [int(n) for n in session.execute(select(*columns)).one()]
 
 
 def created_count(session: Session, since: datetime, severities: Sequence[str]) -> int:
