@@ -86,14 +86,6 @@ def open_tally(session: Session) -> Tally:
     return _tally(session, _IS_OPEN)
 
 
-def created_tally(session: Session, start: datetime, end: datetime) -> Tally:
-    return _tally(session, Ticket.created_at >= start, Ticket.created_at < end)
-
-
-def resolved_tally(session: Session, start: datetime, end: datetime) -> Tally:
-    return _tally(session, Ticket.resolved_at >= start, Ticket.resolved_at < end)
-
-
 def window_tallies(session: Session, start: datetime, end: datetime) -> tuple[Tally, Tally, Tally]:
     """(open now, created in [start, end), resolved in [start, end)): one scan, three CASE-sums per group."""
     def counted(condition: Any) -> Any:
