@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from notifier.digests.builder import DIGEST_TEMPLATES, KINDS, DigestBuilder, DigestProblem
-from notifier.digests.criteria import ExitSettings
+from notifier.digests.criteria import ExitFacts, ExitSettings, evaluate
 
 __all__ = ["DIGEST_TEMPLATES", "KINDS", "DigestBuilder", "DigestProblem", "ExitSettings", "for_app"]
 
@@ -22,4 +22,5 @@ def for_app(app: Any) -> DigestBuilder:
 
     preflight(app.renderer, app.config)
     exit_settings = getattr(app.config, "exit", None) or ExitSettings()
+    evaluate(ExitFacts(0, 0, 0, 0, 0, 0), exit_settings)  # an unknown [exit] criterion fails at start
     return DigestBuilder(app.config, app.store, app.sla, app.renderer, app.go_live, exit_settings)
