@@ -158,6 +158,18 @@ class NotifierSettings:
 
 
 @dataclass(frozen=True)
+class ExitSettings:
+    """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
+
+    criteria: tuple[str, ...] = ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
+    blocking_severities: tuple[str, ...] = ("P1", "P2")
+    sla_target: float = 0.9  # share of first responses within SLA
+    sla_window_days: int = 7
+    backlog_window_days: int = 7
+    no_p1_days: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the service knows about its environment, resolved once at start."""
 
@@ -176,6 +188,7 @@ class Config:
     sla: SlaSettings = field(default_factory=SlaSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     notifier: NotifierSettings = field(default_factory=NotifierSettings)
+    exit: ExitSettings = field(default_factory=ExitSettings)
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
@@ -442,6 +455,28 @@ def _sla(reader: _Reader, raw: Any) -> SlaSettings:
     return SlaSettings(targets=targets, resolution=resolution, escalate_at=escalate_at)
 
 
+def _exit(reader: _Reader, raw: Any) -> ExitSettings:
+    def severities(value: Any) -> tuple[str, ...]:
+        values = (value,) if isinstance(value, str) else tuple(value)
+        bad = [v for v in values if v not in SEVERITIES]
+        if bad or not values:
+            raise ValueError(f"expected severities like [\"P1\", \"P2\"], got {value!r}")
+        return values
+
+    def fraction(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"expected a fraction between 0 and 1 like 0.9, got {value!r}")
+        return float(value)
+
+    def names(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of criterion names")
+        return tuple(value)
+
+    return reader.fill("exit", raw, ExitSettings, {
+        "criteria": names, "blocking_severities": severities, "sla_target": fraction})
+
+
 def _simple(name: str, cls: type) -> Callable[[_Reader, Any], Any]:
     return lambda reader, raw: reader.fill(name, raw, cls, {})
 
@@ -460,4 +495,5 @@ _SECTIONS: dict[str, Callable[[_Reader, Any], Any]] = {
     "sla": _sla,
     "intake": _simple("intake", IntakeSettings),
     "notifier": _simple("notifier", NotifierSettings),
+    "exit": _exit,
 }

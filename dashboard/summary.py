@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import ROLES, SEVERITIES, Config
+from notifier.digests.outlook import judge_exit
 from notifier.feedback import feedback_summary
 from tickets.models import OPEN_STATUSES, ImapState, Message, OutboxItem, Ticket
 from tickets.phases import day_number, phase_on
 from tickets.sla import SlaPolicy
 from tickets.views import ticket_summary
 
-SLA_GOAL = 0.90  # share of first responses on time that the go/no-go outlook asks for
 AT_RISK = 0.80  # fraction of the response clock after which an open ticket is "about to breach"
 TREND_DAYS = 14
 
@@ -58,7 +58,7 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "outbox": _outbox(session),
         "feedback": feedback_summary(session).to_dict(),
     }
-    summary["outlook"] = _outlook(summary)
+    summary["outlook"] = _outlook(session, ctx, summary)
     return summary
 
 
@@ -144,9 +144,9 @@ def _sla_compliance(session: Session, ctx: DashboardContext, open_rows: list[dic
         measured = on_time + late
         compliance = on_time / measured if measured else None
         result.append({
-            "severity": severity, "target": ctx.sla.target_label(severity), "goal": SLA_GOAL,
+            "severity": severity, "target": ctx.sla.target_label(severity), "goal": ctx.config.exit.sla_target,
             "met": on_time, "breached": late, "measured": measured, "compliance": compliance,
-            "on_target": compliance is None or compliance >= SLA_GOAL,
+            "on_target": compliance is None or compliance >= ctx.config.exit.sla_target,
         })
     return result
 
@@ -218,20 +218,13 @@ def _outbox(session: Session) -> dict[str, Any]:
             "sent": counts.get("sent", 0), "suppressed": counts.get("suppressed", 0), "oldest_pending_at": oldest}
 
 
-def _outlook(summary: dict[str, Any]) -> dict[str, Any]:
-    """The go/no-go outlook against the exit criteria (DESIGN "Phases and cadence")."""
-    high = summary["open"]["by_severity"].get("P1", 0) + summary["open"]["by_severity"].get("P2", 0)
+def _outlook(session: Session, ctx: DashboardContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """The go/no-go outlook: the same ``[exit]`` criteria and figures as the exit report (judge_exit)."""
+    verdict = judge_exit(session, ctx.config.exit, ctx.now)
     on_time = sum(s["met"] for s in summary["sla"])
     measured = sum(s["measured"] for s in summary["sla"])
-    compliance = on_time / measured if measured else None
-    week = summary["trend"][-7:]
-    opened, resolved = sum(d["opened"] for d in week), sum(d["resolved"] for d in week)
-    criteria = [
-        {"name": "no open P1/P2", "ok": high == 0, "detail": f"{high} open P1/P2"},
-        {"name": f"SLA compliance at least {SLA_GOAL:.0%}", "ok": compliance is None or compliance >= SLA_GOAL,
-         "detail": "no responses measured yet" if compliance is None else f"{compliance:.0%} on time"},
-        {"name": "backlog not growing (last 7 days)", "ok": resolved >= opened,
-         "detail": f"{opened} opened, {resolved} resolved"},
-    ]
-    return {"decision": "go" if all(c["ok"] for c in criteria) else "no-go", "criteria": criteria,
-            "sla_compliance": compliance}
+    return {
+        "decision": "go" if verdict.go else "no-go",
+        "criteria": [{"name": c.description, "ok": c.passed, "detail": c.figure} for c in verdict.criteria],
+        "sla_compliance": on_time / measured if measured else None,
+    }

@@ -21,6 +21,6 @@ def for_app(app: Any) -> DigestBuilder:
     from notifier.digests.samples import preflight
 
     preflight(app.renderer, app.config)
-    exit_settings = getattr(app.config, "exit", None) or ExitSettings()
+    exit_settings = app.config.exit
     evaluate(ExitFacts(0, 0, 0, 0, 0, 0), exit_settings)  # an unknown [exit] criterion fails at start
     return DigestBuilder(app.config, app.store, app.sla, app.renderer, app.go_live, exit_settings)

@@ -9,7 +9,6 @@ stakeholder receives is exactly what ``hypercare digest daily`` prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.digests import queries as q
-from notifier.digests.criteria import CriterionResult, ExitFacts, ExitSettings, evaluate
+from notifier.digests.criteria import ExitSettings
 from notifier.digests.lines import (
     day_bars,
     day_bounds,
@@ -28,6 +27,7 @@ from notifier.digests.lines import (
     sla_lines,
     ticket_lines,
 )
+from notifier.digests.outlook import Verdict, judge_exit
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
@@ -45,16 +45,6 @@ OLDEST_LIMIT = 10
 
 class DigestProblem(Exception):
     """A digest cannot be produced as asked (no recipients configured, unknown kind); one line."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    go: bool
-    criteria: list[CriterionResult]
-
-    @property
-    def word(self) -> str:
-        return "GO" if self.go else "NO-GO"
 
 
 class DigestBuilder:
@@ -186,20 +176,7 @@ class DigestBuilder:
         }
 
     def verdict(self, session: Session, now: datetime) -> Verdict:
-        s = self.exit
-        sla_start = now - timedelta(days=s.sla_window_days)
-        tallies = q.sla_tallies(session, sla_start, now, now).values()
-        backlog_now, backlog_before = q.backlog_at(session, now, now - timedelta(days=s.backlog_window_days))
-        facts = ExitFacts(
-            open_blocking=q.open_rows(session, severities=s.blocking_severities, limit=0)[0],
-            sla_met=sum(t.met for t in tallies),
-            sla_measured=sum(t.measured for t in tallies),
-            backlog_now=backlog_now,
-            backlog_before=backlog_before,
-            recent_p1=q.created_count(session, now - timedelta(days=s.no_p1_days), ("P1",)),
-        )
-        results = evaluate(facts, s)
-        return Verdict(all(r.passed for r in results), results)
+        return judge_exit(session, self.exit, now)
 
 
 def _sla_total(lines: list[Any]) -> str:

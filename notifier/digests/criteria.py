@@ -4,7 +4,7 @@ Why rules in a table: the steering committee argues about criteria, not code; ea
 criterion is a class with ``name``, ``description`` and one ``check()`` that returns
 its figure and pass/fail, registered in one explicit table that refuses duplicate
 names, evaluated in the literal order of ``CRITERIA_ORDER``.  Thresholds live in
-``ExitSettings`` (defaults here; the ``[exit]`` config section, once wired, overrides).
+``config.ExitSettings`` (the ``[exit]`` section of hypercare.toml).
 """
 
 from __future__ import annotations
@@ -12,17 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-
-@dataclass(frozen=True)
-class ExitSettings:
-    """Thresholds of the exit report (``[exit]`` in hypercare.toml)."""
-
-    criteria: tuple[str, ...] = ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
-    blocking_severities: tuple[str, ...] = ("P1", "P2")
-    sla_target: float = 0.9  # share of first responses within SLA
-    sla_window_days: int = 7
-    backlog_window_days: int = 7
-    no_p1_days: int = 5
+from config import ExitSettings
 
 
 @dataclass(frozen=True)

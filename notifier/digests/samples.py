@@ -12,9 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from config import Config
-from notifier.digests.builder import DIGEST_TEMPLATES, Verdict
+from notifier.digests.builder import DIGEST_TEMPLATES
 from notifier.digests.criteria import CriterionResult
 from notifier.digests.lines import DayBar, SlaLine, TicketLine
+from notifier.digests.outlook import Verdict
 from notifier.digests.queries import Tally
 from notifier.render import Renderer
 from tickets.phases import phase_on

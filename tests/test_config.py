@@ -1,0 +1,129 @@
+"""config.py: every section parses, and every mistake is one line naming the key to fix."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, find_config_path, load_config, parse_config
+
+
+def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "hypercare.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_embedded_defaults_when_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config_path(None, environ={}) is None
+    cfg = load_config(None)
+    assert cfg.support.address == "support@localhost" and cfg.smtp_in.port == 2525
+    assert cfg.database.url == "sqlite:///var/hypercare.db" and cfg.smtp_out.maildir == "var/outbox"
+    assert cfg.dashboard.port == 8025 and cfg.imap is None
+
+
+def test_config_path_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hypercare.toml").write_text("")
+    assert find_config_path("x.toml", environ={"HYPERCARE_CONFIG": "y.toml"}) == Path("x.toml")
+    assert find_config_path(None, environ={"HYPERCARE_CONFIG": "y.toml"}) == Path("y.toml")
+    assert find_config_path(None, environ={}) == Path("hypercare.toml")
+
+
+def test_full_design_example_parses(tmp_path):
+    cfg = load(tmp_path, """
+[support]
+address = "support@example.com"
+name = "CRM Hypercare Support"
+ticket_prefix = "HC"
+[hypercare]
+go_live = "2026-11-23"
+timezone = "Europe/Berlin"
+business_hours = "09:00-17:00"
+business_days = "Mon-Fri"
+holidays = "DE"
+sprint_start = "2026-11-23"
+sprint_days = 14
+digest_time = "08:00"
+weekly_summary_day = "Mon"
+[database]
+url = "sqlite:///var/hypercare.db"
+[imap]
+host = "imap.example.com"
+port = 993
+security = "ssl"
+username = "support@example.com"
+password_env = "IMAP_PW"
+folder = "INBOX"
+processed_folder = "Processed"
+idle = true
+poll_seconds = 30
+[smtp_in]
+host = "127.0.0.1"
+port = 2525
+[smtp_out]
+host = "smtp.example.com"
+port = 587
+security = "starttls"
+username = "u"
+password_env = "SMTP_PW"
+[dashboard]
+host = "127.0.0.1"
+port = 8025
+[[team]]
+name = "Ada"
+email = "ada@example.com"
+roles = ["crm_admin"]
+on_call = true
+[stakeholders]
+daily = ["cio@example.com"]
+weekly = ["sponsor@example.com"]
+[rules]
+file = "rules.toml"
+[sla]
+P1 = "1h"
+P2 = "4h"
+P3 = "1 business day"
+P4 = "next sprint"
+escalate_at = [0.5, 0.8, 1.0]
+[exit]
+sla_target = 0.95
+no_p1_days = 3
+""")
+    assert cfg.hypercare.go_live == date(2026, 11, 23) and cfg.hypercare.business_days == frozenset(range(5))
+    assert cfg.hypercare.business_start == time(9) and cfg.hypercare.business_end == time(17)
+    assert cfg.imap is not None and cfg.imap.host == "imap.example.com" and cfg.imap.idle is True
+    assert cfg.team[0].roles == ("crm_admin",) and cfg.team_member("ADA@example.com") is not None
+    assert cfg.stakeholders.daily == ("cio@example.com",)
+    assert cfg.sla.escalate_at == (0.5, 0.8, 1.0) and cfg.sla.targets["P3"] == "1 business day"
+    assert cfg.exit.sla_target == 0.95 and cfg.exit.no_p1_days == 3
+    assert cfg.path("var/x") == tmp_path / "var" / "x"
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[support]\naddress = 'not-an-address'\n", "[support] address: expected an email address"),
+    ("[support]\nticket_prefix = 'hc-'\n", "[support] ticket_prefix"),
+    ("[hypercare]\nbusiness_hours = '17:00-09:00'\n", "[hypercare] business_hours: start must be before end"),
+    ("[hypercare]\nbusiness_days = 'Funday'\n", "[hypercare] business_days: expected a weekday"),
+    ("[hypercare]\ngo_live = 'tomorrow'\n", "[hypercare] go_live: expected a date"),
+    ("[smtp_in]\nport = 'twenty'\n", "[smtp_in] port: must be a int"),
+    ("[imap]\nport = 993\n", "[imap]: missing key host"),
+    ("[imap]\nhost = 'x'\nsecurity = 'tls'\n", "[imap] security: must be ssl, starttls or none"),
+    ("[stakeholders]\ndaily = ['nobody']\n", "[stakeholders] daily: expected an email address"),
+    ("[exit]\nsla_target = 95\n", "[exit] sla_target: expected a fraction"),
+    ("[exit]\nblocking_severities = ['P5']\n", "[exit] blocking_severities"),
+    ("[rules]\nmode = 'merge'\n", "[rules] mode: must be extend or replace"),
+])
+def test_mistakes_name_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+
+
+def test_secrets_are_never_read_from_the_file():
+    with pytest.raises(ConfigError, match=r"\[smtp_out\] password: unknown key"):
+        parse_config({"smtp_out": {"password": "hunter2"}}, base_dir=Path("."))
