@@ -455,6 +455,18 @@ def _sla(reader: _Reader, raw: Any) -> SlaSettings:
     return SlaSettings(targets=targets, resolution=resolution, escalate_at=escalate_at)
 
 
+def _feedback(value: Any) -> str:
+    """Checked here so a typo stops the start; notifier.feedback reads the same words."""
+    phases = {"intensive", "stabilisation", "transition", "normal"}
+    words = {w.strip() for w in str(value).lower().split(",") if w.strip()}
+    if str(value).strip().lower() in ("on", "off", "true", "false", "yes", "no", "always", "never", ""):
+        return str(value)
+    unknown = sorted(words - phases)
+    if unknown:
+        raise ValueError(f'unknown phase {unknown[0]!r}; use "on", "off" or phases from {", ".join(sorted(phases))}')
+    return str(value)
+
+
 def _exit(reader: _Reader, raw: Any) -> ExitSettings:
     def severities(value: Any) -> tuple[str, ...]:
         values = (value,) if isinstance(value, str) else tuple(value)
@@ -494,6 +506,6 @@ _SECTIONS: dict[str, Callable[[_Reader, Any], Any]] = {
     "rules": _rules,
     "sla": _sla,
     "intake": _simple("intake", IntakeSettings),
-    "notifier": _simple("notifier", NotifierSettings),
+    "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings, {"feedback": _feedback}),
     "exit": _exit,
 }

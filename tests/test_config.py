@@ -116,6 +116,7 @@ no_p1_days = 3
     ("[exit]\nsla_target = 95\n", "[exit] sla_target: expected a fraction"),
     ("[exit]\nblocking_severities = ['P5']\n", "[exit] blocking_severities"),
     ("[rules]\nmode = 'merge'\n", "[rules] mode: must be extend or replace"),
+    ("[notifier]\nfeedback = 'weekly'\n", "[notifier] feedback: unknown phase 'weekly'"),
 ])
 def test_mistakes_name_the_key(tmp_path, text, needle):
     with pytest.raises(ConfigError) as info:
