@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, TextIO
 
 from intake.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
@@ -75,6 +79,7 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     if not args.once:
         return _poll_forever(app, poller)
     progress = Progress(app.out)
+    poller.parse_pool = _parse_pool()
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:
@@ -85,8 +90,23 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
         return EX_TEMPFAIL
     finally:
         poller.close()
+        if poller.parse_pool is not None:
+            poller.parse_pool.shutdown(cancel_futures=True)
     progress.finish(report)
     return 0
+
+
+def _parse_pool() -> Executor | None:
+    """One forked parse worker for a drain, so parsing and storing use two cores.
+
+    Only from a single-threaded process (forking a threaded one is unsafe) with a second
+    core and the fork start method; otherwise the pipeline parses in process, just slower.
+    """
+    if threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
 
 
 def _poll_forever(app: Any, poller: ImapPoller) -> int:

@@ -19,8 +19,10 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -33,7 +35,7 @@ from intake.imap_connect import (
     mailbox_key,
     translate,
 )
-from intake.pipeline import IngestPipeline, IngestResult, IngestUnavailable, RawMail
+from intake.pipeline import IngestPipeline, IngestResult, IngestUnavailable, RawMail, parse_mails
 from tickets.clock import Clock
 from tickets.models import ImapState
 from tickets.store import Store
@@ -91,6 +93,8 @@ class ImapPoller:
         self.key = mailbox_key(settings)
         self.client: IMAPClient | None = None
         self.use_move: bool | None = None  # None: use MOVE when the server offers it
+        # A process pool (one worker) parses batch n+1 while batch n is stored; ``poll --once`` sets it.
+        self.parse_pool: Executor | None = None
         self._processed_ready = False
         self._last_logged: str | None = None  # the error already logged at WARNING (log once)
 
@@ -156,17 +160,18 @@ class ImapPoller:
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         report.waiting = len(uids)
         size = max(1, self.settings.batch_size)
-        for start in range(0, len(uids), size):
-            chunk = uids[start:start + size]
-            fetched = client.fetch(chunk, ["BODY.PEEK[]"])
-            present = [uid for uid in chunk if b"BODY[]" in fetched.get(uid, {})]
-            raws = [fetched[uid][b"BODY[]"] for uid in present]
-            del fetched
-            results = self.pipeline.ingest_batch([RawMail(raw, "imap") for raw in raws])
-            del raws
+        chunks = [uids[start:start + size] for start in range(0, len(uids), size)]
+        upcoming = self._fetch(client, chunks[0]) if chunks else None
+        for index, chunk in enumerate(chunks):
+            assert upcoming is not None
+            present, mails, parsing = upcoming
+            # Fetch the next batch (and let the worker parse it) while this one is stored: two cores busy.
+            upcoming = self._fetch(client, chunks[index + 1]) if index + 1 < len(chunks) else None
+            results = self.pipeline.ingest_batch(mails, prepared=_result(parsing))
+            del mails
             # Committed: only now may the mail leave the inbox.
             self._settle(client, present)
-            report.waiting = len(uids) - start - len(chunk)
+            report.waiting = len(uids) - sum(len(c) for c in chunks[:index + 1])
             self._advance(uidvalidity, chunk[-1], report.waiting)
             report.fetched += len(present)
             if self.settings.processed_folder:
@@ -177,6 +182,16 @@ class ImapPoller:
             report.outcomes.update(r.action for r in results)
             if on_batch is not None:
                 on_batch(report, results)
+
+    def _fetch(self, client: IMAPClient, chunk: list[int]) -> tuple[list[int], list[RawMail], Future[Any] | None]:
+        """FETCH BODY.PEEK[] (nothing marked read); hand the bytes to the parse worker when there is one."""
+        fetched = client.fetch(chunk, ["BODY.PEEK[]"])
+        present = [uid for uid in chunk if b"BODY[]" in fetched.get(uid, {})]  # others were expunged meanwhile
+        mails = [RawMail(fetched[uid][b"BODY[]"], "imap") for uid in present]
+        parsing = None
+        if self.parse_pool is not None and mails:
+            parsing = self.parse_pool.submit(parse_mails, mails, self.pipeline.config.intake.max_attachment_bytes)
+        return present, mails, parsing
 
     def _settle(self, client: IMAPClient, uids: list[int]) -> None:
         """Move committed mail to processed_folder, or flag it \\Seen when there is none."""
@@ -260,6 +275,17 @@ class ImapPoller:
                 update(state)
         except Exception as exc:  # noqa: BLE001 - health is best effort when the database itself is down
             log.debug(f"imap {self.key}: could not record health: {type(exc).__name__}: {exc}")
+
+
+def _result(parsing: Future[Any] | None) -> Any:
+    """The worker's parse, or None (the pipeline then parses itself) if there is none or it broke."""
+    if parsing is None:
+        return None
+    try:
+        return parsing.result()
+    except Exception as exc:  # noqa: BLE001 - a dead worker costs speed, never mail
+        log.warning(f"imap parse worker failed ({type(exc).__name__}: {exc}); parsing in process")
+        return None
 
 
 def _success(state: ImapState, now: datetime, waiting: int) -> None:

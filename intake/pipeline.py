@@ -123,6 +123,20 @@ class _CachingPolicy(EmailPolicy):
         return header
 
 
+def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[ParsedMessage | str]:
+    """Parse each mail, or give the quarantine reason; pure, so it may run in a worker process."""
+    out: list[ParsedMessage | str] = []
+    for mail in mails:
+        try:
+            parsed = parse_message(mail.raw, max_attachment_bytes=max_attachment_bytes)
+        except UnparseableMessage as exc:
+            out.append(f"unparseable: {exc}")
+            continue
+        parsed.envelope_recipients = list(mail.envelope_recipients)
+        out.append(parsed)
+    return out
+
+
 def _known(session: Session, column: Any, values: set[str]) -> set[str]:
     found: set[str] = set()
     ordered = sorted(values)
@@ -146,20 +160,27 @@ class IngestPipeline:
                *, shunt: bool = True) -> IngestResult:
         return self.ingest_batch([RawMail(raw, source, tuple(envelope_recipients))], shunt=shunt)[0]
 
-    def ingest_batch(self, mails: Iterable[RawMail], *, shunt: bool = True) -> list[IngestResult]:
+    def ingest_batch(self, mails: Iterable[RawMail], *, shunt: bool = True,
+                     prepared: Sequence[ParsedMessage | str] | None = None) -> list[IngestResult]:
         """Ingest several mails in one transaction, each in its own SAVEPOINT; commit once.
 
         With ``shunt=False`` (quarantine replay) a failing mail is reported but not quarantined again.
+        ``prepared``: the mails already parsed by ``parse_mails`` (e.g. in a worker process while the
+        previous batch was being stored), one entry per mail in order.
         """
         results: list[IngestResult] = []
+        mails = list(mails)
         # Parse before the transaction: parsing is the slow part and must not hold SQLite's write lock.
-        parsed = [(mail, self._parse(mail)) for mail in mails]
+        if prepared is None or len(prepared) != len(mails):
+            prepared = parse_mails(mails, self.config.intake.max_attachment_bytes)
+        parsed = [(mail, self._adopt(item)) for mail, item in zip(mails, prepared, strict=True)]
         good = [p for _mail, p in parsed if isinstance(p, ParsedMessage)]
         try:
             with self.store.session() as session:
                 memo = _BatchMemo(_known(session, Message.message_id, {p.message_id for p in good}),
                                   _known(session, Message.content_hash,
-                                         {p.content_hash for p in good if not p.has_message_id}))
+                                         {p.content_hash for p in good if not p.has_message_id}),
+                                  self._acks_by_sender(session, {p.from_addr.lower() for p in good}))
                 for mail, item in parsed:
                     results.append(self._ingest_one(session, mail, item, memo, shunt))
         except (OperationalError, DBAPIError) as exc:
@@ -168,14 +189,9 @@ class IngestPipeline:
             log.info(f"<{result.message_id}> {result.action} {result.key} {result.detail}".rstrip())
         return results
 
-    def _parse(self, mail: RawMail) -> ParsedMessage | str:
-        """The parsed message, or the quarantine reason."""
-        try:
-            parsed = parse_message(mail.raw, max_attachment_bytes=self.config.intake.max_attachment_bytes)
-        except UnparseableMessage as exc:
-            return f"unparseable: {exc}"
-        parsed.envelope_recipients = list(mail.envelope_recipients)
-        if parsed.msg is not None:
+    def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
+        """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
+        if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
             for part in parsed.msg.walk():
                 part.policy = self._policy
         return parsed
@@ -244,6 +260,19 @@ class IngestPipeline:
         if not parsed.has_message_id:
             condition = or_(condition, Message.content_hash == parsed.content_hash)
         return session.scalars(select(Message).where(condition).limit(1)).first()
+
+    def _acks_by_sender(self, session: Session, senders: set[str]) -> dict[str, int]:
+        """Tickets opened per sender in the last hour (the flood guard's input), one query per batch."""
+        since = self.clock.now() - timedelta(hours=1)
+        counts = dict.fromkeys(senders, 0)
+        ordered = sorted(senders)
+        for start in range(0, len(ordered), 500):
+            rows = session.execute(
+                select(Ticket.reporter, func.count(Ticket.id))
+                .where(Ticket.reporter.in_(ordered[start:start + 500]), Ticket.created_at > since)
+                .group_by(Ticket.reporter))
+            counts.update({reporter: int(n) for reporter, n in rows})
+        return counts
 
     def _guard_context(self, session: Session, now: datetime, memo: _BatchMemo) -> GuardContext:
         def acks_last_hour(sender: str) -> int:
