@@ -232,3 +232,34 @@ def test_xoauth2_token_from_env_and_from_command(imap_app, dovecot, tmp_path):
     app2.config = dataclasses.replace(app2.config, imap=dataclasses.replace(app2.config.imap, folder="INBOX"))
     dovecot.append(mails(1, prefix="oauth"))
     assert poller_for(app2).poll().fetched == 1
+
+
+def test_protocol_trace_at_debug_never_shows_the_password(imap_app, dovecot, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="imapclient.imaplib")
+    app = imap_app()
+    dovecot.append(mails(1))
+    poller_for(app).poll()
+    assert "LOGIN" in caplog.text and "BODY.PEEK[]" in caplog.text  # the trace is there
+    assert dovecot.environ[dovecot.settings().password_env] not in caplog.text
+
+
+def test_progress_line_on_a_terminal_and_summary_otherwise():
+    from intake.imap_commands import Progress
+    from intake.imap_poller import PollReport
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    report = PollReport("support@host:993/INBOX", fetched=400, waiting=600, moved=400)
+    report.outcomes.update({"created": 390, "duplicate": 10})
+    tty, plain = Tty(), io.StringIO()
+    for out in (tty, plain):
+        progress = Progress(out)
+        progress.batch(report, [])
+        progress.finish(report)
+    assert "\r400/1000 messages" in tty.getvalue() and "created 390 duplicate 10" in tty.getvalue()
+    assert plain.getvalue().count("\n") == 1 and "\r" not in plain.getvalue()
+    assert "400 fetched" in plain.getvalue() and "390 created, 10 duplicate; moved 400" in plain.getvalue()
