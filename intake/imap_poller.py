@@ -29,6 +29,7 @@ from imapclient.exceptions import IMAPClientError
 
 from config import ImapSettings
 from intake.imap_connect import (
+    ImapConfigProblem,
     ImapError,
     ImapFolderMissing,
     connect,
@@ -150,6 +151,9 @@ class ImapPoller:
 
     def _drain(self, client: IMAPClient, report: PollReport, on_batch: BatchHook | None) -> None:
         folder = self.settings.folder
+        if self.settings.processed_folder == folder:
+            raise ImapConfigProblem(f"[imap] processed_folder {folder!r} is the polled folder itself; "
+                                    "name another folder, or \"\" to flag mail \\Seen in place")
         try:
             selected = client.select_folder(folder)
         except IMAPClientError as exc:

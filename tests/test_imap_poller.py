@@ -263,3 +263,13 @@ def test_progress_line_on_a_terminal_and_summary_otherwise():
     assert "\r400/1000 messages" in tty.getvalue() and "created 390 duplicate 10" in tty.getvalue()
     assert plain.getvalue().count("\n") == 1 and "\r" not in plain.getvalue()
     assert "400 fetched" in plain.getvalue() and "390 created, 10 duplicate; moved 400" in plain.getvalue()
+
+
+def test_processed_folder_equal_to_the_polled_folder_is_refused(imap_app, dovecot):
+    from intake.imap_connect import ImapConfigProblem
+
+    app = imap_app(processed_folder="INBOX")
+    dovecot.append(mails(1))
+    with pytest.raises(ImapConfigProblem, match="processed_folder"):
+        poller_for(app).poll()
+    assert dovecot.uids("INBOX") == [1] and counts(app) == (0, 0)
