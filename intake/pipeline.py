@@ -103,7 +103,8 @@ class _CachingPolicy(EmailPolicy):
     Why: after parsing, guards, threading and the classifier ask the same message for the
     same headers (Content-Type above all) 20-30 times, and ``email.headerregistry`` parses
     the raw value again on every ``get``: that was the largest single cost of ingest.
-    Header objects are immutable, so sharing them is safe; the cache is bounded.
+    One instance per message (header objects keep their parse trees, so a cache shared
+    across messages grew by megabytes per thousand mails); it dies with the message.
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -117,8 +118,6 @@ class _CachingPolicy(EmailPolicy):
         key = (name, value)
         header = cache.get(key)
         if header is None:
-            if len(cache) > 20_000:
-                cache.clear()
             header = cache[key] = super().header_fetch_parse(name, value)
         return header
 
@@ -153,7 +152,6 @@ class IngestPipeline:
         self.clock = clock
         self.tickets = tickets
         self.replies = replies
-        self._policy = _CachingPolicy()
         self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
@@ -192,8 +190,9 @@ class IngestPipeline:
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
         if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
+            policy = _CachingPolicy()
             for part in parsed.msg.walk():
-                part.policy = self._policy
+                part.policy = policy
         return parsed
 
     def _ingest_one(self, session: Session, mail: RawMail, parsed: ParsedMessage | str, memo: _BatchMemo,
