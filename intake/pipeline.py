@@ -103,18 +103,26 @@ class _CachingPolicy(EmailPolicy):
     Why: after parsing, guards, threading and the classifier ask the same message for the
     same headers (Content-Type above all) 20-30 times, and ``email.headerregistry`` parses
     the raw value again on every ``get``: that was the largest single cost of ingest.
-    One instance per message (header objects keep their parse trees, so a cache shared
-    across messages grew by megabytes per thousand mails); it dies with the message.
+    One instance per message (header objects keep their parse trees, so caching every
+    header across messages grew by megabytes per thousand mails); only the few MIME
+    headers whose values repeat from mail to mail share a small bounded cache.
     """
 
-    def __init__(self, **kw: Any) -> None:
+    SHARED = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
+
+    def __init__(self, shared: dict[tuple[str, str], Any] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_shared", {} if shared is None else shared)
 
     def header_fetch_parse(self, name: str, value: Any) -> Any:
         if hasattr(value, "name"):
             return value
         cache: dict[tuple[str, str], Any] = self._cache  # type: ignore[attr-defined]
+        if name.lower() in self.SHARED:
+            cache = self._shared  # type: ignore[attr-defined]
+            if len(cache) > 512:
+                cache.clear()
         key = (name, value)
         header = cache.get(key)
         if header is None:
@@ -152,6 +160,7 @@ class IngestPipeline:
         self.clock = clock
         self.tickets = tickets
         self.replies = replies
+        self._shared_headers: dict[tuple[str, str], Any] = {}  # see _CachingPolicy
         self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
@@ -190,7 +199,7 @@ class IngestPipeline:
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
         if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
-            policy = _CachingPolicy()
+            policy = _CachingPolicy(self._shared_headers)
             for part in parsed.msg.walk():
                 part.policy = policy
         return parsed

@@ -190,3 +190,18 @@ def test_poll_once_errors_are_one_line(tmp_path, dovecot):
     bare.mkdir()
     nothing = hypercare("poll", "--once", cwd=bare, env={})
     assert nothing.returncode == 2 and "[imap]" in nothing.stderr.decode()
+
+
+def test_tick_polls_first_and_a_dead_mailbox_does_not_stop_the_other_jobs(tmp_path, dovecot):
+    write_config(tmp_path, dovecot)
+    dovecot.append([make_mail(message_id="tick1@customer.example")])
+    env = {PASSWORD_ENV: PASSWORD}
+    done = hypercare("tick", cwd=tmp_path, env=env)
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0, done.stderr
+    assert lines[0].startswith("imap: ") and "1 created" in lines[0]
+    assert any(line.startswith("outbox: sent 1") for line in lines)  # the acknowledgement left on the same beat
+    dovecot.stop()
+    down = hypercare("tick", cwd=tmp_path, env=env)
+    assert down.returncode == 0 and "imap: error: IMAP" in down.stdout.decode()
+    assert "outbox:" in down.stdout.decode()
