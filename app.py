@@ -95,7 +95,7 @@ class App:
         return Outbox(self.store, self.clock, self.config.notifier)
 
     def transport(self) -> Transport:
-        return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir))
+        return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir), self.environ)
 
     @cached_property
     def acknowledger(self) -> Acknowledger:

@@ -150,9 +150,9 @@ class SmtpTransport:
         self._smtp = None
 
 
-def transport_for(settings: SmtpOutSettings, maildir: Path) -> Transport:
-    """SMTP when ``[smtp_out] host`` is set, else the Maildir."""
-    return SmtpTransport(settings) if settings.host else MaildirTransport(maildir)
+def transport_for(settings: SmtpOutSettings, maildir: Path, environ: Mapping[str, str] | None = None) -> Transport:
+    """SMTP when ``[smtp_out] host`` is set, else the Maildir; *environ* holds the password variable."""
+    return SmtpTransport(settings, environ) if settings.host else MaildirTransport(maildir)
 
 
 def _text(message: bytes | str) -> str:

@@ -128,3 +128,40 @@ def test_header_injection_in_subject_is_neutralised(make_app, tmp_path):
                      message_id="hc.t@localhost", date=app.clock.now())
     raw = msg.as_bytes()
     assert b"\nBcc:" not in raw and parse(raw)["Bcc"] is None
+
+
+def test_smtp_transport_logs_in_with_the_password_from_the_environment(make_app, tmp_path, clock):
+    import io
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from mailkit import CapturingHandler, free_port
+
+    from app import App
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        assert isinstance(auth_data, LoginPassword)
+        seen.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+    handler, port = CapturingHandler(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False,
+                            authenticator=authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        cfg = Config(base_dir=tmp_path, smtp_out=SmtpOutSettings(
+            host="127.0.0.1", port=port, username="desk", password_env="DESK_SMTP_PW", timeout=5))
+        app = App(cfg, clock, out=io.StringIO(), err=io.StringIO(), environ={"DESK_SMTP_PW": "s3cret"})
+        app.pipeline.ingest(make_mail())
+        assert app.outbox.flush(app.transport()).sent == 1
+        wrong = App(cfg, clock, out=io.StringIO(), err=io.StringIO(), environ={"DESK_SMTP_PW": "nope"})
+        wrong.pipeline.ingest(make_mail(message_id="second@x", sender="b@customer.example"))
+        report = wrong.outbox.flush(wrong.transport())
+        assert report.sent == 0
+        app.store.dispose()
+        wrong.store.dispose()
+    finally:
+        controller.stop()
+    assert seen == [(b"desk", b"s3cret"), (b"desk", b"nope")] and len(handler.deliveries) == 1
