@@ -1,251 +1,40 @@
-"""Load and validate ``hypercare.toml`` into frozen settings objects.
+"""How each section of ``hypercare.toml`` is read and checked.
 
-Why one module: every error a user can make in the config file must end as one
-line naming the key to fix (``ConfigError``), so the parsing of every section
-lives here and nowhere else.  Nothing in here is global: ``load_config``
-returns a ``Config`` that the service passes to each component.
+Why a typed reader: it knows the section and key of every value, so every mistake
+becomes one line such as ``hypercare.toml: [smtp_in] port: must be a int``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ROLES = ("crm_admin", "business_analyst", "technical_consultant", "project_manager")
-SEVERITIES = ("P1", "P2", "P3", "P4")
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from config.settings import (
+    DAY_NAMES,
+    ROLES,
+    SEVERITIES,
+    ConfigError,
+    DashboardSettings,
+    DatabaseSettings,
+    ExitSettings,
+    HypercareSettings,
+    ImapSettings,
+    IntakeSettings,
+    NotifierSettings,
+    RulesSettings,
+    SlaSettings,
+    SmtpInSettings,
+    SmtpOutSettings,
+    StakeholderSettings,
+    SupportSettings,
+    TeamMember,
+)
 
 
-class ConfigError(Exception):
-    """A problem in the configuration; its message is the one line shown to the user."""
-
-
-@dataclass(frozen=True)
-class SupportSettings:
-    address: str = "support@localhost"
-    name: str = "CRM Hypercare Support"
-    ticket_prefix: str = "HC"
-
-    @property
-    def domain(self) -> str:
-        return self.address.rpartition("@")[2].lower()
-
-    @property
-    def local_part(self) -> str:
-        return self.address.rpartition("@")[0].lower()
-
-
-@dataclass(frozen=True)
-class HypercareSettings:
-    go_live: date | None = None  # None: the day the database was created
-    timezone: str = "UTC"
-    business_start: time = time(9, 0)
-    business_end: time = time(17, 0)
-    business_days: frozenset[int] = frozenset(range(5))  # Monday = 0
-    holidays: str = ""  # "DE" or "DE-BY"; empty = no public holidays
-    extra_holidays: tuple[date, ...] = ()
-    sprint_start: date | None = None  # None: go-live
-    sprint_days: int = 14
-    digest_time: time = time(8, 0)
-    weekly_summary_day: int = 0
-    reopen_days: int = 7
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    url: str = "sqlite:///var/hypercare.db"
-    busy_timeout: float = 30.0  # seconds a writer waits for SQLite's lock before giving up (exit 75)
-
-
-@dataclass(frozen=True)
-class ImapSettings:
-    host: str
-    port: int = 993
-    security: str = "ssl"  # ssl | starttls | none
-    username: str = ""
-    password_env: str = ""
-    oauth2_token_env: str = ""
-    oauth2_token_command: str = ""
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    idle: bool = True
-    poll_seconds: int = 30
-    batch_size: int = 200
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class SmtpInSettings:
-    host: str = "127.0.0.1"
-    port: int = 2525
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class SmtpOutSettings:
-    host: str = ""
-    port: int = 25
-    security: str = "none"  # ssl | starttls | none
-    username: str = ""
-    password_env: str = ""
-    maildir: str = "var/outbox"  # used when host is empty
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class DashboardSettings:
-    host: str = "127.0.0.1"
-    port: int = 8025
-    token_env: str = ""
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class TeamMember:
-    name: str
-    email: str
-    roles: tuple[str, ...] = ()
-    on_call: bool = False
-
-
-@dataclass(frozen=True)
-class StakeholderSettings:
-    daily: tuple[str, ...] = ()
-    weekly: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RulesSettings:
-    file: str = ""  # empty: the built-in classifier/default_rules.toml
-    mode: str = "extend"  # extend | replace
-
-
-@dataclass(frozen=True)
-class SlaSettings:
-    targets: dict[str, str] = field(
-        default_factory=lambda: {"P1": "1h", "P2": "4h", "P3": "1 business day", "P4": "next sprint"}
-    )
-    resolution: dict[str, str] = field(default_factory=dict)
-    escalate_at: tuple[float, ...] = (0.5, 0.8, 1.0)
-
-
-@dataclass(frozen=True)
-class IntakeSettings:
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    attachments_dir: str = "var/attachments"
-    flood_per_hour: int = 10
-
-
-@dataclass(frozen=True)
-class NotifierSettings:
-    templates_dir: str = ""
-    max_attempts: int = 8
-    retry_base_seconds: float = 60.0
-    retry_max_seconds: float = 3600.0
-    batch_size: int = 100
-    feedback: str = "on"  # on | off | phases asking for a rating, e.g. "stabilisation,transition"
-
-
-@dataclass(frozen=True)
-class ExitSettings:
-    """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
-
-    criteria: tuple[str, ...] = ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
-    blocking_severities: tuple[str, ...] = ("P1", "P2")
-    sla_target: float = 0.9  # share of first responses within SLA
-    sla_window_days: int = 7
-    backlog_window_days: int = 7
-    no_p1_days: int = 5
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything the service knows about its environment, resolved once at start."""
-
-    base_dir: Path = field(default_factory=Path.cwd)
-    source: str = "embedded defaults"
-    support: SupportSettings = field(default_factory=SupportSettings)
-    hypercare: HypercareSettings = field(default_factory=HypercareSettings)
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    imap: ImapSettings | None = None
-    smtp_in: SmtpInSettings = field(default_factory=SmtpInSettings)
-    smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
-    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
-    team: tuple[TeamMember, ...] = ()
-    stakeholders: StakeholderSettings = field(default_factory=StakeholderSettings)
-    rules: RulesSettings = field(default_factory=RulesSettings)
-    sla: SlaSettings = field(default_factory=SlaSettings)
-    intake: IntakeSettings = field(default_factory=IntakeSettings)
-    notifier: NotifierSettings = field(default_factory=NotifierSettings)
-    exit: ExitSettings = field(default_factory=ExitSettings)
-
-    def path(self, value: str) -> Path:
-        """Resolve a path from the config relative to the config file's folder."""
-        p = Path(value)
-        return p if p.is_absolute() else self.base_dir / p
-
-    def team_member(self, address: str) -> TeamMember | None:
-        address = address.lower()
-        return next((m for m in self.team if m.email.lower() == address), None)
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-def find_config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path | None:
-    """``--config``, else ``$HYPERCARE_CONFIG``, else ``./hypercare.toml`` if present, else None."""
-    environ = os.environ if environ is None else environ
-    if explicit:
-        return Path(explicit)
-    if environ.get("HYPERCARE_CONFIG"):
-        return Path(environ["HYPERCARE_CONFIG"])
-    local = Path("hypercare.toml")
-    return local if local.exists() else None
-
-
-def load_config(path: Path | None) -> Config:
-    """Read *path* (or return the embedded defaults when None); raise ConfigError on any mistake."""
-    if path is None:
-        return Config()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; create it or drop --config") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config file is not UTF-8; save it as UTF-8") from None
-    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
-
-
-def parse_config(data: dict[str, Any], base_dir: Path, source: str = "config") -> Config:
-    reader = _Reader(source)
-    unknown = set(data) - set(_SECTIONS)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown section [{sorted(unknown)[0]}]; known: {', '.join(sorted(_SECTIONS))}"
-        )
-    values: dict[str, Any] = {"base_dir": base_dir, "source": source}
-    for name, build in _SECTIONS.items():
-        if name in data:
-            values[name] = build(reader, data[name])
-    return Config(**values)
-
-
-class _Reader:
+class Reader:
     """Typed access to one TOML table that names the exact key in every error."""
 
     def __init__(self, source: str) -> None:
@@ -362,7 +151,7 @@ def _address(value: Any) -> str:
     return value
 
 
-def _hypercare(reader: _Reader, raw: Any) -> HypercareSettings:
+def _hypercare(reader: Reader, raw: Any) -> HypercareSettings:
     table = dict(reader.table("hypercare", raw, {
         "go_live", "timezone", "business_hours", "business_days", "holidays", "extra_holidays",
         "sprint_start", "sprint_days", "digest_time", "weekly_summary_day", "reopen_days",
@@ -385,7 +174,7 @@ def _hypercare(reader: _Reader, raw: Any) -> HypercareSettings:
     })
 
 
-def _support(reader: _Reader, raw: Any) -> SupportSettings:
+def _support(reader: Reader, raw: Any) -> SupportSettings:
     def prefix(value: Any) -> str:
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", value):
             raise ValueError(f"expected 1-10 capital letters or digits like HC, got {value!r}")
@@ -394,15 +183,15 @@ def _support(reader: _Reader, raw: Any) -> SupportSettings:
     return reader.fill("support", raw, SupportSettings, {"address": _address, "ticket_prefix": prefix})
 
 
-def _imap(reader: _Reader, raw: Any) -> ImapSettings:
+def _imap(reader: Reader, raw: Any) -> ImapSettings:
     return reader.fill("imap", raw, ImapSettings, {"security": _security})
 
 
-def _smtp_out(reader: _Reader, raw: Any) -> SmtpOutSettings:
+def _smtp_out(reader: Reader, raw: Any) -> SmtpOutSettings:
     return reader.fill("smtp_out", raw, SmtpOutSettings, {"security": _security})
 
 
-def _team(reader: _Reader, raw: Any) -> tuple[TeamMember, ...]:
+def _team(reader: Reader, raw: Any) -> tuple[TeamMember, ...]:
     if not isinstance(raw, list):
         raise reader.fail("[[team]]", "must be an array of tables ([[team]] entries)")
 
@@ -418,7 +207,7 @@ def _team(reader: _Reader, raw: Any) -> tuple[TeamMember, ...]:
     )
 
 
-def _stakeholders(reader: _Reader, raw: Any) -> StakeholderSettings:
+def _stakeholders(reader: Reader, raw: Any) -> StakeholderSettings:
     def addresses(value: Any) -> tuple[str, ...]:
         value = [value] if isinstance(value, str) else value
         return tuple(_address(v) for v in value)
@@ -426,7 +215,7 @@ def _stakeholders(reader: _Reader, raw: Any) -> StakeholderSettings:
     return reader.fill("stakeholders", raw, StakeholderSettings, {"daily": addresses, "weekly": addresses})
 
 
-def _rules(reader: _Reader, raw: Any) -> RulesSettings:
+def _rules(reader: Reader, raw: Any) -> RulesSettings:
     def mode(value: Any) -> str:
         if value not in ("extend", "replace"):
             raise ValueError(f"must be extend or replace, got {value!r}")
@@ -435,7 +224,7 @@ def _rules(reader: _Reader, raw: Any) -> RulesSettings:
     return reader.fill("rules", raw, RulesSettings, {"mode": mode})
 
 
-def _sla(reader: _Reader, raw: Any) -> SlaSettings:
+def _sla(reader: Reader, raw: Any) -> SlaSettings:
     table = reader.table("sla", raw, {*SEVERITIES, "escalate_at", "resolution"})
     defaults = SlaSettings()
     targets = dict(defaults.targets)
@@ -467,7 +256,7 @@ def _feedback(value: Any) -> str:
     return str(value)
 
 
-def _exit(reader: _Reader, raw: Any) -> ExitSettings:
+def _exit(reader: Reader, raw: Any) -> ExitSettings:
     def severities(value: Any) -> tuple[str, ...]:
         values = (value,) if isinstance(value, str) else tuple(value)
         bad = [v for v in values if v not in SEVERITIES]
@@ -489,11 +278,11 @@ def _exit(reader: _Reader, raw: Any) -> ExitSettings:
         "criteria": names, "blocking_severities": severities, "sla_target": fraction})
 
 
-def _simple(name: str, cls: type) -> Callable[[_Reader, Any], Any]:
+def _simple(name: str, cls: type) -> Callable[[Reader, Any], Any]:
     return lambda reader, raw: reader.fill(name, raw, cls, {})
 
 
-_SECTIONS: dict[str, Callable[[_Reader, Any], Any]] = {
+SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "support": _support,
     "hypercare": _hypercare,
     "database": _simple("database", DatabaseSettings),

@@ -1,0 +1,193 @@
+"""The settings objects: what a ``hypercare.toml`` means once it is read.
+
+Why frozen dataclasses with defaults: the embedded defaults are simply ``Config()``,
+and no component can change the configuration another one sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROLES = ("crm_admin", "business_analyst", "technical_consultant", "project_manager")
+SEVERITIES = ("P1", "P2", "P3", "P4")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """A problem in the configuration; its message is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class SupportSettings:
+    address: str = "support@localhost"
+    name: str = "CRM Hypercare Support"
+    ticket_prefix: str = "HC"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0].lower()
+
+
+@dataclass(frozen=True)
+class HypercareSettings:
+    go_live: date | None = None  # None: the day the database was created
+    timezone: str = "UTC"
+    business_start: time = time(9, 0)
+    business_end: time = time(17, 0)
+    business_days: frozenset[int] = frozenset(range(5))  # Monday = 0
+    holidays: str = ""  # "DE" or "DE-BY"; empty = no public holidays
+    extra_holidays: tuple[date, ...] = ()
+    sprint_start: date | None = None  # None: go-live
+    sprint_days: int = 14
+    digest_time: time = time(8, 0)
+    weekly_summary_day: int = 0
+    reopen_days: int = 7
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///var/hypercare.db"
+    busy_timeout: float = 30.0  # seconds a writer waits for SQLite's lock before giving up (exit 75)
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none
+    username: str = ""
+    password_env: str = ""
+    oauth2_token_env: str = ""
+    oauth2_token_command: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    idle: bool = True
+    poll_seconds: int = 30
+    batch_size: int = 200
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SmtpInSettings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SmtpOutSettings:
+    host: str = ""
+    port: int = 25
+    security: str = "none"  # ssl | starttls | none
+    username: str = ""
+    password_env: str = ""
+    maildir: str = "var/outbox"  # used when host is empty
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    token_env: str = ""
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    name: str
+    email: str
+    roles: tuple[str, ...] = ()
+    on_call: bool = False
+
+
+@dataclass(frozen=True)
+class StakeholderSettings:
+    daily: tuple[str, ...] = ()
+    weekly: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RulesSettings:
+    file: str = ""  # empty: the built-in classifier/default_rules.toml
+    mode: str = "extend"  # extend | replace
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    targets: dict[str, str] = field(
+        default_factory=lambda: {"P1": "1h", "P2": "4h", "P3": "1 business day", "P4": "next sprint"}
+    )
+    resolution: dict[str, str] = field(default_factory=dict)
+    escalate_at: tuple[float, ...] = (0.5, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    attachments_dir: str = "var/attachments"
+    flood_per_hour: int = 10
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    templates_dir: str = ""
+    max_attempts: int = 8
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    batch_size: int = 100
+    feedback: str = "on"  # on | off | phases asking for a rating, e.g. "stabilisation,transition"
+
+
+@dataclass(frozen=True)
+class ExitSettings:
+    """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
+
+    criteria: tuple[str, ...] = ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
+    blocking_severities: tuple[str, ...] = ("P1", "P2")
+    sla_target: float = 0.9  # share of first responses within SLA
+    sla_window_days: int = 7
+    backlog_window_days: int = 7
+    no_p1_days: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service knows about its environment, resolved once at start."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    source: str = "embedded defaults"
+    support: SupportSettings = field(default_factory=SupportSettings)
+    hypercare: HypercareSettings = field(default_factory=HypercareSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    imap: ImapSettings | None = None
+    smtp_in: SmtpInSettings = field(default_factory=SmtpInSettings)
+    smtp_out: SmtpOutSettings = field(default_factory=SmtpOutSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    team: tuple[TeamMember, ...] = ()
+    stakeholders: StakeholderSettings = field(default_factory=StakeholderSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    notifier: NotifierSettings = field(default_factory=NotifierSettings)
+    exit: ExitSettings = field(default_factory=ExitSettings)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def team_member(self, address: str) -> TeamMember | None:
+        address = address.lower()
+        return next((m for m in self.team if m.email.lower() == address), None)
