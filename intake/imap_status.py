@@ -119,7 +119,13 @@ def outbox_section(app: Any) -> Section:
 
 # The order is the order printed.  Next scheduled sends (digests, weekly summary): the digest
 # engineer adds its ``fn(app) -> Section`` here, e.g. ``notifier.schedule_status.schedule_section``.
-STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, outbox_section)
+def _schedule_section(app: Any) -> Section:
+    from notifier.digest_commands import schedule_section
+
+    return schedule_section(app)  # type: ignore[no-any-return]
+
+
+STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, outbox_section, _schedule_section)
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:

@@ -55,3 +55,22 @@ def periodic_job(app: Any) -> list[tuple[str, Any]]:
         return "; ".join(scheduler.run(app.clock.now())) or "nothing due"
 
     return [(JOB_NAME, send_due_digests)]
+
+
+def schedule_section(app: Any) -> Any:
+    """``hypercare status``: the next scheduled stakeholder mail of each kind, in local time."""
+    from intake.imap_status import Section
+    from notifier.scheduler import DigestScheduler
+
+    try:
+        scheduler = DigestScheduler(app.config, app.store, for_app(app), app.go_live)
+        upcoming = scheduler.next_sends(app.clock.now())
+    except Exception as exc:  # noqa: BLE001 - status must report, not crash, whatever is broken
+        return Section("schedule", False, {"error": str(exc)}, [f"schedule: unknown ({exc})"])
+    tz = app.config.hypercare.tz
+    data = [{"job": job, "at": at.isoformat()} for job, at in upcoming]
+    lines = ["next scheduled sends:"] + [
+        f"  {job:<15} {at.astimezone(tz):%a %Y-%m-%d %H:%M %Z}" for job, at in upcoming] or ["  none"]
+    if not app.config.stakeholders.daily and not app.config.stakeholders.weekly:
+        lines.append("  (no [stakeholders] configured: digests are rendered but not sent)")
+    return Section("schedule", True, data, lines)
