@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import time
 from collections import Counter
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -43,7 +44,7 @@ def cmd_ingest(app: Any, args: argparse.Namespace) -> int:
         # An MTA piping mail to us must keep it queued, not bounce it: temporary, whatever the cause.
         print(f"error: {exc}; the message(s) were not stored, try again", file=app.err)
         return EX_TEMPFAIL
-    outcomes: Counter[str] = Counter()
+    progress = IngestProgress(app.err)
     sources = iter_sources(args.paths)
     while True:
         chunk = list(itertools.islice(sources, BATCH))
@@ -52,14 +53,51 @@ def cmd_ingest(app: Any, args: argparse.Namespace) -> int:
         try:
             results = pipeline.ingest_batch(RawMail(raw, "ingest") for _label, raw in chunk)
         except IngestUnavailable as exc:
+            progress.clear()
             print(f"error: {exc}; the message(s) were not stored, try again", file=app.err)
             return EX_TEMPFAIL
+        progress.clear()
         for (label, _raw), result in zip(chunk, results, strict=True):
-            outcomes[result.action] += 1
+            progress.outcomes[result.action] += 1
             print(f"{label}: {result.line()}", file=app.out)
-    if sum(outcomes.values()) > 1:
-        print("total: " + ", ".join(f"{n} {action}" for action, n in sorted(outcomes.items())), file=app.out)
+        app.out.flush()
+        progress.draw()
+    progress.clear()
+    if progress.count > 1:
+        print(f"total: {progress.describe()}", file=app.out)
     return 0
+
+
+class IngestProgress:
+    """On a terminal, one self-overwriting line on stderr (count, rate, outcomes) between batches.
+
+    Why stderr: stdout keeps the contract of one line per message, for scripts and pipes.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.outcomes: Counter[str] = Counter()
+        self.started = time.monotonic()
+
+    @property
+    def count(self) -> int:
+        return sum(self.outcomes.values())
+
+    def describe(self) -> str:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        counts = ", ".join(f"{n} {action}" for action, n in sorted(self.outcomes.items()))
+        return f"{counts} ({self.count} messages in {seconds:.1f}s, {self.count / seconds:.0f} msg/s)"
+
+    def draw(self) -> None:
+        if self.tty:
+            self.stream.write(f"ingesting: {self.describe()}\033[K")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
 
 def cmd_quarantine_list(app: Any, args: argparse.Namespace) -> int:

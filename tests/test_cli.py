@@ -44,7 +44,7 @@ def test_ingest_files_folders_mbox_maildir_and_stdin(tmp_path):
     lines = out(result).splitlines()
     assert [line.split(": ", 1)[1].split()[:2] for line in lines[:5]] == [
         ["HC-1", "created"], ["HC-2", "created"], ["HC-3", "created"], ["HC-4", "created"], ["HC-5", "created"]]
-    assert "total: 5 created" in lines[-1]
+    assert lines[-1].startswith("total: 5 created (5 messages in ") and "msg/s)" in lines[-1]
     piped = hypercare("ingest", "-", cwd=tmp_path, stdin=make_mail(message_id="f6@x", sender="e@customer.example"))
     assert piped.returncode == 0 and "HC-6 created" in out(piped)
     again = hypercare("ingest", "one.eml", cwd=tmp_path)
@@ -144,3 +144,22 @@ def test_demo_sends_samples_through_real_smtp(tmp_path):
     text = out(result)
     assert "HC-1" in text and "HC-4" in text and "Acknowledgements sent: 4" in text
     assert len(list((tmp_path / "var" / "outbox" / "new").iterdir())) == 4
+
+
+def test_ingest_progress_line_only_on_a_terminal():
+    import io
+
+    from intake.commands import IngestProgress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        progress = IngestProgress(stream)
+        progress.outcomes.update(created=3, ignored=1)
+        progress.draw()
+        progress.clear()
+    assert "ingesting: 3 created, 1 ignored (4 messages in " in tty.getvalue() and "msg/s" in tty.getvalue()
+    assert tty.getvalue().endswith("\r\x1b[K") and pipe.getvalue() == ""
