@@ -208,6 +208,8 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     cfg = app.config
     parts = [f"SMTP intake {cfg.smtp_in.host}:{cfg.smtp_in.port} for {cfg.support.address}" if cfg.smtp_in.enabled
              else "SMTP intake off"]
+    if daemon.imap is not None and cfg.imap is not None:
+        parts.append(f"IMAP {cfg.imap.username}@{cfg.imap.host}/{cfg.imap.folder}")
     if cfg.dashboard.enabled:
         parts.append(f"dashboard http://{cfg.dashboard.host}:{cfg.dashboard.port}/")
     parts.append(f"database {app.store.safe_url}")
