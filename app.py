@@ -22,6 +22,7 @@ from intake.pipeline import IngestPipeline
 from intake.replies import ReplyHandler
 from intake.team_reply import TeamReplyHandler
 from notifier.acknowledgement import Acknowledger
+from notifier.customer_update import CustomerUpdates
 from notifier.escalation import Escalator
 from notifier.feedback import FeedbackDesk, FeedbackReplies
 from notifier.notices import Notices
@@ -35,7 +36,7 @@ from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer")
+MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "customer_update")
 
 
 class App:
@@ -121,7 +122,10 @@ class App:
     @cached_property
     def replies(self) -> ReplyHandler:
         team_reply = TeamReplyHandler(self.config, self.sla, self.notices, self.escalator)
-        return ReplyHandler(self.config, self.tokens, self.opener, self.sla, team_reply=team_reply)
+        # The team hears when the reporter (or a cc) replies or reopens (notifier.customer_update).
+        updates = CustomerUpdates(self.config, self.renderer, self.tokens, self.escalator.notices)
+        return ReplyHandler(self.config, self.tokens, self.opener, self.sla, team_reply=team_reply,
+                            customer_update=updates)
 
     @cached_property
     def feedback(self) -> FeedbackDesk:

@@ -3,7 +3,8 @@
 Why separate from threading: threading only decides *which* ticket; this decides
 what the reply *means* (reporter adds information, reporter answers while we wait,
 reporter reopens a resolved ticket, a late reply opens a new linked ticket).
-Team reply commands (``#resolve`` ...) plug in through ``team_reply``.
+Team reply commands (``#resolve`` ...) plug in through ``team_reply``; the team hears about
+a reporter's reply or reopening through ``customer_update`` (notifier.customer_update).
 """
 
 from __future__ import annotations
@@ -32,16 +33,19 @@ class ReplyOutcome:
 
 
 TeamReply = Callable[[Session, ThreadMatch, Message, ParsedMessage, datetime], ReplyOutcome | None]
+# (session, ticket, the inbound message, now, "reply" | "resumed" | "reopened"); it decides who is told.
+CustomerUpdate = Callable[[Session, Ticket, Message, datetime, str], object]
 
 
 class ReplyHandler:
     def __init__(self, config: Config, tokens: ReplyTokens, opener: TicketOpener, sla: SlaPolicy,
-                 team_reply: TeamReply | None = None) -> None:
+                 team_reply: TeamReply | None = None, customer_update: CustomerUpdate | None = None) -> None:
         self.config = config
         self.tokens = tokens
         self.opener = opener
         self.sla = sla
         self.team_reply = team_reply
+        self.customer_update = customer_update
 
     def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
                now: datetime) -> ReplyOutcome | None:
@@ -61,10 +65,14 @@ class ReplyHandler:
             return ReplyOutcome("comment", ticket, "not on the team: recorded as a comment, nothing changed")
         if ticket.status in ("resolved", "closed"):
             return self._reply_to_closed(session, ticket, message, parsed, now)
+        kind = "reply"
         if ticket.status == "waiting_on_customer" and is_participant(ticket, sender):
             self.resume(session, ticket, now, actor=sender, message_row_id=message.id)
+            kind = "resumed"
         record_event(session, ticket, "reply", now, actor=sender, detail=_first_line(parsed.body),
                      message_row_id=message.id)
+        if self.customer_update is not None:
+            self.customer_update(session, ticket, message, now, kind)
         return ReplyOutcome("threaded", ticket, f"via {match.via}")
 
     def resume(self, session: Session, ticket: Ticket, now: datetime, *, actor: str,
@@ -88,6 +96,8 @@ class ReplyHandler:
             ticket.reopened_count += 1
             record_event(session, ticket, "reopened", now, actor=parsed.from_addr,
                          detail=_first_line(parsed.body), message_row_id=message.id)
+            if self.customer_update is not None:
+                self.customer_update(session, ticket, message, now, "reopened")
             return ReplyOutcome("reopened", ticket, f"reopen #{ticket.reopened_count}")
         new = self.opener.open(session, parsed, message, now, linked=ticket)
         return ReplyOutcome("created", new, f"{new.severity} {new.role} linked to {ticket.key} (closed)")
