@@ -13,9 +13,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
+from email.generator import BytesGenerator
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
+from functools import lru_cache
+from io import BytesIO
+from typing import Any
 
 LOOP_HEADER = "X-Hypercare-Loop"
 MESSAGE_ID_PREFIX = "hc."
@@ -70,13 +75,120 @@ def sanitize_header_text(value: str) -> str:
     return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
 
 
+class HeaderClasses(HeaderRegistry):
+    """``HeaderRegistry`` that makes each header class once, not on every header set, fetched or counted.
+
+    Why: the stdlib builds a fresh class with ``type()`` per lookup (about 10 µs), and setting
+    one header looks it up twice (``header_max_count`` and the factory).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
+        self._classes.clear()
+        super().map_to_type(name, cls)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+class _Generator(BytesGenerator):
+    """``BytesGenerator`` whose boundary check skips the regex when the boundary is nowhere in the text.
+
+    Same boundary as the stdlib (same random draw); the stdlib compiles a new regex per mail.
+    """
+
+    @classmethod
+    def _make_boundary(cls, text: Any = None) -> str:
+        boundary: str = super()._make_boundary(None)
+        if text is None or ("--" + boundary).encode("ascii") not in text:
+            return boundary
+        candidate, counter = boundary, 0
+        while cls._compile_re("^--" + re.escape(candidate) + "(--)?$", re.MULTILINE).search(text):
+            candidate = f"{boundary}.{counter}"
+            counter += 1
+        return candidate
+
+
+class _OutgoingPolicy(EmailPolicy):
+    """``policy.default`` (or ``policy.SMTP``) that builds and folds each repeated header value once.
+
+    Why: building an acknowledgement spent most of its time in ``email.headerregistry``
+    parsing values that are the same in every mail we send (``Content-Type: text/plain;
+    charset="utf-8"``, ``MIME-Version``, ``Auto-Submitted``, our loop header) and folding
+    them again when generating bytes.  Header objects are immutable, so one parsed (and one
+    folded) copy per distinct value is shared; values that differ per mail (subject,
+    recipients, Message-IDs, the multipart boundary) are parsed as before.  The cache is
+    small and bounded; every value still goes through the ``email`` header API.
+    """
+
+    SHARED = frozenset({"mime-version", "content-type", "content-transfer-encoding", "content-disposition",
+                        "auto-submitted", "x-auto-response-suppress", "x-hypercare-loop"})
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "_parsed", {})
+        object.__setattr__(self, "_folded", {})
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if not isinstance(value, str) or isinstance(value, BaseHeader) or name.lower() not in self.SHARED \
+                or "boundary=" in value:
+            return super().header_store_parse(name, value)
+        cache: dict[tuple[str, str], tuple[str, Any]] = self._parsed  # type: ignore[attr-defined]
+        key = (name, value)
+        stored = cache.get(key)
+        if stored is None:
+            if len(cache) > 256:
+                cache.clear()
+            stored = cache[key] = super().header_store_parse(name, value)
+        return stored
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if not isinstance(value, BaseHeader) or name.lower() not in self.SHARED or "boundary=" in value:
+            return super().fold_binary(name, value)
+        cache: dict[tuple[str, str], bytes] = self._folded  # type: ignore[attr-defined]
+        key = (name, str(value))
+        folded = cache.get(key)
+        if folded is None:
+            if len(cache) > 256:
+                cache.clear()
+            folded = cache[key] = super().fold_binary(name, value)
+        return folded
+
+
+_HEADERS = HeaderClasses()
+_BUILD_POLICY = _OutgoingPolicy(header_factory=_HEADERS)  # == email.policy.default
+_SMTP_POLICY = _OutgoingPolicy(header_factory=_HEADERS, linesep="\r\n")  # == email.policy.SMTP
+
+
+@lru_cache(maxsize=64)
+def _sender_header(address: str, name: str) -> BaseHeader:
+    """The ``From`` header for our own address, built (and checked) once: it is the same on every mail."""
+    value = Address(display_name=sanitize_header_text(name), addr_spec=clean_address(address))
+    header: BaseHeader = _BUILD_POLICY.header_factory("From", value)
+    return header
+
+
+def as_smtp_bytes(msg: EmailMessage) -> bytes:
+    """*msg* as the bytes smtplib sends: ``policy.SMTP`` (CRLF line ends), shared header folds."""
+    buffer = BytesIO()
+    _Generator(buffer, mangle_from_=False, policy=_SMTP_POLICY).flatten(msg)
+    return buffer.getvalue()
+
+
 def build_mime(
     mail: OutgoingMail, *, sender_address: str, sender_name: str, message_id: str, date: datetime
 ) -> EmailMessage:
     """The MIME message of *mail*; every header value is cleaned or built as an object, so no
     CR/LF from a subject, a name, an address or a Message-ID can ever start a header of its own."""
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=sanitize_header_text(sender_name), addr_spec=clean_address(sender_address))
+    msg = EmailMessage(policy=_BUILD_POLICY)
+    msg["From"] = _sender_header(sender_address, sender_name)
     msg["To"] = [Address(addr_spec=clean_address(a)) for a in mail.to]
     msg["Subject"] = sanitize_header_text(mail.subject)
     msg["Date"] = format_datetime(date)

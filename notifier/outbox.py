@@ -20,13 +20,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.policy import SMTP as SMTP_POLICY
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, undefer
 
 from config import NotifierSettings, SupportSettings
-from notifier.mime import BadAddress, OutgoingMail, build_mime, clean_address, new_message_id
+from notifier.mime import BadAddress, OutgoingMail, as_smtp_bytes, build_mime, clean_address, new_message_id
 from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
 from tickets.models import BouncingRecipient, Message, OutboxItem
@@ -76,7 +75,7 @@ def enqueue(
     The outgoing message is also recorded as a ``Message`` of the ticket, so replies
     that name its Message-ID thread back into the ticket.
     """
-    existing = session.scalar(select(OutboxItem).where(OutboxItem.idempotency_key == key))
+    existing = _queued(session, key)
     if existing is not None:
         return existing
     good, bad = _split_addresses(mail.to)
@@ -84,7 +83,7 @@ def enqueue(
     message_id = new_message_id(mail.kind, support.domain)
     mime = build_mime(mail, sender_address=support.address, sender_name=support.name,
                       message_id=message_id, date=now)
-    data = mime.as_bytes(policy=SMTP_POLICY)  # CRLF line ends: smtplib sends bytes as they are
+    data = as_smtp_bytes(mime)  # policy.SMTP, CRLF line ends: smtplib sends bytes as they are
     item = OutboxItem(
         idempotency_key=key, kind=mail.kind, ticket_id=ticket_id, sender=support.address,
         recipients=good, suppressed=[], message_id=message_id, subject=str(mime["Subject"]),
@@ -104,6 +103,21 @@ def enqueue(
         ))
     session.flush()
     return item
+
+
+def _queued(session: Session, key: str) -> OutboxItem | None:
+    """The row already queued under *key*, in this session (not flushed yet) or in the database.
+
+    Why without autoflush: the caller's pending rows (a new ticket's participants and events)
+    cannot hold an outbox key, and flushing them here cost a second flush per new ticket;
+    they go out with this call's own flush.
+    """
+    for obj in session.new:
+        if isinstance(obj, OutboxItem) and obj.idempotency_key == key:
+            return obj
+    with session.no_autoflush:
+        item_id = session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key))
+    return None if item_id is None else session.get(OutboxItem, item_id)
 
 
 def _split_addresses(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
