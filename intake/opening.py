@@ -48,13 +48,16 @@ class TicketOpener:
         session.add(ticket)
         message.ticket = ticket
         session.add(message)
-        session.flush()
+        # Participants before the flush: the ticket is still pending, so its (empty) participant list
+        # needs no lazy load, and they are inserted with the ticket.
         add_participant(session, ticket, parsed.from_addr, "reporter")
         ours = {self.config.support.address.lower()}
         for address in parsed.cc + parsed.to:
             if address.lower() not in ours and not address.lower().startswith(
                     self.config.support.local_part + "+"):
                 add_participant(session, ticket, address, "cc")
+        # One flush for the ids the event and the outbox need; the rest goes with the outbox's flush.
+        session.flush()
         names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
         record_event(session, ticket, "created", now, actor=parsed.from_addr,
                      detail=f"{verdict.severity} / {verdict.role} ({names})",
