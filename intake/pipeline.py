@@ -30,6 +30,7 @@ from intake.opening import TicketOpener
 from intake.parse import parse_message
 from intake.replies import ReplyHandler
 from intake.threading import find_thread
+from notifier.mime import HeaderClasses
 from tickets.clock import Clock
 from tickets.models import Attachment, BouncingRecipient, Message, QuarantineItem, Ticket
 from tickets.store import Store
@@ -93,7 +94,13 @@ class _BatchMemo:
     def seen(self, parsed: ParsedMessage, action: str) -> None:
         self.known_ids.add(parsed.message_id)
         self.known_hashes.add(parsed.content_hash)
-        if action not in ("ignored", "duplicate"):
+        if action == "created":
+            # Exactly one ticket opened, reported by this sender (TicketOpener takes the From address):
+            # count it rather than forget every count, which cost one query per new ticket.
+            sender = parsed.from_addr.lower()
+            if sender in self.acks:
+                self.acks[sender] += 1
+        elif action not in ("ignored", "duplicate"):
             self.acks.clear()
 
 
@@ -128,6 +135,9 @@ class _CachingPolicy(EmailPolicy):
         if header is None:
             header = cache[key] = super().header_fetch_parse(name, value)
         return header
+
+
+_HEADER_CLASSES = HeaderClasses()
 
 
 def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[ParsedMessage | str]:
@@ -199,7 +209,7 @@ class IngestPipeline:
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
         if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
-            policy = _CachingPolicy(self._shared_headers)
+            policy = _CachingPolicy(self._shared_headers, header_factory=_HEADER_CLASSES)
             for part in parsed.msg.walk():
                 part.policy = policy
         return parsed
