@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.policy import EmailPolicy
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -27,10 +26,9 @@ from intake.attachments import AttachmentStore
 from intake.guards import GuardContext, GuardHit, first_hit
 from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 from intake.opening import TicketOpener
-from intake.parse import parse_message
+from intake.parse import CachingPolicy, parse_message
 from intake.replies import ReplyHandler
 from intake.threading import find_thread
-from notifier.mime import HeaderClasses
 from tickets.clock import Clock
 from tickets.models import Attachment, BouncingRecipient, Message, QuarantineItem, Ticket
 from tickets.store import Store
@@ -104,42 +102,6 @@ class _BatchMemo:
             self.acks.clear()
 
 
-class _CachingPolicy(EmailPolicy):
-    """``policy.default`` that parses each distinct header value once.
-
-    Why: after parsing, guards, threading and the classifier ask the same message for the
-    same headers (Content-Type above all) 20-30 times, and ``email.headerregistry`` parses
-    the raw value again on every ``get``: that was the largest single cost of ingest.
-    One instance per message (header objects keep their parse trees, so caching every
-    header across messages grew by megabytes per thousand mails); only the few MIME
-    headers whose values repeat from mail to mail share a small bounded cache.
-    """
-
-    SHARED = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
-
-    def __init__(self, shared: dict[tuple[str, str], Any] | None = None, **kw: Any) -> None:
-        super().__init__(**kw)
-        object.__setattr__(self, "_cache", {})
-        object.__setattr__(self, "_shared", {} if shared is None else shared)
-
-    def header_fetch_parse(self, name: str, value: Any) -> Any:
-        if hasattr(value, "name"):
-            return value
-        cache: dict[tuple[str, str], Any] = self._cache  # type: ignore[attr-defined]
-        if name.lower() in self.SHARED:
-            cache = self._shared  # type: ignore[attr-defined]
-            if len(cache) > 512:
-                cache.clear()
-        key = (name, value)
-        header = cache.get(key)
-        if header is None:
-            header = cache[key] = super().header_fetch_parse(name, value)
-        return header
-
-
-_HEADER_CLASSES = HeaderClasses()
-
-
 def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[ParsedMessage | str]:
     """Parse each mail, or give the quarantine reason; pure, so it may run in a worker process."""
     out: list[ParsedMessage | str] = []
@@ -170,7 +132,7 @@ class IngestPipeline:
         self.clock = clock
         self.tickets = tickets
         self.replies = replies
-        self._shared_headers: dict[tuple[str, str], Any] = {}  # see _CachingPolicy
+        self._shared_headers: dict[tuple[str, str], Any] = {}  # see CachingPolicy
         self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
@@ -209,7 +171,7 @@ class IngestPipeline:
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
         if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
-            policy = _CachingPolicy(self._shared_headers, header_factory=_HEADER_CLASSES)
+            policy = CachingPolicy(self._shared_headers)
             for part in parsed.msg.walk():
                 part.policy = policy
         return parsed

@@ -86,6 +86,9 @@ class HeaderClasses(HeaderRegistry):
         super().__init__()
         self._classes: dict[str, type[BaseHeader]] = {}
 
+    def __getstate__(self) -> dict[str, Any]:  # made classes do not pickle (a parse worker's result does)
+        return {**self.__dict__, "_classes": {}}
+
     def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
         self._classes.clear()
         super().map_to_type(name, cls)
