@@ -17,7 +17,6 @@ from email.generator import BytesGenerator
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import format_datetime
 from functools import lru_cache
 from io import BytesIO
 from typing import Any
@@ -194,7 +193,7 @@ def build_mime(
     msg["From"] = _sender_header(sender_address, sender_name)
     msg["To"] = [Address(addr_spec=clean_address(a)) for a in mail.to]
     msg["Subject"] = sanitize_header_text(mail.subject)
-    msg["Date"] = format_datetime(date)
+    msg["Date"] = date  # DateHeader formats it with format_datetime (a string would be parsed back first)
     msg["Message-ID"] = f"<{clean_message_id(message_id) or new_message_id(mail.kind, 'localhost')}>"
     if mail.reply_to:
         msg["Reply-To"] = Address(addr_spec=clean_address(mail.reply_to))

@@ -42,6 +42,7 @@ SENT_GROUP_SECONDS = 0.25
 _OUTBOX = OutboxItem.__table__
 _MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id"))
               .values(attempts=_OUTBOX.c.attempts + 1, claimed_until=None, status="sent"))
+_QUEUED = select(_OUTBOX.c.id).where(_OUTBOX.c.idempotency_key == bindparam("key"))
 _MARK = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id"))
          .values(attempts=_OUTBOX.c.attempts + 1, claimed_until=None))
 
@@ -115,8 +116,7 @@ def _queued(session: Session, key: str) -> OutboxItem | None:
     for obj in session.new:
         if isinstance(obj, OutboxItem) and obj.idempotency_key == key:
             return obj
-    with session.no_autoflush:
-        item_id = session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key))
+    item_id = session.execute(_QUEUED, {"key": key}).scalar()  # a Core SELECT: no ORM step, no autoflush
     return None if item_id is None else session.get(OutboxItem, item_id)
 
 
