@@ -116,7 +116,8 @@ def _queued(session: Session, key: str) -> OutboxItem | None:
     for obj in session.new:
         if isinstance(obj, OutboxItem) and obj.idempotency_key == key:
             return obj
-    item_id = session.execute(_QUEUED, {"key": key}).scalar()  # a Core SELECT: no ORM step, no autoflush
+    with session.no_autoflush:
+        item_id = session.execute(_QUEUED, {"key": key}).scalar()  # a Core SELECT: no ORM step
     return None if item_id is None else session.get(OutboxItem, item_id)
 
 
