@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -216,6 +216,8 @@ class IngestPipeline:
         if duplicate is not None:
             key = duplicate.ticket.key if duplicate.ticket is not None else ""
             return IngestResult("duplicate", parsed.message_id, key)
+        # Someone whose address bounced writes to us again: the address works, stop suppressing it.
+        session.execute(delete(BouncingRecipient).where(BouncingRecipient.email == parsed.from_addr))
 
         match = find_thread(session, parsed, self.config, self.replies.tokens)
         if match.ticket is not None:

@@ -185,3 +185,39 @@ def test_a_very_long_message_id_is_acknowledged(make_app, db_url):
     long_id = "x" * 600 + "@customer.example"
     assert app.pipeline.ingest(make_mail(message_id=long_id)).action == "created"
     assert _count(app, OutboxItem) == 1
+
+
+def _dsn_for(address: str, original_id: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.customer.example\r\nTo: support@localhost\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.customer.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{original_id}>\r\n\r\n--b--\r\n"
+    ).encode()
+
+
+def test_a_bounce_suppresses_the_address_until_it_writes_again(make_app, db_url):
+    from tickets.models import BouncingRecipient
+
+    app = make_app(db=db_url)
+    app.pipeline.ingest(make_mail(message_id="b1@x", sender="gone@customer.example"))
+    assert app.outbox.flush(app.transport()).sent == 1
+    bounce = app.pipeline.ingest(_dsn_for("gone@customer.example", "b1@x"))
+    assert bounce.action == "ignored" and bounce.detail.startswith("dsn")
+    with app.store.read() as s:
+        assert s.scalar(select(BouncingRecipient.email)) == "gone@customer.example"
+    from notifier.mime import OutgoingMail
+    from notifier.outbox import enqueue
+
+    with app.store.session() as s:
+        enqueue(s, OutgoingMail(kind="answer", to=["gone@customer.example"], subject="[HC-1] news", text="x"),
+                key="test:after-bounce", support=app.config.support, now=app.clock.now())
+    assert app.outbox.flush(app.transport()).suppressed == 1
+    app.pipeline.ingest(make_mail(subject="Re: [HC-1] CRM is down", message_id="b2@x", sender="gone@customer.example",
+                                  body="My mailbox works again."))
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(BouncingRecipient)) == 0
