@@ -12,9 +12,12 @@ import socket
 import uuid
 from email.message import EmailMessage
 
+from sqlalchemy import select
+
 from app import App
 from config import SmtpInSettings
 from intake.smtp_receiver import SmtpReceiver
+from tickets.models import OutboxItem, Ticket
 
 SAMPLES = (
     ("maria.keller@example.com", "Maria Keller", "CRM is down for the whole sales team",
@@ -45,7 +48,6 @@ def run_demo(app: App) -> int:
                 msg["Message-ID"] = f"<demo.{uuid.uuid4().hex}@example.com>"
                 msg.set_content(body)
                 reply = smtp.send_message(msg)
-                _code, answer = smtp.noop()
                 print(f"sent  {subject!r} from {address}{' refused: ' + str(reply) if reply else ''}", file=out)
     finally:
         receiver.stop()
@@ -61,6 +63,13 @@ def run_demo(app: App) -> int:
     where = (f"the relay {app.config.smtp_out.host}" if app.config.smtp_out.host
              else f"the Maildir {app.config.path(app.config.smtp_out.maildir)}")
     print(f"\nAcknowledgements sent: {report.sent} (to {where})", file=out)
+    with app.store.read() as session:
+        acks = session.execute(
+            select(OutboxItem.recipients, OutboxItem.subject, OutboxItem.status)
+            .join(Ticket, Ticket.id == OutboxItem.ticket_id)
+            .where(OutboxItem.kind == "ack", Ticket.key.in_(keys)).order_by(OutboxItem.id)).all()
+    for recipients, subject, status in acks:
+        print(f"  {status:<5} to {', '.join(recipients)}: {subject}", file=out)
     print(f"Next: 'hypercare show {keys[0] if keys else 'HC-1'}' for one ticket with its reasons and thread.",
           file=out)
     return 0
