@@ -143,6 +143,7 @@ def test_demo_sends_samples_through_real_smtp(tmp_path):
     assert result.returncode == 0, result.stderr
     text = out(result)
     assert "HC-1" in text and "HC-4" in text and "Acknowledgements sent: 4" in text
+    assert "sent  to maria.keller@example.com: [HC-1] CRM is down for the whole sales team" in text
     assert len(list((tmp_path / "var" / "outbox" / "new").iterdir())) == 4
 
 
