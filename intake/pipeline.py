@@ -1,7 +1,8 @@
 """The one ingest pipeline every receiver hands raw mail to.
 
-Stages, in order (DESIGN "How a message flows"): parse -> deduplicate -> guard ->
-thread -> classify -> store and enqueue.  Each message is atomic: its own
+Stages, in order (DESIGN "How a message flows"): parse -> guard -> deduplicate ->
+thread -> classify -> store and enqueue (guards before dedup, so our own mail coming
+back is reported as ignored by its rule, not as a duplicate of what we sent).  Each message is atomic: its own
 SAVEPOINT inside a batch transaction that commits as a group, so one bad message
 never takes its neighbours down and throughput is not bound by one fsync per mail.
 Outcomes are caught in one place (``_ingest_one``): an unparseable or crashing
@@ -61,12 +62,6 @@ class IngestResult:
         if self.message_id:
             parts.append(f"<{self.message_id}>")
         return " ".join(parts)
-
-
-@dataclass
-class _Outcome:
-    result: IngestResult
-    after_commit: list[str] = field(default_factory=list)
 
 
 @dataclass
