@@ -12,7 +12,6 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from functools import cached_property
-from pathlib import Path
 from typing import TextIO
 
 from classifier import Classifier
@@ -136,7 +135,3 @@ class App:
         # Feedback in front of the reply handler: a rating never reopens the resolved ticket it rates.
         replies = FeedbackReplies(self.replies, self.feedback)
         return IngestPipeline(self.config, self.store, self.clock, self.opener, replies)  # type: ignore[arg-type]
-
-    @property
-    def var_dir(self) -> Path:
-        return self.config.path("var")

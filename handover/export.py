@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, selectinload
 from tickets.models import OPEN_STATUSES, Message, Ticket
 from tickets.views import ticket_detail
 
-NESTED = ("rules", "classification", "participants", "messages", "events")
 FORMATS = ("csv", "json")
 
 
