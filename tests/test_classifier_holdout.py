@@ -9,8 +9,10 @@ unlike tests/data/labelled/, which the rules were tuned on.
 NEVER tune rules against this set, and never relabel a mail because the rules disagree: a rule
 change made to fix one of these mails turns the set into a second tuning set and its figure into
 a lie. To tune, add mails to tests/data/labelled/; to re-measure generalisation, write a new blind
-set. The thresholds below are a regression guard (the first measurement, 2026-11, 70.0 % severity
-and 83.3 % role, rounded down to the next 5 %), not a target.
+set. The thresholds below are a regression guard, not a target: the first (blind) measurement,
+2026-11, was 70.0 % severity / 83.3 % role; after tuning on NEW labelled mails written for the
+failure categories that measurement revealed, 80.0 % / 90.0 % (optimistic, see classifier/README.md),
+rounded down to the next 5 %.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from config import Config, HypercareSettings
 HOLDOUT = Path(__file__).parent / "data" / "holdout"
 
 # Percent, compared on whole counts so that 42/60 is exactly 70 % (no float rounding).
-MIN_SEVERITY_PERCENT = 70
-MIN_ROLE_PERCENT = 80
+MIN_SEVERITY_PERCENT = 80
+MIN_ROLE_PERCENT = 90
 
 
 def test_holdout_set_is_intact() -> None:
