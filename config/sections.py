@@ -139,6 +139,12 @@ def _timezone(value: Any) -> str:
     return str(value)
 
 
+def _protocol(value: Any) -> str:
+    if value not in ("smtp", "lmtp"):
+        raise ValueError(f"must be smtp or lmtp, got {value!r}")
+    return str(value)
+
+
 def _security(value: Any) -> str:
     if value not in ("ssl", "starttls", "none"):
         raise ValueError(f"must be ssl, starttls or none, got {value!r}")
@@ -287,7 +293,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "hypercare": _hypercare,
     "database": _simple("database", DatabaseSettings),
     "imap": _imap,
-    "smtp_in": _simple("smtp_in", SmtpInSettings),
+    "smtp_in": lambda reader, raw: reader.fill("smtp_in", raw, SmtpInSettings, {"protocol": _protocol}),
     "smtp_out": _smtp_out,
     "dashboard": _simple("dashboard", DashboardSettings),
     "team": _team,

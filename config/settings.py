@@ -83,6 +83,7 @@ class SmtpInSettings:
     host: str = "127.0.0.1"
     port: int = 2525
     enabled: bool = True
+    protocol: str = "smtp"  # smtp | lmtp (an MTA or Dovecot delivering to us over LMTP)
 
 
 @dataclass(frozen=True)

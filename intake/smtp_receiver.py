@@ -16,6 +16,7 @@ import socket
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from config import SmtpInSettings, SupportSettings
@@ -52,8 +53,22 @@ class SupportAddressHandler:
             )
         except IngestUnavailable as exc:
             log.error(f"smtp intake deferred a message: {exc}")
-            return "451 4.3.0 cannot store the message right now, try again later"
-        return f"250 2.0.0 {result.key or result.action} queued"
+            return self._per_recipient(server, envelope, "451 4.3.0 cannot store the message now, try again later")
+        return self._per_recipient(server, envelope, f"250 2.0.0 {result.key or result.action} queued")
+
+    @staticmethod
+    def _per_recipient(server: SMTP, envelope: Envelope, status: str) -> str:
+        """LMTP answers DATA once per accepted recipient (RFC 2033 4.2); the message is stored once."""
+        if isinstance(server, LMTP):
+            return "\r\n".join([status] * max(1, len(envelope.rcpt_tos)))
+        return status
+
+
+class LmtpController(Controller):
+    """The same listener speaking LMTP (LHLO; one DATA answer per recipient)."""
+
+    def factory(self) -> SMTP:
+        return LMTP(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpReceiver:
@@ -68,10 +83,11 @@ class SmtpReceiver:
         check_port_free(self.settings.host, self.settings.port, "[smtp_in] port")
         kwargs: dict[str, Any] = {"decode_data": False, "enable_SMTPUTF8": True,
                                   "data_size_limit": 50 * 1024 * 1024}
-        self.controller = Controller(self.handler, hostname=self.settings.host, port=self.settings.port,
+        controller = LmtpController if self.settings.protocol == "lmtp" else Controller
+        self.controller = controller(self.handler, hostname=self.settings.host, port=self.settings.port,
                                      ready_timeout=10, **kwargs)
         self.controller.start()
-        log.info(f"smtp intake listening on {self.settings.host}:{self.settings.port}")
+        log.info(f"{self.settings.protocol} intake listening on {self.settings.host}:{self.settings.port}")
 
     @property
     def port(self) -> int:

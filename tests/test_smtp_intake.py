@@ -131,3 +131,27 @@ def test_daemon_refuses_a_busy_port_with_exit_2(tmp_path):
                                 capture_output=True, timeout=60)
     err = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and "already in use" in err[-1] and "Traceback" not in result.stderr.decode()
+
+
+def test_lmtp_intake_answers_once_per_recipient_and_stores_once(make_app):
+    from config import Config
+
+    app = make_app()
+    app = make_app(Config(base_dir=app.config.base_dir))
+    rx = SmtpReceiver(app.pipeline, app.config.support,
+                      SmtpInSettings(host="127.0.0.1", port=free_port(), protocol="lmtp"))
+    rx.start()
+    try:
+        with smtplib.LMTP("127.0.0.1", rx.port) as lmtp:
+            lmtp.connect("127.0.0.1", rx.port)
+            refused = lmtp.sendmail("maria@customer.example", ["support@localhost", "support+urgent@localhost"],
+                                    make_mail(message_id="lmtp1@x"))
+            assert refused == {}
+            # smtplib reads one DATA answer; RFC 2033 sends one per recipient: the second is waiting.
+            assert lmtp.getreply()[0] == 250
+            code, _ = lmtp.docmd("HELO", "x")
+            assert code == 500  # LMTP speaks LHLO only
+    finally:
+        rx.stop()
+    with app.store.read() as s:
+        assert [t.key for t in s.scalars(select(Ticket))] == ["HC-1"]
