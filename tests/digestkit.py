@@ -35,5 +35,5 @@ def add_reopen(session: Session, ticket: Ticket, at: datetime) -> None:
     session.add(Event(ticket_id=ticket.id, at=at, kind="reopened", actor="u@c.example", detail="again"))
 
 
-def add_rating(session: Session, ticket: Ticket, rating: int, at: datetime) -> None:
-    session.add(Feedback(ticket_id=ticket.id, rating=rating, comment="", at=at))
+def add_rating(session: Session, ticket: Ticket, rating: int, at: datetime, comment: str = "") -> None:
+    session.add(Feedback(ticket_id=ticket.id, rating=rating, comment=comment, at=at))

@@ -50,6 +50,7 @@ def _seed(app) -> None:  # type: ignore[no-untyped-def]
                    first_response_at=_local(0, 23), response_met=True)
         add_reopen(s, t3, _local(1, 6))
         add_rating(s, t2, 4, _local(0, 16))
+        add_rating(s, t3, 1, _local(1, 13), comment="Nobody <b>called</b> back")
 
 
 def test_daily_status_figures(make_app, tmp_path, clock, db_url):
@@ -84,13 +85,18 @@ def test_weekly_summary_figures(make_app, tmp_path, clock, db_url):
     assert (ctx["opened_total"], ctx["resolved_total"]) == (5, 2)
     assert ctx["topics"] == [("login", 2), ("outage", 2)]
     assert ctx["reopened_total"] == 1 and ctx["reopened"] == [("HC-3", "ticket 3", 1)]
-    assert (ctx["rated"], ctx["rating"]) == (1, "4.0")
+    assert (ctx["rated"], ctx["rating"]) == (2, "2.5")
+    assert [(low["key"], low["rating"], low["comment"]) for low in ctx["low_ratings"]] == [
+        ("HC-3", 1, "Nobody <b>called</b> back")]
     assert ctx["responses"] == 3 and ctx["response_p90"] == "1d 2h"  # HC-3 answered after 26 h
     sla = {line.severity: (line.met, line.breached, line.overdue, line.on_target) for line in ctx["sla"]}
     assert sla["P1"] == (0, 0, 1, False) and sla["P2"] == (1, 0, 0, True) and sla["P3"] == (1, 1, 0, False)
     assert not ctx["verdict"].go
-    text = builder.render("weekly_summary", now).text
+    rendered = builder.render("weekly_summary", now)
+    text = rendered.text
     assert "Go/no-go outlook: NO-GO" in text and "[FAIL] no open P1/P2 tickets: 1 open" in text
+    assert "HC-3 rated 1/5: Nobody <b>called</b> back" in text
+    assert "Nobody &lt;b&gt;called&lt;/b&gt; back" in (rendered.html or "")
 
 
 def test_first_response_mean_and_p90_nearest_rank(make_app, tmp_path, clock, db_url):

@@ -28,6 +28,7 @@ from notifier.digests.lines import (
     ticket_lines,
 )
 from notifier.digests.outlook import Verdict, judge_exit
+from notifier.feedback import feedback_summary
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
@@ -142,7 +143,7 @@ class DigestBuilder:
         trend = day_bars(dates, q.daily_trend(session, bounds))
         count, mean, p90 = q.first_response_stats(session, start, end)
         reopened_total, reopened = q.reopened(session, start, end)
-        rated, rating = q.ratings(session, start, end)
+        feedback = feedback_summary(session, start, end, low_limit=5)  # the dashboard's figures, this week
         sla = sla_lines(q.sla_tallies(session, start, end, now), self.sla, self.exit.sla_target)
         return {
             "start": start.astimezone(self.tz),
@@ -159,8 +160,9 @@ class DigestBuilder:
             "topics": q.top_topics(session, start, end),
             "reopened_total": reopened_total,
             "reopened": reopened,
-            "rated": rated,
-            "rating": f"{rating:.1f}" if rating is not None else "n/a",
+            "rated": feedback.count,
+            "rating": f"{feedback.average:.1f}" if feedback.average is not None else "n/a",
+            "low_ratings": feedback.low,
             "open": q.open_tally(session),
             "verdict": self.verdict(session, now),
         }

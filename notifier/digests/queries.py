@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from tickets.models import OPEN_STATUSES, Event, Feedback, Ticket
+from tickets.models import OPEN_STATUSES, Event, Ticket
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 
@@ -188,13 +188,6 @@ def reopened(session: Session, start: datetime, end: datetime,
         .order_by(Ticket.reopened_count.desc(), Ticket.number).limit(limit)
     ).all()
     return int(total), [(k, s, int(c)) for k, s, c in rows]
-
-
-def ratings(session: Session, start: datetime, end: datetime) -> tuple[int, float | None]:
-    n, mean = session.execute(
-        select(func.count(), func.avg(Feedback.rating)).where(Feedback.at >= start, Feedback.at < end)
-    ).one()
-    return int(n), float(mean) if n else None
 
 
 def open_rows(session: Session, *, severities: Sequence[str] = (), limit: int = 50) -> tuple[int, list[OpenRow]]:

@@ -38,7 +38,8 @@ def sample_context(config: Config) -> dict[str, Any]:
         "trend": [bar], "severity_rows": [("P1 Critical", 1)], "role_rows": [("CRM admin", 3)],
         "start": now - timedelta(days=7), "end": now, "opened_total": 3, "resolved_total": 1, "sla_goal": "90%",
         "responses": 2, "response_mean": "30m", "response_p90": "50m", "topics": [("outage", 2)],
-        "reopened_total": 1, "reopened": [("HC-1", "CRM down", 1)], "rated": 1, "rating": "4.0",
+        "reopened_total": 1, "reopened": [("HC-1", "CRM down", 1)], "rated": 1, "rating": "2.0",
+        "low_ratings": [{"key": "HC-1", "rating": 2, "comment": "Took two days", "at": now}],
         "verdict": verdict, "handover": [line], "handover_more": 1,
     }
 
