@@ -25,6 +25,13 @@ LOOP_HEADER = "X-Hypercare-Loop"
 MESSAGE_ID_PREFIX = "hc."
 
 
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class OutgoingMail:
     """What a notifier wants to send, before it becomes bytes."""
@@ -39,6 +46,7 @@ class OutgoingMail:
     references: Sequence[str] = ()
     auto_submitted: str = "auto-replied"  # auto-replied (answers) | auto-generated (digests)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    attachments: Sequence[OutgoingAttachment] = ()  # e.g. the screenshot a team member sent with an answer
 
 
 def new_message_id(kind: str, domain: str) -> str:
@@ -218,4 +226,10 @@ def build_mime(
     msg.set_content(mail.text)
     if mail.html is not None:
         msg.add_alternative(mail.html, subtype="html")
+    for attachment in mail.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not subtype or maintype in ("multipart", "message") or not attachment.content_type.isascii():
+            maintype, subtype = "application", "octet-stream"  # never a container we would have to encode
+        msg.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                           filename=sanitize_header_text(attachment.filename) or "attachment")
     return msg

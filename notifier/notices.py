@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
+from intake.attachments import AttachmentStore
 from intake.reply_commands import COMMANDS
 from notifier.labels import role_label, severity_label, status_label
-from notifier.mime import OutgoingMail
+from notifier.mime import OutgoingAttachment, OutgoingMail
 from notifier.outbox import enqueue, short_key
 from notifier.render import Renderer
 from tickets.models import Message, OutboxItem, Ticket
@@ -63,7 +64,8 @@ class Notices:
         rendered = self.renderer.render("answer", ticket=ticket, member_name=member.name, text=text,
                                         support=self.config.support)
         return self._to_reporter(session, ticket, member, "answer", rendered.subject, rendered.text,
-                                 rendered.html, key=f"answer:{short_key(request.message_id)}", now=now)
+                                 rendered.html, key=f"answer:{short_key(request.message_id)}", now=now,
+                                 attachments=self._attachments_of(request))
 
     def resolution(self, session: Session, ticket: Ticket, member: TeamMember, resolution: str, text: str,
                    request: Message, now: datetime) -> OutboxItem:
@@ -74,20 +76,36 @@ class Notices:
             reopen_days=self.config.hypercare.reopen_days, support=self.config.support, feedback=feedback)
         return self._to_reporter(session, ticket, member, "resolved", rendered.subject, rendered.text,
                                  rendered.html, key=f"resolved:{short_key(request.message_id)}", now=now,
-                                 reply_to=getattr(feedback, "address", None))
+                                 reply_to=getattr(feedback, "address", None),
+                                 attachments=self._attachments_of(request))
 
     def _to_reporter(self, session: Session, ticket: Ticket, member: TeamMember, kind: str, subject: str,
                      text: str, html: str | None, *, key: str, now: datetime,
-                     reply_to: str | None = None) -> OutboxItem:
+                     reply_to: str | None = None, attachments: Sequence[OutgoingAttachment] = ()) -> OutboxItem:
         last = _latest_from_reporter(ticket)
         first = next((m for m in ticket.messages if m.direction == "in"), None)
         references = [m.message_id for m in (first, last) if m is not None]
         mail = OutgoingMail(kind=kind, to=reporter_recipients(self.config, ticket), subject=subject, text=text,
                             html=html, reply_to=reply_to, in_reply_to=last.message_id if last is not None else None,
-                            references=list(dict.fromkeys(references)), auto_submitted="no")
+                            references=list(dict.fromkeys(references)), auto_submitted="no",
+                            attachments=attachments)
         # The reporter sees the person's name, never their address: "Ada (CRM Hypercare Support)".
         support = dataclasses.replace(self.config.support, name=f"{member.name} ({self.config.support.name})")
         return enqueue(session, mail, key=key, support=support, now=now, ticket_id=ticket.id)
+
+    def _attachments_of(self, request: Message) -> list[OutgoingAttachment]:
+        """What the team member attached (a screenshot of the fix) goes to the reporter too.
+
+        Only what intake stored: an attachment over the size cap was never kept, so it is left out
+        and the reporter's mail says nothing false about it.
+        """
+        store = AttachmentStore(self.config.path(self.config.intake.attachments_dir))
+        found = []
+        for attachment in request.attachments:
+            data = store.get(attachment.sha256) if attachment.stored == "file" else None
+            if data is not None:
+                found.append(OutgoingAttachment(attachment.filename, attachment.content_type, data))
+        return found
 
     # --- to the team member --------------------------------------------------------------------
 
