@@ -1,4 +1,4 @@
-"""A team member's answer with an attachment reaches the reporter with that attachment."""
+"""What a team member's signed reply causes beyond the ticket: attachments to the reporter, override statistics."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def test_attachment_over_the_cap_is_left_out(make_app, tmp_path, relay, db_url):
     flush(app)
     [answer] = [d for d in relay.deliveries if d.recipients == [REPORTER]]
     assert list(answer.message.iter_attachments()) == []
+
+
+def test_team_override_by_reply_is_counted_by_rules_eval_overrides(make_app, tmp_path, db_url):
+    """End to end: #severity and #assign from a signed reply reach `hypercare rules eval --overrides`."""
+    import argparse
+
+    from desk_kit import team_reply
+
+    from classifier.commands import cmd_eval
+
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    key = report(app, P3_MAIL)
+    team_reply(app, key, "#severity P2\n#assign technical_consultant")
+    assert cmd_eval(app, argparse.Namespace(dir=None, overrides=True, rules=None)) == 0
+    out = app.out.getvalue()
+    assert "tickets: 1, changed by the team: 1" in out
+    assert "P3->P2 x1" in out and "crm_admin->technical_consultant x1" in out
