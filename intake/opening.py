@@ -56,16 +56,14 @@ class TicketOpener:
             if address.lower() not in ours and not address.lower().startswith(
                     self.config.support.local_part + "+"):
                 add_participant(session, ticket, address, "cc")
-        # One flush for the ids the event and the outbox need; the rest goes with the outbox's flush.
-        session.flush()
+        # No flush here: the event and the outbox rows hold the objects, so one flush stores them all.
         names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
         record_event(session, ticket, "created", now, actor=parsed.from_addr,
                      detail=f"{verdict.severity} / {verdict.role} ({names})",
-                     data={"rules": verdict.to_json(), "fallback": verdict.fallback},
-                     message_row_id=message.id)
+                     data={"rules": verdict.to_json(), "fallback": verdict.fallback}, message=message)
         if linked is not None:
             record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
-                         data={"ticket": linked.key}, message_row_id=message.id)
+                         data={"ticket": linked.key}, message=message)
         self.acknowledger.enqueue(session, ticket, message, now)
         for hook in self.on_opened:
             hook(session, ticket, now)

@@ -49,6 +49,7 @@ class Acknowledger:
             references=[*request.references, request.message_id],
             auto_submitted="auto-replied",
         )
+        # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
         enqueue(session, mail, key=f"ack:{short_key(request.message_id)}", support=self.config.support,
-                now=now, ticket_id=ticket.id)
+                now=now, ticket=ticket, flush=False)
 

@@ -28,7 +28,7 @@ from config import NotifierSettings, SupportSettings
 from notifier.mime import BadAddress, OutgoingMail, as_smtp_bytes, build_mime, clean_address, new_message_id
 from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
-from tickets.models import BouncingRecipient, Message, OutboxItem
+from tickets.models import BouncingRecipient, Message, OutboxItem, Ticket
 from tickets.store import Store
 
 log = logging.getLogger("hypercare.outbox")
@@ -70,11 +70,14 @@ def enqueue(
     support: SupportSettings,
     now: datetime,
     ticket_id: int | None = None,
+    ticket: Ticket | None = None,
+    flush: bool = True,
 ) -> OutboxItem:
     """Queue *mail* once under *key*; a second call with the same key returns the first row.
 
     The outgoing message is also recorded as a ``Message`` of the ticket, so replies
-    that name its Message-ID thread back into the ticket.
+    that name its Message-ID thread back into the ticket.  A caller that opens the ticket
+    in the same unit passes the *ticket* object and ``flush=False``: one flush stores all.
     """
     existing = _queued(session, key)
     if existing is not None:
@@ -93,16 +96,22 @@ def enqueue(
     )
     if bad:
         log.warning(f"{message_id} invalid recipient(s) left out: {bad!r}")
+    if ticket is not None:
+        item.ticket = ticket
     session.add(item)
-    if ticket_id is not None:
-        session.add(Message(
+    if ticket_id is not None or ticket is not None:
+        outbound = Message(
             ticket_id=ticket_id, message_id=message_id, content_hash="", direction="out",
             disposition="sent", from_addr=support.address, from_name=support.name,
             to_addrs=list(mail.to), subject=str(mime["Subject"]), body=mail.text, body_full=mail.text,
             in_reply_to=mail.in_reply_to, references=list(mail.references), received_at=now,
             source=f"outbox:{mail.kind}", raw=data,
-        ))
-    session.flush()
+        )
+        if ticket is not None:
+            outbound.ticket = ticket
+        session.add(outbound)
+    if flush:
+        session.flush()
     return item
 
 

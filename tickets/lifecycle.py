@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tickets.models import Event, Participant, Ticket
+from tickets.models import Event, Message, Participant, Ticket
 from tickets.store import next_number
 
 
@@ -35,9 +35,13 @@ def record_event(
     detail: str = "",
     data: dict[str, Any] | None = None,
     message_row_id: int | None = None,
+    message: Message | None = None,
 ) -> Event:
+    """An audit event; pass *message* (the object) when it may not be flushed yet, else its id."""
     event = Event(ticket=ticket, kind=kind, at=at, actor=actor, detail=detail, data=data or {},
                   message_id=message_row_id)
+    if message is not None:
+        event.message = message
     session.add(event)
     ticket.updated_at = at
     return event

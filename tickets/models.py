@@ -182,6 +182,8 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+    # Set the object, not the id, when the message is not flushed yet: one flush stores both.
+    message: Mapped[Message | None] = relationship(foreign_keys=[message_id])
 
 
 class OutboxItem(Base):
@@ -206,6 +208,7 @@ class OutboxItem(Base):
     claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class ScheduleRun(Base):
