@@ -20,15 +20,14 @@ from email.generator import BytesGenerator
 from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
 
 import html2text
 
 from intake import quotes
+from intake.header_policy import CachingPolicy
 from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
-from notifier.mime import HeaderClasses
 
 MAX_DEPTH = 40  # MIME nesting beyond this is ignored (and noted): defends against "endless nesting" bombs
 SYNTHETIC_DOMAIN = "hypercare.invalid"
@@ -47,34 +46,6 @@ _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _UNQUOTED_NAME = re.compile(r"\b(?:file)?name\s*=\s*([^\";\s][^;\n]*)", re.I)
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
-
-
-class CachingPolicy(EmailPolicy):
-    """``policy.default`` that parses each distinct header value once, while parsing and after.
-
-    Why: parsing, guards, threading and the classifier ask one message for the same headers 20-30 times,
-    and ``email.headerregistry`` parses the raw value on every ``get``.  Cached per message (header objects
-    keep parse trees); MIME headers that repeat across mails share a bounded cache."""
-
-    SHARED = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
-    HEADERS = HeaderClasses()
-    SHARED_CACHE: dict[tuple[str, str], object] = {}  # parse_message's, in this process
-
-    def __init__(self, shared: dict[tuple[str, str], object] | None = None, **kw: object) -> None:
-        super().__init__(**{"header_factory": self.HEADERS, **kw})
-        self.__dict__.update(_cache={}, _shared={} if shared is None else shared)
-
-    def __getstate__(self) -> dict[str, object]:  # a worker's parse result pickles without the caches
-        return {**self.__dict__, "_cache": {}, "_shared": {}}
-
-    def header_fetch_parse(self, name: str, value: object) -> object:
-        cache: dict[tuple[str, str], object] = self._shared if name.lower() in self.SHARED else self._cache  # type: ignore[attr-defined]
-        header = value if hasattr(value, "name") else cache.get((name, value))
-        if header is None:
-            if len(cache) > 512:
-                cache.clear()
-            header = cache[(name, value)] = super().header_fetch_parse(name, value)
-        return header
 
 
 def parse_message(raw: bytes, *, max_attachment_bytes: int = 10 * 1024 * 1024) -> ParsedMessage:

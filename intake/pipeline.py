@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from config import Config
 from intake.attachments import AttachmentStore
 from intake.guards import GuardContext, GuardHit, first_hit
+from intake.header_policy import CachingPolicy
 from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 from intake.opening import TicketOpener
-from intake.parse import CachingPolicy, parse_message
+from intake.parse import parse_message
 from intake.replies import ReplyHandler
 from intake.threading import find_thread
 from tickets.clock import Clock
