@@ -12,10 +12,11 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TextIO
 
 from classifier import Classifier
-from config import Config
+from config import Config, ConfigError
 from intake.opening import TicketOpener
 from intake.pipeline import IngestPipeline
 from intake.replies import ReplyHandler
@@ -34,6 +35,11 @@ from tickets.clock import Clock
 from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
+
+
+class OutputNotWritable(ConfigError):
+    """``--out PATH`` cannot be written; the message names the path (exit 2 like any user error)."""
+
 
 MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "customer_update")
 
@@ -135,3 +141,23 @@ class App:
         # Feedback in front of the reply handler: a rating never reopens the resolved ticket it rates.
         replies = FeedbackReplies(self.replies, self.feedback)
         return IngestPipeline(self.config, self.store, self.clock, self.opener, replies)  # type: ignore[arg-type]
+
+    def write_output(self, target: str | None, text: str) -> Path | None:
+        """``--out``: print *text* (no target or ``-``), else write the file atomically and return its path.
+
+        Why here: every command with ``--out`` means the same thing by it, and a reader (a web server
+        serving the dashboard file, a sync job picking up an export) must never see half a file.
+        """
+        if not target or target == "-":
+            self.out.write(text)
+            return None
+        out = Path(target)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8", newline="")
+            tmp.replace(out)
+        except OSError as exc:
+            raise OutputNotWritable(
+                f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
+        return out

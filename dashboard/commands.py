@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from config import ConfigError
 from dashboard.pages import overview_html
 from dashboard.summary import DashboardContext, build_summary, to_json
-
-
-class DashboardOutError(ConfigError):
-    """``--out`` cannot be written; the message names the path."""
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -37,17 +31,9 @@ def cmd_dashboard(app: Any, args: argparse.Namespace) -> int:
             page = json.dumps(to_json(summary), indent=2, ensure_ascii=False) + "\n"
         else:
             page = overview_html(session, ctx, app.renderer, static=True, summary=summary)
-    if not args.out or args.out == "-":
-        app.out.write(page)
+    out = app.write_output(args.out, page)
+    if out is None:
         return 0
-    out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)  # readers never see half a page
-    except OSError as exc:
-        raise DashboardOutError(f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
     print(f"dashboard written to {out} ({summary['open']['total']} open tickets, "
           f"outlook {summary['outlook']['decision']})", file=app.out)
     return 0

@@ -6,14 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from config import ConfigError
+from app import OutputNotWritable
 from handover.export import FORMATS, export_rows, to_csv_text, to_json_text
 from handover.kb import collect_topics, render_index, render_topic
 from tickets.models import STATUSES
-
-
-class HandoverOutError(ConfigError):
-    """An output path cannot be written; the message names it."""
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -53,7 +49,8 @@ def cmd_kb_draft(app: Any, args: argparse.Namespace) -> int:
             (out / f"{topic.slug}.md").write_text(render_topic(topic, url), encoding="utf-8")
         (out / "index.md").write_text(render_index(topics), encoding="utf-8")
     except OSError as exc:
-        raise HandoverOutError(f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable folder") from None
+        raise OutputNotWritable(
+            f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable folder") from None
     print(f"{len(topics)} draft(s) written to {out}", file=app.out)
     return 0
 
@@ -62,14 +59,8 @@ def cmd_export_tickets(app: Any, args: argparse.Namespace) -> int:
     with app.store.read() as session:
         rows = export_rows(session, args.status)
     text = to_csv_text(rows) if args.format == "csv" else to_json_text(rows)
-    if not args.out or args.out == "-":
-        app.out.write(text)
+    out = app.write_output(args.out, text)
+    if out is None:
         return 0
-    out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise HandoverOutError(f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path") from None
     print(f"{len(rows)} ticket(s) exported to {out} ({args.format})", file=app.out)
     return 0

@@ -164,3 +164,17 @@ def test_ingest_progress_line_only_on_a_terminal():
         progress.clear()
     assert "ingesting: 3 created, 1 ignored (4 messages in " in tty.getvalue() and "msg/s" in tty.getvalue()
     assert tty.getvalue().endswith("\r\x1b[K") and pipe.getvalue() == ""
+
+
+def test_out_writes_atomically_or_fails_in_one_line(tmp_path):
+    (tmp_path / "m.eml").write_bytes(make_mail())
+    hypercare("ingest", "m.eml", cwd=tmp_path)
+    ok = hypercare("export", "tickets", "--format", "json", "--out", "deep/backlog.json", cwd=tmp_path)
+    assert ok.returncode == 0 and json.loads((tmp_path / "deep" / "backlog.json").read_text())[0]["key"] == "HC-1"
+    assert not (tmp_path / "deep" / "backlog.json.tmp").exists()
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    for command in (["export", "tickets", "--format", "csv"], ["dashboard"]):
+        bad = hypercare(*command, "--out", "blocker/x.out", cwd=tmp_path)
+        err = bad.stderr.decode().strip().splitlines()
+        assert bad.returncode == 2 and err[-1].startswith("hypercare: --out blocker/x.out: cannot write")
+        assert "Traceback" not in bad.stderr.decode()
