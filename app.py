@@ -24,7 +24,7 @@ from intake.team_reply import TeamReplyHandler
 from notifier.acknowledgement import Acknowledger
 from notifier.customer_update import CustomerUpdates
 from notifier.escalation import Escalator
-from notifier.feedback import FeedbackDesk, FeedbackReplies
+from notifier.feedback import FeedbackDesk
 from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.render import Renderer
@@ -130,7 +130,7 @@ class App:
         # The team hears when the reporter (or a cc) replies or reopens (notifier.customer_update).
         updates = CustomerUpdates(self.config, self.renderer, self.tokens, self.escalator.notices)
         return ReplyHandler(self.config, self.tokens, self.opener, self.sla, team_reply=team_reply,
-                            customer_update=updates)
+                            customer_update=updates, rating=self.feedback.handle)
 
     @cached_property
     def feedback(self) -> FeedbackDesk:
@@ -138,9 +138,7 @@ class App:
 
     @cached_property
     def pipeline(self) -> IngestPipeline:
-        # Feedback in front of the reply handler: a rating never reopens the resolved ticket it rates.
-        replies = FeedbackReplies(self.replies, self.feedback)
-        return IngestPipeline(self.config, self.store, self.clock, self.opener, replies)  # type: ignore[arg-type]
+        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies)
 
     def write_output(self, target: str | None, text: str) -> Path | None:
         """``--out``: print *text* (no target or ``-``), else write the file atomically and return its path.

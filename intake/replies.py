@@ -39,18 +39,24 @@ CustomerUpdate = Callable[[Session, Ticket, Message, datetime, str], object]
 
 class ReplyHandler:
     def __init__(self, config: Config, tokens: ReplyTokens, opener: TicketOpener, sla: SlaPolicy,
-                 team_reply: TeamReply | None = None, customer_update: CustomerUpdate | None = None) -> None:
+                 team_reply: TeamReply | None = None, customer_update: CustomerUpdate | None = None,
+                 rating: TeamReply | None = None) -> None:
         self.config = config
         self.tokens = tokens
         self.opener = opener
         self.sla = sla
         self.team_reply = team_reply
         self.customer_update = customer_update
+        self.rating = rating  # first: a rating of a resolved ticket must never reopen it (notifier.feedback)
 
     def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
                now: datetime) -> ReplyOutcome | None:
         ticket = match.ticket
         assert ticket is not None
+        if self.rating is not None:
+            outcome = self.rating(session, match, message, parsed, now)
+            if outcome is not None:
+                return outcome
         sender = parsed.from_addr
         if self.config.team_member(sender) is not None and self.team_reply is not None:
             outcome = self.team_reply(session, match, message, parsed, now)

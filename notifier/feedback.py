@@ -240,24 +240,3 @@ class FeedbackDesk:
         record_event(session, ticket, "feedback_rejected", now, actor=sender, detail=reason,
                      message_row_id=message.id)
         return ReplyOutcome("feedback-rejected", ticket, reason)
-
-
-class FeedbackReplies:
-    """The ReplyHandler with the feedback desk in front: a rating never reopens a resolved ticket.
-
-    Delegates everything else (``tokens``, ``resume``, ``team_reply``) to the wrapped handler.
-    """
-
-    def __init__(self, inner: Any, desk: FeedbackDesk) -> None:
-        self.inner = inner
-        self.desk = desk
-
-    def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
-               now: datetime) -> ReplyOutcome | None:
-        outcome = self.desk.handle(session, match, message, parsed, now)
-        if outcome is not None:
-            return outcome
-        return self.inner.handle(session, match, message, parsed, now)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
