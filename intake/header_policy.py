@@ -21,7 +21,7 @@ class CachingPolicy(EmailPolicy):
 
     SHARED = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
     HEADERS = HeaderClasses()
-    SHARED_CACHE: dict[tuple[str, str], object] = {}  # parse_message's, in this process
+    SHARED_CACHE: dict[tuple[str, str], object] = {}  # MIME header objects (immutable), for this process
 
     def __init__(self, shared: dict[tuple[str, str], object] | None = None, **kw: object) -> None:
         super().__init__(**{"header_factory": self.HEADERS, **kw})

@@ -128,7 +128,6 @@ class IngestPipeline:
         self.clock = clock
         self.tickets = tickets
         self.replies = replies
-        self._shared_headers: dict[tuple[str, str], Any] = {}  # see CachingPolicy
         self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
@@ -167,7 +166,7 @@ class IngestPipeline:
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
         if isinstance(parsed, ParsedMessage) and parsed.msg is not None:
-            policy = CachingPolicy(self._shared_headers)
+            policy = CachingPolicy(CachingPolicy.SHARED_CACHE)
             for part in parsed.msg.walk():
                 part.policy = policy
         return parsed
