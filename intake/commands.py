@@ -38,34 +38,32 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_ingest(app: Any, args: argparse.Namespace) -> int:
+    progress = IngestProgress(app.err)
     try:
-        pipeline = app.pipeline
-    except (DatabaseUnavailable, OperationalError) as exc:
+        _ingest_sources(app, args.paths, progress)
+    except (DatabaseUnavailable, OperationalError, IngestUnavailable) as exc:
         # An MTA piping mail to us must keep it queued, not bounce it: temporary, whatever the cause.
+        progress.clear()
         print(f"error: {exc}; the message(s) were not stored, try again", file=app.err)
         return EX_TEMPFAIL
-    progress = IngestProgress(app.err)
-    sources = iter_sources(args.paths)
-    while True:
-        chunk = list(itertools.islice(sources, BATCH))
-        if not chunk:
-            break
-        try:
-            results = pipeline.ingest_batch(RawMail(raw, "ingest") for _label, raw in chunk)
-        except IngestUnavailable as exc:
-            progress.clear()
-            print(f"error: {exc}; the message(s) were not stored, try again", file=app.err)
-            return EX_TEMPFAIL
+    progress.clear()
+    if progress.count > 1:
+        print(f"total: {progress.describe()}", file=app.out)
+    return 0
+
+
+def _ingest_sources(app: Any, paths: list[str], progress: IngestProgress) -> None:
+    """Stream the sources through the pipeline in batches; one line per message on stdout."""
+    pipeline = app.pipeline
+    sources = iter_sources(paths)
+    while chunk := list(itertools.islice(sources, BATCH)):
+        results = pipeline.ingest_batch(RawMail(raw, "ingest") for _label, raw in chunk)
         progress.clear()
         for (label, _raw), result in zip(chunk, results, strict=True):
             progress.outcomes[result.action] += 1
             print(f"{label}: {result.line()}", file=app.out)
         app.out.flush()
         progress.draw()
-    progress.clear()
-    if progress.count > 1:
-        print(f"total: {progress.describe()}", file=app.out)
-    return 0
 
 
 class IngestProgress:
