@@ -41,7 +41,7 @@ from notifier.commands import UnknownOutboxItem
 from notifier.digests import DigestProblem
 from notifier.digests.criteria import UnknownCriterion
 from notifier.render import TemplateProblem
-from tickets.clock import Clock, OffsetClock, SystemClock, parse_instant
+from tickets.clock import Clock, FrozenClock, OffsetClock, SystemClock, parse_instant
 from tickets.commands import UnknownTicket
 from tickets.sla import SlaConfigError
 from tickets.store import DatabaseUnavailable
@@ -113,8 +113,6 @@ def make_app(args: argparse.Namespace, daemon: bool = False) -> App:
         except ValueError:
             raise ConfigError(f"--now {args.now!r}: expected ISO-8601 like 2026-11-23T09:00:00+01:00") from None
         # The daemon's time moves on from --now; one-shot commands see exactly --now.
-        from tickets.clock import FrozenClock
-
         clock = OffsetClock(start) if daemon else FrozenClock(start)
     return App(config, clock)
 
