@@ -16,32 +16,30 @@ from pathlib import Path
 from typing import TextIO
 
 from classifier import Classifier
-from config import Config, ConfigError
+from config import Config
+from core.errors import OutputNotWritable
 from intake.opening import TicketOpener
 from intake.pipeline import IngestPipeline
-from intake.replies import ReplyHandler
-from intake.team_reply import TeamReplyHandler
 from notifier.acknowledgement import Acknowledger
-from notifier.customer_update import CustomerUpdates
 from notifier.escalation import Escalator
-from notifier.feedback import FeedbackDesk
 from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.render import Renderer
+from notifier.reporter_update import ReporterUpdates
 from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
-from tickets.calendar import BusinessCalendar
+from replies.command_syntax import COMMANDS
+from replies.ratings import FeedbackDesk
+from replies.reporter_reply import ReporterReplies
+from replies.router import ReplyRouter
+from replies.team_reply import TeamReplyHandler
+from tickets.business_calendar import BusinessCalendar
 from tickets.clock import Clock
 from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-
-class OutputNotWritable(ConfigError):
-    """``--out PATH`` cannot be written; the message names the path (exit 2 like any user error)."""
-
-
-MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "customer_update")
+MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update")
 
 
 class App:
@@ -110,27 +108,28 @@ class App:
     @cached_property
     def escalator(self) -> Escalator:
         """The escalation ladder (``sla sweep``) and the immediate P1 escalation."""
-        notices = TeamNotices(self.config, self.renderer, self.tokens, self.sla)
+        notices = TeamNotices(self.config, self.renderer, self.tokens, self.sla, COMMANDS.help_lines())
         return Escalator(self.config, self.store, self.clock, self.sla, notices)
 
     @cached_property
     def notices(self) -> Notices:
         """Mail caused by a team reply: public answer, resolution notice (with rating request), confirmation."""
-        return Notices(self.config, self.renderer, self.tokens, self.feedback.request_for)
+        return Notices(self.config, self.renderer, self.tokens, self.feedback.request_for, COMMANDS.help_lines())
 
     # --- mail in -----------------------------------------------------------------------------
     @cached_property
     def opener(self) -> TicketOpener:
-        return TicketOpener(self.config, self.classifier, self.sla, self.acknowledger,
-                            on_opened=(self.escalator.on_new_ticket,))
+        # The acknowledgement first: the reporter hears from us before the team is paged.
+        return TicketOpener(self.config, self.classifier, self.sla,
+                            on_opened=(self.acknowledger.enqueue, self.escalator.on_new_ticket))
 
     @cached_property
-    def replies(self) -> ReplyHandler:
+    def replies(self) -> ReplyRouter:
         team_reply = TeamReplyHandler(self.config, self.sla, self.notices, self.escalator)
-        # The team hears when the reporter (or a cc) replies or reopens (notifier.customer_update).
-        updates = CustomerUpdates(self.config, self.renderer, self.tokens, self.escalator.notices)
-        return ReplyHandler(self.config, self.tokens, self.opener, self.sla, team_reply=team_reply,
-                            customer_update=updates, rating=self.feedback.handle)
+        # The team hears when the reporter (or a cc) replies or reopens (notifier.reporter_update).
+        updates = ReporterUpdates(self.config, self.renderer, self.tokens, self.escalator.notices)
+        reporter = ReporterReplies(self.config, self.opener, self.sla, notify_team=updates)
+        return ReplyRouter(self.config, self.feedback, team_reply, reporter)
 
     @cached_property
     def feedback(self) -> FeedbackDesk:
@@ -138,7 +137,7 @@ class App:
 
     @cached_property
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies)
+        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies, self.tokens)
 
     def write_output(self, target: str | None, text: str) -> Path | None:
         """``--out``: print *text* (no target or ``-``), else write the file atomically and return its path.

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app import App
 from config import SmtpInSettings
-from intake.smtp_receiver import SmtpReceiver
+from intake.receive.smtp import SmtpReceiver
 from tickets.models import OutboxItem, Ticket
 
 SAMPLES = (

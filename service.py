@@ -1,8 +1,8 @@
 """``hypercare``: the command line, and the daemon behind ``hypercare run``.
 
-Why the shape: every command is registered by its room (``tickets.commands``,
-``intake.commands`` ...) into one parser built here; every user-caused error is one
-of ``USER_ERRORS`` and ends as one line and exit 2; the daemon is the SMTP receiver
+Why the shape: every command is registered by its room (``tickets.cli``, ``intake.cli``
+...) into one parser built here; every error a user can cause is a ``core.errors.UserError``
+and ends as one line and exit 2 (a ``TryLater``: one line and exit 75); the daemon is the SMTP receiver
 plus a ``schedule.Scheduler`` whose beat is exactly ``hypercare tick``.
 """
 
@@ -20,41 +20,26 @@ from typing import Any
 import schedule
 from sqlalchemy.exc import OperationalError
 
-import classifier.commands
-import dashboard.commands
-import handover.commands
-import intake.commands
-import intake.imap_commands
-import notifier.commands
-import notifier.digest_commands
-import notifier.sla_commands
-import tickets.commands
+import classifier.cli
+import dashboard.cli
+import handover.cli
+import intake.cli
+import intake.poll_cli
+import notifier.digest_cli
+import notifier.outbox_cli
+import notifier.sla_cli
+import tickets.cli
 from app import App
-from classifier import RuleFileError
 from config import ConfigError, find_config_path, load_config
+from core.errors import EX_TEMPFAIL, EX_USAGE, TryLater, UserError
 from dashboard.server import DashboardServer
-from intake.commands import EX_TEMPFAIL, UnknownQuarantineItem
-from intake.imap_connect import ImapConfigProblem
-from intake.smtp_receiver import PortInUse, SmtpReceiver
-from intake.sources import SourceError
-from notifier.commands import UnknownOutboxItem
-from notifier.digests import DigestProblem
-from notifier.digests.criteria import UnknownCriterion
-from notifier.render import TemplateProblem
+from intake.receive.smtp import SmtpReceiver
 from tickets.clock import Clock, FrozenClock, OffsetClock, SystemClock, parse_instant
-from tickets.commands import UnknownTicket
-from tickets.sla import SlaConfigError
-from tickets.store import DatabaseUnavailable
 
 log = logging.getLogger("hypercare")
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, RuleFileError, TemplateProblem, PortInUse, SourceError, DatabaseUnavailable, SlaConfigError,
-    UnknownTicket, UnknownOutboxItem, UnknownQuarantineItem, ImapConfigProblem, DigestProblem, UnknownCriterion,
-)
-
-COMMAND_ROOMS = (tickets.commands, intake.commands, intake.imap_commands, classifier.commands, notifier.commands,
-                 dashboard.commands, notifier.digest_commands, handover.commands, notifier.sla_commands)
+COMMAND_ROOMS = (tickets.cli, intake.cli, intake.poll_cli, classifier.cli, notifier.outbox_cli,
+                 dashboard.cli, notifier.digest_cli, handover.cli, notifier.sla_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,9 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = make_app(args, daemon=args.handler is cmd_run)
         return int(args.handler(app, args) or 0)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"hypercare: {exc}", file=sys.stderr)
-        return 2
+        return EX_USAGE
+    except TryLater as exc:
+        print(f"hypercare: {exc}; try again later", file=sys.stderr)
+        return EX_TEMPFAIL
     except OperationalError as exc:
         # Locked or vanished database in the middle of a command: temporary, say so in one line.
         print(f"hypercare: database unavailable ({exc.orig}); try again", file=sys.stderr)
@@ -129,8 +117,8 @@ def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
 
     # The mailbox first, so acknowledgements of new mail leave on the same beat.
     # Digests and the SLA sweep before the outbox, so what falls due leaves on the same beat.
-    return [*intake.imap_commands.periodic_job(app), *notifier.digest_commands.periodic_job(app),
-            *notifier.sla_commands.periodic_job(app), ("outbox", flush_outbox)]
+    return [*intake.poll_cli.periodic_job(app), *notifier.digest_cli.periodic_job(app),
+            *notifier.sla_cli.periodic_job(app), ("outbox", flush_outbox)]
 
 
 def cmd_tick(app: App, args: argparse.Namespace) -> int:
@@ -150,7 +138,7 @@ class Daemon:
         self.app = app
         self.stop_event = threading.Event()
         self.receiver: SmtpReceiver | None = None
-        self.imap: intake.imap_commands.ImapWatcher | None = None
+        self.imap: intake.poll_cli.ImapWatcher | None = None
         self.dashboard: DashboardServer | None = None
         self.scheduler = schedule.Scheduler()
         self.beat_seconds = beat_seconds
@@ -165,9 +153,9 @@ class Daemon:
             self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
             self.receiver.start()
         # The mailbox gets its own thread (poll every poll_seconds or IDLE): it may block for minutes.
-        self.imap = intake.imap_commands.start_watcher(app)
+        self.imap = intake.poll_cli.start_watcher(app)
         for name, job in periodic_jobs(app):
-            if name == intake.imap_commands.JOB_NAME:
+            if name == intake.poll_cli.JOB_NAME:
                 continue
             every = self.FAST_JOBS.get(name, self.beat_seconds)
             self.scheduler.every(every).seconds.do(self._guarded, name, job)
@@ -194,7 +182,7 @@ class Daemon:
         try:
             job()
         except Exception:  # noqa: BLE001 - logged with its traceback, the daemon carries on
-            log.exception(f"periodic job {name} failed")
+            log.exception("periodic job %s failed", name)
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:

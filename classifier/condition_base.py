@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from classifier.facts import MailFacts
 from classifier.text import PhraseHit, PhraseMatcher
+from core.errors import HypercareError
 
 Trigger = tuple[str, object]  # ("phrase", id) | ("regex", id) | ("sender", address or domain)
 
@@ -26,7 +27,7 @@ def sender_keys(address: str) -> frozenset[Trigger]:
     return frozenset(keys)
 
 
-class ConditionError(ValueError):
+class ConditionError(HypercareError, ValueError):
     """A mistake inside one condition; the loader prefixes the file and rule name."""
 
 

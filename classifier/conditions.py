@@ -26,6 +26,8 @@ from classifier.condition_base import (
 )
 from classifier.mail_conditions import Attachment, Days, Header, Recipients, Sender, TimeOfDay, address_matches
 from classifier.text import PhraseHit
+from core.errors import DuplicateName
+from core.registry import Registry
 
 __all__ = [  # rules.py and engine.py import the shared contract from here, as before the split
     "CONDITION_KINDS", "DEFAULT_WEIGHTS", "FIELDS", "KINDS", "MODIFIERS", "AllOf", "AnyOf", "Attachment",
@@ -208,32 +210,25 @@ def _tables(value: Any, key: str) -> list[dict[str, Any]]:
     return value
 
 
-def _table_of_kinds(kinds: tuple[type[Condition], ...]) -> dict[str, type[Condition]]:
-    table: dict[str, type[Condition]] = {}
-    for kind in kinds:
-        if kind.key in table or kind.key in MODIFIERS:
-            raise RuntimeError(f"duplicate condition key {kind.key!r}")
-        table[kind.key] = kind
-    return table
-
-
 CONDITION_KINDS: tuple[type[Condition], ...] = (
     Keywords, Regex, Sender, Recipients, Header, Attachment, TimeOfDay, Days, AllOf, AnyOf, NoneOf,
 )
-KINDS = _table_of_kinds(CONDITION_KINDS)
+KINDS: Registry[type[Condition]] = Registry("condition key", CONDITION_KINDS, name_of=lambda kind: kind.key)
+if set(KINDS.names()) & set(MODIFIERS):
+    raise DuplicateName(f"a condition key is also a modifier: {set(KINDS.names()) & set(MODIFIERS)}")
 
 
 def parse_table(table: dict[str, Any], builder: Builder, extra: frozenset[str] = frozenset()) -> Condition:
     """One TOML table of conditions (keys ANDed) -> a Condition; *extra* keys belong to the caller."""
-    unknown = sorted(set(table) - set(KINDS) - set(MODIFIERS) - extra)
+    unknown = sorted(set(table) - set(KINDS.names()) - set(MODIFIERS) - extra)
     if unknown:
         raise ConditionError(
-            f"unknown key {unknown[0]!r}; conditions are {', '.join(KINDS)} (with {', '.join(MODIFIERS)})"
+            f"unknown key {unknown[0]!r}; conditions are {', '.join(KINDS.names())} (with {', '.join(MODIFIERS)})"
         )
     mods = {k: table[k] for k in MODIFIERS if k in table}
     if mods and "keywords" not in table and "regex" not in table:
         raise ConditionError(f"{', '.join(mods)} only apply next to keywords or regex")
-    children = [KINDS[key].parse(table[key], mods, builder) for key in KINDS if key in table]
+    children = [KINDS[key].parse(table[key], mods, builder) for key in KINDS.names() if key in table]
     if not children:
-        raise ConditionError(f"no condition; add one of {', '.join(KINDS)}")
+        raise ConditionError(f"no condition; add one of {', '.join(KINDS.names())}")
     return children[0] if len(children) == 1 else AllOf(tuple(children))

@@ -20,9 +20,10 @@ from classifier.engine import Classifier
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.verdict import FALLBACK_SEVERITY, RuleHit, Verdict
 from config import ROLES, SEVERITIES
+from core.errors import UserError
 
 
-class EvalError(Exception):
+class EvalError(UserError):
     """The labelled folder cannot be used; the message is one line naming what to fix."""
 
 

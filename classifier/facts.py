@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from intake.message import ParsedMessage
+    from intake.parse.message import ParsedMessage
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from classifier.conditions import Builder, Condition, ConditionError, parse_table
 from config import ROLES, SEVERITIES
+from core.errors import UserError
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 RULE_KEYS = frozenset({
@@ -28,7 +29,7 @@ NEGATION_KEYS = ("words", "exceptions", "window")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")
 
 
-class RuleFileError(Exception):
+class RuleFileError(UserError):
     """A rule file cannot be used; the message is one line naming the file, the rule and the fix."""
 
 

@@ -251,7 +251,7 @@ def _sla(reader: Reader, raw: Any) -> SlaSettings:
 
 
 def _feedback(value: Any) -> str:
-    """Checked here so a typo stops the start; notifier.feedback reads the same words."""
+    """Checked here so a typo stops the start; replies.ratings reads the same words."""
     phases = {"intensive", "stabilisation", "transition", "normal"}
     words = {w.strip() for w in str(value).lower().split(",") if w.strip()}
     if str(value).strip().lower() in ("on", "off", "true", "false", "yes", "no", "always", "never", ""):

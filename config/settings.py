@@ -11,12 +11,14 @@ from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from core.errors import UserError
+
 ROLES = ("crm_admin", "business_analyst", "technical_consultant", "project_manager")
 SEVERITIES = ("P1", "P2", "P3", "P4")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem in the configuration; its message is the one line shown to the user."""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard.summary import mailbox_health
+from tickets.health import mailbox_health
 from tickets.store import DatabaseUnavailable
 
 
@@ -54,8 +54,8 @@ def check_health(app: Any) -> Health:
         health.fail("mailbox", f"state unreadable ({type(exc).__name__})")
         return health
     for box in boxes:
-        if box["ok"]:
-            health.checks[f"mailbox {box['mailbox']}"] = "ok"
-        else:
-            health.fail(f"mailbox {box['mailbox']}", box["problem"])
+        if box.problem is None:
+            health.checks[f"mailbox {box.mailbox}"] = "ok"
+        elif box.configured:
+            health.fail(f"mailbox {box.mailbox}", box.problem)
     return health

@@ -70,7 +70,7 @@ def sla_timeline(session: Session, ctx: DashboardContext, ticket: Ticket) -> lis
                        "state": "done" if ticket.response_met else "late",
                        "detail": "met" if ticket.response_met else "breached"})
     if ticket.paused_at is not None:
-        points.append({"at": ticket.paused_at, "what": "clock paused (waiting on customer)", "state": "done"})
+        points.append({"at": ticket.paused_at, "what": "clock paused (waiting on the reporter)", "state": "done"})
     if ticket.resolution_due is not None:
         late = ticket.resolved_at is None and ctx.now >= ticket.resolution_due
         points.append({"at": ticket.resolution_due, "what": "resolution due",

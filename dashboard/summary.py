@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from config import ROLES, SEVERITIES, Config
 from notifier.digests.outlook import judge_exit
-from notifier.feedback import feedback_summary
-from tickets.models import OPEN_STATUSES, ImapState, Message, OutboxItem, Ticket
+from tickets.feedback import feedback_summary
+from tickets.health import mailbox_health, outbox_counts
+from tickets.models import OPEN_STATUSES, Message, Ticket
 from tickets.phases import day_number, phase_on
 from tickets.sla import SlaPolicy
 from tickets.views import ticket_summary
@@ -54,8 +55,8 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "open_tickets": open_rows,
         "trend": trend,
         "workload": _workload(ctx.config, open_rows),
-        "mailboxes": mailbox_health(session, ctx.config, ctx.now),
-        "outbox": _outbox(session),
+        "mailboxes": [m.to_dict() for m in mailbox_health(session, ctx.config, ctx.now)],
+        "outbox": outbox_counts(session).to_dict(),
         "feedback": feedback_summary(session).to_dict(),
     }
     summary["outlook"] = _outlook(session, ctx, summary)
@@ -176,46 +177,6 @@ def _workload(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]
             "members": [m.name for m in config.team if role in m.roles],
         })
     return result
-
-
-def mailbox_health(session: Session, config: Config, now: datetime) -> list[dict[str, Any]]:
-    """Each polled mailbox with ``ok`` and a one-line ``problem`` (shared with /healthz)."""
-    rows = list(session.scalars(select(ImapState).order_by(ImapState.mailbox)))
-    result = []
-    for state in rows:
-        problem = mailbox_problem(state, config, now)
-        result.append({"mailbox": state.mailbox, "last_success_at": state.last_success_at,
-                       "waiting": state.waiting, "last_error": state.last_error,
-                       "last_error_at": state.last_error_at, "ok": problem is None, "problem": problem})
-    if config.imap is not None and not rows:
-        result.append({"mailbox": f"{config.imap.host}/{config.imap.folder}", "last_success_at": None,
-                       "waiting": None, "last_error": None, "last_error_at": None, "ok": False,
-                       "problem": "not polled yet"})
-    return result
-
-
-def mailbox_problem(state: ImapState, config: Config, now: datetime) -> str | None:
-    """Why a mailbox is unhealthy, or None: a fresher error than success, or no success for too long."""
-    if state.last_error and (state.last_success_at is None or (
-            state.last_error_at is not None and state.last_error_at > state.last_success_at)):
-        return f"last poll failed: {state.last_error}"
-    if state.last_success_at is None:
-        return "not polled yet"
-    poll = config.imap.poll_seconds if config.imap is not None else 30
-    stale = timedelta(seconds=max(1800, 10 * poll))  # IDLE refreshes at least every 29 minutes
-    if now - state.last_success_at > stale:
-        minutes = int((now - state.last_success_at).total_seconds() // 60)
-        return f"no successful poll for {minutes} min"
-    return None
-
-
-def _outbox(session: Session) -> dict[str, Any]:
-    counts: dict[str, int] = {status: n for status, n in session.execute(
-        select(OutboxItem.status, func.count(OutboxItem.id)).group_by(OutboxItem.status))}
-    oldest = session.scalar(select(func.min(OutboxItem.created_at))
-                            .where(OutboxItem.status.in_(("pending", "sending"))))
-    return {"pending": counts.get("pending", 0) + counts.get("sending", 0), "dead": counts.get("dead", 0),
-            "sent": counts.get("sent", 0), "suppressed": counts.get("suppressed", 0), "oldest_pending_at": oldest}
 
 
 def _outlook(session: Session, ctx: DashboardContext, summary: dict[str, Any]) -> dict[str, Any]:

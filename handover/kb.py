@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from config import Config
-from tickets.models import Ticket
+from tickets.lifecycle import first_inbound
+from tickets.models import CLOSED_STATUSES, Ticket
 
 UNCLASSIFIED = "unclassified"
 MAX_EXAMPLES = 5
@@ -77,7 +78,7 @@ def strip_quotes(text: str) -> str:
 
 def collect_topics(session: Session, config: Config, since: datetime | None = None) -> list[Topic]:
     """Resolved and closed tickets grouped by their first classifier rule, most frequent topic first."""
-    query = (select(Ticket).where(Ticket.status.in_(("resolved", "closed"))).order_by(Ticket.number)
+    query = (select(Ticket).where(Ticket.status.in_(CLOSED_STATUSES)).order_by(Ticket.number)
              .options(selectinload(Ticket.messages), selectinload(Ticket.participants)))
     if since is not None:
         query = query.where(Ticket.resolved_at >= since)
@@ -102,7 +103,7 @@ def collect_topics(session: Session, config: Config, since: datetime | None = No
 
 
 def _symptom(ticket: Ticket, config: Config) -> str:
-    first = next((m for m in ticket.messages if m.direction == "in"), None)
+    first = first_inbound(ticket)
     return strip_quotes(first.body or first.body_full) if first is not None else ""
 
 

@@ -1,4 +1,4 @@
-"""Open a new ticket from a mail: classify, start the SLA clock, store, acknowledge.
+"""Open a new ticket from a mail: classify, start the SLA clock, store, tell the ``on_opened`` hooks.
 
 Why one class: ticket, first message, audit events and outbox rows must commit
 together (DESIGN step 7), and every path that opens a ticket (new mail, a stranger
@@ -14,23 +14,24 @@ from sqlalchemy.orm import Session
 
 from classifier import Classifier, MailFacts
 from config import Config
-from intake.message import ParsedMessage
-from notifier.acknowledgement import Acknowledger
+from intake.parse.message import ParsedMessage
 from tickets.lifecycle import add_participant, allocate_key, record_event
 from tickets.models import Message, Ticket
+from tickets.our_mail import is_our_address
 from tickets.sla import SlaPolicy
 
-NewTicketHook = Callable[[Session, Ticket, datetime], None]
+# (session, the new ticket, the mail that opened it, now): runs inside the ticket's transaction.
+NewTicketHook = Callable[[Session, Ticket, Message, datetime], None]
 
 
 class TicketOpener:
-    def __init__(self, config: Config, classifier: Classifier, sla: SlaPolicy, acknowledger: Acknowledger,
+    def __init__(self, config: Config, classifier: Classifier, sla: SlaPolicy,
                  on_opened: tuple[NewTicketHook, ...] = ()) -> None:
         self.config = config
         self.classifier = classifier
         self.sla = sla
-        self.acknowledger = acknowledger
-        self.on_opened = on_opened  # e.g. the immediate P1 escalation
+        # Wired in app.py: the acknowledgement to the reporter, then the immediate P1 page.
+        self.on_opened = on_opened
 
     def open(self, session: Session, parsed: ParsedMessage, message: Message, now: datetime,
              linked: Ticket | None = None) -> Ticket:
@@ -51,10 +52,8 @@ class TicketOpener:
         # Participants before the flush: the ticket is still pending, so its (empty) participant list
         # needs no lazy load, and they are inserted with the ticket.
         add_participant(session, ticket, parsed.from_addr, "reporter")
-        ours = {self.config.support.address.lower()}
         for address in parsed.cc + parsed.to:
-            if address.lower() not in ours and not address.lower().startswith(
-                    self.config.support.local_part + "+"):
+            if not is_our_address(self.config.support, address):
                 add_participant(session, ticket, address, "cc")
         # No flush here: the event and the outbox rows hold the objects, so one flush stores them all.
         names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
@@ -64,7 +63,6 @@ class TicketOpener:
         if linked is not None:
             record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
                          data={"ticket": linked.key}, message=message)
-        self.acknowledger.enqueue(session, ticket, message, now)
         for hook in self.on_opened:
-            hook(session, ticket, now)
+            hook(session, ticket, message, now)
         return ticket

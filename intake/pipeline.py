@@ -23,22 +23,23 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from config import Config
-from intake.attachments import AttachmentStore
-from intake.guards import GuardContext, GuardHit, first_hit
-from intake.header_policy import CachingPolicy
-from intake.message import ParsedAttachment, ParsedMessage, UnparseableMessage
+from core.email_headers import CachingPolicy
+from core.errors import TryLater
+from intake.guards.rules import GuardContext, GuardHit, first_hit
 from intake.opening import TicketOpener
-from intake.parse import parse_message
-from intake.replies import ReplyHandler
-from intake.threading import find_thread
+from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
+from intake.parse.parser import parse_message
+from intake.thread import ReplyHandling, find_thread
+from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
 from tickets.models import Attachment, BouncingRecipient, Message, QuarantineItem, Ticket
 from tickets.store import Store
+from tickets.tokens import ReplyTokens
 
 log = logging.getLogger("hypercare.intake")
 
 
-class IngestUnavailable(Exception):
+class IngestUnavailable(TryLater):
     """The message could not be stored now but may be retried (database down or locked)."""
 
 
@@ -121,13 +122,14 @@ def _known(session: Session, column: Any, values: set[str]) -> set[str]:
 
 
 class IngestPipeline:
-    def __init__(self, config: Config, store: Store, clock: Clock, tickets: TicketOpener,
-                 replies: ReplyHandler) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock, opener: TicketOpener,
+                 replies: ReplyHandling, tokens: ReplyTokens) -> None:
         self.config = config
         self.store = store
         self.clock = clock
-        self.tickets = tickets
+        self.opener = opener
         self.replies = replies
+        self.tokens = tokens
         self.attachments = AttachmentStore(config.path(config.intake.attachments_dir))
 
     def ingest(self, raw: bytes, source: str = "ingest", envelope_recipients: Sequence[str] = (),
@@ -214,7 +216,7 @@ class IngestPipeline:
         # Someone whose address bounced writes to us again: the address works, stop suppressing it.
         session.execute(delete(BouncingRecipient).where(BouncingRecipient.email == parsed.from_addr))
 
-        match = find_thread(session, parsed, self.config, self.replies.tokens)
+        match = find_thread(session, parsed, self.config, self.tokens)
         if match.ticket is not None:
             message = self._message_row(parsed, source, now, disposition="threaded")
             message.ticket = match.ticket
@@ -226,7 +228,7 @@ class IngestPipeline:
             return IngestResult("threaded", parsed.message_id, match.ticket.key, f"via {match.via}")
 
         message = self._message_row(parsed, source, now, disposition="created")
-        ticket = self.tickets.open(session, parsed, message, now, linked=match.linked)
+        ticket = self.opener.open(session, parsed, message, now, linked=match.linked)
         detail = f"{ticket.severity} {ticket.role}"
         if match.linked is not None:
             detail += f" linked to {match.linked.key}"

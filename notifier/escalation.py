@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
-from notifier.response_clock import PAUSE_KINDS, SEVERITY_CHANGED, cycle_of, fraction, pauses_from
 from notifier.team_notice import Headline, TeamNotices, team_members_for
 from tickets.clock import Clock
 from tickets.lifecycle import record_event
-from tickets.models import OPEN_STATUSES, Escalation, Event, Ticket
+from tickets.models import OPEN_STATUSES, Escalation, Event, Message, Ticket
+from tickets.response_clock import PAUSE_KINDS, SEVERITY_CHANGED, cycle_of, fraction, pauses_from
 from tickets.sla import SlaPolicy
 from tickets.store import Store
 
@@ -91,7 +91,7 @@ class Escalator:
 
     # --- hooks ---------------------------------------------------------------------------------
 
-    def on_new_ticket(self, session: Session, ticket: Ticket, now: datetime) -> None:
+    def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
         """``TicketOpener.on_opened`` hook: a new P1 escalates at once, in the ticket's transaction."""
         if ticket.severity == "P1":
             self.escalate_p1(session, ticket, now, cycle=0)

@@ -14,15 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.generator import BytesGenerator
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from functools import lru_cache
 from io import BytesIO
 from typing import Any
 
-LOOP_HEADER = "X-Hypercare-Loop"
-MESSAGE_ID_PREFIX = "hc."
+from core.email_headers import HeaderClasses
+from core.errors import HypercareError
+from tickets.our_mail import LOOP_HEADER, MESSAGE_ID_PREFIX
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ _MSGID = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII without spaces,
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 
-class BadAddress(ValueError):
+class BadAddress(HypercareError, ValueError):
     """An address that cannot safely go into a header or an SMTP command (CR/LF, spaces, no domain)."""
 
 
@@ -80,32 +81,6 @@ def clean_message_id(value: str) -> str | None:
 def sanitize_header_text(value: str) -> str:
     """Fold any CR/LF/control characters a user put into a subject or name into spaces."""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-
-
-class HeaderClasses(HeaderRegistry):
-    """``HeaderRegistry`` that makes each header class once, not on every header set, fetched or counted.
-
-    Why: the stdlib builds a fresh class with ``type()`` per lookup (about 10 µs), and setting
-    one header looks it up twice (``header_max_count`` and the factory).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getstate__(self) -> dict[str, Any]:  # made classes do not pickle (a parse worker's result does)
-        return {**self.__dict__, "_classes": {}}
-
-    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
-        self._classes.clear()
-        super().map_to_type(name, cls)
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
 
 
 class _Generator(BytesGenerator):

@@ -19,26 +19,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
-from intake.attachments import AttachmentStore
-from intake.reply_commands import COMMANDS
 from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingAttachment, OutgoingMail
 from notifier.outbox import enqueue, short_key
 from notifier.render import Renderer
+from tickets.attachments import AttachmentStore
+from tickets.lifecycle import first_inbound, reporter_recipients
 from tickets.models import Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
-
-
-def reporter_recipients(config: Config, ticket: Ticket) -> list[str]:
-    """The reporter and the people they copied; never a team member or one of our addresses."""
-    ours = config.support.address.lower()
-    plus = config.support.local_part + "+"
-    team = {m.email.lower() for m in config.team}
-    chosen: dict[str, None] = {ticket.reporter.lower(): None}
-    for p in ticket.participants:
-        if p.kind == "cc" and p.email not in team and p.email != ours and not p.email.startswith(plus):
-            chosen.setdefault(p.email, None)
-    return list(chosen)
 
 
 def _latest_from_reporter(ticket: Ticket) -> Message | None:
@@ -48,11 +36,13 @@ def _latest_from_reporter(ticket: Ticket) -> Message | None:
 
 class Notices:
     def __init__(self, config: Config, renderer: Renderer, tokens: ReplyTokens,
-                 feedback: Callable[[Ticket, datetime], Any] | None = None) -> None:
+                 feedback: Callable[[Ticket, datetime], Any] | None = None,
+                 command_help: Sequence[str] = ()) -> None:
         self.config = config
+        self.command_help = tuple(command_help)  # the reply commands' help lines (replies.command_syntax)
         self.renderer = renderer
         self.tokens = tokens
-        # The rating request of the resolution notice (notifier.feedback.FeedbackDesk.request_for):
+        # The rating request of the resolution notice (replies.ratings.FeedbackDesk.request_for):
         # an object with ``address`` (the notice's Reply-To) and what templates/_feedback.*.j2 read, or None.
         self.feedback = feedback
 
@@ -83,7 +73,7 @@ class Notices:
                      text: str, html: str | None, *, key: str, now: datetime,
                      reply_to: str | None = None, attachments: Sequence[OutgoingAttachment] = ()) -> OutboxItem:
         last = _latest_from_reporter(ticket)
-        first = next((m for m in ticket.messages if m.direction == "in"), None)
+        first = first_inbound(ticket)
         references = [m.message_id for m in (first, last) if m is not None]
         mail = OutgoingMail(kind=kind, to=reporter_recipients(self.config, ticket), subject=subject, text=text,
                             html=html, reply_to=reply_to, in_reply_to=last.message_id if last is not None else None,
@@ -117,7 +107,7 @@ class Notices:
             "confirmation", ticket=ticket, member_name=member.name, done=list(done),
             not_done=[{"what": w, "why": y} for w, y in not_done], severity=severity_label(ticket.severity),
             role=role_label(ticket.role), status=status_label(ticket.status), response_due=ticket.response_due,
-            commands=COMMANDS.help_lines(), reply_address=self.tokens.reply_address(ticket.key),
+            commands=self.command_help, reply_address=self.tokens.reply_address(ticket.key),
             support=self.config.support, tz=tz)
         mail = OutgoingMail(kind="confirmation", to=[member.email], subject=rendered.subject, text=rendered.text,
                             html=rendered.html, reply_to=self.tokens.reply_address(ticket.key),

@@ -22,10 +22,12 @@ from jinja2 import (
     select_autoescape,
 )
 
+from core.errors import UserError
+
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(UserError):
     """A template is missing or broken; the message names the template file to fix."""
 
 

@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
-from intake.reply_commands import COMMANDS
 from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue
 from notifier.render import Renderer
-from notifier.response_clock import describe_left
-from tickets.models import Message, OutboxItem, Ticket
+from tickets.lifecycle import first_inbound
+from tickets.models import OutboxItem, Ticket
+from tickets.response_clock import describe_left
 from tickets.sla import SlaPolicy
 from tickets.tokens import ReplyTokens
 
@@ -54,8 +54,10 @@ def team_members_for(config: Config, ticket: Ticket, *, on_call: bool = False, m
 
 
 class TeamNotices:
-    def __init__(self, config: Config, renderer: Renderer, tokens: ReplyTokens, sla: SlaPolicy) -> None:
+    def __init__(self, config: Config, renderer: Renderer, tokens: ReplyTokens, sla: SlaPolicy,
+                 command_help: Sequence[str] = ()) -> None:
         self.config = config
+        self.command_help = tuple(command_help)  # the reply commands' help lines (replies.command_syntax)
         self.renderer = renderer
         self.tokens = tokens
         self.sla = sla
@@ -66,7 +68,7 @@ class TeamNotices:
         if not to:
             return None
         rendered = self.renderer.render("escalation", **self.context(ticket, headline, now, actor))
-        first = _first_inbound(ticket)
+        first = first_inbound(ticket)
         mail = OutgoingMail(
             kind=kind, to=list(to), subject=rendered.subject, text=rendered.text, html=rendered.html,
             reply_to=self.tokens.reply_address(ticket.key),
@@ -98,7 +100,7 @@ class TeamNotices:
                 for hit in ticket.classification or []
             ],
             "thread": thread_of(ticket),
-            "commands": COMMANDS.help_lines(),
+            "commands": self.command_help,
             "reply_address": self.tokens.reply_address(ticket.key),
             "support": self.config.support,
             "tz": tz,
@@ -108,7 +110,7 @@ class TeamNotices:
         if ticket.first_response_at is not None:
             return "answered" + (" in time" if ticket.response_met else " late")
         if ticket.paused_at is not None:
-            return "paused (waiting on the customer)"
+            return "paused (waiting on the reporter)"
         return describe_left(self.sla, ticket.severity, ticket.response_due, now)
 
 
@@ -131,6 +133,3 @@ def thread_of(ticket: Ticket) -> list[dict[str, Any]]:
         })
     return items
 
-
-def _first_inbound(ticket: Ticket) -> Message | None:
-    return next((m for m in ticket.messages if m.direction == "in"), None)

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Protocol
 
 from config import SmtpOutSettings
+from core.errors import HypercareError
 
 log = logging.getLogger("hypercare.transport")
 
 
-class TransientFailure(Exception):
+class TransientFailure(HypercareError):
     """Try again later: 4xx, connection refused or dropped, timeout."""
 
 
@@ -33,7 +34,7 @@ class RelayUnavailable(TransientFailure):
     """
 
 
-class PermanentFailure(Exception):
+class PermanentFailure(HypercareError):
     """Never retry: the server answered 5xx; the message is its answer."""
 
 

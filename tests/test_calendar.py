@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config import ConfigError, HypercareSettings, parse_config
-from tickets.calendar import BusinessCalendar, CalendarConfigError
+from tickets.business_calendar import BusinessCalendar, CalendarConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3600.0

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from classifier import Classifier
-from classifier.commands import register
+from classifier.cli import register
 from config import Config, DatabaseSettings
 from tickets.clock import FrozenClock
 from tickets.models import Event, Message, Ticket

@@ -150,7 +150,7 @@ def test_demo_sends_samples_through_real_smtp(tmp_path):
 def test_ingest_progress_line_only_on_a_terminal():
     import io
 
-    from intake.commands import IngestProgress
+    from intake.cli import IngestProgress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from config import SupportSettings
-from intake.guards import GuardContext, first_hit
-from intake.message import UnparseableMessage
-from intake.parse import parse_message
+from intake.guards.rules import GuardContext, first_hit
+from intake.parse.message import UnparseableMessage
+from intake.parse.parser import parse_message
 
 REPLY_BODY_FOLDERS = {  # bodies without headers: used by tests/test_quotes.py, not ingest
     "discourse-email_reply_trimmer", "crisp-email-reply-parser",

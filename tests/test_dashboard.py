@@ -17,6 +17,7 @@ from test_dashboard_seed import NOW, XSS_SUBJECT, build_seeded_app
 from config import DashboardSettings, ImapSettings
 from dashboard.server import DashboardError, DashboardServer, dashboard_token
 from dashboard.web import COOKIE, DashboardApp
+from tickets.health import mailbox_key
 from tickets.models import Base, ImapState
 from tickets.views import list_tickets
 
@@ -96,7 +97,7 @@ def test_api_tickets_has_the_cli_json_shape(seeded):
         assert json.loads(body) == json.loads(json.dumps(list_tickets(s)))
     import argparse
 
-    from tickets.commands import cmd_tickets
+    from tickets.cli import cmd_tickets
 
     app.out = io.StringIO()
     cmd_tickets(app, argparse.Namespace(status=None, severity=None, json=True))
@@ -184,17 +185,18 @@ def test_healthz_database_and_mailbox(make_app, tmp_path, clock):
     app = make_app(config=dataclasses.replace(app.config, imap=imap))
     status, _, body = call(DashboardApp(app), "/healthz")
     assert status == 503 and "not polled yet" in json.loads(body)["reason"]
+    box = mailbox_key(imap)  # the state row of the configured mailbox (others are history)
     with app.store.session() as s:
-        s.add(ImapState(mailbox="INBOX", last_uid=7, last_success_at=clock.now(), waiting=3))
+        s.add(ImapState(mailbox=box, last_uid=7, last_success_at=clock.now(), waiting=3))
     assert call(DashboardApp(app), "/healthz")[0] == 200
     clock.advance(minutes=5)
     with app.store.session() as s:
-        state = s.get(ImapState, "INBOX")
+        state = s.get(ImapState, box)
         state.last_error, state.last_error_at = "AUTHENTICATIONFAILED Invalid credentials", clock.now()
     status, _, body = call(DashboardApp(app), "/healthz")
-    assert status == 503 and "mailbox INBOX: last poll failed: AUTHENTICATIONFAILED" in json.loads(body)["reason"]
+    assert status == 503 and f"mailbox {box}: last poll failed: AUTHENTICATIONFAILED" in json.loads(body)["reason"]
     with app.store.session() as s:
-        s.get(ImapState, "INBOX").last_success_at = clock.now() + timedelta(seconds=1)
+        s.get(ImapState, box).last_success_at = clock.now() + timedelta(seconds=1)
     clock.advance(hours=2)  # recovered, but then silent for two hours
     status, _, body = call(DashboardApp(app), "/healthz")
     assert status == 503 and "no successful poll for 119 min" in body

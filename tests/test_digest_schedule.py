@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from config import Config, DatabaseSettings, HypercareSettings, StakeholderSettings
-from notifier.digest_commands import periodic_job
+from notifier.digest_cli import periodic_job
 from notifier.scheduler import DigestScheduler
 from tickets.models import OutboxItem, ScheduleRun
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from test_cli import hypercare, out
 
 from config import Config, DatabaseSettings, HypercareSettings, NotifierSettings, StakeholderSettings
-from notifier.digest_commands import periodic_job
+from notifier.digest_cli import periodic_job
 from notifier.digests import for_app
 from notifier.digests import queries as q
 from notifier.digests.criteria import CRITERIA, ExitFacts, ExitSettings, UnknownCriterion, evaluate
@@ -155,7 +155,7 @@ def test_exit_criteria_table_and_settings():
     assert [(r.name, r.passed, r.figure) for r in only] == [("sla_compliance", False, "85% (17 of 20)")]
     with pytest.raises(UnknownCriterion, match="unknown criterion 'typo'"):
         evaluate(facts, ExitSettings(criteria=("typo",)))
-    assert list(CRITERIA) == ["no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1"]
+    assert CRITERIA.names() == ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
 
 
 class _Balance(HTMLParser):

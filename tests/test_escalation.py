@@ -30,8 +30,8 @@ from mailkit import make_mail, parse
 from sqlalchemy import func, select
 
 from notifier.escalation import BREACH, ON_CALL, ROLE, tier_for
-from notifier.response_clock import format_duration
 from tickets.models import Escalation
+from tickets.response_clock import format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from config import SupportSettings
-from intake import guards
-from intake.guards import GuardContext, GuardHit, GuardRegistry, first_hit
-from intake.parse import parse_message
+from core.errors import DuplicateName
+from intake.guards import rules as guards
+from intake.guards.rules import GuardContext, GuardHit, GuardRegistry, first_hit
+from intake.parse.parser import parse_message
 
 SUPPORT = SupportSettings(address="support@example.com")
 
@@ -235,7 +236,7 @@ def test_flood_is_not_asked_when_an_earlier_rule_hits() -> None:
 
 
 def test_registry_refuses_duplicate_names_and_order_is_literal() -> None:
-    with pytest.raises(ValueError, match="duplicate guard name 'dsn'"):
+    with pytest.raises(DuplicateName, match="guard 'dsn' registered twice"):
         GuardRegistry([guards.DeliveryStatus(), guards.DeliveryStatus()])
     names = guards.REGISTRY.names()
     assert names[0] == "own_mail" and names[-1] == "flood"

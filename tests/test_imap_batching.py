@@ -9,7 +9,7 @@ from mailkit import make_mail
 from sqlalchemy import func, select
 
 from config import Config, DatabaseSettings, IntakeSettings
-from intake.parse import parse_message
+from intake.parse.parser import parse_message
 from intake.pipeline import RawMail, parse_mails
 from tickets.models import OutboxItem, Ticket
 

@@ -17,9 +17,9 @@ from mailkit import make_mail
 from sqlalchemy import func, select
 
 from config import Config, DatabaseSettings, SmtpInSettings
-from intake.imap_connect import ImapUnreachable
-from intake.imap_poller import ImapPoller
-from intake.imap_watch import ImapWatcher
+from intake.receive.imap_connect import ImapUnreachable
+from intake.receive.imap_poller import ImapPoller
+from intake.receive.imap_watch import ImapWatcher
 from tickets.models import ImapState, Ticket
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ from mailkit import make_mail
 from sqlalchemy import func, select
 
 from config import Config, DatabaseSettings
-from intake.imap_commands import cmd_status
-from intake.imap_connect import ImapLoginFailed, ImapUnreachable
-from intake.imap_poller import ImapPoller
+from dashboard.status import cmd_status
 from intake.pipeline import IngestUnavailable
+from intake.receive.imap_connect import ImapLoginFailed, ImapUnreachable
+from intake.receive.imap_poller import ImapPoller
 from tickets.models import ImapState, OutboxItem, Ticket
 
 
@@ -246,8 +246,8 @@ def test_protocol_trace_at_debug_never_shows_the_password(imap_app, dovecot, cap
 
 
 def test_progress_line_on_a_terminal_and_summary_otherwise():
-    from intake.imap_commands import Progress
-    from intake.imap_poller import PollReport
+    from intake.poll_cli import Progress
+    from intake.receive.imap_poller import PollReport
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -266,7 +266,7 @@ def test_progress_line_on_a_terminal_and_summary_otherwise():
 
 
 def test_processed_folder_equal_to_the_polled_folder_is_refused(imap_app, dovecot):
-    from intake.imap_connect import ImapConfigProblem
+    from intake.receive.imap_connect import ImapConfigProblem
 
     app = imap_app(processed_folder="INBOX")
     dovecot.append(mails(1))

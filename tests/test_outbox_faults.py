@@ -215,7 +215,7 @@ def test_bouncing_recipients_suppressed_and_listed(make_app, tmp_path, relay, cl
     assert _items(app)[both].suppressed == ["gone@c.example"]
     import argparse
 
-    from notifier.commands import cmd_list
+    from notifier.outbox_cli import cmd_list
 
     cmd_list(app, argparse.Namespace(status=None, json=False))
     listing = app.out.getvalue()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from intake.message import UnparseableMessage
-from intake.parse import normalize_newlines, parse_message, safe_filename
+from intake.parse.message import UnparseableMessage
+from intake.parse.parser import normalize_newlines, parse_message, safe_filename
 
 
 def mail(headers: str, body: bytes | str = b"Hello\n") -> bytes:

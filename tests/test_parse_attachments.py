@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.attachments import AttachmentIntegrityError, AttachmentStore
+from tickets.attachments import AttachmentIntegrityError, AttachmentStore
 
 
 def test_put_stores_under_the_hash_and_is_idempotent(tmp_path: Path) -> None:

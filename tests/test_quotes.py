@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.quotes import trim_reply
+from intake.parse.quotes import trim_reply
 
 
 def _same(a: str, b: str) -> bool:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config import SEVERITIES, Config, ConfigError, HypercareSettings, SlaSettings, parse_config
-from tickets.calendar import BusinessCalendar
+from tickets.business_calendar import BusinessCalendar
 from tickets.clock import FrozenClock
 from tickets.sla import BUSINESS, SPRINT, WALL, SlaConfigError, SlaPolicy, parse_target
 

@@ -17,7 +17,7 @@ from mailkit import free_port, make_mail, parse
 from sqlalchemy import select
 
 from config import SmtpInSettings
-from intake.smtp_receiver import PortInUse, SmtpReceiver, check_port_free
+from intake.receive.smtp import PortInUse, SmtpReceiver, check_port_free
 from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, date, datetime
 
 from config import Config, HypercareSettings, StakeholderSettings
-from intake.imap_commands import cmd_status
+from dashboard.status import cmd_status
 
 
 def test_status_lists_next_scheduled_sends_in_local_time(make_app, tmp_path, clock):

@@ -57,7 +57,7 @@ def test_team_override_by_reply_is_counted_by_rules_eval_overrides(make_app, tmp
 
     from desk_kit import team_reply
 
-    from classifier.commands import cmd_eval
+    from classifier.cli import cmd_eval
 
     app = make_app(desk_config(tmp_path, db_url=db_url))
     key = report(app, P3_MAIL)

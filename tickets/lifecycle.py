@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import Config
 from tickets.models import Event, Message, Participant, Ticket
+from tickets.our_mail import is_our_address
 from tickets.store import next_number
 
 
@@ -65,3 +67,26 @@ def is_participant(ticket: Ticket, email: str) -> bool:
 
 def find_by_key(session: Session, key: str) -> Ticket | None:
     return session.scalar(select(Ticket).where(Ticket.key == key.upper()))
+
+
+def first_inbound(ticket: Ticket) -> Message | None:
+    """The mail that opened the ticket (the first one we received), for quoting and threading."""
+    return next((m for m in ticket.messages if m.direction == "in"), None)
+
+
+def reporter_recipients(config: Config, ticket: Ticket) -> list[str]:
+    """Who hears a public answer: the reporter and the people they copied; never the team or us."""
+    team = {m.email.lower() for m in config.team}
+    chosen: dict[str, None] = {ticket.reporter.lower(): None}
+    for p in ticket.participants:
+        if p.kind == "cc" and p.email not in team and not is_our_address(config.support, p.email):
+            chosen.setdefault(p.email, None)
+    return list(chosen)
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line, for an audit event's one-line detail."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""

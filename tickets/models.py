@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_on_customer", "resolved", "closed")
 OPEN_STATUSES = ("new", "acknowledged", "in_progress", "waiting_on_customer")
+CLOSED_STATUSES = ("resolved", "closed")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from config import SEVERITIES, Config, ConfigError, SlaSettings
-from tickets.calendar import BusinessCalendar
+from tickets.business_calendar import BusinessCalendar
 from tickets.clock import as_utc
 
 WALL = "wall"
@@ -208,7 +208,7 @@ class SlaPolicy:
     ) -> datetime:
         """The due time after the clock stood still from *paused_at* to *resumed_at*.
 
-        The pause is measured on the severity's own clock: a P3 waiting on the customer
+        The pause is measured on the severity's own clock: a P3 waiting on the reporter
         over a weekend loses no business time, so its due time moves only by the business
         hours that passed while it waited.
         """

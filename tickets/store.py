@@ -17,12 +17,13 @@ from sqlalchemy import Engine, bindparam, create_engine, event, inspect, select,
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import UserError
 from tickets.models import Counter, Setting
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(UserError):
     """The database cannot be reached or opened; the message names the URL to fix."""
 
 

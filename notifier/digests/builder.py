@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Config
+from core.errors import UserError
 from notifier.digests import queries as q
 from notifier.digests.criteria import ExitSettings
 from notifier.digests.lines import (
@@ -28,10 +29,10 @@ from notifier.digests.lines import (
     ticket_lines,
 )
 from notifier.digests.outlook import Verdict, judge_exit
-from notifier.feedback import feedback_summary
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
+from tickets.feedback import feedback_summary
 from tickets.models import ScheduleRun
 from tickets.phases import phase_on
 from tickets.sla import SlaPolicy
@@ -44,7 +45,7 @@ LIST_LIMIT = 50  # ticket lines per list; the rest is "and N more"
 OLDEST_LIMIT = 10
 
 
-class DigestProblem(Exception):
+class DigestProblem(UserError):
     """A digest cannot be produced as asked (no recipients configured, unknown kind); one line."""
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from config import ExitSettings
+from core.errors import UserError
+from core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -91,25 +93,13 @@ class NoRecentP1(Criterion):
                                f"{facts.recent_p1} new P1", facts.recent_p1 == 0)
 
 
-class DuplicateCriterion(Exception):
-    """Two criteria registered under one name: a programming error, caught at import."""
-
-
-class UnknownCriterion(Exception):
+class UnknownCriterion(UserError):
     """``[exit] criteria`` names a criterion that does not exist; the message lists the known ones."""
 
 
-def _register(*classes: type[Criterion]) -> dict[str, Criterion]:
-    table: dict[str, Criterion] = {}
-    for cls in classes:
-        if cls.name in table:
-            raise DuplicateCriterion(f"exit criterion {cls.name!r} registered twice")
-        table[cls.name] = cls()
-    return table
-
-
-CRITERIA = _register(NoOpenBlocking, SlaCompliance, BacklogFalling, NoRecentP1)
-CRITERIA_ORDER = ("no_open_blocking", "sla_compliance", "backlog_falling", "no_recent_p1")
+# The literal order is the order of the exit report's table.
+CRITERIA = Registry("exit criterion", (NoOpenBlocking(), SlaCompliance(), BacklogFalling(), NoRecentP1()))
+CRITERIA_ORDER = CRITERIA.names()
 
 
 def evaluate(facts: ExitFacts, settings: ExitSettings) -> list[CriterionResult]:

@@ -1,0 +1,45 @@
+"""``hypercare dashboard [--out FILE] [--json]`` (the served page, written once as a static file) and
+``hypercare status [--json]`` (the operator's health check, ``dashboard.status``).
+
+Why: to share the state of hypercare where no one may reach the service (a mail attachment,
+a wiki upload).  The static page is the served overview without links to ticket pages and
+without the auto-refresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from dashboard.pages import overview_html
+from dashboard.status import cmd_status
+from dashboard.summary import DashboardContext, build_summary, to_json
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("dashboard", parents=[common],
+                       help="write the dashboard page as a static file (it is also served by 'run')")
+    p.add_argument("--out", metavar="FILE", help="write the page here (default: print it)")
+    p.add_argument("--json", action="store_true", help="print the /api/summary JSON instead of the page")
+    p.set_defaults(handler=cmd_dashboard)
+    p = sub.add_parser("status", parents=[common],
+                       help="health: database, mailboxes, outbox backlog and dead items (exit 1 if unhealthy)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_dashboard(app: Any, args: argparse.Namespace) -> int:
+    ctx = DashboardContext(config=app.config, sla=app.sla, go_live=app.go_live, now=app.clock.now())
+    with app.store.read() as session:
+        summary = build_summary(session, ctx)
+        if args.json:
+            page = json.dumps(to_json(summary), indent=2, ensure_ascii=False) + "\n"
+        else:
+            page = overview_html(session, ctx, app.renderer, static=True, summary=summary)
+    out = app.write_output(args.out, page)
+    if out is None:
+        return 0
+    print(f"dashboard written to {out} ({summary['open']['total']} open tickets, "
+          f"outlook {summary['outlook']['decision']})", file=app.out)
+    return 0

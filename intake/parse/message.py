@@ -1,0 +1,66 @@
+"""What the parser hands to the rest of intake: one decoded mail, raw bytes kept.
+
+Why a plain dataclass: guards, threading, the classifier and the store all read the
+same facts; none of them should touch ``email.message`` decoding quirks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+
+from core.errors import HypercareError
+
+
+class UnparseableMessage(HypercareError):
+    """The bytes are not a mail we can read; the message goes to quarantine with this reason."""
+
+
+@dataclass
+class ParsedAttachment:
+    filename: str  # decoded and path-safe (no directories, no control characters)
+    content_type: str
+    size: int
+    sha256: str
+    payload: bytes | None  # None when over the size cap (recorded as omitted)
+
+
+@dataclass
+class ParsedMessage:
+    raw: bytes
+    message_id: str  # without angle brackets; synthesized from content_hash when the mail has none
+    has_message_id: bool
+    content_hash: str  # sha256 of the normalized content (dedup when there is no Message-ID)
+    subject: str
+    from_addr: str  # lower-cased address, "" when missing
+    from_name: str
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    reply_to: list[str] = field(default_factory=list)
+    date: datetime | None = None
+    in_reply_to: str | None = None  # without angle brackets
+    references: list[str] = field(default_factory=list)  # without angle brackets, oldest first
+    body_full: str = ""  # best text body, complete
+    body: str = ""  # quoted history and signature removed: what the ticket view shows
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # decoding problems, e.g. "charset x-unknown replaced"
+    envelope_recipients: list[str] = field(default_factory=list)  # RCPT TO, when known
+    msg: EmailMessage | None = None  # the parsed tree, for guards that read headers
+
+    def header(self, name: str) -> str:
+        """A header's decoded value ("" when absent or undecodable); never raises."""
+        if self.msg is None:
+            return ""
+        try:
+            value = self.msg.get(name)
+        except Exception:  # noqa: BLE001 - malformed headers must not stop a guard
+            return ""
+        return "" if value is None else str(value)
+
+    @property
+    def all_recipients(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for address in [*self.envelope_recipients, *self.to, *self.cc]:
+            seen.setdefault(address.lower(), None)
+        return list(seen)

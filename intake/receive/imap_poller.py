@@ -1,0 +1,302 @@
+"""The IMAP poller: fetch new UIDs in batches, ingest, and only then move or flag them.
+
+Why this order (DESIGN step 8): the mail leaves the inbox only after its batch has
+committed, so a crash, a dropped connection or a database outage at any point means
+the mail is fetched again later and deduplication absorbs it: at-least-once delivery
+plus an idempotent store gives exactly-once effect.  Nothing is marked read before
+commit (BODY.PEEK[]).  Progress is tracked per mailbox by UIDVALIDITY and the last
+UID done (``ImapState``); a changed UIDVALIDITY means the server renumbered the
+mailbox, so we re-scan it from the start and let dedup absorb what we already have.
+
+Health (``last_success_at``, ``last_error``, ``waiting``) is written to the same row
+so ``hypercare status`` can show it from any process without touching the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from imapclient import DELETED, SEEN, IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from config import ImapSettings
+from intake.pipeline import IngestPipeline, IngestResult, IngestUnavailable, RawMail, parse_mails
+from intake.receive.imap_connect import (
+    ImapConfigProblem,
+    ImapError,
+    ImapFolderMissing,
+    connect,
+    translate,
+)
+from tickets.clock import Clock
+from tickets.health import mailbox_key
+from tickets.models import ImapState
+from tickets.store import Store
+
+log = logging.getLogger("hypercare.imap")
+
+
+@dataclass
+class PollReport:
+    """What one drain did; ``outcomes`` counts pipeline actions (created, duplicate, ...)."""
+
+    mailbox: str
+    fetched: int = 0
+    moved: int = 0
+    flagged: int = 0
+    batches: int = 0
+    waiting: int = 0
+    rescanned: bool = False
+    outcomes: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def rate(self) -> float:
+        return self.fetched / self.seconds
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {action}" for action, n in sorted(self.outcomes.items())) or "nothing new"
+        done = f"moved {self.moved}" if self.moved or not self.flagged else f"flagged \\Seen {self.flagged}"
+        text = f"{self.mailbox}: {self.fetched} fetched in {self.seconds:.1f}s ({self.rate:.0f} msg/s): {counts}"
+        if self.fetched:
+            text += f"; {done}"
+        if self.rescanned:
+            text += "; UIDVALIDITY changed, mailbox re-scanned"
+        return text
+
+
+BatchHook = Callable[[PollReport, list[IngestResult]], None]
+
+
+class ImapPoller:
+    """One mailbox. Keeps its connection between polls (IDLE needs it); any error drops it."""
+
+    def __init__(self, settings: ImapSettings, store: Store, pipeline: IngestPipeline, clock: Clock,
+                 environ: Mapping[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.clock = clock
+        self.environ = environ
+        self.ssl_context = ssl_context
+        self.key = mailbox_key(settings)
+        self.client: IMAPClient | None = None
+        self.use_move: bool | None = None  # None: use MOVE when the server offers it
+        # A process pool (one worker) parses batch n+1 while batch n is stored; ``poll --once`` sets it.
+        self.parse_pool: Executor | None = None
+        self._processed_ready = False
+        self._last_logged: str | None = None  # the error already logged at WARNING (log once)
+
+    # --- public ----------------------------------------------------------------------------------
+    def poll(self, on_batch: BatchHook | None = None) -> PollReport:
+        """Drain the folder in batches; on failure record it as mailbox health and raise.
+
+        Raises an ImapError (connection, login, folder) or IngestUnavailable (database); in
+        both cases the unfinished batch stays in the mailbox for the next poll.
+        """
+        report = PollReport(self.key)
+        try:
+            client = self._session()
+            self._drain(client, report, on_batch)
+        except IngestUnavailable as exc:
+            self._record_failure(str(exc), report)
+            raise
+        except (ImapError, OSError, IMAPClientError, EOFError) as exc:
+            error = translate(exc, f"{self.settings.host}:{self.settings.port}")
+            self.close()
+            self._record_failure(str(error), report)
+            raise error from None
+        self._record_success(report)
+        return report
+
+    def can_idle(self) -> bool:
+        return self.client is not None and self.client.has_capability("IDLE")
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        self._processed_ready = False
+        if client is None:
+            return
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - the connection may already be gone; closing is best effort
+            try:
+                client.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # --- the drain ---------------------------------------------------------------------------------
+    def _session(self) -> IMAPClient:
+        if self.client is not None:
+            try:
+                self.client.noop()
+                return self.client
+            except (OSError, IMAPClientError, EOFError):
+                log.debug(f"imap {self.key}: kept connection is gone, reconnecting")
+                self.close()
+        self.client = connect(self.settings, self.environ, self.ssl_context)
+        return self.client
+
+    def _drain(self, client: IMAPClient, report: PollReport, on_batch: BatchHook | None) -> None:
+        folder = self.settings.folder
+        if self.settings.processed_folder == folder:
+            raise ImapConfigProblem(f"[imap] processed_folder {folder!r} is the polled folder itself; "
+                                    "name another folder, or \"\" to flag mail \\Seen in place")
+        try:
+            selected = client.select_folder(folder)
+        except IMAPClientError as exc:
+            raise ImapFolderMissing(f"IMAP {self.key}: cannot select folder {folder!r} ({exc}); "
+                                    "check [imap] folder") from None
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        last_uid = self._start_point(uidvalidity, report)
+        uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+        report.waiting = len(uids)
+        size = max(1, self.settings.batch_size)
+        chunks = [uids[start:start + size] for start in range(0, len(uids), size)]
+        upcoming = self._fetch(client, chunks[0]) if chunks else None
+        for index, chunk in enumerate(chunks):
+            assert upcoming is not None
+            present, mails, parsing = upcoming
+            # Fetch the next batch (and let the worker parse it) while this one is stored: two cores busy.
+            upcoming = self._fetch(client, chunks[index + 1]) if index + 1 < len(chunks) else None
+            results = self.pipeline.ingest_batch(mails, prepared=_result(parsing))
+            del mails
+            # Committed: only now may the mail leave the inbox.
+            self._settle(client, present)
+            report.waiting = len(uids) - sum(len(c) for c in chunks[:index + 1])
+            self._advance(uidvalidity, chunk[-1], report.waiting)
+            report.fetched += len(present)
+            if self.settings.processed_folder:
+                report.moved += len(present)
+            else:
+                report.flagged += len(present)
+            report.batches += 1
+            report.outcomes.update(r.action for r in results)
+            if on_batch is not None:
+                on_batch(report, results)
+
+    def _fetch(self, client: IMAPClient, chunk: list[int]) -> tuple[list[int], list[RawMail], Future[Any] | None]:
+        """FETCH BODY.PEEK[] (nothing marked read); hand the bytes to the parse worker when there is one."""
+        fetched = client.fetch(chunk, ["BODY.PEEK[]"])
+        present = [uid for uid in chunk if b"BODY[]" in fetched.get(uid, {})]  # others were expunged meanwhile
+        mails = [RawMail(fetched[uid][b"BODY[]"], "imap") for uid in present]
+        parsing = None
+        if self.parse_pool is not None and mails:
+            parsing = self.parse_pool.submit(parse_mails, mails, self.pipeline.config.intake.max_attachment_bytes)
+        return present, mails, parsing
+
+    def _settle(self, client: IMAPClient, uids: list[int]) -> None:
+        """Move committed mail to processed_folder, or flag it \\Seen when there is none."""
+        if not uids:
+            return
+        target = self.settings.processed_folder
+        if not target:
+            client.add_flags(uids, [SEEN], silent=True)
+            return
+        if not self._processed_ready:
+            if not client.folder_exists(target):
+                try:
+                    client.create_folder(target)
+                    log.info(f"imap {self.key}: created folder {target!r}")
+                except IMAPClientError:
+                    if not client.folder_exists(target):  # created concurrently is fine; anything else is not
+                        raise
+            self._processed_ready = True
+        use_move = client.has_capability("MOVE") if self.use_move is None else self.use_move
+        if use_move:
+            client.move(uids, target)
+            return
+        client.copy(uids, target)
+        client.add_flags(uids, [DELETED], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+        else:
+            client.expunge()
+
+    # --- state and health -----------------------------------------------------------------------
+    def _start_point(self, uidvalidity: int, report: PollReport) -> int:
+        with self.store.session() as session:
+            state = session.get(ImapState, self.key)
+            if state is None:
+                state = ImapState(mailbox=self.key, uidvalidity=uidvalidity, last_uid=0)
+                session.add(state)
+                return 0
+            if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
+                log.warning(f"imap {self.key}: UIDVALIDITY changed {state.uidvalidity} -> {uidvalidity}; "
+                            "re-scanning the folder (already stored mail is recognised as duplicate)")
+                state.last_uid = 0
+                report.rescanned = True
+            state.uidvalidity = uidvalidity
+            return int(state.last_uid or 0)
+
+    def _advance(self, uidvalidity: int, last_uid: int, waiting: int) -> None:
+        with self.store.session() as session:
+            state = session.get(ImapState, self.key)
+            if state is None:
+                state = ImapState(mailbox=self.key)
+                session.add(state)
+            state.uidvalidity, state.last_uid, state.waiting = uidvalidity, last_uid, waiting
+            state.last_success_at = self.clock.now()
+
+    def _record_success(self, report: PollReport) -> None:
+        now = self.clock.now()
+        self._save_health(lambda state: _success(state, now, report.waiting))
+        if self._last_logged is not None:
+            log.info(f"imap {self.key}: recovered, polling again")
+            self._last_logged = None
+        if report.fetched or report.rescanned:
+            log.info(f"imap {report.summary()}")
+
+    def _record_failure(self, error: str, report: PollReport) -> None:
+        """Log a failure once at WARNING (repeats at DEBUG) and record it for ``hypercare status``."""
+        if error != self._last_logged:
+            log.warning(f"imap {self.key}: {error}")
+            self._last_logged = error
+        else:
+            log.debug(f"imap {self.key}: still failing: {error}")
+        now = self.clock.now()
+        self._save_health(lambda state: _failure(state, now, error, report))
+
+    def _save_health(self, update: Callable[[ImapState], None]) -> None:
+        try:
+            with self.store.session() as session:
+                state = session.get(ImapState, self.key)
+                if state is None:
+                    state = ImapState(mailbox=self.key, last_uid=0)
+                    session.add(state)
+                update(state)
+        except Exception as exc:  # noqa: BLE001 - health is best effort when the database itself is down
+            log.debug(f"imap {self.key}: could not record health: {type(exc).__name__}: {exc}")
+
+
+def _result(parsing: Future[Any] | None) -> Any:
+    """The worker's parse, or None (the pipeline then parses itself) if there is none or it broke."""
+    if parsing is None:
+        return None
+    try:
+        return parsing.result()
+    except Exception as exc:  # noqa: BLE001 - a dead worker costs speed, never mail
+        log.warning(f"imap parse worker failed ({type(exc).__name__}: {exc}); parsing in process")
+        return None
+
+
+def _success(state: ImapState, now: datetime, waiting: int) -> None:
+    state.last_success_at, state.waiting = now, waiting
+
+
+def _failure(state: ImapState, now: datetime, error: str, report: PollReport) -> None:
+    state.last_error, state.last_error_at = error[:2000], now
+    if report.waiting or report.fetched:
+        state.waiting = report.waiting

@@ -1,0 +1,112 @@
+"""The SMTP intake: an aiosmtpd handler that accepts mail for the support address.
+
+Why so little: the receiver checks recipients and hands the raw message to the one
+ingest pipeline; it knows nothing of tickets, rules or templates.  It answers 250
+only once the pipeline has committed the message, and 451 when it could not, so
+the sending MTA keeps the mail queued and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import re
+import socket
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from config import SmtpInSettings, SupportSettings
+from core.errors import UserError
+from intake.pipeline import IngestPipeline, IngestUnavailable
+
+log = logging.getLogger("hypercare.smtp")
+
+
+class PortInUse(UserError):
+    """The intake port is taken; the message names host:port and the config key."""
+
+
+class SupportAddressHandler:
+    def __init__(self, pipeline: IngestPipeline, support: SupportSettings) -> None:
+        self.pipeline = pipeline
+        self._accept = re.compile(
+            rf"^{re.escape(support.local_part)}(\+[^@]*)?@{re.escape(support.domain)}$", re.IGNORECASE
+        )
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if not self._accept.match(address):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                None, lambda: self.pipeline.ingest(data, "smtp", tuple(envelope.rcpt_tos))
+            )
+        except IngestUnavailable as exc:
+            log.error(f"smtp intake deferred a message: {exc}")
+            return self._per_recipient(server, envelope, "451 4.3.0 cannot store the message now, try again later")
+        return self._per_recipient(server, envelope, f"250 2.0.0 {result.key or result.action} queued")
+
+    @staticmethod
+    def _per_recipient(server: SMTP, envelope: Envelope, status: str) -> str:
+        """LMTP answers DATA once per accepted recipient (RFC 2033 4.2); the message is stored once."""
+        if isinstance(server, LMTP):
+            return "\r\n".join([status] * max(1, len(envelope.rcpt_tos)))
+        return status
+
+
+class LmtpController(Controller):
+    """The same listener speaking LMTP (LHLO; one DATA answer per recipient)."""
+
+    def factory(self) -> SMTP:
+        return LMTP(self.handler, **self.SMTP_kwargs)
+
+
+class SmtpReceiver:
+    """Runs the handler in aiosmtpd's Controller thread (``start``/``stop``)."""
+
+    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, settings: SmtpInSettings) -> None:
+        self.settings = settings
+        self.handler = SupportAddressHandler(pipeline, support)
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        check_port_free(self.settings.host, self.settings.port, "[smtp_in] port")
+        kwargs: dict[str, Any] = {"decode_data": False, "enable_SMTPUTF8": True,
+                                  "data_size_limit": 50 * 1024 * 1024}
+        controller = LmtpController if self.settings.protocol == "lmtp" else Controller
+        self.controller = controller(self.handler, hostname=self.settings.host, port=self.settings.port,
+                                     ready_timeout=10, **kwargs)
+        self.controller.start()
+        log.info(f"{self.settings.protocol} intake listening on {self.settings.host}:{self.settings.port}")
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+def check_port_free(host: str, port: int, key: str) -> None:
+    """Fail early with one line when another process holds the port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"{host}:{port} is already in use; stop the other process or change {key}") from None
+            raise PortInUse(f"cannot listen on {host}:{port} ({exc.strerror}); change {key}") from None

@@ -1,0 +1,92 @@
+"""Decide which ticket an incoming mail belongs to (DESIGN "How a message flows", step 5).
+
+Order, strongest evidence first: a signed reply address (or signed subject tag),
+then In-Reply-To/References naming a message of a ticket, then a ``[HC-n]`` subject
+tag or plus-address, which counts only when the sender already takes part in that
+ticket.  A stranger quoting someone else's tag gets a new ticket linked to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config import Config
+from intake.parse.message import ParsedMessage
+from tickets.lifecycle import find_by_key, is_participant
+from tickets.models import Message, Ticket
+from tickets.tokens import ReplyTokens
+
+
+@dataclass(frozen=True)
+class ThreadMatch:
+    ticket: Ticket | None  # the ticket the mail joins; None = open a new ticket
+    via: str  # token | references | tag | none
+    token_valid: bool = False  # the mail carried this ticket's valid signed token
+    linked: Ticket | None = None  # for a new ticket: the ticket it was quoting
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """What a mail that joined an existing ticket did to it (the ingest line reports it)."""
+
+    action: str  # threaded | reopened | created | command | comment | feedback | feedback-rejected
+    ticket: Ticket
+    detail: str = ""
+
+
+class ReplyHandling(Protocol):
+    """What the pipeline asks about a mail that joined a ticket; ``replies.ReplyRouter`` answers.
+
+    Why a protocol: what a reply *means* (a team command, a rating, a reopening) is the replies
+    room's business and sends mail; the pipeline only stores the message and reports the outcome,
+    so intake never imports the notifier.
+    """
+
+    def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
+               now: datetime) -> ReplyOutcome | None: ...
+
+
+def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens: ReplyTokens) -> ThreadMatch:
+    signed = tokens.find_signed(parsed.all_recipients, parsed.subject)
+    if signed is not None:
+        key, valid = signed
+        ticket = find_by_key(session, key)
+        if ticket is not None and valid:
+            return ThreadMatch(ticket, "token", token_valid=True)
+        # A forged or foreign token proves nothing: fall through to the weaker evidence.
+
+    ids = [i for i in [parsed.in_reply_to, *reversed(parsed.references)] if i]
+    if ids:
+        ticket_id = session.scalar(
+            select(Message.ticket_id)
+            .where(Message.message_id.in_(ids[:50]), Message.ticket_id.is_not(None))
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if ticket_id is not None:
+            ticket = session.get(Ticket, ticket_id)
+            if ticket is not None and _may_join(ticket, parsed.from_addr, config):
+                return ThreadMatch(ticket, "references")
+            if ticket is not None:
+                return ThreadMatch(None, "none", linked=ticket)
+
+    keys = [k for k in [tokens.plus_key(parsed.all_recipients), *tokens.subject_keys(parsed.subject)] if k]
+    linked: Ticket | None = None
+    for key in keys:
+        ticket = find_by_key(session, key)
+        if ticket is None:
+            continue
+        if _may_join(ticket, parsed.from_addr, config):
+            return ThreadMatch(ticket, "tag")
+        linked = linked or ticket
+    return ThreadMatch(None, "none", linked=linked)
+
+
+def _may_join(ticket: Ticket, sender: str, config: Config) -> bool:
+    """Reporter, cc'd people and the team may add to a ticket; strangers may not."""
+    return is_participant(ticket, sender) or config.team_member(sender) is not None

@@ -1,0 +1,248 @@
+"""What each reply command does to a ticket, once the reply is known to be authorised.
+
+Why a table of tiny classes, one per command, with the same names as the syntax table
+(``replies.command_syntax.COMMANDS``): each command's effect (state change, audit
+event with actor, time and message, notification) is readable on its own, and the
+registry refuses a duplicate or a command without an action.  An action never
+raises for something the team member got wrong: it adds a line to ``not_done``
+saying why, so the confirmation mail can tell them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config import Config, TeamMember
+from core.errors import DuplicateName
+from core.registry import Registry
+from notifier.escalation import Escalator
+from notifier.labels import role_label
+from notifier.notices import Notices
+from notifier.outbox import short_key
+from notifier.team_notice import team_members_for
+from replies.command_syntax import COMMANDS, Command, ReplyCommands
+from tickets.lifecycle import record_event
+from tickets.models import CLOSED_STATUSES, Message, Ticket
+from tickets.response_clock import cycle_of, pauses_from, recompute_due, record_first_response
+from tickets.sla import SlaPolicy
+
+
+@dataclass
+class ActContext:
+    """One authorised reply being acted on: the ticket, who, when, which message, and the outcome lines."""
+
+    session: Session
+    config: Config
+    sla: SlaPolicy
+    escalator: Escalator
+    notices: Notices
+    ticket: Ticket
+    member: TeamMember
+    message: Message
+    now: datetime
+    reply: ReplyCommands
+    done: list[str] = field(default_factory=list)
+    not_done: list[tuple[str, str]] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    def event(self, kind: str, detail: str, data: dict[str, Any] | None = None) -> None:
+        record_event(self.session, self.ticket, kind, self.now, actor=self.member.email, detail=detail,
+                     data=data, message_row_id=self.message.id)
+
+    def first_response(self) -> None:
+        """The reporter got mail written by a person: stop the response clock (met or breached)."""
+        if record_first_response(self.sla, self.ticket, pauses_from(self.ticket.events), self.now):
+            verdict = "met" if self.ticket.response_met else "breached"
+            self.event("first_response", f"first response {verdict}",
+                       {"met": self.ticket.response_met, "elapsed_seconds": self.ticket.response_elapsed_seconds})
+            self.done.append(f"first response recorded: SLA {verdict}")
+
+
+class Action:
+    name = ""
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        raise NotImplementedError
+
+
+class AckAction(Action):
+    name = "ack"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        ticket = ctx.ticket
+        if ticket.status in CLOSED_STATUSES:
+            ctx.not_done.append((command.line, f"the ticket is {ticket.status}"))
+            return
+        changes = []
+        if ticket.status == "new":
+            ticket.status = "acknowledged"
+            changes.append("status acknowledged")
+        if not ticket.assignee:
+            ticket.assignee = ctx.member.email
+            changes.append(f"assignee {ctx.member.email}")
+        if not changes:
+            ctx.not_done.append((command.line, f"already acknowledged (status {ticket.status}, "
+                                               f"assignee {ticket.assignee})"))
+            return
+        ctx.event("acknowledged", f"acknowledged by {ctx.member.name}: {', '.join(changes)}",
+                  {"assignee": ticket.assignee})
+        ctx.done.append(f"acknowledged ({', '.join(changes)})")
+
+
+class WaitAction(Action):
+    name = "wait"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        ticket = ctx.ticket
+        if ticket.status in CLOSED_STATUSES:
+            ctx.not_done.append((command.line, f"the ticket is {ticket.status}"))
+            return
+        if ticket.status == "waiting_on_customer":
+            ctx.not_done.append((command.line, "already waiting on the reporter"))
+            return
+        ticket.status = "waiting_on_customer"
+        ticket.paused_at = ctx.now
+        ctx.event("paused", f"waiting on the reporter (by {ctx.member.name}); SLA clock paused")
+        ctx.done.append("waiting on the reporter: the SLA clock is paused until the reporter replies")
+
+
+class SeverityAction(Action):
+    name = "severity"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        ticket, new = ctx.ticket, command.arg
+        old = ticket.severity
+        if new == old:
+            ctx.not_done.append((command.line, f"the ticket is already {old}"))
+            return
+        cycle = cycle_of(ticket.events) + 1
+        ticket.severity = new
+        if ticket.first_response_at is None:
+            ticket.response_due = recompute_due(ctx.sla, new, ticket.created_at, pauses_from(ticket.events))
+        ticket.resolution_due = ctx.sla.resolution_due(new, ticket.created_at)
+        due = ticket.response_due.astimezone(ctx.config.hypercare.tz).strftime("%a %d %b %H:%M %Z") \
+            if ticket.response_due else "-"
+        ctx.event("severity_changed", f"severity {old} -> {new} by {ctx.member.name}; response due {due}",
+                  {"from": old, "to": new, "original": ticket.original_severity, "cycle": cycle})
+        ctx.done.append(f"severity {old} -> {new}; first response due {due}")
+        if new == "P1" and ticket.first_response_at is None:
+            ctx.after.append(lambda: self._escalate_p1(ctx, cycle))
+
+    @staticmethod
+    def _escalate_p1(ctx: ActContext, cycle: int) -> None:
+        if ctx.ticket.status in CLOSED_STATUSES or ctx.ticket.first_response_at is not None:
+            return  # answered in the same reply: the response clock the page is about has stopped
+        sent = ctx.escalator.escalate_p1(ctx.session, ctx.ticket, ctx.now, cycle=cycle)
+        if sent is not None:
+            ctx.done.append(f"P1 escalation sent to {', '.join(sent.recipients) or 'nobody'}")
+
+
+class AssignAction(Action):
+    name = "assign"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        if "@" in command.arg:
+            self._to_member(ctx, command)
+        else:
+            self._to_role(ctx, command)
+
+    def _to_role(self, ctx: ActContext, command: Command) -> None:
+        ticket, role = ctx.ticket, command.arg
+        if ticket.role == role:
+            ctx.not_done.append((command.line, f"the ticket is already with {role}"))
+            return
+        old = ticket.role
+        ticket.role = role
+        to = team_members_for(ctx.config, ticket, role=role)
+        ctx.event("role_changed", f"role {old} -> {role} by {ctx.member.name}",
+                  {"from": old, "to": role, "original": ticket.original_role, "notified": to})
+        ctx.escalator.notify_assignment(ctx.session, ticket, to, actor=ctx.member, what=role_label(role),
+                                        key=f"assignment:{ticket.key}:{role}:{short_key(ctx.message.message_id)}",
+                                        now=ctx.now)
+        who = ", ".join(to) if to else f"nobody: no [[team]] member holds {role}"
+        ctx.done.append(f"assigned to {role_label(role)} ({role}); notified {who}")
+
+    def _to_member(self, ctx: ActContext, command: Command) -> None:
+        ticket = ctx.ticket
+        target = ctx.config.team_member(command.arg)
+        if target is None:
+            ctx.not_done.append((command.line, f"{command.arg} is not a team member in [[team]]; "
+                                               "give a role or a team member's email"))
+            return
+        if (ticket.assignee or "").lower() == target.email.lower():
+            ctx.not_done.append((command.line, f"{target.email} is already the assignee"))
+            return
+        old = ticket.assignee
+        ticket.assignee = target.email.lower()
+        ctx.event("assigned", f"assignee {old or '-'} -> {target.email} by {ctx.member.name}",
+                  {"from": old, "to": target.email.lower()})
+        ctx.escalator.notify_assignment(
+            ctx.session, ticket, [target.email], actor=ctx.member, what=f"{target.name} <{target.email}>",
+            key=f"assignment:{ticket.key}:{target.email.lower()}:{short_key(ctx.message.message_id)}", now=ctx.now)
+        ctx.done.append(f"assigned to {target.name} <{target.email}> (notified)")
+
+
+class NoteAction(Action):
+    name = "note"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        # A reply with #note is internal as a whole: text below it belongs to the note, never to the reporter.
+        notes = [c.arg for c in ctx.reply.commands if c.name == "note" and c.arg]
+        if command is not next(c for c in ctx.reply.commands if c.name == "note"):
+            return  # all #note lines become one note, recorded once
+        text = "\n".join([*notes, ctx.reply.text]).strip()
+        ctx.event("note", text, {"internal": True})
+        ctx.done.append("internal note recorded (nothing was sent to the reporter)")
+
+
+class ResolveAction(Action):
+    name = "resolve"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        ticket = ctx.ticket
+        if ticket.status in CLOSED_STATUSES:
+            ctx.not_done.append((command.line, f"the ticket is already {ticket.status}"))
+            return
+        internal = ctx.reply.named("note") is not None
+        text = "" if internal else ctx.reply.text
+        resolution = command.arg or text
+        was_paused = ticket.paused_at is not None
+        ctx.first_response()
+        if was_paused:
+            ctx.event("resumed", "resolved while waiting on the reporter; SLA clock stopped")
+        ticket.status = "resolved"
+        ticket.resolved_at = ctx.now
+        ticket.paused_at = None
+        ticket.resolution = resolution
+        ctx.event("resolved", resolution[:500] or f"resolved by {ctx.member.name}", {"resolution": resolution})
+        ctx.notices.resolution(ctx.session, ticket, ctx.member, resolution, text, ctx.message, ctx.now)
+        ctx.done.append(f"resolved; the reporter ({ticket.reporter}) was sent the resolution and can reopen "
+                        f"by replying within {ctx.config.hypercare.reopen_days} days")
+
+
+class ActionTable(Registry[Action]):
+    """The explicit table of command actions; refuses duplicates and must match the syntax table."""
+
+    def __init__(self, actions: Iterable[Action], names: Iterable[str]) -> None:
+        super().__init__("command action", actions)
+        missing = set(names) ^ set(self.names())
+        if missing:
+            raise DuplicateName(f"reply commands and actions differ: {', '.join(sorted(missing))}")
+
+    def in_order(self, commands: Iterable[Command]) -> list[Command]:
+        """The commands sorted by the table's order (not the mail's)."""
+        rank = {name: i for i, name in enumerate(self.names())}
+        return sorted(commands, key=lambda c: rank[c.name])
+
+
+# Applied in this order whatever the order in the mail: the severity and role first (so an
+# acknowledgement or a resolution sees the final ones), the resolution last.
+ACTIONS = ActionTable(
+    (SeverityAction(), AssignAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction()),
+    COMMANDS.names(),
+)

@@ -1,0 +1,149 @@
+"""Which reply rule answers a mail that joined an existing ticket: one literal, ordered table.
+
+Why a table (GNU Mailman's chain of rules): the order *is* the policy, and a reader must see
+it at a glance.  A rating of a resolved ticket must never reopen it, so ratings go first; a
+team member's mail is never read as a reporter's, so the team goes next; a signed team
+address used by an outsider (a forwarded notification) proves nothing about the sender, so
+it is only a comment; only then does the ticket's state decide (closed: reopen or a new
+linked ticket; open: the reporter adds information).  Each rule either answers with a
+``ReplyOutcome`` or passes (None) to the next; the last rule always answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+from sqlalchemy.orm import Session
+
+from config import Config
+from intake.parse.message import ParsedMessage
+from intake.thread import ReplyOutcome, ThreadMatch
+from replies.ratings import FeedbackDesk
+from replies.reporter_reply import ReporterReplies
+from replies.team_reply import TeamReplyHandler
+from tickets.lifecycle import first_line, is_participant, record_event
+from tickets.models import CLOSED_STATUSES, Message, Ticket
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One inbound mail on one ticket, as every reply rule sees it."""
+
+    session: Session
+    match: ThreadMatch
+    message: Message
+    parsed: ParsedMessage
+    now: datetime
+
+    @property
+    def ticket(self) -> Ticket:
+        assert self.match.ticket is not None
+        return self.match.ticket
+
+
+class ReplyRule(Protocol):
+    name: ClassVar[str]
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None: ...
+
+
+class Rating:
+    """A 1-5 rating answering a resolution notice (``replies.ratings``)."""
+
+    name = "rating"
+
+    def __init__(self, desk: FeedbackDesk) -> None:
+        self.desk = desk
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        return self.desk.handle(reply.session, reply.match, reply.message, reply.parsed, reply.now)
+
+
+class TeamMember:
+    """A configured team member: commands, a public answer, or a refusal (``replies.team_reply``)."""
+
+    name = "team-member"
+
+    def __init__(self, config: Config, handler: TeamReplyHandler) -> None:
+        self.config = config
+        self.handler = handler
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        if self.config.team_member(reply.parsed.from_addr) is None:
+            return None
+        return self.handler(reply.session, reply.match, reply.message, reply.parsed, reply.now)
+
+
+class ForwardedTeamMail:
+    """A signed team address used by someone neither on the team nor on the ticket: a comment only."""
+
+    name = "forwarded-team-mail"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        sender = reply.parsed.from_addr
+        if not reply.match.token_valid or self.config.team_member(sender) is not None \
+                or is_participant(reply.ticket, sender):
+            return None
+        reply.message.disposition = "comment"
+        record_event(reply.session, reply.ticket, "comment", reply.now, actor=sender,
+                     detail=first_line(reply.parsed.body),
+                     data={"reason": "signed reply from someone not on the team or the ticket"},
+                     message_row_id=reply.message.id)
+        return ReplyOutcome("comment", reply.ticket, "not on the team: recorded as a comment, nothing changed")
+
+
+class ReplyToClosedTicket:
+    """Reopen within ``reopen_days``; later (or from a stranger) a new ticket linked to the old one."""
+
+    name = "closed-ticket"
+
+    def __init__(self, reporter: ReporterReplies) -> None:
+        self.reporter = reporter
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        if reply.ticket.status not in CLOSED_STATUSES:
+            return None
+        return self.reporter.to_closed_ticket(reply.session, reply.ticket, reply.message, reply.parsed, reply.now)
+
+
+class ReplyToOpenTicket:
+    """The reporter or a cc adds information (and resumes a paused SLA clock). Always answers."""
+
+    name = "open-ticket"
+
+    def __init__(self, reporter: ReporterReplies) -> None:
+        self.reporter = reporter
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        return self.reporter.to_open_ticket(reply.session, reply.ticket, reply.message, reply.parsed, reply.now,
+                                            reply.match.via)
+
+
+class ReplyRouter:
+    """``intake.thread.ReplyHandling``: the first rule of the table that answers decides."""
+
+    def __init__(self, config: Config, ratings: FeedbackDesk, team: TeamReplyHandler,
+                 reporter: ReporterReplies) -> None:
+        self.rules: tuple[ReplyRule, ...] = (
+            Rating(ratings),
+            TeamMember(config, team),
+            ForwardedTeamMail(config),
+            ReplyToClosedTicket(reporter),
+            ReplyToOpenTicket(reporter),
+        )
+        names = [rule.name for rule in self.rules]
+        assert len(names) == len(set(names)), names
+
+    def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
+               now: datetime) -> ReplyOutcome | None:
+        reply = Reply(session, match, message, parsed, now)
+        for rule in self.rules:
+            outcome = rule.answer(reply)
+            if outcome is not None:
+                return outcome
+        return None
