@@ -16,15 +16,15 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from config import Config
 from core.email_headers import CachingPolicy
 from core.errors import TryLater
+from intake.dedup import KnownMessages, find_duplicate
 from intake.guards.rules import GuardContext, GuardHit, first_hit
 from intake.opening import TicketOpener
 from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
@@ -68,35 +68,26 @@ class IngestResult:
 
 @dataclass
 class _BatchMemo:
-    """What one batch already knows, so most messages cost no dedup query and no flood query.
+    """What one batch already knows: which mails may be duplicates, and each sender's recent tickets.
 
-    Why: at IMAP drain rates the two per-message SELECTs were a third of the store time.
-    ``known_*`` come from one ``IN`` query per batch (plus what the batch itself stored), so a
-    message absent from them cannot be a duplicate; a message present in them is still
-    checked with the real query.  ``acks`` caches the per-sender flood count and is dropped
-    whenever a message may have opened a ticket.  Lives for one batch only: a concurrent
-    writer is caught by the unique Message-ID (IntegrityError = duplicate).
+    Why: at IMAP drain rates the per-message dedup and flood SELECTs were a third of the store
+    time.  ``tickets_by_sender`` caches the flood guard's count and is dropped whenever a
+    message may have opened a ticket for someone else.  Lives for one batch only.
     """
 
-    known_ids: set[str] = field(default_factory=set)
-    known_hashes: set[str] = field(default_factory=set)
-    acks: dict[str, int] = field(default_factory=dict)
-
-    def may_be_duplicate(self, parsed: ParsedMessage) -> bool:
-        return parsed.message_id in self.known_ids or (
-            not parsed.has_message_id and parsed.content_hash in self.known_hashes)
+    dedup: KnownMessages
+    tickets_by_sender: dict[str, int] = field(default_factory=dict)
 
     def seen(self, parsed: ParsedMessage, action: str) -> None:
-        self.known_ids.add(parsed.message_id)
-        self.known_hashes.add(parsed.content_hash)
+        self.dedup.add(parsed)
         if action == "created":
             # Exactly one ticket opened, reported by this sender (TicketOpener takes the From address):
             # count it rather than forget every count, which cost one query per new ticket.
             sender = parsed.from_addr.lower()
-            if sender in self.acks:
-                self.acks[sender] += 1
+            if sender in self.tickets_by_sender:
+                self.tickets_by_sender[sender] += 1
         elif action not in ("ignored", "duplicate"):
-            self.acks.clear()
+            self.tickets_by_sender.clear()
 
 
 def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[ParsedMessage | str]:
@@ -111,14 +102,6 @@ def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[Par
         parsed.envelope_recipients = list(mail.envelope_recipients)
         out.append(parsed)
     return out
-
-
-def _known(session: Session, column: Any, values: set[str]) -> set[str]:
-    found: set[str] = set()
-    ordered = sorted(values)
-    for start in range(0, len(ordered), 500):
-        found.update(session.scalars(select(column).where(column.in_(ordered[start:start + 500]))))
-    return found
 
 
 class IngestPipeline:
@@ -153,10 +136,8 @@ class IngestPipeline:
         good = [p for _mail, p in parsed if isinstance(p, ParsedMessage)]
         try:
             with self.store.session() as session:
-                memo = _BatchMemo(_known(session, Message.message_id, {p.message_id for p in good}),
-                                  _known(session, Message.content_hash,
-                                         {p.content_hash for p in good if not p.has_message_id}),
-                                  self._acks_by_sender(session, {p.from_addr.lower() for p in good}))
+                memo = _BatchMemo(KnownMessages.of_batch(session, good),
+                                  self._tickets_by_sender(session, {p.from_addr.lower() for p in good}))
                 for mail, item in parsed:
                     results.append(self._ingest_one(session, mail, item, memo, shunt))
         except (OperationalError, DBAPIError) as exc:
@@ -202,7 +183,7 @@ class IngestPipeline:
 
     def _store(self, session: Session, parsed: ParsedMessage, source: str, memo: _BatchMemo) -> IngestResult:
         now = self.clock.now()
-        duplicate = self._find_duplicate(session, parsed) if memo.may_be_duplicate(parsed) else None
+        duplicate = find_duplicate(session, parsed) if memo.dedup.may_contain(parsed) else None
         hit = first_hit(parsed, self._guard_context(session, now, memo))
         if hit is not None:
             # Guards first: our own mail coming back is "ignored by own-mail", not a duplicate of what we sent.
@@ -234,13 +215,7 @@ class IngestPipeline:
             detail += f" linked to {match.linked.key}"
         return IngestResult("created", parsed.message_id, ticket.key, detail)
 
-    def _find_duplicate(self, session: Session, parsed: ParsedMessage) -> Message | None:
-        condition = Message.message_id == parsed.message_id
-        if not parsed.has_message_id:
-            condition = or_(condition, Message.content_hash == parsed.content_hash)
-        return session.scalars(select(Message).where(condition).limit(1)).first()
-
-    def _acks_by_sender(self, session: Session, senders: set[str]) -> dict[str, int]:
+    def _tickets_by_sender(self, session: Session, senders: set[str]) -> dict[str, int]:
         """Tickets opened per sender in the last hour (the flood guard's input), one query per batch."""
         since = self.clock.now() - timedelta(hours=1)
         counts = dict.fromkeys(senders, 0)
@@ -254,17 +229,17 @@ class IngestPipeline:
         return counts
 
     def _guard_context(self, session: Session, now: datetime, memo: _BatchMemo) -> GuardContext:
-        def acks_last_hour(sender: str) -> int:
+        def tickets_last_hour(sender: str) -> int:
             sender = sender.lower()
-            if sender not in memo.acks:
-                memo.acks[sender] = session.scalar(
+            if sender not in memo.tickets_by_sender:
+                memo.tickets_by_sender[sender] = session.scalar(
                     select(func.count(Ticket.id)).where(
                         Ticket.reporter == sender, Ticket.created_at > now - timedelta(hours=1))
                 ) or 0
-            return memo.acks[sender]
+            return memo.tickets_by_sender[sender]
 
         return GuardContext(support=self.config.support, flood_limit=self.config.intake.flood_per_hour,
-                            acks_last_hour=acks_last_hour)
+                            tickets_last_hour=tickets_last_hour)
 
     def _record_bounces(self, session: Session, hit: GuardHit, now: datetime) -> None:
         for address in {a.lower() for a in hit.bounced}:

@@ -16,7 +16,7 @@ SUPPORT = SupportSettings(address="support@example.com")
 
 
 def ctx(acks: int = 0, limit: int = 10) -> GuardContext:
-    return GuardContext(support=SUPPORT, flood_limit=limit, acks_last_hour=lambda address: acks)
+    return GuardContext(support=SUPPORT, flood_limit=limit, tickets_last_hour=lambda address: acks)
 
 
 def mail(headers: str, body: str = "Hello, the CRM login fails since this morning.\n") -> bytes:
@@ -218,7 +218,7 @@ def test_flood_uses_the_supplied_counter_and_limit() -> None:
         seen.append(address)
         return 10
 
-    context = GuardContext(support=SUPPORT, flood_limit=10, acks_last_hour=counter)
+    context = GuardContext(support=SUPPORT, flood_limit=10, tickets_last_hour=counter)
     result = first_hit(parse_message(mail("Subject: again")), context)
     assert result is not None and result.rule == "flood"
     assert seen == ["customer@client.example"]
@@ -229,7 +229,7 @@ def test_flood_is_not_asked_when_an_earlier_rule_hits() -> None:
     def counter(address: str) -> int:
         raise AssertionError("the database must not be asked for automatic mail")
 
-    context = GuardContext(support=SUPPORT, flood_limit=1, acks_last_hour=counter)
+    context = GuardContext(support=SUPPORT, flood_limit=1, tickets_last_hour=counter)
     assert first_hit(parse_message(mail("Subject: x\nAuto-Submitted: auto-replied")), context).rule == (  # type: ignore[union-attr]
         "auto_submitted"
     )

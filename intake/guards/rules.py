@@ -44,7 +44,7 @@ class GuardHit:
 class GuardContext:
     support: config.SupportSettings
     flood_limit: int  # max acknowledgements per sender per hour
-    acks_last_hour: Callable[[str], int]  # the pipeline supplies a DB-backed counter
+    tickets_last_hour: Callable[[str], int]  # the pipeline supplies a DB-backed counter
 
 
 class Guard:
@@ -239,7 +239,7 @@ class Flood(Guard):
     def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
         if not parsed.from_addr:
             return None
-        count = ctx.acks_last_hour(parsed.from_addr)
+        count = ctx.tickets_last_hour(parsed.from_addr)
         if count >= ctx.flood_limit:
             return self.hit(f"{count} acknowledgements to {parsed.from_addr} in the last hour "
                             f"(limit {ctx.flood_limit})")
