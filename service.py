@@ -181,7 +181,7 @@ class Daemon:
         """One failing job (relay down, mailbox unreachable) never stops the others."""
         try:
             job()
-        except Exception:  # noqa: BLE001 - logged with its traceback, the daemon carries on
+        except Exception:
             log.exception("periodic job %s failed", name)
 
 

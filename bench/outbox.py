@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiosmtpd.controller import Controller  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
-from app import App  # noqa: E402
-from config import (  # noqa: E402
+from app import App
+from config import (
     Config,
     DatabaseSettings,
     HypercareSettings,
@@ -40,11 +40,11 @@ from config import (  # noqa: E402
     SmtpOutSettings,
     StakeholderSettings,
 )
-from notifier.digests import for_app  # noqa: E402
-from notifier.mime import OutgoingMail  # noqa: E402
-from notifier.outbox import enqueue  # noqa: E402
-from tickets.clock import FrozenClock  # noqa: E402
-from tickets.models import OutboxItem, Ticket  # noqa: E402
+from notifier.digests import for_app
+from notifier.mime import OutgoingMail
+from notifier.outbox import enqueue
+from tickets.clock import FrozenClock
+from tickets.models import OutboxItem, Ticket
 
 GO_LIVE = date(2026, 11, 23)
 

@@ -90,7 +90,7 @@ class DashboardServer:
                                  f"({exc.strerror or exc}); choose another port or stop what uses it") from None
         self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
         self._thread.start()
-        log.info(f"dashboard listening on {self.url} token={'required' if token else 'off'}")
+        log.info("dashboard listening on %s token=%s", self.url, 'required' if token else 'off')
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

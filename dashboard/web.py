@@ -82,8 +82,8 @@ class DashboardApp:
         else:
             try:
                 response = self._route(path, parse_qs(environ.get("QUERY_STRING", "")))
-            except Exception:  # noqa: BLE001 - one broken request must not take the dashboard down
-                log.exception(f"dashboard {method} {path} failed")
+            except Exception:
+                log.exception("dashboard %s %s failed", method, path)
                 response = text_response(500, "internal error; see the service log")
         response.headers.extend(extra)
         response.headers.append(("Content-Length", str(len(response.body))))

@@ -176,9 +176,9 @@ class IngestPipeline:
         except (OperationalError, DBAPIError):
             savepoint.rollback()
             raise
-        except Exception as exc:  # noqa: BLE001 - a stage broke on this message: shunt it, keep going
+        except Exception as exc:
             savepoint.rollback()
-            log.exception(f"<{parsed.message_id}> stage failed, quarantined")
+            log.exception("<%s> stage failed, quarantined", parsed.message_id)
             return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
 
     def _store(self, session: Session, parsed: ParsedMessage, source: str, memo: _BatchMemo) -> IngestResult:

@@ -118,8 +118,8 @@ class Escalator:
             for ticket in tickets:
                 try:
                     escalated = self._sweep_one(session, ticket, events[ticket.id], done, now)
-                except Exception as exc:  # noqa: BLE001 - one broken ticket must not stop the ladder
-                    log.exception(f"{ticket.key} escalation failed")
+                except Exception as exc:
+                    log.exception("%s escalation failed", ticket.key)
                     report.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
                     continue
                 if escalated is not None:
@@ -181,10 +181,10 @@ class Escalator:
                                        "skipped": list(skipped)})
                 else:
                     # No [[team]] (embedded defaults, demo): the level is recorded as reached, nobody is mailed.
-                    log.warning(f"{ticket.key} {headline.short}: nobody in [[team]] to notify")
+                    log.warning("%s %s: nobody in [[team]] to notify", ticket.key, headline.short)
         except IntegrityError:
             # Another instance (or an earlier sweep) recorded this level first.
-            log.info(f"{ticket.key} escalation level={level} cycle={cycle} already recorded")
+            log.info("%s escalation level=%s cycle=%s already recorded", ticket.key, level, cycle)
             return None
         return Escalated(ticket.key, level, cycle, tuple(to), tuple(skipped))
 

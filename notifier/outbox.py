@@ -95,7 +95,7 @@ def enqueue(
         last_error=f"invalid recipient address(es) left out: {', '.join(repr(b) for b in bad)}"[:2000] if bad else None,
     )
     if bad:
-        log.warning(f"{message_id} invalid recipient(s) left out: {bad!r}")
+        log.warning("%s invalid recipient(s) left out: %r", message_id, bad)
     if ticket is not None:
         item.ticket = ticket
     session.add(item)
@@ -230,7 +230,7 @@ class Outbox:
         if not recipients:
             self._finish(item, status="suppressed", suppressed=suppressed)
             report.suppressed += 1
-            log.info(f"{item.message_id} outbox item {item.id} suppressed: all recipients bouncing")
+            log.info("%s outbox item %s suppressed: all recipients bouncing", item.message_id, item.id)
             return True
         try:
             refused = transport.send(item.sender, recipients, item.mime)
@@ -251,7 +251,8 @@ class Outbox:
                 self._sent_deadline = time.monotonic() + SENT_GROUP_SECONDS
             self._sent.append({"item_id": item.id, "suppressed": suppressed, "sent_at": self.clock.now()})
         report.sent += 1
-        log.info(f"{item.message_id} sent kind={item.kind} to={','.join(r for r in recipients if r not in refused)}")
+        log.info("%s sent kind=%s to=%s", item.message_id, item.kind,
+                 ",".join(r for r in recipients if r not in refused))
         return True
 
     def _bouncing(self, batch: list[OutboxItem]) -> set[str]:
@@ -297,7 +298,7 @@ class Outbox:
             session.add(follow)
             session.flush()
             note += f" (retried as outbox item {follow.id})"
-        log.warning(f"{row.message_id} outbox item {row.id} sent; relay refused {note}")
+        log.warning("%s outbox item %s sent; relay refused %s", row.message_id, row.id, note)
         return f"sent; refused {note}"[:2000]
 
     def _record_failure(self, item: OutboxItem, error: str, *, kind: str, report: FlushReport) -> None:
@@ -314,14 +315,14 @@ class Outbox:
                 row.last_error = (error if kind == "permanent"
                                   else f"gave up after {row.attempts} attempts: {error}")[:2000]
                 report.dead += 1
-                log.error(f"{row.message_id} outbox item {row.id} dead after {row.attempts} attempt(s): {error}")
+                log.error("%s outbox item %s dead after %s attempt(s): %s", row.message_id, row.id, row.attempts, error)
             else:
                 row.status = "pending"
                 row.last_error = error[:2000]
                 row.next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
                 report.retried += 1
-                log.warning(f"{row.message_id} outbox item {row.id} retry {row.attempts} "
-                            f"at {row.next_attempt_at.isoformat()}: {error}")
+                log.warning("%s outbox item %s retry %s at %s: %s", row.message_id, row.id, row.attempts,
+                            row.next_attempt_at.isoformat(), error)
         report.errors.append(error)
 
     def _relay_down(self, items: list[OutboxItem], error: str, report: FlushReport) -> None:
@@ -339,7 +340,7 @@ class Outbox:
         report.retried += len(items)
         report.relay_down = True
         report.errors.append(error)
-        log.warning(f"relay unavailable, {len(items)} outbox item(s) back off: {error}")
+        log.warning("relay unavailable, %s outbox item(s) back off: %s", len(items), error)
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter, capped: spreads retries when a relay comes back."""

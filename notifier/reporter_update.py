@@ -66,7 +66,7 @@ class ReporterUpdates:
             return None
         to = update_recipients(self.config, ticket)
         if not to:
-            log.info(f"{ticket.key} customer {kind} from {sender}: nobody in [[team]] to notify")
+            log.info("%s customer %s from %s: nobody in [[team]] to notify", ticket.key, kind, sender)
             return None
         who = message.from_name or sender
         rendered = self.renderer.render("reporter_update", **self.context(ticket, message, now, kind, who))
@@ -80,7 +80,7 @@ class ReporterUpdates:
         )
         item = enqueue(session, mail, key=f"reporter-update:{short_key(message.message_id)}",
                        support=self.config.support, now=now, ticket_id=ticket.id)
-        log.info(f"{ticket.key} customer {kind} from {sender}: notified {', '.join(to)}")
+        log.info("%s customer %s from %s: notified %s", ticket.key, kind, sender, ', '.join(to))
         return item
 
     def context(self, ticket: Ticket, message: Message, now: datetime, kind: str, who: str) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class DigestScheduler:
         recipients = self.builder.recipients(run.job)
         if not recipients:
             # Not recorded: once stakeholders are configured, today's digest still goes out (late).
-            log.debug(f"digest {run.job} {run.period_key} skipped: no recipients configured")
+            log.debug("digest %s %s skipped: no recipients configured", run.job, run.period_key)
             return f"{run.job} {run.period_key}: skipped, no recipients configured"
         # Render outside the write transaction: a digest over 100k tickets must not hold the lock.
         with self.store.read() as session:
@@ -129,5 +129,5 @@ class DigestScheduler:
             return f"{run.job} {run.period_key}: already sent by another instance"
         late = now - run.scheduled_at
         lateness = f" ({int(late.total_seconds() // 60)} min late)" if late > timedelta(minutes=5) else ""
-        log.info(f"digest {run.job} {run.period_key} {detail}{lateness}")
+        log.info("digest %s %s %s%s", run.job, run.period_key, detail, lateness)
         return f"{run.job} {run.period_key}: {detail}{lateness}"

@@ -69,7 +69,7 @@ class TeamReplyHandler:
                          data={"reason": "nothing to do"}, message_row_id=message.id)
         self.notices.confirmation(session, ticket, member, message, ctx.done, ctx.not_done, now)
         summary = ", ".join([*(f"#{c.name}" for c in reply.commands), *(["answer"] if reply.text else [])])
-        log.info(f"{ticket.key} team reply by {member.email}: {summary or 'empty'}")
+        log.info("%s team reply by %s: %s", ticket.key, member.email, summary or 'empty')
         return ReplyOutcome("command", ticket, f"by {member.email}: {summary or 'nothing'}")
 
     def _answer(self, ctx: ActContext, text: str) -> None:
@@ -108,7 +108,7 @@ class TeamReplyHandler:
                      message_row_id=message.id)
         if not_done:
             self.notices.confirmation(session, ticket, member, message, [], not_done, now)
-        log.info(f"{ticket.key} team reply by {member.email} refused: {reason}")
+        log.info("%s team reply by %s refused: %s", ticket.key, member.email, reason)
         state = "closed ticket" if ticket.status in CLOSED_STATUSES else "ticket"
         return ReplyOutcome("comment", ticket, f"{state}, {member.email}: {reason}; nothing changed")
 

@@ -83,7 +83,7 @@ class Dovecot:
     def start(self) -> Dovecot:
         assert self.binary is not None
         self.process = subprocess.Popen([self.binary, "-F", "-c", str(self.config_path)],
-                                        stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),  # noqa: SIM115
+                                        stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
                                         start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -181,7 +181,7 @@ class BusinessCalendar:
         """
         return as_utc(datetime.combine(day, clock_time, tzinfo=self.tz))
 
-    def _spans_from(self, when: datetime):  # noqa: ANN202 - a generator of windows
+    def _spans_from(self, when: datetime):
         """Business windows of the local day of *when* and every day after it."""
         day = self.local_date(when)
         for offset in range(_MAX_SCAN_DAYS):

@@ -81,7 +81,7 @@ def connect(settings: ImapSettings, environ: Mapping[str, str],
     except (OSError, IMAPClientError) as exc:
         _close(client)
         raise translate(exc, where) from None
-    log.debug(f"imap connected to {where} as {settings.username} security={settings.security}")
+    log.debug("imap connected to %s as %s security=%s", where, settings.username, settings.security)
     return client
 
 
@@ -172,4 +172,4 @@ if not any(isinstance(f, _RedactLogin) for f in _trace_logger.filters):
 def _quiet_trace(client: IMAPClient) -> None:
     """imaplib formats every protocol line when its debug level is on; pay for that only with -v."""
     if not _trace_logger.isEnabledFor(logging.DEBUG):
-        client._imap.debug = 0  # noqa: SLF001 - imapclient sets 5 unconditionally
+        client._imap.debug = 0

@@ -144,7 +144,7 @@ class ImapPoller:
                 self.client.noop()
                 return self.client
             except (OSError, IMAPClientError, EOFError):
-                log.debug(f"imap {self.key}: kept connection is gone, reconnecting")
+                log.debug("imap %s: kept connection is gone, reconnecting", self.key)
                 self.close()
         self.client = connect(self.settings, self.environ, self.ssl_context)
         return self.client
@@ -209,7 +209,7 @@ class ImapPoller:
             if not client.folder_exists(target):
                 try:
                     client.create_folder(target)
-                    log.info(f"imap {self.key}: created folder {target!r}")
+                    log.info("imap %s: created folder %r", self.key, target)
                 except IMAPClientError:
                     if not client.folder_exists(target):  # created concurrently is fine; anything else is not
                         raise
@@ -234,8 +234,9 @@ class ImapPoller:
                 session.add(state)
                 return 0
             if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
-                log.warning(f"imap {self.key}: UIDVALIDITY changed {state.uidvalidity} -> {uidvalidity}; "
-                            "re-scanning the folder (already stored mail is recognised as duplicate)")
+                log.warning("imap %s: UIDVALIDITY changed %s -> %s; re-scanning the folder "
+                            "(already stored mail is recognised as duplicate)",
+                            self.key, state.uidvalidity, uidvalidity)
                 state.last_uid = 0
                 report.rescanned = True
             state.uidvalidity = uidvalidity
@@ -254,18 +255,18 @@ class ImapPoller:
         now = self.clock.now()
         self._save_health(lambda state: _success(state, now, report.waiting))
         if self._last_logged is not None:
-            log.info(f"imap {self.key}: recovered, polling again")
+            log.info("imap %s: recovered, polling again", self.key)
             self._last_logged = None
         if report.fetched or report.rescanned:
-            log.info(f"imap {report.summary()}")
+            log.info("imap %s", report.summary())
 
     def _record_failure(self, error: str, report: PollReport) -> None:
         """Log a failure once at WARNING (repeats at DEBUG) and record it for ``hypercare status``."""
         if error != self._last_logged:
-            log.warning(f"imap {self.key}: {error}")
+            log.warning("imap %s: %s", self.key, error)
             self._last_logged = error
         else:
-            log.debug(f"imap {self.key}: still failing: {error}")
+            log.debug("imap %s: still failing: %s", self.key, error)
         now = self.clock.now()
         self._save_health(lambda state: _failure(state, now, error, report))
 
@@ -278,7 +279,7 @@ class ImapPoller:
                     session.add(state)
                 update(state)
         except Exception as exc:  # noqa: BLE001 - health is best effort when the database itself is down
-            log.debug(f"imap {self.key}: could not record health: {type(exc).__name__}: {exc}")
+            log.debug("imap %s: could not record health: %s: %s", self.key, type(exc).__name__, exc)
 
 
 def _result(parsing: Future[Any] | None) -> Any:
@@ -288,7 +289,7 @@ def _result(parsing: Future[Any] | None) -> Any:
     try:
         return parsing.result()
     except Exception as exc:  # noqa: BLE001 - a dead worker costs speed, never mail
-        log.warning(f"imap parse worker failed ({type(exc).__name__}: {exc}); parsing in process")
+        log.warning("imap parse worker failed (%s: %s); parsing in process", type(exc).__name__, exc)
         return None
 
 

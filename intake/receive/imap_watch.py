@@ -67,11 +67,11 @@ class ImapWatcher:
             except (ImapError, IngestUnavailable, OSError, IMAPClientError, EOFError) as exc:
                 # poll() has logged and recorded it already; IDLE errors are translated here.
                 if not isinstance(exc, ImapError | IngestUnavailable):
-                    log.warning(f"imap {self.poller.key}: {translate(exc, self.poller.key)}")
+                    log.warning("imap %s: %s", self.poller.key, translate(exc, self.poller.key))
                     self.poller.close()
                 self._back_off(config_problem=isinstance(exc, ImapConfigProblem))
-            except Exception:  # noqa: BLE001 - a bug must not kill the thread silently or spin
-                log.exception(f"imap {self.poller.key}: poll crashed")
+            except Exception:
+                log.exception("imap %s: poll crashed", self.poller.key)
                 self.poller.close()
                 self._back_off(config_problem=False)
 
@@ -82,7 +82,7 @@ class ImapWatcher:
     def _back_off(self, config_problem: bool) -> None:
         self.failures += 1
         delay = self.backoff_max if config_problem else self.backoff_delay()
-        log.debug(f"imap {self.poller.key}: retrying in {delay:.0f}s (failure {self.failures})")
+        log.debug("imap %s: retrying in %.0fs (failure %s)", self.poller.key, delay, self.failures)
         self.stop_event.wait(delay)
 
     def _idle(self) -> None:
@@ -95,7 +95,7 @@ class ImapWatcher:
             while not self.stop_event.is_set() and time.monotonic() < deadline:
                 responses = client.idle_check(timeout=WAKE_SECONDS)
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                    log.debug(f"imap {self.poller.key}: IDLE woke up: {responses!r}")
+                    log.debug("imap %s: IDLE woke up: %r", self.poller.key, responses)
                     break
         finally:
             client.idle_done()

@@ -53,7 +53,7 @@ class SupportAddressHandler:
                 None, lambda: self.pipeline.ingest(data, "smtp", tuple(envelope.rcpt_tos))
             )
         except IngestUnavailable as exc:
-            log.error(f"smtp intake deferred a message: {exc}")
+            log.error("smtp intake deferred a message: %s", exc)
             return self._per_recipient(server, envelope, "451 4.3.0 cannot store the message now, try again later")
         return self._per_recipient(server, envelope, f"250 2.0.0 {result.key or result.action} queued")
 
@@ -88,7 +88,7 @@ class SmtpReceiver:
         self.controller = controller(self.handler, hostname=self.settings.host, port=self.settings.port,
                                      ready_timeout=10, **kwargs)
         self.controller.start()
-        log.info(f"{self.settings.protocol} intake listening on {self.settings.host}:{self.settings.port}")
+        log.info("%s intake listening on %s:%s", self.settings.protocol, self.settings.host, self.settings.port)
 
     @property
     def port(self) -> int:
