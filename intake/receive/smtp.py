@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import re
 import socket
 from typing import Any
 
@@ -22,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from config import SmtpInSettings, SupportSettings
 from core.errors import UserError
 from intake.pipeline import IngestPipeline, IngestUnavailable
+from tickets.our_mail import is_our_address
 
 log = logging.getLogger("hypercare.smtp")
 
@@ -33,13 +33,11 @@ class PortInUse(UserError):
 class SupportAddressHandler:
     def __init__(self, pipeline: IngestPipeline, support: SupportSettings) -> None:
         self.pipeline = pipeline
-        self._accept = re.compile(
-            rf"^{re.escape(support.local_part)}(\+[^@]*)?@{re.escape(support.domain)}$", re.IGNORECASE
-        )
+        self.support = support
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if not self._accept.match(address):
+        if not is_our_address(self.support, address):
             return "550 5.1.1 no such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
