@@ -78,7 +78,7 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:
-        raise  # one line, exit 2 (USER_ERRORS)
+        raise  # a UserError: one line, exit 2
     except (ImapError, IngestUnavailable) as exc:
         progress.finish(None)
         print(f"error: {exc}; nothing was lost, the rest stays in the mailbox for the next poll", file=app.err)

@@ -8,7 +8,7 @@ new message (quote-stripped), a short summary of the thread before it, the ticke
 severity and due time, and carries the ticket's signed ``Reply-To`` so the reader can answer
 the reporter or act with ``#commands`` straight from it.
 
-Why the guards sit here and not in the caller: it is ``ReplyHandler.reporter_update``, called
+Why the guards sit here and not in the caller: it is ``ReporterReplies.notify_team`` (replies.reporter_reply), called
 only for a mail that threaded into an open ticket or reopened a resolved one (ignored mail,
 duplicates and ratings never get there); this module still refuses team members (their
 replies are commands or answers, not news for the team) and anyone not taking part in the
@@ -51,7 +51,7 @@ def update_recipients(config: Config, ticket: Ticket) -> list[str]:
 
 
 class ReporterUpdates:
-    """``ReplyHandler.reporter_update``: queue the notice in the transaction that stored the reply."""
+    """``ReporterReplies.notify_team``: queue the notice in the transaction that stored the reply."""
 
     def __init__(self, config: Config, renderer: Renderer, tokens: ReplyTokens, team: TeamNotices) -> None:
         self.config = config

@@ -1,1 +1,2 @@
-"""The domain every room shares: models, store, clock, SLA calendar, hypercare phases."""
+"""The domain every room shares and that imports no room: models, store, clock, SLA and calendar,
+phases, tokens, lifecycle operations, health, and how the desk recognises its own mail."""
