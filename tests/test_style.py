@@ -109,3 +109,37 @@ def test_no_module_over_the_size_limit():
         sources += [p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts]
     too_long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not too_long, f"split these modules (over {MAX_LINES} lines): {too_long}"
+
+
+def test_every_exception_the_desk_defines_has_the_one_root():
+    """A new exception outside the tree would turn a user's mistake into a traceback (service.main)."""
+    import importlib
+
+    from core.errors import HypercareError
+
+    strays = []
+    for module in source_modules():
+        if module in COMPOSITION:
+            continue
+        loaded = importlib.import_module(module)
+        for name, value in vars(loaded).items():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == module:
+                if not issubclass(value, HypercareError):
+                    strays.append(f"{module}.{name}")
+    assert not strays, f"derive these from core.errors (UserError, TryLater or HypercareError): {strays}"
+
+
+def test_service_turns_the_two_branches_into_their_exit_codes(monkeypatch, capsys):
+    import service
+    from core.errors import TryLater, UserError
+
+    def failing(error):
+        def handler(app, args):
+            raise error
+        return handler
+
+    for error, code in ((UserError("[support] address: fix it"), 2), (TryLater("database is locked"), 75)):
+        monkeypatch.setattr(service, "cmd_tick", failing(error))
+        assert service.main(["tick"]) == code
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(error) in err and "Traceback" not in err
