@@ -4,7 +4,9 @@ Why a stage of its own: every receiver delivers at least once (an IMAP crash bef
 MOVE, an MTA retrying after a lost 250, two instances polling one mailbox), so exactly-once
 *effect* rests here.  A mail is the same when its Message-ID is, or, for a mail without
 one, when its content hash is.  A second instance storing the same Message-ID at the same
-moment is caught by the unique index when the message row is written.
+moment is caught by the unique index when the message row is written; ``judge_conflict``
+then *looks* before calling it a duplicate, because other unique keys (a ticket number, a
+counter row) fail the same way and such a mail must be retried or quarantined, never dropped.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.parse.message import ParsedMessage
 from tickets.models import Message
 
 _CHUNK = 500  # bound the IN (...) lists
+# How often one mail is stored again after a uniqueness conflict that was not its own duplicate.
+CONFLICT_ATTEMPTS = 3
 
 
 @dataclass
@@ -61,3 +66,28 @@ def _stored(session: Session, column: Any, values: set[str]) -> set[str]:
     for start in range(0, len(ordered), _CHUNK):
         found.update(session.scalars(select(column).where(column.in_(ordered[start:start + _CHUNK]))))
     return found
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """What a uniqueness error while storing one mail means: ``duplicate``, ``retry`` or ``quarantine``."""
+
+    verdict: str
+    reason: str
+
+
+def judge_conflict(session: Session, parsed: ParsedMessage, error: IntegrityError, attempt: int,
+                   attempts: int = CONFLICT_ATTEMPTS) -> Conflict:
+    """Decide by looking, after the failed SAVEPOINT was rolled back (any write path may call it).
+
+    The same Message-ID (or content hash) now stored -> a concurrent copy: duplicate.  Anything else
+    (a counter row, a ticket number) -> store the mail again, *attempts* times in all; then quarantine
+    with the database's reason.  Before issue 11 every such error was called a duplicate, and accepted
+    mail was answered 250 and dropped.
+    """
+    if find_duplicate(session, parsed) is not None:
+        return Conflict("duplicate", "stored concurrently")
+    detail = str(error.orig).strip().splitlines()[0][:300] if error.orig is not None else str(error)[:300]
+    if attempt < attempts:
+        return Conflict("retry", f"uniqueness conflict (attempt {attempt}): {detail}")
+    return Conflict("quarantine", f"uniqueness conflict not resolved after {attempt} attempts: {detail}")

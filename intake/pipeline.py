@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from config import Config
 from core.email_headers import CachingPolicy
 from core.errors import TryLater
-from intake.dedup import KnownMessages, find_duplicate
+from intake.dedup import KnownMessages, find_duplicate, judge_conflict
 from intake.guards.rules import GuardContext, GuardHit, first_hit
 from intake.opening import TicketOpener
 from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
@@ -164,22 +164,30 @@ class IngestPipeline:
 
     def _ingest_parsed(self, session: Session, mail: RawMail, parsed: ParsedMessage, memo: _BatchMemo,
                        shunt: bool) -> IngestResult:
-        savepoint = session.begin_nested()
-        try:
-            result = self._store(session, parsed, mail.source, memo)
-            savepoint.commit()
-            return result
-        except IntegrityError:
-            # A concurrent instance stored the same Message-ID first: that is a duplicate.
-            savepoint.rollback()
-            return IngestResult("duplicate", parsed.message_id, detail="stored concurrently")
-        except (OperationalError, DBAPIError):
-            savepoint.rollback()
-            raise
-        except Exception as exc:
-            savepoint.rollback()
-            log.exception("<%s> stage failed, quarantined", parsed.message_id)
-            return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
+        attempt = 0
+        while True:
+            attempt += 1
+            savepoint = session.begin_nested()
+            try:
+                result = self._store(session, parsed, mail.source, memo)
+                savepoint.commit()
+                return result
+            except IntegrityError as exc:
+                savepoint.rollback()
+                conflict = judge_conflict(session, parsed, exc, attempt)
+                if conflict.verdict == "duplicate":
+                    return IngestResult("duplicate", parsed.message_id, detail=conflict.reason)
+                if conflict.verdict == "quarantine":
+                    log.error("<%s> %s; quarantined", parsed.message_id, conflict.reason)
+                    return self._quarantine(session, mail, conflict.reason, shunt)
+                log.warning("<%s> %s; storing it again", parsed.message_id, conflict.reason)
+            except (OperationalError, DBAPIError):
+                savepoint.rollback()
+                raise
+            except Exception as exc:
+                savepoint.rollback()
+                log.exception("<%s> stage failed, quarantined", parsed.message_id)
+                return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
 
     def _store(self, session: Session, parsed: ParsedMessage, source: str, memo: _BatchMemo) -> IngestResult:
         now = self.clock.now()

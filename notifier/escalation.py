@@ -165,6 +165,9 @@ class Escalator:
         """Record the level (and skipped ones) and queue the mail, atomically; None if already done."""
         to = self.recipients(ticket, tier)
         headline = self._headline(ticket, level, now)
+        # begin_nested() flushes what is pending (a new ticket from the pipeline): flush it out here, so a
+        # uniqueness error of *that* goes to its owner and is not taken for "level already recorded".
+        session.flush()
         try:
             # One SAVEPOINT for the rows, the mail and the event: a failure anywhere leaves the level
             # unrecorded (so the next sweep tries again), never recorded without its mail.

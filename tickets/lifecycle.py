@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Config
@@ -22,8 +22,16 @@ def ticket_key(prefix: str, number: int) -> str:
     return f"{prefix}-{number}"
 
 
+# One sequence for every prefix: ``tickets.number`` is unique across prefixes, so a counter per prefix
+# restarted at 1 after a change of ``[support] ticket_prefix`` and every new ticket collided (issue 11).
+# Created on first use above the highest number stored, so a desk that counted per prefix continues.
+TICKET_COUNTER = "ticket"
+
+
 def allocate_key(session: Session, prefix: str) -> tuple[int, str]:
-    number = next_number(session, f"ticket:{prefix}")
+    """The next ticket number (from the one sequence that survives a prefix change) and its key."""
+    number = next_number(session, TICKET_COUNTER, floor=select(func.coalesce(func.max(Ticket.number), 0))
+                         .scalar_subquery())
     return number, ticket_key(prefix, number)
 
 

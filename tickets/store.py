@@ -12,8 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, inspect, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    ScalarSelect,
+    bindparam,
+    create_engine,
+    event,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,15 +117,23 @@ _NEXT_NUMBER = (update(_COUNTERS).where(_COUNTERS.c.name == bindparam("counter_n
                 .values(value=_COUNTERS.c.value + 1).returning(_COUNTERS.c.value))
 
 
-def next_number(session: Session, name: str) -> int:
-    """Atomically increment counter *name* (row lock on PostgreSQL, write lock on SQLite)."""
+def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0) -> int:
+    """Atomically increment counter *name* (row lock on PostgreSQL, write lock on SQLite).
+
+    A missing counter row is created with ``INSERT ... ON CONFLICT DO NOTHING`` starting at *floor*
+    (a number or a scalar subquery, e.g. the highest ticket number already stored): two instances
+    racing to create it on a fresh database both go on to the UPDATE, which the row lock orders.
+    A plain INSERT here made every racer but one fail with a uniqueness error (issue 11).
+    """
     # A Core statement on the table: the ORM's bulk-UPDATE path (and its autoflush) cost 0.5 ms per ticket.
     result = session.execute(_NEXT_NUMBER, {"counter_name": name}).scalar_one_or_none()
-    if result is not None:
-        return int(result)
-    session.add(Counter(name=name, value=1))
-    session.flush()
-    return 1
+    if result is None:
+        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        start = floor if isinstance(floor, ScalarSelect) else literal(floor, BigInteger)
+        session.execute(insert(_COUNTERS).from_select(["name", "value"], select(literal(name), start))
+                        .on_conflict_do_nothing(index_elements=["name"]))
+        result = session.execute(_NEXT_NUMBER, {"counter_name": name}).scalar_one()
+    return int(result)
 
 
 def get_setting(session: Session, key: str) -> str | None:
