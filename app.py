@@ -26,6 +26,7 @@ from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.render import Renderer
 from notifier.reporter_update import ReporterUpdates
+from notifier.resolution_ladder import ResolutionLadder
 from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
 from replies.command_syntax import COMMANDS
@@ -110,6 +111,11 @@ class App:
         """The escalation ladder (``sla sweep``) and the immediate P1 escalation."""
         notices = TeamNotices(self.config, self.renderer, self.tokens, self.sla, COMMANDS.help_lines())
         return Escalator(self.config, self.store, self.clock, self.sla, notices)
+
+    @cached_property
+    def resolution_ladder(self) -> ResolutionLadder:
+        """Chases open tickets towards their ``[sla.resolution]`` target (owner, then the PMs)."""
+        return ResolutionLadder(self.config, self.store, self.clock, self.sla, self.escalator)
 
     @cached_property
     def notices(self) -> Notices:

@@ -231,23 +231,36 @@ def _rules(reader: Reader, raw: Any) -> RulesSettings:
 
 
 def _sla(reader: Reader, raw: Any) -> SlaSettings:
-    table = reader.table("sla", raw, {*SEVERITIES, "escalate_at", "resolution"})
+    table = reader.table("sla", raw, {*SEVERITIES, "escalate_at", "resolution", "resolution_escalate_at"})
     defaults = SlaSettings()
     targets = dict(defaults.targets)
     for severity in SEVERITIES:
         if severity in table:
             targets[severity] = str(reader.get("sla", table, severity, str))
-    escalate_at = defaults.escalate_at
-    if "escalate_at" in table:
-        value = table["escalate_at"]
-        if not isinstance(value, list) or not all(isinstance(v, int | float) and 0 < v <= 5 for v in value):
-            raise reader.fail("[sla] escalate_at", "must be a list of fractions like [0.5, 0.8, 1.0]")
-        escalate_at = tuple(sorted(float(v) for v in value))
-    resolution: dict[str, str] = {}
+    escalate_at = _fractions(reader, table, "escalate_at", defaults.escalate_at)
+    resolution_escalate_at = _fractions(reader, table, "resolution_escalate_at", defaults.resolution_escalate_at)
+    # Per severity over the defaults (P1 same business day, P2 2 business days); "none" switches one off.
+    resolution = dict(defaults.resolution)
     if "resolution" in table:
         res = reader.table("sla.resolution", table["resolution"], set(SEVERITIES))
-        resolution = {k: str(v) for k, v in res.items()}
-    return SlaSettings(targets=targets, resolution=resolution, escalate_at=escalate_at)
+        for severity in res:
+            value = str(reader.get("sla.resolution", res, severity, str)).strip()
+            if value.lower() in ("", "none", "off"):
+                resolution.pop(severity, None)
+            else:
+                resolution[severity] = value
+    return SlaSettings(targets=targets, resolution=resolution, escalate_at=escalate_at,
+                       resolution_escalate_at=resolution_escalate_at)
+
+
+def _fractions(reader: Reader, table: dict[str, Any], key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 5 for v in value):
+        raise reader.fail(f"[sla] {key}", "must be a list of fractions like [0.5, 0.8, 1.0]")
+    return tuple(sorted(float(v) for v in value))
 
 
 def _feedback(value: Any) -> str:
@@ -259,6 +272,12 @@ def _feedback(value: Any) -> str:
     unknown = sorted(words - phases)
     if unknown:
         raise ValueError(f'unknown phase {unknown[0]!r}; use "on", "off" or phases from {", ".join(sorted(phases))}')
+    return str(value)
+
+
+def _confirmations(value: Any) -> str:
+    if value not in ("problems", "all"):
+        raise ValueError(f'must be "problems" (only when something was not done) or "all", got {value!r}')
     return str(value)
 
 
@@ -301,6 +320,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "rules": _rules,
     "sla": _sla,
     "intake": _simple("intake", IntakeSettings),
-    "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings, {"feedback": _feedback}),
+    "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings,
+                                                {"feedback": _feedback, "confirmations": _confirmations}),
     "exit": _exit,
 }

@@ -132,8 +132,12 @@ class SlaSettings:
     targets: dict[str, str] = field(
         default_factory=lambda: {"P1": "1h", "P2": "4h", "P3": "1 business day", "P4": "next sprint"}
     )
-    resolution: dict[str, str] = field(default_factory=dict)
+    # Resolution targets (issue 14): the phase goals "all P1 resolved the same day", "P2 within 2 days".
+    resolution: dict[str, str] = field(
+        default_factory=lambda: {"P1": "same business day", "P2": "2 business days"})
     escalate_at: tuple[float, ...] = (0.5, 0.8, 1.0)
+    # The resolution ladder: the lower levels to the owner (assignee, else the role), 100 % also the PMs.
+    resolution_escalate_at: tuple[float, ...] = (0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class NotifierSettings:
     retry_max_seconds: float = 3600.0
     batch_size: int = 100
     feedback: str = "on"  # on | off | phases asking for a rating, e.g. "stabilisation,transition"
+    # "Done: ..." mail after a team reply: "problems" (default) only when a line was not done, "all" always.
+    confirmations: str = "problems"
 
 
 @dataclass(frozen=True)

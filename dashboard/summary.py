@@ -97,7 +97,7 @@ def _open_tickets(session: Session, ctx: DashboardContext) -> list[dict[str, Any
         row["seconds_left"] = ((ticket.response_due - ctx.now).total_seconds()
                                if ticket.response_due is not None else None)
         rows.append(row)
-    order = {"breached": 0, "at_risk": 1, "running": 2, "paused": 3, "answered": 4}
+    order = {"breached": 0, "at_risk": 1, "running": 2, "scheduled": 3, "paused": 4, "answered": 5}
     far = datetime.max.replace(tzinfo=ctx.now.tzinfo)
     rows.sort(key=lambda r: (order[r["sla_state"]], r["severity"], r["due"] or far, r["key"]))
     return rows
@@ -110,6 +110,8 @@ def _sla_state(ctx: DashboardContext, ticket: Ticket) -> tuple[str, float | None
         return "running", None
     if ticket.status == "waiting_on_customer" or ticket.paused_at is not None:
         return "paused", None
+    if ctx.sla.is_scheduled(ticket.severity):
+        return "scheduled", None  # a P4 waits for its sprint: scheduled, never "breached" (issue 14)
     fraction = ctx.sla.fraction_elapsed(ticket.severity, ticket.created_at, ticket.response_due, ctx.now)
     if fraction >= 1.0:
         return "breached", fraction

@@ -143,6 +143,8 @@ class Escalator:
 
     def _sweep_one(self, session: Session, ticket: Ticket, events: list[Event],
                    done: set[tuple[int, int, str]], now: datetime) -> Escalated | None:
+        if self.sla.is_scheduled(ticket.severity):
+            return None  # P4 "next sprint": scheduled, told at triage, never chased or "breached"
         reached_fraction = fraction(self.sla, ticket, pauses_from(events), now)
         if reached_fraction is None:
             return None
@@ -162,9 +164,15 @@ class Escalator:
 
     def _escalate(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int, level: str, tier: str,
                   skipped: Sequence[str] = ()) -> Escalated | None:
-        """Record the level (and skipped ones) and queue the mail, atomically; None if already done."""
-        to = self.recipients(ticket, tier)
-        headline = self._headline(ticket, level, now)
+        return self.record(session, ticket, now, cycle=cycle, level=level, tier=tier, skipped=skipped,
+                           to=self.recipients(ticket, tier), headline=self._headline(ticket, level, now))
+
+    def record(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int, level: str, tier: str,
+               to: list[str], headline: Headline, skipped: Sequence[str] = ()) -> Escalated | None:
+        """Record the level (and skipped ones) and queue the mail, atomically; None if already done.
+
+        Public for the resolution ladder (``notifier.resolution_ladder``), which keys its own levels.
+        """
         # begin_nested() flushes what is pending (a new ticket from the pipeline): flush it out here, so a
         # uniqueness error of *that* goes to its owner and is not taken for "level already recorded".
         session.flush()

@@ -55,7 +55,8 @@ class ActContext:
                      data=data, message_row_id=self.message.id)
 
     def first_response(self) -> None:
-        """The reporter got mail written by a person: stop the response clock (met or breached)."""
+        """A person on the team responded (an answer, ``#ack``, ``#wait``, ``#resolve``): stop the response
+        clock (met or breached), which ends the response ladder (issue 14: "the ladder listens")."""
         if record_first_response(self.sla, self.ticket, pauses_from(self.ticket.events), self.now):
             verdict = "met" if self.ticket.response_met else "breached"
             self.event("first_response", f"first response {verdict}",
@@ -92,6 +93,7 @@ class AckAction(Action):
         ctx.event("acknowledged", f"acknowledged by {ctx.member.name}: {', '.join(changes)}",
                   {"assignee": ticket.assignee})
         ctx.done.append(f"acknowledged ({', '.join(changes)})")
+        ctx.first_response()
 
 
 class WaitAction(Action):
@@ -105,6 +107,7 @@ class WaitAction(Action):
         if ticket.status == "waiting_on_customer":
             ctx.not_done.append((command.line, "already waiting on the reporter"))
             return
+        ctx.first_response()  # before the pause: the clock stops at now, not at paused_at
         ticket.status = "waiting_on_customer"
         ticket.paused_at = ctx.now
         ctx.event("paused", f"waiting on the reporter (by {ctx.member.name}); SLA clock paused")

@@ -69,6 +69,9 @@ class ReporterReplies:
         if ticket.paused_at is not None and ticket.response_due is not None and ticket.first_response_at is None:
             ticket.response_due = self.sla.shift_for_pause(ticket.severity, ticket.response_due,
                                                            ticket.paused_at, now)
+        if ticket.paused_at is not None and ticket.resolution_due is not None:
+            # The resolution ladder does not chase a ticket that waits on the reporter: the wait is given back.
+            ticket.resolution_due = ticket.resolution_due + (now - ticket.paused_at)
         ticket.paused_at = None
         ticket.status = "in_progress"
         record_event(session, ticket, "resumed", now, actor=actor, detail="reporter replied; SLA clock resumed",

@@ -67,7 +67,10 @@ class TeamReplyHandler:
             message.disposition = "comment"
             record_event(session, ticket, "comment", now, actor=member.email, detail=first_line(reply.text),
                          data={"reason": "nothing to do"}, message_row_id=message.id)
-        self.notices.confirmation(session, ticket, member, message, ctx.done, ctx.not_done, now)
+        if ctx.not_done or self.config.notifier.confirmations == "all":
+            # Issue 14: a "Done:" mail for every #ack was a third of the on-call member's mail; what was
+            # done is in the audit events (``show``), and a refusal or a partial refusal is always mailed.
+            self.notices.confirmation(session, ticket, member, message, ctx.done, ctx.not_done, now)
         summary = ", ".join([*(f"#{c.name}" for c in reply.commands), *(["answer"] if reply.text else [])])
         log.info("%s team reply by %s: %s", ticket.key, member.email, summary or 'empty')
         return ReplyOutcome("command", ticket, f"by {member.email}: {summary or 'nothing'}")

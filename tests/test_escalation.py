@@ -203,12 +203,13 @@ def test_cli_sla_sweep_and_tick(tmp_path):
 
     assert run("ingest", "req.eml", "--now", "2026-11-23T09:00:00Z").returncode == 0
     early = run("sla", "sweep", "--now", "2026-11-23T10:59:00Z")
-    assert early.returncode == 0 and early.stdout.decode().strip() == "checked 1, escalated 0, errors 0"
+    assert early.returncode == 0 and early.stdout.decode().splitlines() == [
+        "response: checked 1, escalated 0, errors 0", "resolution: checked 1, escalated 0, errors 0"]
     swept = run("sla", "sweep", "--now", "2026-11-23T11:30:00Z")
     assert "HC-1 escalated level=0.5 cycle=0 to tim@example.com" in swept.stdout.decode()
     tick = run("tick", "--now", "2026-11-23T12:20:00Z")
     assert tick.returncode == 0, tick.stderr.decode()
-    assert "sla: checked 1, escalated 1, errors 0" in tick.stdout.decode()
+    assert "sla: response: checked 1, escalated 1, errors 0; resolution: checked 1" in tick.stdout.decode()
     shown = json.loads(run("show", "HC-1", "--json").stdout)
     assert [e["detail"] for e in shown["events"] if e["kind"] == "escalated"] == [
         "Escalation 50%: tim@example.com", "Escalation 80%: tim@example.com, olga@example.com"]

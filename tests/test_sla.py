@@ -195,9 +195,17 @@ def test_resolution_targets(tmp_path) -> None:
     policy = SlaPolicy.from_config(config, GO_LIVE)
     opened = berlin(2026, 11, 27, 16, 0)
     assert policy.resolution_due("P1", opened) == berlin(2026, 11, 28, 0, 0)
-    assert policy.resolution_due("P2", opened) is None
+    assert policy.resolution_due("P2", opened) == berlin(2026, 12, 1, 16, 0)  # default: 2 business days
     assert policy.resolution_due("P3", opened) == berlin(2026, 12, 4, 16, 0)
-    assert SlaPolicy.from_config(make_config(tmp_path), GO_LIVE).resolution_due("P1", opened) is None
+    assert policy.resolution_due("P4", opened) is None
+    defaults = SlaPolicy.from_config(make_config(tmp_path), GO_LIVE)
+    # Issue 14's phase goal "all P1 resolved the same day": the end of that business day ...
+    assert defaults.resolution_due("P1", opened) == berlin(2026, 11, 27, 17, 0)
+    # ... or, reported at night / on the weekend, the end of the next business day.
+    assert defaults.resolution_due("P1", berlin(2026, 11, 28, 3, 0)) == berlin(2026, 11, 30, 17, 0)
+    assert defaults.resolution_target("P1").label == "the same business day"
+    off = SlaPolicy.from_config(make_config(tmp_path, sla={"resolution": {"P2": "none"}}), GO_LIVE)
+    assert off.resolution_due("P2", opened) is None and off.resolution_due("P1", opened) is not None
 
 
 def test_embedded_defaults_run_in_utc() -> None:

@@ -13,7 +13,9 @@ Target strings (``[sla] P1..P4`` and ``[sla.resolution] P1..P4``):
   business hours, 8 h for 09:00-17:00), ``"2 business days"``, ``"4 business hours"``;
 * ``"next sprint"``: the start of business on the first day of the next sprint
   (``sprint_start + k * sprint_days``), or the first business start after it when that
-  day is a weekend or holiday.
+  day is a weekend or holiday;
+* ``"same business day"`` (meant for resolution): the end of business of the day the
+  clock first runs (a ticket opened at night is due at the end of the next business day).
 
 Every target is parsed when the policy is built, so a typo fails at start with one line
 (``SlaConfigError``), not when the first ticket of that severity arrives.
@@ -34,8 +36,9 @@ from tickets.clock import as_utc
 WALL = "wall"
 BUSINESS = "business"
 SPRINT = "sprint"
+SAME_DAY = "same_day"
 
-_EXAMPLE = 'use e.g. "4h", "30m", "2 days", "1 business day" or "next sprint"'
+_EXAMPLE = 'use e.g. "4h", "30m", "2 days", "1 business day", "same business day" or "next sprint"'
 
 # canonical unit name -> (seconds, spellings)
 _WALL_UNITS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -62,8 +65,8 @@ class SlaConfigError(ConfigError):
 class Target:
     """One parsed target: which clock it runs on and how long it is."""
 
-    kind: str  # WALL | BUSINESS | SPRINT
-    seconds: float  # wall or business seconds; 0 for SPRINT
+    kind: str  # WALL | BUSINESS | SPRINT | SAME_DAY
+    seconds: float  # wall or business seconds; 0 for SPRINT and SAME_DAY
     label: str  # "4 hours", "1 business day", "next sprint"
 
 
@@ -73,6 +76,8 @@ def parse_target(text: str, day_seconds: float, where: str = "[sla]") -> Target:
     value = " ".join(raw.strip().lower().split())
     if value in ("next sprint", "next-sprint", "sprint"):
         return Target(SPRINT, 0.0, "next sprint")
+    if value in ("same business day", "same day", "same-day"):
+        return Target(SAME_DAY, 0.0, "the same business day")
     business = False
     if "business" in value:
         business = True
@@ -184,6 +189,17 @@ class SlaPolicy:
         """
         return self.target(severity).kind != WALL
 
+    def is_scheduled(self, severity: str) -> bool:
+        """True when the first response is promised for a sprint, not within a time.
+
+        Such a ticket (P4 by default) is "scheduled" until its sprint starts: the response
+        ladder does not chase it and it is never reported as breached (issue 14).
+        """
+        return self.target(severity).kind == SPRINT
+
+    def resolution_target(self, severity: str) -> Target | None:
+        return self.resolution.get(severity)
+
     def next_sprint_start(self, when: datetime) -> datetime:
         """Business start of the first sprint that begins on a later local day than *when*."""
         today = as_utc(when).astimezone(self.tz).date()
@@ -195,7 +211,10 @@ class SlaPolicy:
 
     def elapsed(self, severity: str, start: datetime, end: datetime) -> float:
         """Seconds from *start* to *end* on the severity's clock; negative if *end* is earlier."""
-        if self.uses_business_time(severity):
+        return self._elapsed(self.uses_business_time(severity), start, end)
+
+    def _elapsed(self, business: bool, start: datetime, end: datetime) -> float:
+        if business:
             return self.calendar.business_seconds_between(start, end)
         return (as_utc(end) - as_utc(start)).total_seconds()
 
@@ -233,13 +252,21 @@ class SlaPolicy:
         and *f* exactly at ``at_fraction(..., f)``.  A target of zero length on its clock (a P4
         reported on the weekend before the sprint starts) is 0.0 before due and 1.0 from due.
         """
+        return self._fraction(self.uses_business_time(severity), start, due, now)
+
+    def resolution_fraction(self, severity: str, start: datetime, due: datetime, now: datetime) -> float:
+        """``fraction_elapsed`` on the clock of the severity's *resolution* target (issue 14)."""
+        target = self.resolution.get(severity)
+        return self._fraction(target is not None and target.kind != WALL, start, due, now)
+
+    def _fraction(self, business: bool, start: datetime, due: datetime, now: datetime) -> float:
         due_reached = as_utc(now) >= as_utc(due)
-        total = self.elapsed(severity, start, due)
+        total = self._elapsed(business, start, due)
         if total <= 0:
             return 1.0 if due_reached else 0.0
         # Rounded to 1e-9 so the instant ``at_fraction`` returns (microsecond-rounded)
         # compares >= the level exactly; the sweep can then use plain ``>=``.
-        fraction = max(0.0, round(self.elapsed(severity, start, now) / total, 9))
+        fraction = max(0.0, round(self._elapsed(business, start, now) / total, 9))
         # On a business clock the last business second can be long before *due* (a P4 due
         # Monday 09:00 has used all its business time by Friday 17:00): breach is *due*.
         return max(fraction, 1.0) if due_reached else min(fraction, _JUST_BELOW_ONE)
@@ -266,4 +293,9 @@ class SlaPolicy:
             return start + timedelta(seconds=target.seconds)
         if target.kind == BUSINESS:
             return self.calendar.add_business_seconds(start, target.seconds)
+        if target.kind == SAME_DAY:
+            first = self.calendar.next_business_start(start)
+            window = self.calendar.window(self.calendar.local_date(first))
+            assert window is not None  # next_business_start lands inside a window
+            return window[1]
         return self.next_sprint_start(start)
