@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -79,6 +79,21 @@ class SweepReport:
     def summary(self) -> str:
         return f"checked {self.checked}, escalated {len(self.escalated)}, errors {len(self.errors)}"
 
+    def run(self, ticket: Ticket, step: Callable[[], Escalated | None]) -> None:
+        """One ticket's step of a sweep: a failure is reported and the sweep goes on with the next one."""
+        try:
+            escalated = step()
+        except Exception as exc:
+            log.exception("%s escalation failed", ticket.key)
+            self.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
+            return
+        if escalated is not None:
+            self.escalated.append(escalated)
+
+    def log(self) -> None:
+        for item in self.escalated:
+            log.info(item.line())
+
 
 class Escalator:
     def __init__(self, config: Config, store: Store, clock: Clock, sla: SlaPolicy, notices: TeamNotices) -> None:
@@ -116,16 +131,8 @@ class Escalator:
             report.checked = len(tickets)
             events, done = self._history(session, [t.id for t in tickets])
             for ticket in tickets:
-                try:
-                    escalated = self._sweep_one(session, ticket, events[ticket.id], done, now)
-                except Exception as exc:
-                    log.exception("%s escalation failed", ticket.key)
-                    report.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
-                    continue
-                if escalated is not None:
-                    report.escalated.append(escalated)
-        for item in report.escalated:
-            log.info(item.line())
+                report.run(ticket, lambda t=ticket: self._sweep_one(session, t, events[t.id], done, now))
+        report.log()
         return report
 
     def _history(self, session: Session, ids: list[int]) -> tuple[dict[int, list[Event]], set[tuple[int, int, str]]]:

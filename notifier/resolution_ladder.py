@@ -17,7 +17,6 @@ reporter replies).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from sqlalchemy import select
@@ -31,8 +30,6 @@ from tickets.models import OPEN_STATUSES, Escalation, Event, Ticket
 from tickets.response_clock import SEVERITY_CHANGED, cycle_of, format_duration
 from tickets.sla import SlaPolicy
 from tickets.store import Store
-
-log = logging.getLogger("hypercare.escalation")
 
 PREFIX = "res-"
 OWNER = "owner"
@@ -70,16 +67,9 @@ class ResolutionLadder:
                                                              Event.kind == SEVERITY_CHANGED)) if ids else ():
                 changes.setdefault(event.ticket_id, []).append(event)
             for ticket in tickets:
-                try:
-                    escalated = self._sweep_one(session, ticket, cycle_of(changes.get(ticket.id, [])), done, now)
-                except Exception as exc:
-                    log.exception("%s resolution escalation failed", ticket.key)
-                    report.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
-                    continue
-                if escalated is not None:
-                    report.escalated.append(escalated)
-        for item in report.escalated:
-            log.info(item.line())
+                report.run(ticket, lambda t=ticket: self._sweep_one(
+                    session, t, cycle_of(changes.get(t.id, [])), done, now))
+        report.log()
         return report
 
     def _sweep_one(self, session: Session, ticket: Ticket, cycle: int, done: set[tuple[int, int, str]],
