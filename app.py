@@ -36,6 +36,7 @@ from replies.router import ReplyRouter
 from replies.team_reply import TeamReplyHandler
 from tickets.business_calendar import BusinessCalendar
 from tickets.clock import Clock
+from tickets.reply_secret import ReplySecretStore
 from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
@@ -72,8 +73,17 @@ class App:
 
     # --- domain ------------------------------------------------------------------------------
     @cached_property
+    def reply_secrets(self) -> ReplySecretStore:
+        return ReplySecretStore(self.store, dict(self.environ), self.config.replies.secret_grace_hours)
+
+    @cached_property
     def tokens(self) -> ReplyTokens:
-        return ReplyTokens(self._identity[1], self.config.support)
+        """Reply tokens; the secrets are re-read now and then, so a rotation reaches a running daemon."""
+        self._identity  # noqa: B018 - the database's birth is recorded on first start, before any token
+        tokens = ReplyTokens(lambda: self.reply_secrets.load(self.clock.now()), self.config.support,
+                             token_days=self.config.replies.token_days)
+        tokens.secrets()  # the first load may write (a new secret, the environment's fingerprint): never inside
+        return tokens     # a transaction of the pipeline, which would wait for its own write lock
 
     @cached_property
     def calendar(self) -> BusinessCalendar:
@@ -97,7 +107,7 @@ class App:
 
     @cached_property
     def outbox(self) -> Outbox:
-        return Outbox(self.store, self.clock, self.config.notifier)
+        return Outbox(self.store, self.clock, self.config.notifier, sign=self.tokens.sign_mail)
 
     def transport(self) -> Transport:
         return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir), self.environ)

@@ -29,6 +29,7 @@ import notifier.digest_cli
 import notifier.outbox_cli
 import notifier.sla_cli
 import tickets.cli
+import tickets.secret_cli
 from app import App
 from config import ConfigError, find_config_path, load_config
 from core.errors import EX_TEMPFAIL, EX_USAGE, TryLater, UserError
@@ -39,7 +40,7 @@ from tickets.clock import Clock, FrozenClock, OffsetClock, SystemClock, parse_in
 log = logging.getLogger("hypercare")
 
 COMMAND_ROOMS = (tickets.cli, intake.cli, intake.poll_cli, classifier.cli, notifier.outbox_cli,
-                 dashboard.cli, notifier.digest_cli, handover.cli, notifier.sla_cli)
+                 dashboard.cli, notifier.digest_cli, handover.cli, notifier.sla_cli, tickets.secret_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from config.settings import (
     ImapSettings,
     IntakeSettings,
     NotifierSettings,
+    ReplySettings,
     RulesSettings,
     SlaSettings,
     SmtpInSettings,
@@ -39,7 +40,8 @@ from config.settings import (
 
 __all__ = [
     "DAY_NAMES", "ROLES", "SEVERITIES", "Config", "ConfigError", "DashboardSettings", "DatabaseSettings",
-    "ExitSettings", "HypercareSettings", "ImapSettings", "IntakeSettings", "NotifierSettings", "RulesSettings",
+    "ExitSettings", "HypercareSettings", "ImapSettings", "IntakeSettings", "NotifierSettings", "ReplySettings",
+    "RulesSettings",
     "SlaSettings", "SmtpInSettings", "SmtpOutSettings", "StakeholderSettings", "SupportSettings", "TeamMember",
     "find_config_path", "load_config", "parse_config", "parse_date", "parse_time", "parse_weekday",
     "parse_weekdays",

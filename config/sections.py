@@ -24,6 +24,7 @@ from config.settings import (
     ImapSettings,
     IntakeSettings,
     NotifierSettings,
+    ReplySettings,
     RulesSettings,
     SlaSettings,
     SmtpInSettings,
@@ -303,6 +304,18 @@ def _exit(reader: Reader, raw: Any) -> ExitSettings:
         "criteria": names, "blocking_severities": severities, "sla_target": fraction})
 
 
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"expected a number greater than 0, got {value!r}")
+    return float(value)
+
+
+def _not_negative(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"expected a number of 0 or more, got {value!r}")
+    return float(value)
+
+
 def _simple(name: str, cls: type) -> Callable[[Reader, Any], Any]:
     return lambda reader, raw: reader.fill(name, raw, cls, {})
 
@@ -322,5 +335,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "intake": _simple("intake", IntakeSettings),
     "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings,
                                                 {"feedback": _feedback, "confirmations": _confirmations}),
+    "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {
+        "token_days": _positive, "secret_grace_hours": _not_negative}),
     "exit": _exit,
 }

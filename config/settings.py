@@ -160,6 +160,14 @@ class NotifierSettings:
 
 
 @dataclass(frozen=True)
+class ReplySettings:
+    """``[replies]``: how far a signed reply address reaches (``tickets.tokens``)."""
+
+    token_days: float = 14.0  # a signed Reply-To acts for this long after the mail was sent
+    secret_grace_hours: float = 24.0  # after a secret rotation, old tokens still act for this long
+
+
+@dataclass(frozen=True)
 class ExitSettings:
     """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
 
@@ -190,6 +198,7 @@ class Config:
     sla: SlaSettings = field(default_factory=SlaSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     notifier: NotifierSettings = field(default_factory=NotifierSettings)
+    replies: ReplySettings = field(default_factory=ReplySettings)
     exit: ExitSettings = field(default_factory=ExitSettings)
 
     def path(self, value: str) -> Path:

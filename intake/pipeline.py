@@ -196,6 +196,7 @@ class IngestPipeline:
         if hit is not None:
             # Guards first: our own mail coming back is "ignored by own-mail", not a duplicate of what we sent.
             if duplicate is None:
+                self._forget_tokens(parsed)
                 session.add(self._message_row(parsed, source, now, disposition="ignored", rule=hit.rule))
                 self._record_bounces(session, hit, now)
             return IngestResult("ignored", parsed.message_id, detail=f"{hit.rule}: {hit.reason}")
@@ -205,7 +206,8 @@ class IngestPipeline:
         # Someone whose address bounced writes to us again: the address works, stop suppressing it.
         session.execute(delete(BouncingRecipient).where(BouncingRecipient.email == parsed.from_addr))
 
-        match = find_thread(session, parsed, self.config, self.tokens)
+        match = find_thread(session, parsed, self.config, self.tokens, now)
+        self._forget_tokens(parsed)
         if match.ticket is not None:
             message = self._message_row(parsed, source, now, disposition="threaded")
             message.ticket = match.ticket
@@ -257,6 +259,16 @@ class IngestPipeline:
                                               reason=hit.reason[:500]))
             else:
                 row.last_at, row.count, row.reason = now, row.count + 1, hit.reason[:500]
+
+    def _forget_tokens(self, parsed: ParsedMessage) -> None:
+        """Redact reply tokens once they did their one job (threading): stored and quoted, a token
+        would be a credential for anyone who reads the ticket (``tickets.tokens``)."""
+        redact = self.tokens.redact
+        parsed.subject, parsed.body, parsed.body_full = redact(parsed.subject), redact(parsed.body), \
+            redact(parsed.body_full)
+        parsed.to, parsed.cc = [redact(a) for a in parsed.to], [redact(a) for a in parsed.cc]
+        parsed.envelope_recipients = [redact(a) for a in parsed.envelope_recipients]
+        parsed.raw = self.tokens.redact_bytes(parsed.raw)
 
     def _message_row(self, parsed: ParsedMessage, source: str, now: datetime, *, disposition: str,
                      rule: str | None = None) -> Message:

@@ -26,7 +26,8 @@ from tickets.tokens import ReplyTokens
 class ThreadMatch:
     ticket: Ticket | None  # the ticket the mail joins; None = open a new ticket
     via: str  # token | references | tag | none
-    token_valid: bool = False  # the mail carried this ticket's valid signed token
+    token_valid: bool = False  # the mail carried this ticket's signed token, valid for its sender
+    token_problem: str = ""  # why a genuine token did not count (expired, minted for someone else)
     linked: Ticket | None = None  # for a new ticket: the ticket it was quoting
 
 
@@ -51,14 +52,17 @@ class ReplyHandling(Protocol):
                now: datetime) -> ReplyOutcome | None: ...
 
 
-def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens: ReplyTokens) -> ThreadMatch:
-    signed = tokens.find_signed(parsed.all_recipients, parsed.subject)
-    if signed is not None:
-        key, valid = signed
-        ticket = find_by_key(session, key)
-        if ticket is not None and valid:
-            return ThreadMatch(ticket, "token", token_valid=True)
-        # A forged or foreign token proves nothing: fall through to the weaker evidence.
+def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens: ReplyTokens,
+                now: datetime) -> ThreadMatch:
+    signed = tokens.find_signed(parsed.all_recipients, parsed.subject, parsed.from_addr, now,
+                                [m.email for m in config.team])
+    if signed is not None and signed.genuine:
+        ticket = find_by_key(session, signed.key)
+        if ticket is not None:
+            # A token we minted names its ticket; it authorises only its own member, until it expires.
+            return ThreadMatch(ticket, "token", token_valid=signed.valid,
+                               token_problem=signed.reason(parsed.from_addr))
+    # A forged token proves nothing: fall through to the weaker evidence.
 
     ids = [i for i in [parsed.in_reply_to, *reversed(parsed.references)] if i]
     if ids:

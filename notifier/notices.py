@@ -107,10 +107,11 @@ class Notices:
             "confirmation", ticket=ticket, member_name=member.name, done=list(done),
             not_done=[{"what": w, "why": y} for w, y in not_done], severity=severity_label(ticket.severity),
             role=role_label(ticket.role), status=status_label(ticket.status), response_due=ticket.response_due,
-            commands=self.command_help, reply_address=self.tokens.reply_address(ticket.key),
+            commands=self.command_help, token_days=round(self.tokens.lifetime.total_seconds() / 86400),
             support=self.config.support, tz=tz)
+        # Signed for the member when it is sent (tickets.tokens.sign_mail): nothing stored carries the token.
         mail = OutgoingMail(kind="confirmation", to=[member.email], subject=rendered.subject, text=rendered.text,
-                            html=rendered.html, reply_to=self.tokens.reply_address(ticket.key),
+                            html=rendered.html, reply_to=self.tokens.unsigned_address(ticket.key),
                             in_reply_to=request.message_id, references=[*request.references, request.message_id],
                             auto_submitted="auto-replied")
         return enqueue(session, mail, key=f"confirmation:{short_key(request.message_id)}",

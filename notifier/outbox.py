@@ -17,7 +17,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -145,8 +145,12 @@ class Outbox:
     """Claims due rows and drives them through a transport."""
 
     def __init__(self, store: Store, clock: Clock, settings: NotifierSettings,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 sign: Callable[[bytes, Sequence[str], datetime], bytes] | None = None) -> None:
         self.store = store
+        # Signs the stored mail's reply-address placeholder for its recipient at send time
+        # (tickets.tokens.ReplyTokens.sign_mail): the database never holds the credential.
+        self.sign = sign
         self.clock = clock
         self.settings = settings
         self.rng = rng or random.Random()
@@ -232,8 +236,9 @@ class Outbox:
             report.suppressed += 1
             log.info("%s outbox item %s suppressed: all recipients bouncing", item.message_id, item.id)
             return True
+        data = item.mime if self.sign is None else self.sign(item.mime, recipients, self.clock.now())
         try:
-            refused = transport.send(item.sender, recipients, item.mime)
+            refused = transport.send(item.sender, recipients, data)
         except RelayUnavailable as exc:
             self._record_failure(item, str(exc), kind="relay", report=report)
             return False

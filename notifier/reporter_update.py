@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.mime import OutgoingMail
-from notifier.outbox import enqueue, short_key
+from notifier.outbox import short_key
 from notifier.render import Renderer
-from notifier.team_notice import PUBLIC_SOURCES, Headline, TeamNotices, team_members_for
+from notifier.team_notice import PUBLIC_SOURCES, Headline, TeamNotices, enqueue_per_member, team_members_for
 from tickets.lifecycle import first_inbound, is_participant
 from tickets.models import Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
@@ -60,28 +60,28 @@ class ReporterUpdates:
         self.team = team  # for the shared team-mail context (labels, time left, commands)
 
     def __call__(self, session: Session, ticket: Ticket, message: Message, now: datetime,
-                 kind: str) -> OutboxItem | None:
+                 kind: str) -> list[OutboxItem]:
         sender = message.from_addr
         if self.config.team_member(sender) is not None or not is_participant(ticket, sender):
-            return None
+            return []
         to = update_recipients(self.config, ticket)
         if not to:
             log.info("%s customer %s from %s: nobody in [[team]] to notify", ticket.key, kind, sender)
-            return None
+            return []
         who = message.from_name or sender
         rendered = self.renderer.render("reporter_update", **self.context(ticket, message, now, kind, who))
         first = first_inbound(ticket)
         references = [m.message_id for m in (first, message) if m is not None]
         mail = OutgoingMail(
             kind="reporter_update", to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
-            reply_to=self.tokens.reply_address(ticket.key), in_reply_to=message.message_id,
+            reply_to=self.tokens.unsigned_address(ticket.key), in_reply_to=message.message_id,
             references=list(dict.fromkeys(references)), auto_submitted="auto-generated",
             extra_headers={"X-Hypercare-Ticket": ticket.key, "X-Hypercare-Severity": ticket.severity},
         )
-        item = enqueue(session, mail, key=f"reporter-update:{short_key(message.message_id)}",
-                       support=self.config.support, now=now, ticket_id=ticket.id)
+        items = enqueue_per_member(session, mail, key=f"reporter-update:{short_key(message.message_id)}",
+                                   support=self.config.support, now=now, ticket_id=ticket.id)
         log.info("%s customer %s from %s: notified %s", ticket.key, kind, sender, ', '.join(to))
-        return item
+        return items
 
     def context(self, ticket: Ticket, message: Message, now: datetime, kind: str, who: str) -> dict[str, Any]:
         sender = f"{message.from_name} <{message.from_addr}>" if message.from_name else message.from_addr

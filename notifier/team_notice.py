@@ -4,10 +4,16 @@ Why one builder: every such mail must let the reader act without opening anythin
 else (ticket, reporter, the classifier's reasons, time left or overdue, the thread so
 far, the reply commands), and every one carries the ticket's signed reply address as
 ``Reply-To`` so that answering it is what authorises the commands in the answer.
+
+Why one mail per member: the signed address is that member's credential (``tickets.tokens``),
+so a mail to three people is three mails, each signed for its reader when it is sent; what is
+stored carries only the unsigned placeholder, and the text never prints the address.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from config import Config, TeamMember
+from config import Config, SupportSettings, TeamMember
 from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue
@@ -37,6 +43,19 @@ class Headline:
 
     short: str  # "Escalation 80%", "New P1", "Assigned to you"
     long: str  # one sentence for the top of the mail
+
+
+def enqueue_per_member(session: Session, mail: OutgoingMail, *, key: str, support: SupportSettings,
+                       now: datetime, ticket_id: int) -> list[OutboxItem]:
+    """Queue *mail* once per recipient (``<key>><address>``): each gets a Reply-To signed for them alone."""
+    items = []
+    for address in dict.fromkeys(a.lower() for a in mail.to):
+        member_key = f"{key}>{address}"
+        if len(member_key) > 200:
+            member_key = f"{key[:150]}>{hashlib.sha256(address.encode()).hexdigest()[:40]}"
+        items.append(enqueue(session, dataclasses.replace(mail, to=[address]), key=member_key, support=support,
+                             now=now, ticket_id=ticket_id))
+    return items
 
 
 def team_members_for(config: Config, ticket: Ticket, *, on_call: bool = False, managers: bool = False,
@@ -63,21 +82,21 @@ class TeamNotices:
         self.sla = sla
 
     def enqueue(self, session: Session, ticket: Ticket, *, kind: str, headline: Headline, to: Sequence[str],
-                key: str, now: datetime, actor: TeamMember | None = None) -> OutboxItem | None:
-        """Render the team mail for *ticket* and queue it once under *key*; None when nobody to tell."""
+                key: str, now: datetime, actor: TeamMember | None = None) -> list[OutboxItem]:
+        """Render the team mail for *ticket* and queue it once per member under *key*; [] when nobody to tell."""
         if not to:
-            return None
+            return []
         rendered = self.renderer.render("escalation", **self.context(ticket, headline, now, actor))
         first = first_inbound(ticket)
         mail = OutgoingMail(
             kind=kind, to=list(to), subject=rendered.subject, text=rendered.text, html=rendered.html,
-            reply_to=self.tokens.reply_address(ticket.key),
+            reply_to=self.tokens.unsigned_address(ticket.key),
             in_reply_to=first.message_id if first is not None else None,
             references=[first.message_id] if first is not None else [],
             auto_submitted="auto-generated",
             extra_headers={"X-Hypercare-Ticket": ticket.key, "X-Hypercare-Severity": ticket.severity},
         )
-        return enqueue(session, mail, key=key, support=self.config.support, now=now, ticket_id=ticket.id)
+        return enqueue_per_member(session, mail, key=key, support=self.config.support, now=now, ticket_id=ticket.id)
 
     def context(self, ticket: Ticket, headline: Headline, now: datetime,
                 actor: TeamMember | None) -> dict[str, Any]:
@@ -101,7 +120,7 @@ class TeamNotices:
             ],
             "thread": thread_of(ticket),
             "commands": self.command_help,
-            "reply_address": self.tokens.reply_address(ticket.key),
+            "token_days": round(self.tokens.lifetime.total_seconds() / 86400),
             "support": self.config.support,
             "tz": tz,
         }

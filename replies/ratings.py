@@ -171,7 +171,7 @@ class FeedbackDesk:
         sender = parsed.from_addr
         if key != ticket.key or self.config.team_member(sender) is not None:
             return None  # quoting another ticket's notice, or the team: not a rating of this ticket
-        if not self.tokens.verify(key, token, purpose="feedback"):
+        if not self.tokens.verify(key, token, purpose="feedback", now=now):
             return self._reject(session, ticket, message, now, sender, "invalid feedback token")
         if ticket.status not in CLOSED_STATUSES:
             return None  # reopened since: this is a reply about the problem, not a rating

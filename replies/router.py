@@ -86,7 +86,7 @@ class ForwardedTeamMail:
 
     def answer(self, reply: Reply) -> ReplyOutcome | None:
         sender = reply.parsed.from_addr
-        if not reply.match.token_valid or self.config.team_member(sender) is not None \
+        if reply.match.via != "token" or self.config.team_member(sender) is not None \
                 or is_participant(reply.ticket, sender):
             return None
         reply.message.disposition = "comment"

@@ -46,9 +46,11 @@ class TeamReplyHandler:
             return None
         reply = parse_reply_commands(parsed.body)
         if not match.token_valid:
-            return self._refuse(session, ticket, member, message, reply, now, unsigned=True)
+            return self._refuse(session, ticket, member, message, reply, now, unsigned=match.token_problem or (
+                f"the reply did not carry {ticket.key}'s signed reply address, so it cannot act; reply to the "
+                f"latest mail this desk sent you about {ticket.key} (its Reply-To is yours alone)"))
         if not reply.ok:
-            return self._refuse(session, ticket, member, message, reply, now, unsigned=False)
+            return self._refuse(session, ticket, member, message, reply, now, unsigned="")
         return self._act(session, ticket, member, message, reply, now)
 
     def _act(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
@@ -86,18 +88,20 @@ class TeamReplyHandler:
             ticket.status = "in_progress"
 
     def _refuse(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
-                reply: ReplyCommands, now: datetime, *, unsigned: bool) -> ReplyOutcome:
-        """Record the reply as a comment; tell the member what was not done and why."""
+                reply: ReplyCommands, now: datetime, *, unsigned: str) -> ReplyOutcome:
+        """Record the reply as a comment; tell the member what was not done and why.
+
+        *unsigned*: why the reply carried no authority ("" when it did, but a line could not be read).
+        """
         message.disposition = "comment"
         not_done: list[tuple[str, str]] = []
         if unsigned:
-            why = (f"the reply did not carry {ticket.key}'s signed reply address, so it cannot act; "
-                   f"reply to a mail about {ticket.key} from this desk (Reply-To support+{ticket.key}.<token>)")
+            why = unsigned
             not_done += [(c.line, why) for c in reply.commands]
             not_done += [(p.line, why) for p in reply.problems]
             if reply.text and reply.named("note") is None:
                 not_done.append(("your text", f"recorded as an internal comment and NOT sent to the reporter: {why}"))
-            reason = "no valid token"
+            reason = f"no valid token: {why}"
         else:
             not_done += [(p.line, p.reason) for p in reply.problems]
             not_done.append(("everything else in this reply", "nothing was changed and nothing was sent to the "

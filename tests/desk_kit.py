@@ -67,7 +67,12 @@ def team_reply(app: Any, key: str, body: str, *, sender: str = ADA.email, to: st
         body = (f"{body}\n\nOn Mon, 23 Nov 2026 at 10:00, CRM Hypercare Support <{SUPPORT}> wrote:\n"
                 f"> 50% of the first-response time of {key} has passed\n> Reporter: {REPORTER}\n")
     return app.pipeline.ingest(make_mail(subject=subject or f"Re: [{key}] escalation", body=body, sender=sender,
-                                         to=to or app.tokens.reply_address(key), name=name))
+                                         to=to or signed_address(app, key, sender), name=name))
+
+
+def signed_address(app: Any, key: str, member: str = ADA.email) -> str:
+    """The Reply-To the desk signs for *member*'s mail about *key* now (as the outbox would send it)."""
+    return str(app.tokens.reply_address(key, member, app.clock.now()))
 
 
 def ticket(app: Any, key: str) -> Ticket:

@@ -23,6 +23,7 @@ from desk_kit import (
     events,
     outbox,
     report,
+    signed_address,
     team_reply,
     ticket,
 )
@@ -44,16 +45,19 @@ def _mail(item):  # type: ignore[no-untyped-def]
 def test_new_p1_pages_role_on_call_and_managers_at_once_in_the_same_transaction(make_app, tmp_path, db_url):
     app = make_app(desk_config(tmp_path, db_url=db_url))
     key = report(app, P1_MAIL)
-    [page] = outbox(app, "escalation")
-    assert page.idempotency_key == f"escalation:{key}:0:p1-new"
-    assert sorted(page.recipients) == sorted([TIM.email, OLGA.email, PAM.email])
+    pages = outbox(app, "escalation")
+    # One mail per member: each Reply-To is that member's own credential.
+    assert sorted(p.idempotency_key for p in pages) == sorted(
+        f"escalation:{key}:0:p1-new>{m.email}" for m in (TIM, OLGA, PAM))
+    assert sorted(r for p in pages for r in p.recipients) == sorted([TIM.email, OLGA.email, PAM.email])
+    page = pages[0]
     [event] = events(app, key, "escalated")
     assert event.data["level"] == "p1-new" and event.data["tier"] == "breach"
     assert app.escalator.sweep().escalated == []  # the sweep does not page again at 0 %
     msg, text, html = _mail(page)
     assert msg["Subject"] == f"[{key}] New P1: P1 {P1_MAIL[0]}"
-    assert msg["Reply-To"] == app.tokens.reply_address(key)
-    assert msg["Reply-To"].startswith(f"support+{key}.") and msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Reply-To"] == app.tokens.unsigned_address(key)  # stored unsigned; signed when sent
+    assert msg["Auto-Submitted"] == "auto-generated"
     assert "1 h left" in text and "outage" in text and "Nobody can log in since 8:00" in text
     assert "#resolve [resolution text]" in text and "#severity P1|P2|P3|P4" in text
     assert "<strong>outage</strong>" in html and "Thread so far" in html
@@ -68,7 +72,7 @@ def test_escalation_mail_shows_overdue_thread_and_escapes_html(make_app, clock, 
     clock.advance(hours=3, minutes=25)
     [sent] = app.escalator.sweep().escalated
     assert sent.level == "1.0" and sent.skipped == ("0.5", "0.8")
-    [page] = outbox(app, "escalation")
+    page = outbox(app, "escalation")[0]
     msg, text, html = _mail(page)
     assert "SLA breached (100%)" in msg["Subject"] and "overdue by 25 min" in text
     assert "Still failing <script>x</script>." in text and "orders are not transferred" in text
@@ -108,9 +112,9 @@ def test_severity_change_starts_a_new_cycle_and_raise_to_p1_pages(make_app, cloc
     [sent] = app.escalator.sweep().escalated
     assert (sent.cycle, sent.level, sent.skipped) == (1, "1.0", ("0.5", "0.8"))
     team_reply(app, key, "#severity P1")
-    pages = [i for i in outbox(app, "escalation") if i.idempotency_key.endswith("p1-new")]
-    assert [p.idempotency_key for p in pages] == [f"escalation:{key}:2:p1-new"]
-    assert sorted(pages[0].recipients) == sorted([ADA.email, OLGA.email, PAM.email])
+    pages = [i for i in outbox(app, "escalation") if ":p1-new>" in i.idempotency_key]
+    assert {p.idempotency_key.split(">")[0] for p in pages} == {f"escalation:{key}:2:p1-new"}
+    assert sorted(r for p in pages for r in p.recipients) == sorted([ADA.email, OLGA.email, PAM.email])
 
 
 def test_two_instances_sweeping_at_once_escalate_each_level_once(make_app, clock, tmp_path, db_url):
@@ -157,7 +161,7 @@ def test_unknown_command_refuses_the_whole_reply_and_says_why(make_app, tmp_path
     msg, text, _ = _mail(refusal)
     assert refusal.recipients == [TIM.email] and "Not done" in msg["Subject"]
     assert "unknown command #reslove" in text and "nothing was changed" in text
-    assert msg["Reply-To"] == app.tokens.reply_address(key)
+    assert msg["Reply-To"] == app.tokens.unsigned_address(key)
 
 
 def test_command_without_authority_is_reported(make_app, tmp_path, db_url):
@@ -175,7 +179,7 @@ def test_redelivered_team_reply_acts_once(make_app, tmp_path, db_url):
     app = make_app(desk_config(tmp_path, db_url=db_url))
     key = report(app, P2_MAIL)
     raw = make_mail(subject=f"Re: [{key}]", body="#resolve done", sender=TIM.email,
-                    to=app.tokens.reply_address(key), message_id="tim-1@example.com")
+                    to=signed_address(app, key, TIM.email), message_id="tim-1@example.com")
     assert app.pipeline.ingest(raw).action == "command"
     assert app.pipeline.ingest(raw).action == "duplicate"
     assert len(outbox(app, "resolved")) == 1 and len(events(app, key, "resolved")) == 1

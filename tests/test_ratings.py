@@ -55,7 +55,7 @@ def test_resolution_notice_asks_for_a_signed_rating(make_app, tmp_path):
     assert "rating from 1 (poor) to 5 (excellent)" in text and f"Feedback reference: {key}.{token}" in text
     html = notice.get_body(("html",)).get_content()
     assert f"mailto:support+rate-{key}.{token}@example.com?subject=Rating%205" in html
-    assert token != app.tokens.sign(key)  # not the reply-command token: a rating link cannot #resolve
+    assert token not in app.tokens.reply_address(key, REPORTER, app.clock.now())  # a rating link cannot #resolve
 
 
 def test_valid_rating_is_stored_and_does_not_reopen(make_app, tmp_path, db_url):
@@ -92,7 +92,7 @@ def test_forged_token_stores_nothing_and_reopens_nothing(make_app, tmp_path, for
     assert t.status == "resolved" and [e.detail for e in t.events if e.kind == "feedback_rejected"] == [
         "invalid feedback token"]
     # Nor does a reply-command token make a rating.
-    reply_token = app.tokens.sign(key)
+    reply_token = app.tokens.sign(key, purpose="reply")
     result = app.pipeline.ingest(make_mail(subject=f"Re: [{key}]", sender=REPORTER, to=SUPPORT,
                                            body=f"1\n\n> Feedback reference: {key}.{reply_token}\n"))
     assert result.action == "feedback-rejected" and rating_of(app, key) is None

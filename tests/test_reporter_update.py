@@ -17,6 +17,7 @@ from desk_kit import (
     html_of,
     outbox,
     report,
+    signed_address,
     team_reply,
     text_of,
     ticket,
@@ -51,13 +52,13 @@ def test_reporter_reply_notifies_the_role_once_with_message_thread_and_signed_re
     assert app.pipeline.ingest(raw).action == "threaded"
     assert app.pipeline.ingest(raw).action == "duplicate"  # re-delivery of the same reply
     [item] = outbox(app, "reporter_update")
-    assert item.idempotency_key == "reporter-update:reply-1@customer.example"
+    assert item.idempotency_key == f"reporter-update:reply-1@customer.example>{TIM.email}"
     flush(app)
     [notice] = _updates(relay)
     msg = notice.message
     assert notice.recipients == [TIM.email]
     assert msg["Subject"] == f"[{key}] Reply from Maria Keller: {P2_MAIL[0]}"
-    assert msg["Reply-To"] == app.tokens.reply_address(key) and msg["Reply-To"].startswith(f"support+{key}.")
+    assert msg["Reply-To"] == signed_address(app, key, TIM.email)  # signed for Tim alone, when sent
     assert msg["In-Reply-To"] == "<reply-1@customer.example>"
     assert "<req-1@customer.example>" in msg["References"] and msg["Auto-Submitted"] == "auto-generated"
     text, html = text_of(notice), html_of(notice)
@@ -66,7 +67,7 @@ def test_reporter_reply_notifies_the_role_once_with_message_thread_and_signed_re
     assert "Status:          New" in text and "Severity:        P2" in text
     assert "due Mon 23 Nov 2026 14:00 CET (3 h 20 min left)" in text
     assert "Earlier in this ticket (1 message)" in text and "orders are not transferred" in text
-    assert "#resolve [resolution text]" in text and app.tokens.reply_address(key) in text
+    assert "#resolve [resolution text]" in text and f"support+{key}." not in text and "act on" in text
     assert "&lt;b&gt;log&lt;/b&gt;" in html and "<b>log</b>" not in html
     clock.advance(minutes=5)
     app.outbox.flush(app.transport())

@@ -20,6 +20,7 @@ from desk_kit import (
     flush,
     outbox,
     report,
+    signed_address,
     team_reply,
     text_of,
     ticket,
@@ -34,10 +35,22 @@ def berlin(*args: int) -> datetime:
 
 
 def escalations(relay) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
-    """(subject, envelope recipients) of every escalation that reached the relay."""
-    return [(d.message["Subject"], sorted(d.recipients)) for d in relay.deliveries
-            if "Escalation" in d.message["Subject"] or "SLA breached" in d.message["Subject"]
-            or "New P1" in d.message["Subject"]]
+    """(subject, envelope recipients) of every escalation that reached the relay.
+
+    One escalation is one mail per member (each signed for its reader): consecutive deliveries
+    with the same subject are one escalation.
+    """
+    out: list[tuple[str, list[str]]] = []
+    for d in relay.deliveries:
+        subject = d.message["Subject"]
+        if not ("Escalation" in subject or "SLA breached" in subject or "New P1" in subject):
+            continue
+        if out and out[-1][0] == subject:
+            out[-1][1].extend(d.recipients)
+            out[-1][1].sort()
+        else:
+            out.append((subject, sorted(d.recipients)))
+    return out
 
 
 @pytest.mark.parametrize("reported, due, extra", [
@@ -111,7 +124,7 @@ def test_p2_escalates_at_50_80_100_exactly_once_each_across_restarts(make_app, c
         (f"[{key}] Escalation 80%: P2 {P2_MAIL[0]}", sorted([TIM.email, OLGA.email])),
         (f"[{key}] SLA breached (100%): P2 {P2_MAIL[0]}", sorted([TIM.email, OLGA.email, PAM.email])),
     ]
-    assert [i.idempotency_key for i in outbox(app, "escalation")] == [
+    assert list(dict.fromkeys(i.idempotency_key.split(">")[0] for i in outbox(app, "escalation"))) == [
         f"escalation:{key}:0:0.5", f"escalation:{key}:0:0.8", f"escalation:{key}:0:1.0"]
     assert [e.data["level"] for e in events(app, key, "escalated")] == ["0.5", "0.8", "1.0"]
 
@@ -159,7 +172,7 @@ def test_reassignment_notifies_the_new_role_and_moves_the_ladder(make_app, clock
     by_to = {tuple(d.recipients): d for d in relay.deliveries}
     notice = by_to[(TIM.email,)]
     assert notice.message["Subject"].startswith(f"[{key}] Assigned to you")
-    assert notice.message["Reply-To"] == app.tokens.reply_address(key)
+    assert notice.message["Reply-To"] == signed_address(app, key, TIM.email)
     assert "Ada Admin assigned" in text_of(notice) and "Technical consultant" in text_of(notice)
     assert (ADA.email,) not in by_to  # no "Done:" mail by default ([notifier] confirmations = "problems")
     assert REPORTER not in {r for d in relay.deliveries for r in d.recipients}
@@ -195,7 +208,7 @@ def test_team_replies_with_token_act_and_the_reporter_sees_name_not_address(make
     body = text_of(answer)
     assert "we restart the connector now." in body and "Tim Tech" in body
     assert TIM.email not in answer.data.decode() and "wrote:" not in body and "#ACK" not in body
-    assert app.tokens.sign(key) not in answer.data.decode()  # the reporter never sees the token
+    assert f"support+{key}." not in answer.data.decode()  # the reporter never sees a signed address
     assert not [d for d in relay.deliveries if d.recipients == [TIM.email]]  # no "Done:" mail by default
     assert [e.kind for e in events(app, key) if e.actor == TIM.email][:3] == [
         "severity_changed", "acknowledged", "first_response"]
@@ -253,14 +266,13 @@ def test_forged_replies_change_nothing(make_app, clock, tmp_path, relay, db_url)
     flush(app)
     relay.deliveries.clear()
     before, before_other = _state(app, key), _state(app, other)
-    domain = "example.com"
+    other_token = signed_address(app, other).split(".")[1].split("@")[0]
     attempts = {
-        "wrong token": dict(to=f"support+{key}.0123456789abcdef@{domain}"),
+        "wrong token": dict(to=f"support+{key}.{'0' * 29}@example.com"),
         "stranger with valid token": dict(sender="mallory@evil.example", name="Mallory"),
         "team member without token": dict(to="support@example.com"),
-        "replayed token of another ticket": dict(to=f"support+{key}.{app.tokens.sign(other)}@{domain}"),
-        "replayed token in subject": dict(to="support@example.com",
-                                          subject=f"Re: [{key}.{app.tokens.sign(other)}] escalation"),
+        "replayed token of another ticket": dict(to=signed_address(app, other).replace(other, key)),
+        "replayed token in subject": dict(to="support@example.com", subject=f"Re: [{key}.{other_token}] escalation"),
     }
     for what, kwargs in attempts.items():
         result = team_reply(app, key, "#resolve all fine\n#severity P4\n#assign project_manager\n\nClosing this.",

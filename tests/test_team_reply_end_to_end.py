@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from desk_kit import ADA, P3_MAIL, REPORTER, desk_config, flush, report
+from desk_kit import ADA, P3_MAIL, REPORTER, desk_config, flush, report, signed_address
 
 
 def _answer_with_attachment(app, key: str, data: bytes, filename: str) -> bytes:  # type: ignore[no-untyped-def]
     msg = EmailMessage()
     msg["From"] = f"{ADA.name} <{ADA.email}>"
-    msg["To"] = app.tokens.reply_address(key)
+    msg["To"] = signed_address(app, key, ADA.email)
     msg["Subject"] = f"Re: [{key}] {P3_MAIL[0]}"
     msg["Message-ID"] = "<answer-with-file@example.com>"
     msg.set_content("Hello Maria,\nthe label is fixed, see the screenshot.\n")
