@@ -103,6 +103,19 @@ def flush(app: Any) -> None:
     assert rep.dead == 0 and rep.retried == 0, rep.errors
 
 
+def by_subject(deliveries: list[Any]) -> list[tuple[str, list[str]]]:
+    """(subject, sorted recipients) per mail sent: a team mail goes one copy per member (each signed for
+    its reader), so consecutive deliveries with one subject are one mail."""
+    out: list[tuple[str, list[str]]] = []
+    for d in deliveries:
+        subject = str(d.message["Subject"])
+        if out and out[-1][0] == subject:
+            out[-1] = (subject, sorted([*out[-1][1], *d.recipients]))
+        else:
+            out.append((subject, sorted(d.recipients)))
+    return out
+
+
 def text_of(delivery: Any) -> str:
     return delivery.message.get_body(("plain",)).get_content()
 

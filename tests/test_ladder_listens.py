@@ -17,6 +17,7 @@ from desk_kit import (
     P2_MAIL,
     PAM,
     TIM,
+    by_subject,
     desk_config,
     events,
     flush,
@@ -85,7 +86,7 @@ def test_resolution_ladder_chases_an_acknowledged_p1_to_the_owner_then_the_pm(ma
     app2 = make_app(desk_config(tmp_path, relay=relay, db_url=db_url))  # a second instance: nothing twice
     assert app2.resolution_ladder.sweep().escalated == []
     flush(app)
-    subjects = [(d.message["Subject"], sorted(d.recipients)) for d in relay.deliveries]
+    subjects = by_subject(relay.deliveries)
     assert subjects == [
         (f"[{key}] Resolution 80%: P1 {P1_MAIL[0]}", [TIM.email]),
         (f"[{key}] Resolution overdue: P1 {P1_MAIL[0]}", sorted([TIM.email, PAM.email])),

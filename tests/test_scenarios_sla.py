@@ -15,6 +15,7 @@ from desk_kit import (
     PAM,
     REPORTER,
     TIM,
+    by_subject,
     desk_config,
     events,
     flush,
@@ -35,22 +36,9 @@ def berlin(*args: int) -> datetime:
 
 
 def escalations(relay) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
-    """(subject, envelope recipients) of every escalation that reached the relay.
-
-    One escalation is one mail per member (each signed for its reader): consecutive deliveries
-    with the same subject are one escalation.
-    """
-    out: list[tuple[str, list[str]]] = []
-    for d in relay.deliveries:
-        subject = d.message["Subject"]
-        if not ("Escalation" in subject or "SLA breached" in subject or "New P1" in subject):
-            continue
-        if out and out[-1][0] == subject:
-            out[-1][1].extend(d.recipients)
-            out[-1][1].sort()
-        else:
-            out.append((subject, sorted(d.recipients)))
-    return out
+    """(subject, envelope recipients) of every escalation that reached the relay."""
+    return [(subject, to) for subject, to in by_subject(relay.deliveries)
+            if "Escalation" in subject or "SLA breached" in subject or "New P1" in subject]
 
 
 @pytest.mark.parametrize("reported, due, extra", [
