@@ -41,7 +41,7 @@ from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update")
+MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update", "member_notice")
 
 
 class App:

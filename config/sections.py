@@ -310,10 +310,26 @@ def _positive(value: Any) -> float:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+        raise ValueError(f"expected a whole number from 0 to 1000, got {value!r}")
+    return value
+
+
 def _not_negative(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"expected a number of 0 or more, got {value!r}")
     return float(value)
+
+
+def _hostnames(value: Any) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("expected a list of host names like [\"desk.example.com\"]")
+    bad = [v for v in values if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]", v)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a host name (no port, no scheme): e.g. \"desk.example.com\"")
+    return tuple(v.lower().rstrip(".") for v in values)
 
 
 def _simple(name: str, cls: type) -> Callable[[Reader, Any], Any]:
@@ -327,7 +343,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "imap": _imap,
     "smtp_in": lambda reader, raw: reader.fill("smtp_in", raw, SmtpInSettings, {"protocol": _protocol}),
     "smtp_out": _smtp_out,
-    "dashboard": _simple("dashboard", DashboardSettings),
+    "dashboard": lambda reader, raw: reader.fill("dashboard", raw, DashboardSettings, {"hostnames": _hostnames}),
     "team": _team,
     "stakeholders": _stakeholders,
     "rules": _rules,
@@ -336,6 +352,6 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings,
                                                 {"feedback": _feedback, "confirmations": _confirmations}),
     "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {
-        "token_days": _positive, "secret_grace_hours": _not_negative}),
+        "token_days": _positive, "secret_grace_hours": _not_negative, "cc_limit": _count}),
     "exit": _exit,
 }

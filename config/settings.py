@@ -105,6 +105,9 @@ class DashboardSettings:
     port: int = 8025
     token_env: str = ""
     enabled: bool = True
+    # Host names the dashboard answers to besides its bound address (behind a reverse proxy: its name);
+    # any other Host header is refused (421), so DNS rebinding cannot read it through a browser.
+    hostnames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class ReplySettings:
 
     token_days: float = 14.0  # a signed Reply-To acts for this long after the mail was sent
     secret_grace_hours: float = 24.0  # after a secret rotation, old tokens still act for this long
+    cc_limit: int = 10  # people copied on a new request who hear every answer (reporter's or team's domains)
 
 
 @dataclass(frozen=True)

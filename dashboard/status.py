@@ -14,7 +14,7 @@ import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from notifier.digests import for_app
 from notifier.scheduler import DigestScheduler
 from tickets.health import mailbox_health, outbox_counts
+from tickets.lifecycle import refusal_counts
 from tickets.models import ImapState, OutboxItem
 from tickets.store import DatabaseUnavailable
 
@@ -118,8 +119,24 @@ def schedule_section(app: Any) -> Section:
     return Section("schedule", True, data, lines)
 
 
+def replies_section(app: Any) -> Section:
+    """Refused team replies in the last 24 hours (forged, expired or foreign tokens, unreadable commands).
+
+    Informational (never "needs attention"): a burst of refusals from one sender is someone trying
+    addresses they should not hold; each is audited on its ticket as a ``refused`` event.
+    """
+    if not _database_ok(app):
+        return Section("replies", True, {}, ["replies: unknown (database unreachable)"])
+    with app.store.read() as session:
+        counts = refusal_counts(session, app.clock.now() - timedelta(hours=24))
+    line = (f"replies: {counts['refused']} refused in the last 24 h from {counts['senders']} sender(s), "
+            f"{counts['answered']} answered, {counts['quiet']} quiet")
+    return Section("replies", True, counts, [line])
+
+
 # The order is the order printed.
-STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, outbox_section, schedule_section)
+STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, outbox_section, replies_section,
+                                              schedule_section)
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 from classifier import Classifier, MailFacts
 from config import Config
 from intake.parse.message import ParsedMessage
-from tickets.lifecycle import add_participant, allocate_key, record_event
+from tickets.lifecycle import add_participant, allocate_key, choose_cc, record_event
 from tickets.models import Message, Ticket
-from tickets.our_mail import is_our_address
 from tickets.sla import SlaPolicy
 
 # (session, the new ticket, the mail that opened it, now): runs inside the ticket's transaction.
@@ -52,14 +51,20 @@ class TicketOpener:
         # Participants before the flush: the ticket is still pending, so its (empty) participant list
         # needs no lazy load, and they are inserted with the ticket.
         add_participant(session, ticket, parsed.from_addr, "reporter")
-        for address in parsed.cc + parsed.to:
-            if not is_our_address(self.config.support, address):
-                add_participant(session, ticket, address, "cc")
+        copied = choose_cc(self.config, parsed.from_addr, parsed.cc + parsed.to)
+        for address in copied.kept:
+            add_participant(session, ticket, address, "cc")
         # No flush here: the event and the outbox rows hold the objects, so one flush stores them all.
         names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
         record_event(session, ticket, "created", now, actor=parsed.from_addr,
                      detail=f"{verdict.severity} / {verdict.role} ({names})",
                      data={"rules": verdict.to_json(), "fallback": verdict.fallback}, message=message)
+        if copied.outside or copied.over_cap:
+            record_event(session, ticket, "participants_limited", now,
+                         detail=f"{len(copied.outside) + len(copied.over_cap)} copied address(es) not added: "
+                                f"{len(copied.outside)} outside the reporter's and the team's domains, "
+                                f"{len(copied.over_cap)} over [replies] cc_limit {self.config.replies.cc_limit}",
+                         data=copied.event_data(self.config.replies.cc_limit), message=message)
         if linked is not None:
             record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
                          data={"ticket": linked.key}, message=message)

@@ -99,6 +99,23 @@ class Notices:
 
     # --- to the team member --------------------------------------------------------------------
 
+    def member_notice(self, session: Session, ticket: Ticket, member: TeamMember, request: Message, *,
+                      kind: str, headline: str, text: str, now: datetime) -> OutboxItem:
+        """A short notice that a reply did nothing ("Nothing sent", "Not done"), never quoting the reply."""
+        rendered = self.renderer.render(
+            "member_notice", ticket=ticket, member_name=member.name, headline=headline, text=text,
+            token_days=self._token_days, support=self.config.support)
+        mail = OutgoingMail(kind=kind, to=[member.email], subject=rendered.subject, text=rendered.text,
+                            html=rendered.html, reply_to=self.tokens.unsigned_address(ticket.key),
+                            in_reply_to=request.message_id, references=[*request.references, request.message_id],
+                            auto_submitted="auto-replied")
+        return enqueue(session, mail, key=f"{kind}:{short_key(request.message_id)}",
+                       support=self.config.support, now=now, ticket_id=ticket.id)
+
+    @property
+    def _token_days(self) -> int:
+        return round(self.tokens.lifetime.total_seconds() / 86400)
+
     def confirmation(self, session: Session, ticket: Ticket, member: TeamMember, request: Message,
                      done: Sequence[str], not_done: Sequence[tuple[str, str]], now: datetime) -> OutboxItem:
         """What the reply did, and what it did not do and why; Reply-To signed so they can try again."""
@@ -107,7 +124,7 @@ class Notices:
             "confirmation", ticket=ticket, member_name=member.name, done=list(done),
             not_done=[{"what": w, "why": y} for w, y in not_done], severity=severity_label(ticket.severity),
             role=role_label(ticket.role), status=status_label(ticket.status), response_due=ticket.response_due,
-            commands=self.command_help, token_days=round(self.tokens.lifetime.total_seconds() / 86400),
+            commands=self.command_help, token_days=self._token_days,
             support=self.config.support, tz=tz)
         # Signed for the member when it is sent (tickets.tokens.sign_mail): nothing stored carries the token.
         mail = OutgoingMail(kind="confirmation", to=[member.email], subject=rendered.subject, text=rendered.text,

@@ -26,8 +26,9 @@ from notifier.notices import Notices
 from notifier.outbox import short_key
 from notifier.team_notice import team_members_for
 from replies.command_syntax import COMMANDS, Command, ReplyCommands
-from tickets.lifecycle import record_event
+from tickets.lifecycle import add_participant, record_event
 from tickets.models import CLOSED_STATUSES, Message, Ticket
+from tickets.our_mail import is_our_address
 from tickets.response_clock import cycle_of, pauses_from, recompute_due, record_first_response
 from tickets.sla import SlaPolicy
 
@@ -228,6 +229,40 @@ class ResolveAction(Action):
                         f"by replying within {ctx.config.hypercare.reopen_days} days")
 
 
+class CcAction(Action):
+    """``#cc add|remove``: a team member decides who beyond the reporter's colleagues hears the answers.
+
+    Why a command: automatic participants are bounded (``tickets.lifecycle.choose_cc``); anyone
+    else (the customer's contractor, a second company) is added by a person who read the request.
+    """
+
+    name = "cc"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        verb, address = command.arg.split(" ", 1)
+        ticket = ctx.ticket
+        current = next((p for p in ticket.participants if p.email == address), None)
+        if verb == "remove":
+            if current is None or current.kind != "cc":
+                ctx.not_done.append((command.line, f"{address} is not copied on {ticket.key}"))
+                return
+            ticket.participants.remove(current)
+            ctx.session.delete(current)
+            ctx.event("participant_removed", f"{address} no longer copied (by {ctx.member.name})", {"email": address})
+            ctx.done.append(f"{address} no longer gets the answers")
+            return
+        if ctx.config.team_member(address) is not None or is_our_address(ctx.config.support, address):
+            ctx.not_done.append((command.line, f"{address} is the team or this desk: never copied on answers"))
+            return
+        if current is not None:
+            ctx.not_done.append((command.line, f"{address} already takes part in {ticket.key} ({current.kind})"))
+            return
+        add_participant(ctx.session, ticket, address, "cc")
+        ctx.event("participant_added", f"{address} copied on answers (by {ctx.member.name})",
+                  {"email": address, "kind": "cc"})
+        ctx.done.append(f"{address} now gets every answer on {ticket.key}")
+
+
 class ActionTable(Registry[Action]):
     """The explicit table of command actions; refuses duplicates and must match the syntax table."""
 
@@ -246,6 +281,6 @@ class ActionTable(Registry[Action]):
 # Applied in this order whatever the order in the mail: the severity and role first (so an
 # acknowledgement or a resolution sees the final ones), the resolution last.
 ACTIONS = ActionTable(
-    (SeverityAction(), AssignAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction()),
+    (SeverityAction(), AssignAction(), CcAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction()),
     COMMANDS.names(),
 )

@@ -129,6 +129,25 @@ class Note(CommandSyntax):
     repeatable = True
 
 
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
+
+
+class Cc(CommandSyntax):
+    name = "cc"
+    description = "copy someone on every answer from now on (add), or stop copying them (remove)"
+    usage = "#cc add|remove <email>"
+    repeatable = True
+
+    def check(self, arg: str) -> tuple[str, str | None]:
+        verb, _, rest = arg.strip().partition(" ")
+        verb, address = verb.lower(), rest.strip().strip("<>").strip().lower()
+        if verb not in ("add", "remove"):
+            return "", "needs add or remove, then one email address: #cc add name@example.com"
+        if not _ADDRESS.fullmatch(address):
+            return "", f"#cc {verb} needs one plain email address (name@example.com)"
+        return f"{verb} {address}", None
+
+
 class CommandTable(Registry[CommandSyntax]):
     """The explicit table of reply commands; refuses two commands with one name."""
 
@@ -139,7 +158,7 @@ class CommandTable(Registry[CommandSyntax]):
         return [f"{c.usage:<28} {c.description}" for c in self]
 
 
-COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note()))
+COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note(), Cc()))
 
 # Pairs that cannot be meant together in one reply.
 _CONFLICTS = (("resolve", "wait"),)

@@ -8,27 +8,43 @@ team member is recorded as a comment and nothing changes; the member is told wha
 not done and why (their own mailbox is the only place that refusal goes, so a forger
 learns nothing).  This is the ``team-member`` rule of ``replies.router``; it answers every team member's
 reply, so a team mail never reopens a ticket or opens a new one.
+
+Why only the new text (issue 13): the reporter must get what the member *wrote*, never the
+quoted escalation with its classifier reasons; ``intake.parse.quotes.new_text`` keeps the text
+above the quote, and a reply with none (a bare ``>`` quote, an Outlook reply with nothing typed
+above ``From:/Sent:``) sends nothing, is no first response, and gets one short "nothing sent".
+
+Why refusals are quiet: a refusal goes to the address in ``From``, which a forger chooses; so a
+refusal never quotes the refused text, and a sender hears at most one refusal per hour
+(``REFUSAL_QUIET``).  Every refusal is still a ``refused`` event on the ticket (``status`` counts
+them).  A reply that carried the member's valid token but a mistyped command is not throttled:
+only the member's own mailbox could send it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
 from intake.parse.message import ParsedMessage
+from intake.parse.quotes import new_text
 from intake.thread import ReplyOutcome, ThreadMatch
 from notifier.escalation import Escalator
 from notifier.notices import Notices
 from replies.command_effects import ACTIONS, ActContext
 from replies.command_syntax import ReplyCommands, parse_reply_commands
-from tickets.lifecycle import first_line, record_event, reporter_recipients
-from tickets.models import CLOSED_STATUSES, Message, Ticket
+from tickets.lifecycle import REFUSED, first_line, record_event, reporter_recipients
+from tickets.models import CLOSED_STATUSES, Event, Message, Ticket
 from tickets.sla import SlaPolicy
 
 log = logging.getLogger("hypercare.intake")
+
+REFUSAL_QUIET = timedelta(hours=1)  # a sender hears at most one refusal per this time
+NOTHING_SENT = "your reply had no text of its own (only the quoted mail), so nothing was sent to the reporter"
 
 
 class TeamReplyHandler:
@@ -44,13 +60,17 @@ class TeamReplyHandler:
         ticket = match.ticket
         if member is None or ticket is None:
             return None
-        reply = parse_reply_commands(parsed.body)
+        reply = parse_reply_commands(new_text(parsed.body_full or parsed.body))
         if not match.token_valid:
-            return self._refuse(session, ticket, member, message, reply, now, unsigned=match.token_problem or (
-                f"the reply did not carry {ticket.key}'s signed reply address, so it cannot act; reply to the "
-                f"latest mail this desk sent you about {ticket.key} (its Reply-To is yours alone)"))
+            why = match.token_problem or (
+                f"the reply did not carry {ticket.key}'s signed reply address for {member.email}, so it cannot act")
+            return self._refuse(session, ticket, member, message, reply, now, why, throttle=True)
         if not reply.ok:
-            return self._refuse(session, ticket, member, message, reply, now, unsigned="")
+            why = "a line could not be read (" + "; ".join(p.reason[:200] for p in reply.problems[:5]) + \
+                  "), so the whole reply was refused; send it again without the mistake"
+            return self._refuse(session, ticket, member, message, reply, now, why, throttle=False)
+        if not reply.commands and not reply.text:
+            return self._nothing_sent(session, ticket, member, message, now)
         return self._act(session, ticket, member, message, reply, now)
 
     def _act(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
@@ -63,8 +83,6 @@ class TeamReplyHandler:
             self._answer(ctx, reply.text)
         for step in ctx.after:
             step()
-        if not reply.commands and not reply.text:
-            ctx.not_done.append(("(empty reply)", "no command and no text found above the quoted part"))
         if not ctx.done:
             message.disposition = "comment"
             record_event(session, ticket, "comment", now, actor=member.email, detail=first_line(reply.text),
@@ -74,8 +92,8 @@ class TeamReplyHandler:
             # done is in the audit events (``show``), and a refusal or a partial refusal is always mailed.
             self.notices.confirmation(session, ticket, member, message, ctx.done, ctx.not_done, now)
         summary = ", ".join([*(f"#{c.name}" for c in reply.commands), *(["answer"] if reply.text else [])])
-        log.info("%s team reply by %s: %s", ticket.key, member.email, summary or 'empty')
-        return ReplyOutcome("command", ticket, f"by {member.email}: {summary or 'nothing'}")
+        log.info("%s team reply by %s: %s", ticket.key, member.email, summary)
+        return ReplyOutcome("command", ticket, f"by {member.email}: {summary}")
 
     def _answer(self, ctx: ActContext, text: str) -> None:
         ticket = ctx.ticket
@@ -87,35 +105,44 @@ class TeamReplyHandler:
         if ticket.status in ("new", "acknowledged"):
             ticket.status = "in_progress"
 
-    def _refuse(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
-                reply: ReplyCommands, now: datetime, *, unsigned: str) -> ReplyOutcome:
-        """Record the reply as a comment; tell the member what was not done and why.
+    def _nothing_sent(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
+                      now: datetime) -> ReplyOutcome:
+        """A reply with no text of its own: nothing to the reporter, no first response, one short notice."""
+        message.disposition = "comment"
+        record_event(session, ticket, "comment", now, actor=member.email, detail="(no text of its own)",
+                     data={"reason": "no text of its own: nothing sent"}, message_row_id=message.id)
+        self.notices.member_notice(session, ticket, member, message, kind="nothing_sent", headline="Nothing sent",
+                                   text=NOTHING_SENT, now=now)
+        log.info("%s team reply by %s: no text of its own, nothing sent", ticket.key, member.email)
+        return ReplyOutcome("comment", ticket, f"by {member.email}: no text of its own; nothing sent")
 
-        *unsigned*: why the reply carried no authority ("" when it did, but a line could not be read).
+    def _refuse(self, session: Session, ticket: Ticket, member: TeamMember, message: Message,
+                reply: ReplyCommands, now: datetime, why: str, *, throttle: bool) -> ReplyOutcome:
+        """Record the refusal on the ticket; tell the sender why, at most once an hour, never quoting them.
+
+        *throttle*: the reply carried no authority (its From may be forged), so its sender is
+        answered at most once per ``REFUSAL_QUIET``.
         """
         message.disposition = "comment"
-        not_done: list[tuple[str, str]] = []
-        if unsigned:
-            why = unsigned
-            not_done += [(c.line, why) for c in reply.commands]
-            not_done += [(p.line, why) for p in reply.problems]
-            if reply.text and reply.named("note") is None:
-                not_done.append(("your text", f"recorded as an internal comment and NOT sent to the reporter: {why}"))
-            reason = f"no valid token: {why}"
-        else:
-            not_done += [(p.line, p.reason) for p in reply.problems]
-            not_done.append(("everything else in this reply", "nothing was changed and nothing was sent to the "
-                                                              "reporter, because a line above could not be read; "
-                                                              "send the reply again without the mistake"))
-            reason = "; ".join(p.reason for p in reply.problems)
-        record_event(session, ticket, "comment", now, actor=member.email, detail=first_line(reply.text) or
-                     "; ".join(c.line for c in reply.commands)[:200],
-                     data={"reason": reason, "commands": [c.line for c in reply.commands],
-                           "problems": [p.reason for p in reply.problems]},
+        answer = not throttle or not self._refused_recently(session, member.email, now)
+        record_event(session, ticket, REFUSED, now, actor=member.email, detail=why[:500],
+                     data={"reason": why, "answered": answer, "commands": [c.line[:200] for c in reply.commands],
+                           "problems": [p.reason for p in reply.problems], "had_text": bool(reply.text)},
                      message_row_id=message.id)
-        if not_done:
-            self.notices.confirmation(session, ticket, member, message, [], not_done, now)
-        log.info("%s team reply by %s refused: %s", ticket.key, member.email, reason)
+        if answer:
+            text = f"{why}. Nothing was changed and nothing was sent to the reporter"
+            if throttle:
+                text += "; further refused replies from you within the hour are recorded but not answered"
+            self.notices.member_notice(session, ticket, member, message, kind="refusal", headline="Not done",
+                                       text=text, now=now)
+        log.info("%s team reply by %s refused (%s): %s", ticket.key, member.email,
+                 "answered" if answer else "quiet", why)
         state = "closed ticket" if ticket.status in CLOSED_STATUSES else "ticket"
-        return ReplyOutcome("comment", ticket, f"{state}, {member.email}: {reason}; nothing changed")
+        return ReplyOutcome("comment", ticket, f"{state}, {member.email}: refused: {why[:200]}; nothing changed")
 
+    @staticmethod
+    def _refused_recently(session: Session, sender: str, now: datetime) -> bool:
+        """Was *sender* answered a refusal within ``REFUSAL_QUIET`` (on any ticket)?"""
+        rows = session.scalars(select(Event.data).where(
+            Event.kind == REFUSED, Event.actor == sender, Event.at > now - REFUSAL_QUIET))
+        return any((data or {}).get("answered") for data in rows)

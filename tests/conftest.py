@@ -141,3 +141,11 @@ def make_app(tmp_path: Path, clock: FrozenClock):  # type: ignore[no-untyped-def
     for app in apps:
         if "store" in app.__dict__:
             app.store.dispose()
+
+
+@pytest.fixture
+def desk(make_app, tmp_path, relay, db_url):  # type: ignore[no-untyped-def]
+    """The desk behind its real SMTP intake and relay, on SQLite and PostgreSQL (tests/reply_kit.py)."""
+    from reply_kit import start_desk
+
+    yield from start_desk(make_app, tmp_path, relay, db_url)

@@ -11,11 +11,10 @@ import re
 import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 from desk_kit import ADA, SUPPORT, desk_config, events, flush, ticket
-from mailkit import Relay, free_port
+from mailkit import Relay, free_port, make_mail
 
 from config import SmtpInSettings
 from intake.receive.smtp import SmtpReceiver
@@ -31,6 +30,7 @@ class Desk:
 
     def send(self, raw: bytes, rcpt: str, sender: str) -> None:
         """Deliver *raw* through the real SMTP intake (250 only after the pipeline committed)."""
+        raw = re.sub(rb"\r?\n", b"\r\n", raw)  # smtplib sends bytes as they are; SMTP wants CRLF
         with smtplib.SMTP("127.0.0.1", self.receiver.port, timeout=30) as smtp:
             smtp.sendmail(sender, [rcpt], raw)
 
@@ -52,6 +52,7 @@ class Desk:
 
 
 def start_desk(make_app: Any, tmp_path: Any, relay: Relay, db_url: str, **hypercare: Any) -> Iterator[Desk]:
+    """The ``desk`` fixture (tests/conftest.py): the desk config, its SMTP intake on a free port, the relay."""
     app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url, **hypercare))
     receiver = SmtpReceiver(app.pipeline, app.config.support, SmtpInSettings(host="127.0.0.1", port=free_port()))
     receiver.start()
@@ -62,22 +63,11 @@ def start_desk(make_app: Any, tmp_path: Any, relay: Relay, db_url: str, **hyperc
 
 
 def mail(*, sender: str, to: str, subject: str, body: str, name: str = "", message_id: str | None = None,
-         cc: str = "", in_reply_to: str = "", headers: dict[str, str] | None = None) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f"{name} <{sender}>" if name else sender
-    msg["To"] = to
-    if cc:
-        msg["Cc"] = cc
-    msg["Subject"] = subject
-    if message_id:
-        msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-        msg["References"] = f"<{in_reply_to}>"
-    for key, value in (headers or {}).items():
-        msg[key] = value
-    msg.set_content(body)
-    return msg.as_bytes()
+         cc: str = "", in_reply_to: str | None = None) -> bytes:
+    """``mailkit.make_mail`` with a Cc and any display name (or none)."""
+    raw = make_mail(subject=subject, body=body, sender=sender, to=to, message_id=message_id,
+                    headers={"Cc": cc} if cc else None, in_reply_to=in_reply_to, name=name or sender)
+    return raw
 
 
 def reply_to_of(delivery: Any) -> str:

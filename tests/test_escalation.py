@@ -157,10 +157,11 @@ def test_unknown_command_refuses_the_whole_reply_and_says_why(make_app, tmp_path
     after = ticket(app, key)
     assert (after.status, after.assignee, after.first_response_at) == (before.status, None, None)
     assert not [i for i in outbox(app) if i.kind == "answer"]
-    [refusal] = outbox(app, "confirmation")
+    [refusal] = outbox(app, "refusal")
     msg, text, _ = _mail(refusal)
     assert refusal.recipients == [TIM.email] and "Not done" in msg["Subject"]
-    assert "unknown command #reslove" in text and "nothing was changed" in text
+    assert "unknown command #reslove" in text and "Nothing was changed" in text
+    assert "It works again" not in text  # the refused reply is never quoted back
     assert msg["Reply-To"] == app.tokens.unsigned_address(key)
 
 

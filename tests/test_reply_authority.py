@@ -14,18 +14,13 @@ from typing import Any
 
 import pytest
 from desk_kit import ADA, P3_MAIL, PAM, REPORTER, SUPPORT, TIM
-from reply_kit import TOKEN_RE, Desk, member_reply, reply_to_of, report_by_smtp, start_desk
+from reply_kit import TOKEN_RE, Desk, member_reply, reply_to_of, report_by_smtp
 from sqlalchemy import select
 
 from config import SupportSettings
 from tickets.models import Message, OutboxItem
 from tickets.reply_secret import ReplySecrets, ReplySecretStore
 from tickets.tokens import EXPIRED, FORGED, OTHER_MEMBER, TOKEN_LENGTH, VALID, ReplyTokens
-
-
-@pytest.fixture
-def desk(make_app, tmp_path, relay, db_url):  # type: ignore[no-untyped-def]
-    yield from start_desk(make_app, tmp_path, relay, db_url)
 
 
 def _escalated_p3(desk: Desk, clock: Any) -> tuple[str, str]:
@@ -145,8 +140,8 @@ def test_each_member_gets_their_own_signed_reply_to_and_only_it_acts(desk, clock
     # Pam's address used with Ada's From (forged or forwarded): nothing changes.
     member_reply(desk, addresses[PAM.email], "#resolve all fine\n#severity P4", sender=ADA.email, key=key)
     assert _state(desk, key) == before
-    [comment] = desk.events(key, "comment")
-    assert comment.actor == ADA.email and f"sent to {PAM.email}, not to {ADA.email}" in comment.data["reason"]
+    [refused] = desk.events(key, "refused")
+    assert refused.actor == ADA.email and f"sent to {PAM.email}, not to {ADA.email}" in refused.data["reason"]
     # Pam's own reply acts.
     member_reply(desk, addresses[PAM.email], "#ack", sender=PAM.email, key=key)
     assert desk.ticket(key).assignee == PAM.email
@@ -160,11 +155,24 @@ def test_stolen_token_with_spoofed_from_changes_nothing_for_an_outsider(desk, cl
     member_reply(desk, stolen, "#resolve fixed\n#severity P4", sender=ADA.email, key=key)
     member_reply(desk, stolen, "#severity P4", sender="mallory@evil.example", name="Mallory", key=key)
     assert _state(desk, key)[:2] == before[:2] and not desk.events(key, "resolved")
-    reasons = [e.data.get("reason", "") for e in desk.events(key, "comment")]
+    reasons = [e.data.get("reason", "") for e in desk.events(key) if e.kind in ("refused", "comment")]
     assert any(f"sent to {TIM.email}, not to {ADA.email}" in r for r in reasons)
     assert any("not on the team" in r for r in reasons)
     sent = desk.flush()
     assert not [d for d in sent if "mallory@evil.example" in d.recipients or REPORTER in d.recipients]
+    # The reporter holding a leaked team address adds information; they cannot act.
+    member_reply(desk, stolen, "#resolve\n#severity P4\n\nplease close", sender=REPORTER, key=key)
+    assert _state(desk, key)[:2] == before[:2] and not desk.events(key, "resolved")
+
+
+@pytest.mark.parametrize("key, value", [("token_days", 0), ("token_days", -1), ("token_days", "14"),
+                                        ("token_days", True), ("secret_grace_hours", -1), ("cc_limit", -1),
+                                        ("cc_limit", 10**9), ("cc_limit", 1.5), ("nonsense", 1)])
+def test_replies_config_refuses_hostile_values(key, value):
+    from config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"\[replies\]"):
+        parse_config({"replies": {key: value}}, base_dir=None)  # type: ignore[arg-type]
 
 
 def _assign(desk: Desk, key: str) -> Any:
@@ -181,8 +189,8 @@ def test_expired_token_is_refused_and_a_new_mail_renews_it(desk, clock):
     before = _state(desk, key)
     member_reply(desk, ada_address, "#severity P1", sender=ADA.email, key=key)
     assert _state(desk, key) == before
-    [comment] = desk.events(key, "comment")
-    assert "expired" in comment.data["reason"]
+    [refused] = desk.events(key, "refused")
+    assert "expired" in refused.data["reason"]
     [refusal] = desk.to(ADA.email, desk.flush())
     assert "expired" in refusal.message.get_body(("plain",)).get_content()
     # The refusal itself is a new mail to Ada: its Reply-To is fresh and acts.
@@ -202,8 +210,7 @@ def test_rotation_by_command_ends_old_tokens_after_the_grace(desk, clock):
     cmd_rotate(desk.app, argparse.Namespace(no_grace=True))
     member_reply(desk, ada_address, "#severity P1", sender=ADA.email, key=key)
     assert desk.ticket(key).severity == "P3"
-    assert "not one this desk minted" in desk.events(key, "comment")[-1].data["reason"] or \
-        "signed reply address" in desk.events(key, "comment")[-1].data["reason"]
+    assert "signed reply address" in desk.events(key, "refused")[-1].data["reason"]
 
 
 # --- nothing stored or shown carries a credential ------------------------------------------------
@@ -251,6 +258,13 @@ def _reporter_reply(key: str) -> bytes:
     return mail(sender=REPORTER, to=SUPPORT, subject=f"Re: [{key}] Typo", body="Thanks, looks good now.")
 
 
+def _get(web: Any, path: str) -> tuple[str, str]:
+    seen: list[str] = []
+    body = b"".join(web({"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
+                         "HTTP_HOST": "127.0.0.1:8025"}, lambda status, headers: seen.append(status)))
+    return seen[0], body.decode()
+
+
 def _every_surface(app: Any, key: str, tmp_path: Any) -> dict[str, str]:
     """Every place the desk shows or stores what happened, as text."""
     from dashboard.cli import cmd_dashboard
@@ -261,9 +275,9 @@ def _every_surface(app: Any, key: str, tmp_path: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     web = DashboardApp(app)
     for path in ("/", f"/tickets/{key}", "/api/tickets", f"/api/tickets/{key}", "/api/summary", "/healthz"):
-        body = b"".join(web({"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
-                             "HTTP_HOST": "127.0.0.1:8025"}, lambda *a: None))
-        out[f"dashboard {path}"] = body.decode()
+        status, body = _get(web, path)
+        assert status == "200 OK", (path, status, body[:200])
+        out[f"dashboard {path}"] = body
 
     def run(handler: Any, **kwargs: Any) -> str:
         app.out = io.StringIO()

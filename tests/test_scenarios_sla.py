@@ -269,13 +269,16 @@ def test_forged_replies_change_nothing(make_app, clock, tmp_path, relay, db_url)
         assert _state(app, key) == before, what
         assert _state(app, other) == before_other, what
     flush(app)
-    # Nothing reached the reporters or the stranger; the real team member was told why, each time.
+    # Nothing reached the reporters or the stranger; the real team member was told why, once (quiet refusals).
     recipients = [r for d in relay.deliveries for r in d.recipients]
     assert REPORTER not in recipients and "otto@customer.example" not in recipients
     assert "mallory@evil.example" not in recipients
-    refusals = [d for d in relay.deliveries if d.recipients == [ADA.email]]
-    assert len(refusals) == 4 and all("Not done" in d.message["Subject"] for d in refusals)
-    assert "signed reply address" in text_of(refusals[0]) and "NOT sent to the reporter" in text_of(refusals[0])
-    comments = events(app, key, "comment")
-    assert len(comments) == 5 and {c.actor for c in comments} == {ADA.email, "mallory@evil.example"}
+    [refusal] = [d for d in relay.deliveries if d.recipients == [ADA.email]]
+    assert "Not done" in refusal.message["Subject"] and "signed reply address" in text_of(refusal)
+    assert "nothing was sent to the reporter" in text_of(refusal) and "Closing this" not in text_of(refusal)
+    refused = events(app, key, "refused")
+    assert len(refused) == 4 and {r.actor for r in refused} == {ADA.email}
+    assert [r.data["answered"] for r in refused] == [True, False, False, False]
+    [comment] = events(app, key, "comment")
+    assert comment.actor == "mallory@evil.example"
     assert not events(app, key, "resolved") and not events(app, key, "severity_changed")

@@ -6,6 +6,7 @@ format is a user contract (``HC-<n>``); writing these twice is how they drift.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,18 @@ from config import Config
 from tickets.models import Event, Message, Participant, Ticket
 from tickets.our_mail import is_our_address
 from tickets.store import next_number
+
+# The audit event of a team reply that was refused (no valid token, unreadable command): the replies
+# room records it, ``hypercare status`` counts it.
+REFUSED = "refused"
+
+
+def refusal_counts(session: Session, since: datetime) -> dict[str, int]:
+    """Refused team replies since *since*: how many, how many were answered, how many senders."""
+    rows = session.execute(select(Event.actor, Event.data).where(Event.kind == REFUSED, Event.at >= since)).all()
+    answered = sum(1 for _actor, data in rows if (data or {}).get("answered"))
+    return {"refused": len(rows), "answered": answered, "quiet": len(rows) - answered,
+            "senders": len({actor for actor, _data in rows})}
 
 
 def ticket_key(prefix: str, number: int) -> str:
@@ -66,6 +79,47 @@ def add_participant(session: Session, ticket: Ticket, email: str, kind: str) -> 
     participant = Participant(email=email, kind=kind)
     ticket.participants.append(participant)
     session.add(participant)
+
+
+@dataclass(frozen=True)
+class CcChoice:
+    """Who of a new request's Cc/To becomes a participant (hears every answer), and who does not, why."""
+
+    kept: tuple[str, ...]
+    outside: tuple[str, ...]  # not the reporter's domain nor a team domain
+    over_cap: tuple[str, ...]  # allowed, but beyond ``[replies] cc_limit``
+
+    def event_data(self, limit: int) -> dict[str, Any]:
+        return {"limit": limit, "kept": len(self.kept), "outside": len(self.outside),
+                "over_cap": len(self.over_cap), "not_added": [*self.outside, *self.over_cap][:20]}
+
+
+def choose_cc(config: Config, reporter: str, addresses: list[str]) -> CcChoice:
+    """The copied people of a new request who become participants.
+
+    Why bounded (issue 13): every public answer goes to the reporter and the participants, under the
+    reporter's subject; a request copied to 500 outside addresses must not make the desk mail 501
+    people.  Automatic participants are the reporter's colleagues (their domain) or the team's
+    domains, at most ``[replies] cc_limit``; anyone else is added by a team member (``#cc add``).
+    Team members and our own addresses are skipped (they never get public answers).
+    """
+    domains = {reporter.rpartition("@")[2].lower()} | {m.email.rpartition("@")[2].lower() for m in config.team}
+    team = {m.email.lower() for m in config.team}
+    limit = config.replies.cc_limit
+    kept: list[str] = []
+    outside: list[str] = []
+    over: list[str] = []
+    for address in dict.fromkeys(a.lower() for a in addresses):
+        if not address or address == reporter.lower() or address in team \
+                or is_our_address(config.support, address):
+            continue
+        if address.rpartition("@")[2] not in domains:
+            outside.append(address)
+        elif len(kept) >= limit:
+            over.append(address)
+        else:
+            kept.append(address)
+    return CcChoice(tuple(kept), tuple(outside), tuple(over))
 
 
 def is_participant(ticket: Ticket, email: str) -> bool:

@@ -188,14 +188,14 @@ class ReplyTokens:
 
     def redact(self, text: str) -> str:
         """*text* with every reply token replaced by ``redacted`` (for storing mail we received)."""
-        if not text or self.support.ticket_prefix.lower() not in text.lower():
+        if not text or f"{self.support.ticket_prefix.lower()}-" not in text.lower():
             return text
         return self._token_text.sub(rf"\g<head>{REDACTED}", text)
 
     def redact_bytes(self, data: bytes) -> bytes:
-        prefix = self.support.ticket_prefix.encode()
-        if not data or (prefix.upper() not in data and prefix.lower() not in data):
-            return data  # the common case: no ticket key at all, no scan of a large mail
+        key = f"{self.support.ticket_prefix}-".encode()
+        if not data or (key.upper() not in data and key.lower() not in data):
+            return data  # the common case (no "HC-" at all; base64 never has a "-"): no scan of a large mail
         return self._token_bytes.sub(rb"\g<head>" + REDACTED.encode(), data)
 
     # --- plain tags and rating tokens --------------------------------------------------------

@@ -117,15 +117,19 @@ def _classify(lines: list[str]) -> str:
     return "".join(kinds)
 
 
+def _lines_and_kinds(text: str) -> tuple[list[str], str]:
+    """The lines of *text* (any line ends, wrapped "On ... wrote:" joined) and one kind letter per line."""
+    lines = _join_wrapped_markers(text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+    return lines, _classify(lines)
+
+
 def trim_reply(text: str) -> str:
     """The new part of a reply: quoted history, forwarded/embedded mail and signatures removed.
 
     Mail that is nothing but a quote is returned as it is (there is nothing else to show)."""
     if not text or not text.strip():
         return ""
-    text = _join_wrapped_markers(text.replace("\r\n", "\n").replace("\r", "\n"))
-    lines = text.split("\n")
-    kinds = _classify(lines)
+    lines, kinds = _lines_and_kinds(text)
 
     # A forwarded mail's header block at the very top (From:/Date:/Subject:/To:) goes.
     head = re.match(r"e*(?:be*)?(h[hte]*h)e", kinds)
@@ -162,3 +166,28 @@ def trim_reply(text: str) -> str:
     elif "q" not in kinds:
         return ""  # nothing but markers and empty quote lines
     return "\n".join(lines).strip("\n").rstrip()
+
+
+def new_text(text: str) -> str:
+    """Only what the sender wrote in this reply: the text above the quoted mail, or below a leading quote.
+
+    Why apart from ``trim_reply``: the ticket view may show a quote when it is all there is, but a
+    team member's reply is *sent* to the reporter, so a reply that is nothing but the quoted
+    escalation (a ``>`` quote, an Outlook reply with nothing typed above ``From:/Sent:``, a
+    forwarded block) must give "" and send nothing.  Quoted lines inside the answer are dropped
+    too: the reporter gets the member's words, never our internal mail.
+    """
+    if not text or not text.strip():
+        return ""
+    lines, kinds = _lines_and_kinds(text)
+    # Unquoted history (an Outlook "From:/Sent:" block, "-----Original Message-----", a signature) ends
+    # the answer for good; a quoted block with its "On ... wrote:" line is skipped, since bottom-posted
+    # and inline answers go on below it (Thunderbird, Apple Mail).
+    end = re.search(r"-|h[et]{0,2}h|b(?![eb]*q)", kinds)
+    if end:
+        lines, kinds = lines[:end.start()], kinds[:end.start()]
+    kept = [(line, kind) for line, kind in zip(lines, kinds, strict=True) if kind not in "qbds"]
+    if not any(kind == "t" for _line, kind in kept):
+        return ""
+    text = "\n".join("" if kind == "e" else line for line, kind in kept)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n").rstrip()
