@@ -18,6 +18,12 @@ from notifier.render import Renderer
 from tickets.models import Escalation, Feedback, Message, Ticket
 from tickets.views import ticket_detail
 
+# No script may run at all: even if escaping failed somewhere, an injected <script> stays inert.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                           "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+# The same policy as a <meta> tag for the static page (``dashboard --out``); a meta tag cannot carry
+# frame-ancestors (browsers ignore it there), everything else is the same.
+CSP_META = "; ".join(d for d in CONTENT_SECURITY_POLICY.split("; ") if not d.startswith("frame-ancestors"))
 REFRESH_SECONDS = 60
 CHART_HEIGHT = 120
 BAR_WIDTH = 14
@@ -30,6 +36,7 @@ def overview_html(session: Session, ctx: DashboardContext, renderer: Renderer, *
     return renderer.render_page(
         "dashboard.html.j2", s=summary, chart=_chart(summary["trend"]), tz=tz, static=static,
         refresh=None if static else REFRESH_SECONDS, local=lambda v: local(v, tz), left=time_left,
+        csp_meta=CSP_META if static else None,
         severity_label=severity_label, role_label=role_label, status_label=status_label, at_risk=AT_RISK,
         title=f"Hypercare dashboard — {ctx.config.support.name}")
 

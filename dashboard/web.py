@@ -20,9 +20,9 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from config import SEVERITIES
+from config import SEVERITIES, DashboardSettings
 from dashboard.health import check_health
-from dashboard.pages import load_ticket, overview_html, ticket_html
+from dashboard.pages import CONTENT_SECURITY_POLICY, load_ticket, overview_html, ticket_html
 from dashboard.summary import DashboardContext, build_summary, to_json
 from tickets.models import OPEN_STATUSES, STATUSES
 from tickets.views import list_tickets, ticket_detail
@@ -31,14 +31,13 @@ log = logging.getLogger("hypercare.dashboard")
 
 COOKIE = "hypercare_dashboard"
 SECURITY_HEADERS = [
-    # No script may run at all: even if escaping failed somewhere, an injected <script> stays inert.
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                                "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
 ]
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]{2,45})\]|(?P<name>[a-z0-9.-]{1,253}))(?::\d{1,5})?")
 _TICKET = re.compile(r"^/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
 _API_TICKET = re.compile(r"^/api/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
 
@@ -62,18 +61,53 @@ def text_response(status: int, text: str, headers: list[tuple[str, str]] | None 
     return Response(status, text + "\n", "text/plain; charset=utf-8", headers)
 
 
+def allowed_hosts(settings: DashboardSettings) -> frozenset[str]:
+    """The Host names a request may carry: ``[dashboard] hostnames``, the bound address, and the
+    loopback names when bound to loopback.  A bound wildcard (0.0.0.0, ::) is no name at all."""
+    names = {h.lower().rstrip(".") for h in settings.hostnames}
+    bound = settings.host.strip("[]").lower()
+    if bound not in ("0.0.0.0", "::", ""):
+        names.add(bound)
+    if bound in ("localhost", "127.0.0.1", "::1") or bound.startswith("127."):
+        names.update({"localhost", "127.0.0.1", "::1"})
+    return frozenset(names)
+
+
+def host_of(header: str) -> str | None:
+    """The host part of a Host header ("desk.example.com:8025", "[::1]:8025"), None when malformed."""
+    header = header.strip().lower()
+    match = _HOST.fullmatch(header)
+    if match is None:
+        return None
+    return (match["ipv6"] or match["name"]).rstrip(".")
+
+
 class DashboardApp:
-    """WSGI callable. *app* is the composition root (``app.App``); *token* None = no access control."""
+    """WSGI callable. *app* is the composition root (``app.App``); *token* None = no access control.
+
+    Why the Host check (issue 13): without it, a page on another site can rebind its DNS name to
+    the operator's forwarded port and read the dashboard through the operator's own browser; a
+    request naming a host that is not ours gets 421 (400 when the header is missing or malformed).
+    """
 
     def __init__(self, app: Any, token: str | None = None) -> None:
         self.app = app
         self.token = token or None
+        self.hosts = allowed_hosts(app.config.dashboard)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "/") or "/"
         extra: list[tuple[str, str]] = []
-        if method not in ("GET", "HEAD"):
+        host = host_of(environ.get("HTTP_HOST", ""))
+        if host is None:
+            response = text_response(400, "bad request: a Host header naming this dashboard is required")
+        elif host not in self.hosts:
+            log.warning("dashboard refused Host %r (not in [dashboard] hostnames or the bound address)",
+                        host[:100])
+            response = text_response(421, "misdirected request: this dashboard does not answer to that host name; "
+                                          "add it to [dashboard] hostnames")
+        elif method not in ("GET", "HEAD"):
             response = text_response(405, "method not allowed: the dashboard is read-only",
                                      [("Allow", "GET, HEAD")])
         elif path != "/healthz" and not self._authorised(environ, extra):

@@ -27,7 +27,8 @@ TOKEN = "s3cret-token-0123456789"
 def call(wsgi, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     """One request through the WSGI app: (status code, headers dict, body text)."""
     path, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "wsgi.input": io.BytesIO()}
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "wsgi.input": io.BytesIO(),
+               "HTTP_HOST": "127.0.0.1:8025"}
     for name, value in (headers or {}).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     seen: dict[str, object] = {}
