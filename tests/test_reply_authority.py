@@ -65,6 +65,20 @@ def test_token_is_bound_to_ticket_and_member_expires_and_has_96_bits(clock):
         assert tokens.check("HC-7", hostile, ADA.email, now, team).verdict == FORGED
 
 
+def test_sign_mail_signs_only_the_header_placeholder_for_one_recipient(clock):
+    tokens = ReplyTokens(ReplySecrets("s" * 64), SupportSettings(address=SUPPORT))
+    now = clock.now()
+    stored = (f"Reply-To: {tokens.unsigned_address('HC-7')}\r\nSubject: x\r\n\r\n"
+              f"body names {tokens.unsigned_address('HC-7')}\r\n").encode()
+    signed = tokens.sign_mail(stored, [ADA.email], now).decode()
+    assert f"Reply-To: {tokens.reply_address('HC-7', ADA.email, now)}\r\n" in signed
+    assert signed.endswith(f"body names {tokens.unsigned_address('HC-7')}\r\n")  # the body is never touched
+    shared = tokens.sign_mail(stored, [ADA.email, TIM.email], now).decode()
+    assert "Reply-To: support+HC-7@example.com\r\n" in shared  # several readers: no one's credential
+    plain = b"Subject: ack\r\n\r\nhello\r\n"
+    assert tokens.sign_mail(plain, [REPORTER], now) is plain
+
+
 def test_rotation_keeps_old_tokens_for_the_grace_period_only(sqlite_store, clock):
     secrets = ReplySecretStore(sqlite_store, {}, grace_hours=24)
     tokens = ReplyTokens(lambda: secrets.load(clock.now()), SupportSettings(address=SUPPORT))
@@ -301,3 +315,17 @@ def _every_surface(app: Any, key: str, tmp_path: Any) -> dict[str, str]:
 
         out["events"] = "\n".join(f"{e.detail} {e.data}" for e in s.scalars(select(Event)))
     return out
+
+
+def test_secret_rotate_from_the_command_line(tmp_path):
+    """As an operator runs it: one line, exit 0; with the secret in the environment one line, exit 2."""
+    from test_cli import hypercare
+
+    rotated = hypercare("secret", "rotate", cwd=tmp_path, env={"HYPERCARE_REPLY_SECRET": ""})
+    assert rotated.returncode == 0, rotated.stderr
+    assert "reply secret rotated; earlier signed reply addresses keep working until" in rotated.stdout.decode()
+    now = hypercare("secret", "rotate", "--no-grace", cwd=tmp_path, env={"HYPERCARE_REPLY_SECRET": ""})
+    assert now.returncode == 0 and "stopped working now" in now.stdout.decode()
+    refused = hypercare("secret", "rotate", cwd=tmp_path, env={"HYPERCARE_REPLY_SECRET": "e" * 40})
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "HYPERCARE_REPLY_SECRET_PREVIOUS" in lines[0]

@@ -169,3 +169,20 @@ def test_new_text_of_quote_only_corpus_mail(corpus_dir: Path):
 def test_new_text_survives_hostile_bodies(hostile: str):
     result = new_text(hostile)
     assert isinstance(result, str) and len(result) <= len(hostile)
+
+
+def test_new_text_of_html_only_replies():
+    """Gmail and Outlook on the web send HTML only: the quote is a blockquote or a From:/Sent: block."""
+    from intake.parse.parser import html_to_text
+
+    gmail_quote = ('<div class="gmail_quote"><div class="gmail_attr">On Mon, Nov 23, 2026 at 3:00 PM CRM Hypercare '
+                   'Support &lt;support@example.com&gt; wrote:<br></div><blockquote class="gmail_quote">50% of the '
+                   'first-response time<br>Why P3: cosmetic</blockquote></div>')
+    outlook_quote = ('<div id="divRplyFwdMsg"><b>From:</b> CRM Hypercare Support &lt;support@example.com&gt;<br>'
+                     '<b>Sent:</b> Monday, November 23, 2026 3:00 PM<br><b>To:</b> Ada Admin<br>'
+                     '<b>Subject:</b> [HC-1] Escalation 50%</div><div>50% of the first-response time<br>'
+                     'Why P3: cosmetic</div>')
+    for quote in (gmail_quote, outlook_quote):
+        assert new_text(html_to_text('<div dir="ltr"><br></div>' + quote)) == ""
+        answer = new_text(html_to_text('<div dir="ltr">Fixed it, Maria.</div><br>' + quote))
+        assert answer == "Fixed it, Maria."

@@ -174,9 +174,12 @@ class ReplyTokens:
         A mail to several recipients cannot carry one person's credential: it gets the plain
         ``support+HC-12@`` address (threads, authorises nothing).
         """
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, body = data.partition(b"\n\n")
+        end = data.find(b"\r\n\r\n")
+        end = data.find(b"\n\n") if end < 0 else end
+        end = len(data) if end < 0 else end
+        head = data[:end]
+        if self._placeholder.search(head) is None:
+            return data  # most mail (acknowledgements, answers, digests): nothing to sign, no copy
 
         def signed(match: re.Match[bytes]) -> bytes:
             key = match["key"].decode().upper()
@@ -184,7 +187,7 @@ class ReplyTokens:
                 return self.plain_address(key).encode()
             return self.reply_address(key, recipients[0], now).encode()
 
-        return self._placeholder.sub(signed, head) + sep + body
+        return self._placeholder.sub(signed, head) + data[end:]
 
     def redact(self, text: str) -> str:
         """*text* with every reply token replaced by ``redacted`` (for storing mail we received)."""
