@@ -96,9 +96,12 @@ class ReplyTokens:
             rf"\[(?P<key>{prefix}-\d+)(?:\.(?P<token>[0-9a-f]{{{REPLY_TOKEN_LENGTH}}}))?\]", re.IGNORECASE)
         self._placeholder = re.compile(
             rf"{local}\+(?P<key>{prefix}-\d+)\.{UNSIGNED}@{domain}".encode(), re.IGNORECASE)
-        self._token_text = re.compile(rf"(?P<head>{prefix}-\d+\.)[0-9a-f]{{{REPLY_TOKEN_LENGTH}}}(?![0-9a-f])",
-                                      re.IGNORECASE)
-        self._token_bytes = re.compile(self._token_text.pattern.encode(), re.IGNORECASE)
+        # One case-sensitive pattern per spelling of the prefix ("HC-", "hc-"): a pattern that starts with
+        # a literal is found by a fast substring search, an IGNORECASE one is tried at every byte.
+        token = rf"-\d+\.)[0-9a-fA-F]{{{REPLY_TOKEN_LENGTH}}}(?![0-9a-fA-F])"
+        spellings = dict.fromkeys((support.ticket_prefix.upper(), support.ticket_prefix.lower()))
+        self._token_text = [re.compile(rf"(?P<head>{re.escape(p)}{token}") for p in spellings]
+        self._token_bytes = [re.compile(rf"(?P<head>{re.escape(p)}{token}".encode()) for p in spellings]
 
     # --- secrets -----------------------------------------------------------------------------
     def secrets(self) -> ReplySecrets:
@@ -191,15 +194,14 @@ class ReplyTokens:
 
     def redact(self, text: str) -> str:
         """*text* with every reply token replaced by ``redacted`` (for storing mail we received)."""
-        if not text or f"{self.support.ticket_prefix.lower()}-" not in text.lower():
-            return text
-        return self._token_text.sub(rf"\g<head>{REDACTED}", text)
+        for pattern in self._token_text:
+            text = pattern.sub(rf"\g<head>{REDACTED}", text) if text else text
+        return text
 
     def redact_bytes(self, data: bytes) -> bytes:
-        key = f"{self.support.ticket_prefix}-".encode()
-        if not data or (key.upper() not in data and key.lower() not in data):
-            return data  # the common case (no "HC-" at all; base64 never has a "-"): no scan of a large mail
-        return self._token_bytes.sub(rb"\g<head>" + REDACTED.encode(), data)
+        for pattern in self._token_bytes:
+            data = pattern.sub(rb"\g<head>" + REDACTED.encode(), data) if data else data
+        return data
 
     # --- plain tags and rating tokens --------------------------------------------------------
     def sign(self, key: str, purpose: str) -> str:
