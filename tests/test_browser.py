@@ -20,8 +20,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-@pytest.fixture
-def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+def start_chromium(tmp_path: Path, *extra_flags: str):  # type: ignore[no-untyped-def]
+    """Headless chromium through chromedriver; *extra_flags* e.g. a host-resolver rule (DNS rebinding)."""
     need_service(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
                  "chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
@@ -32,10 +32,16 @@ def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                 "--window-size=1400,1400"):
+                 "--window-size=1400,1400", *extra_flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    driver = start_chromium(tmp_path)
     yield driver
     driver.quit()
 

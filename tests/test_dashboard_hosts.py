@@ -95,3 +95,35 @@ def test_out_file_carries_the_csp_meta_tag(make_app, tmp_path):
     body = b"".join(DashboardApp(app)({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "",
                                        "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO()}, lambda *a: None))
     assert b"http-equiv=\"Content-Security-Policy\"" not in body
+
+
+def test_dns_rebinding_and_the_static_page_in_chromium(make_app, tmp_path):
+    """A real browser: a foreign name resolved to the dashboard gets 421; the --out file's CSP stops a script."""
+    from test_browser import start_chromium
+
+    from dashboard.cli import cmd_dashboard
+
+    app = _app(make_app, tmp_path)
+    server = DashboardServer(app).start()
+    driver = start_chromium(tmp_path, "--host-resolver-rules=MAP rebind.evil.example 127.0.0.1")
+    try:
+        driver.get(f"http://rebind.evil.example:{server.port}/api/summary")
+        assert "Misdirected" in driver.page_source or "does not answer to that host" in driver.page_source
+        assert '"open"' not in driver.page_source
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        assert driver.title.startswith("Hypercare dashboard")
+        # The static page with a script slipped in (as if escaping had failed): the meta CSP keeps it inert.
+        out = tmp_path / "dashboard.html"
+        cmd_dashboard(app, argparse.Namespace(out=str(out), json=False))
+        injected = "<script>document.title = 'pwned';</script>"
+        page = out.read_text().replace("<title>", injected + "<title>", 1)
+        (tmp_path / "with-meta.html").write_text(page)
+        (tmp_path / "without-meta.html").write_text(re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>',
+                                                           "", page))
+        driver.get((tmp_path / "with-meta.html").as_uri())
+        assert driver.title.startswith("Hypercare dashboard")
+        driver.get((tmp_path / "without-meta.html").as_uri())
+        assert driver.title == "pwned"  # the control: without the meta tag the script runs
+    finally:
+        driver.quit()
+        server.stop()
