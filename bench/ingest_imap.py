@@ -95,44 +95,118 @@ def run_poll(workdir: Path, profile: str | None) -> tuple[int, float, int, str]:
     return process.returncode, seconds, int(usage.ru_maxrss), output
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--senders", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--flood-limit", type=int, default=10, help="[intake] flood_per_hour (default 10)")
-    parser.add_argument("--database", default="", help="database URL (default: SQLite in a temp dir)")
-    parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
-    args = parser.parse_args()
+def fresh_postgres(admin_url: str) -> tuple[str, object]:
+    """A throwaway database on the server of *admin_url*: (its URL, a callable that drops it)."""
+    import uuid
 
-    server = Dovecot(user="support")
-    workdir = Path(tempfile.mkdtemp(prefix="hc-bench-"))
+    from sqlalchemy import create_engine, make_url, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"hc_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def empty_processed(server: Dovecot) -> None:
+    """Expunge what the last round moved away, so every round's server holds the same amount."""
+    client = server.client()
     try:
-        server.start()
+        for folder in [f[2] for f in client.list_folders() if f[2] != "INBOX"]:
+            client.select_folder(folder)
+            uids = client.search("ALL")
+            if uids:
+                client.delete_messages(uids)
+                client.expunge()
+    finally:
+        client.logout()
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no: int) -> dict[str, float]:
+    """Fill INBOX, time imapclient alone, then ``poll --once`` on a fresh database of *backend*."""
+    workdir = Path(tempfile.mkdtemp(prefix="hc-bench-"))
+    drop = None
+    try:
+        mails = generate(args.messages, args.senders, seed=7 + round_no)
         t0 = time.perf_counter()
-        mails = generate(args.messages, args.senders)
         server.deliver(mails)
         size = sum(len(m) for m in mails)
         del mails
-        print(f"mailbox: {args.messages} messages ({size / 1e6:.1f} MB) from {args.senders} senders, "
-              f"delivered in {time.perf_counter() - t0:.1f}s")
+        print(f"[{backend} round {round_no}] mailbox: {args.messages} messages ({size / 1e6:.1f} MB) from "
+              f"{args.senders} senders, delivered in {time.perf_counter() - t0:.1f}s; {load_average()}")
         fetched, seconds = raw_fetch_rate(server, args.batch_size)
-        print(f"imapclient alone : {fetched} fetched in {seconds:.2f}s = {fetched / seconds:,.0f} msg/s")
-        database = args.database or f"sqlite:///{workdir / 'bench.db'}"
+        raw = fetched / seconds
+        print(f"  imapclient alone : {fetched} fetched in {seconds:.2f}s = {raw:,.0f} msg/s")
+        if backend == "sqlite":
+            database = f"sqlite:///{workdir / 'bench.db'}"
+        else:
+            database, drop = fresh_postgres(args.postgres)
         (workdir / "hypercare.toml").write_text(
             f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
             f'[intake]\nflood_per_hour = {args.flood_limit}\n'
             f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
             f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
         code, seconds, peak_kib, output = run_poll(workdir, args.profile or None)
-        print(output.strip())
+        print("  " + output.strip())
         left = len(server.uids("INBOX"))
-        print(f"hypercare poll --once: exit {code}, {args.messages} messages in {seconds:.2f}s = "
-              f"{args.messages / seconds:,.0f} msg/s end to end (process start included), "
-              f"peak RSS {peak_kib / 1024:.0f} MB, {left} left in INBOX")
-        return 0 if code == 0 and left == 0 else 1
+        rate = args.messages / seconds
+        print(f"  hypercare poll --once: exit {code}, {args.messages} messages in {seconds:.2f}s = "
+              f"{rate:,.0f} msg/s end to end (process start included), peak RSS {peak_kib / 1024:.0f} MB, "
+              f"{left} left in INBOX; ratio to raw fetch {100 * rate / raw:.2f} %; {load_average()}")
+        if code != 0 or left:
+            raise SystemExit(f"poll failed (exit {code}, {left} left); see {workdir / 'poll.log'}")
+        return {"raw": raw, "rate": rate, "rss": peak_kib / 1024}
+    finally:
+        if drop is not None:
+            drop()
+        empty_processed(server)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--flood-limit", type=int, default=10, help="[intake] flood_per_hour (default 10)")
+    parser.add_argument("--backends", default="sqlite",
+                        help="comma-separated: sqlite, postgresql (interleaved rounds in one run)")
+    parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""),
+                        help="admin URL of a PostgreSQL server; each round gets a throwaway database")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "postgresql" in backends and not args.postgres:
+        parser.error("--backends postgresql needs --postgres URL (or HYPERCARE_TEST_DATABASE_URL)")
+
+    server = Dovecot(user="support")
+    figures: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
+    try:
+        server.start()
+        for round_no in range(args.rounds):
+            for backend in backends:
+                figures[backend].append(one_round(server, args, backend, round_no))
     finally:
         server.cleanup()
+    print(f"summary ({args.messages} messages, flood limit {args.flood_limit}, {args.rounds} round(s)); "
+          f"{load_average()}")
+    for backend, rows in figures.items():
+        ratios = sorted(100 * r["rate"] / r["raw"] for r in rows)
+        rates = sorted(r["rate"] for r in rows)
+        print(f"  {backend:10s} median {rates[len(rates) // 2]:,.0f} msg/s, ratio to raw fetch "
+              f"median {ratios[len(ratios) // 2]:.2f} % (all: {', '.join(f'{x:.2f}' for x in ratios)}), "
+              f"peak RSS max {max(r['rss'] for r in rows):.0f} MB")
+    return 0
 
 
 if __name__ == "__main__":
