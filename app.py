@@ -18,7 +18,7 @@ from typing import TextIO
 from classifier import Classifier
 from config import Config
 from core.errors import OutputNotWritable
-from intake.opening import TicketOpener
+from intake.opening import BatchForm, TicketOpener
 from intake.pipeline import IngestPipeline
 from notifier.acknowledgement import Acknowledger
 from notifier.escalation import Escalator
@@ -136,8 +136,16 @@ class App:
     @cached_property
     def opener(self) -> TicketOpener:
         # The acknowledgement first: the reporter hears from us before the team is paged.
+        ack, escalator = self.acknowledger, self.escalator
+        # Each hook's batch form (intake.batch_store): the acknowledgements as rows for a whole batch;
+        # a ticket that pages at once (P1) is left to the per-message path, where on_new_ticket runs.
+        batch_forms = {
+            ack.enqueue: BatchForm(accepts=lambda opened: True, rows=ack.batch_rows),
+            escalator.on_new_ticket: BatchForm(accepts=lambda opened: not escalator.pages_at_once(opened.severity),
+                                               rows=lambda session, opened, now: ()),
+        }
         return TicketOpener(self.config, self.classifier, self.sla,
-                            on_opened=(self.acknowledger.enqueue, self.escalator.on_new_ticket))
+                            on_opened=(ack.enqueue, escalator.on_new_ticket), batch_forms=batch_forms)
 
     @cached_property
     def replies(self) -> ReplyRouter:

@@ -97,6 +97,14 @@ class Condition:
         """The outcome when the condition holds for this mail, else None."""
         raise NotImplementedError
 
+    def header_names(self) -> frozenset[str]:
+        """Lower-case names of the mail headers this condition reads (``MailFacts.headers``).
+
+        Why: decoding every header of every mail for the facts cost more than classifying;
+        the intake builds only the headers some rule reads.
+        """
+        return frozenset()
+
     def triggers(self) -> frozenset[Trigger] | None:
         """Facts one of which must be present for this to hold (None: it may hold without any).
 

@@ -171,6 +171,9 @@ class AllOf(Condition):
         found = [t for t in (c.triggers() for c in self.children) if t is not None]
         return min(found, key=len) if found else None
 
+    def header_names(self) -> frozenset[str]:
+        return frozenset().union(*(c.header_names() for c in self.children))
+
 
 class AnyOf(AllOf):
     key = "any"

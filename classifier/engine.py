@@ -99,6 +99,8 @@ class Classifier:
                 by_trigger.setdefault(trigger, []).append(rule.index)
         self._by_trigger = {k: tuple(v) for k, v in by_trigger.items()}
         self._always = tuple(always)
+        # The headers any rule reads: MailFacts for intake need only these (MailFacts.from_parsed).
+        self.header_names: frozenset[str] = frozenset().union(*(r.condition.header_names() for r in self.rules))
 
     # --- construction ----------------------------------------------------------------------
 

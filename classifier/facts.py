@@ -8,7 +8,7 @@ mails without MIME.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -37,26 +37,32 @@ class MailFacts:
         )
 
     @classmethod
-    def from_parsed(cls, parsed: ParsedMessage, received_at: datetime) -> MailFacts:
-        """The facts of a parsed mail; *received_at* is when we got it (naive = UTC)."""
+    def from_parsed(cls, parsed: ParsedMessage, received_at: datetime,
+                    header_names: Collection[str] | None = None) -> MailFacts:
+        """The facts of a parsed mail; *received_at* is when we got it (naive = UTC).
+
+        *header_names*: only these headers (lower-case; ``Classifier.header_names``, the ones some
+        rule reads); None: every header (the dry-run tools show them all).
+        """
         return cls(
             subject=parsed.subject or "",
             body=parsed.body or "",
             sender=(parsed.from_addr or "").lower(),
             recipients=tuple(parsed.all_recipients),
-            headers=_headers(parsed),
+            headers=_headers(parsed, header_names),
             attachment_types=tuple(a.content_type.lower() for a in parsed.attachments),
             received_at=received_at,
         )
 
 
-def _headers(parsed: ParsedMessage) -> dict[str, str]:
+def _headers(parsed: ParsedMessage, wanted: Collection[str] | None) -> dict[str, str]:
     """Lower-case name -> decoded value; repeated headers joined by newlines; bad ones skipped."""
     headers: dict[str, str] = {}
     msg = parsed.msg
     if msg is None:
         return headers
-    for name in dict.fromkeys(k.lower() for k in msg.keys()):
+    present = dict.fromkeys(k.lower() for k in msg.keys())
+    for name in present if wanted is None else [n for n in present if n in wanted]:
         try:
             values = msg.get_all(name) or []
             text = "\n".join(str(v) for v in values)

@@ -88,6 +88,9 @@ class Header(Condition):
         return cls({name.lower(): tuple(p.lower() for p in strings(v, f"header {name}"))
                     for name, v in value.items()})
 
+    def header_names(self) -> frozenset[str]:
+        return frozenset(self.wanted)
+
     def check(self, ctx: MatchContext) -> Outcome | None:
         for name, patterns in self.wanted.items():
             value = ctx.facts.headers.get(name)

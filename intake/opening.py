@@ -2,17 +2,22 @@
 
 Why one class: ticket, first message, audit events and outbox rows must commit
 together (DESIGN step 7), and every path that opens a ticket (new mail, a stranger
-quoting a tag, a late reply to a closed ticket) must do all of it the same way.
+quoting a tag, a late reply to a closed ticket, the batched write path) must do all of
+it the same way: ``plan`` decides every value once, ``open`` stores a plan as ORM
+objects, ``intake.batch_store`` stores many plans with one statement per table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from classifier import Classifier, MailFacts
+from classifier import Classifier, MailFacts, Verdict
 from config import Config
 from intake.parse.message import ParsedMessage
 from tickets.lifecycle import add_participant, allocate_key, choose_cc, record_event
@@ -23,48 +28,102 @@ from tickets.sla import SlaPolicy
 NewTicketHook = Callable[[Session, Ticket, Message, datetime], None]
 
 
+@dataclass
+class OpenedTicket:
+    """A new ticket as plain values: what ``open`` stores as objects and the batch path as rows.
+
+    ``ticket`` holds the ``tickets`` columns (``id``, ``number`` and ``key`` once allocated),
+    ``request`` the opening mail's ``messages`` columns (``id`` once inserted).
+    """
+
+    parsed: ParsedMessage
+    verdict: Verdict
+    ticket: dict[str, Any]
+    participants: list[tuple[str, str]]  # (lower-case address, reporter | cc)
+    events: list[tuple[str, str, str, dict[str, Any]]]  # (kind, actor, detail, data): "created" first
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        return str(self.ticket["severity"])
+
+
+@dataclass(frozen=True)
+class BatchForm:
+    """How an ``on_opened`` hook does its work for many new tickets at once (``intake.batch_store``).
+
+    ``accepts`` is asked before anything is written: a ticket it refuses goes the per-message
+    way, where the hook itself runs.  ``rows`` gets the tickets with their ids and returns the
+    rows to insert, as (table, values) pairs; the batch path inserts them table by table.
+    """
+
+    accepts: Callable[[OpenedTicket], bool]
+    rows: Callable[[Session, Sequence[OpenedTicket], datetime], Iterable[tuple[Table, dict[str, Any]]]]
+
+
 class TicketOpener:
     def __init__(self, config: Config, classifier: Classifier, sla: SlaPolicy,
-                 on_opened: tuple[NewTicketHook, ...] = ()) -> None:
+                 on_opened: tuple[NewTicketHook, ...] = (),
+                 batch_forms: dict[NewTicketHook, BatchForm] | None = None) -> None:
         self.config = config
         self.classifier = classifier
         self.sla = sla
         # Wired in app.py: the acknowledgement to the reporter, then the immediate P1 page.
         self.on_opened = on_opened
+        # The same hooks' batch forms; the batched write path runs only when every hook has one,
+        # so a hook added without its batch form slows intake down but is never skipped.
+        self.batch_forms = batch_forms or {}
+
+    def batch_hooks(self) -> list[BatchForm] | None:
+        """The batch form of every ``on_opened`` hook, in order; None when one of them has none."""
+        forms = [self.batch_forms.get(hook) for hook in self.on_opened]
+        return None if any(form is None for form in forms) else [f for f in forms if f is not None]
+
+    def verdict(self, parsed: ParsedMessage, now: datetime) -> Verdict:
+        return self.classifier.classify(MailFacts.from_parsed(parsed, now, self.classifier.header_names))
+
+    def plan(self, parsed: ParsedMessage, now: datetime, verdict: Verdict | None = None,
+             linked: Ticket | None = None) -> OpenedTicket:
+        """Every value of the new ticket but its number: pure (no database)."""
+        verdict = verdict or self.verdict(parsed, now)
+        ticket = {
+            "subject": parsed.subject, "reporter": parsed.from_addr, "reporter_name": parsed.from_name,
+            "severity": verdict.severity, "role": verdict.role, "status": "new", "created_at": now,
+            "updated_at": now, "response_due": self.sla.response_due(verdict.severity, now),
+            "resolution_due": self.sla.resolution_due(verdict.severity, now),
+            "classification": verdict.to_json(), "original_severity": verdict.severity,
+            "original_role": verdict.role, "tags": list(verdict.tags), "reopened_count": 0,
+            "linked_ticket_id": linked.id if linked is not None else None,
+        }
+        participants = [(parsed.from_addr.lower(), "reporter")] if parsed.from_addr else []
+        copied = choose_cc(self.config, parsed.from_addr, parsed.cc + parsed.to)
+        participants += [(address, "cc") for address in copied.kept]
+        names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
+        events = [("created", parsed.from_addr, f"{verdict.severity} / {verdict.role} ({names})",
+                   {"rules": verdict.to_json(), "fallback": verdict.fallback})]
+        if copied.outside or copied.over_cap:
+            events.append(("participants_limited", "system",
+                           f"{len(copied.outside) + len(copied.over_cap)} copied address(es) not added: "
+                           f"{len(copied.outside)} outside the reporter's and the team's domains, "
+                           f"{len(copied.over_cap)} over [replies] cc_limit {self.config.replies.cc_limit}",
+                           copied.event_data(self.config.replies.cc_limit)))
+        return OpenedTicket(parsed, verdict, ticket, participants, events)
 
     def open(self, session: Session, parsed: ParsedMessage, message: Message, now: datetime,
-             linked: Ticket | None = None) -> Ticket:
-        verdict = self.classifier.classify(MailFacts.from_parsed(parsed, now))
+             linked: Ticket | None = None, verdict: Verdict | None = None) -> Ticket:
+        opened = self.plan(parsed, now, verdict, linked)
         number, key = allocate_key(session, self.config.support.ticket_prefix)
-        ticket = Ticket(
-            number=number, key=key, subject=parsed.subject, reporter=parsed.from_addr,
-            reporter_name=parsed.from_name, severity=verdict.severity, role=verdict.role, status="new",
-            created_at=now, updated_at=now, response_due=self.sla.response_due(verdict.severity, now),
-            resolution_due=self.sla.resolution_due(verdict.severity, now),
-            classification=verdict.to_json(), original_severity=verdict.severity,
-            original_role=verdict.role, tags=list(verdict.tags), reopened_count=0,
-            linked_ticket_id=linked.id if linked is not None else None,
-        )
+        ticket = Ticket(number=number, key=key, **opened.ticket)
         session.add(ticket)
         message.ticket = ticket
         session.add(message)
         # Participants before the flush: the ticket is still pending, so its (empty) participant list
         # needs no lazy load, and they are inserted with the ticket.
-        add_participant(session, ticket, parsed.from_addr, "reporter")
-        copied = choose_cc(self.config, parsed.from_addr, parsed.cc + parsed.to)
-        for address in copied.kept:
-            add_participant(session, ticket, address, "cc")
+        for address, kind in opened.participants:
+            add_participant(session, ticket, address, kind)
         # No flush here: the event and the outbox rows hold the objects, so one flush stores them all.
-        names = ", ".join(hit.name for hit in verdict.rules) or "no rule"
-        record_event(session, ticket, "created", now, actor=parsed.from_addr,
-                     detail=f"{verdict.severity} / {verdict.role} ({names})",
-                     data={"rules": verdict.to_json(), "fallback": verdict.fallback}, message=message)
-        if copied.outside or copied.over_cap:
-            record_event(session, ticket, "participants_limited", now,
-                         detail=f"{len(copied.outside) + len(copied.over_cap)} copied address(es) not added: "
-                                f"{len(copied.outside)} outside the reporter's and the team's domains, "
-                                f"{len(copied.over_cap)} over [replies] cc_limit {self.config.replies.cc_limit}",
-                         data=copied.event_data(self.config.replies.cc_limit), message=message)
+        for kind, actor, detail, data in opened.events:
+            record_event(session, ticket, kind, now, actor=actor, detail=detail, data=data, message=message)
         if linked is not None:
             record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
                          data={"ticket": linked.key}, message=message)

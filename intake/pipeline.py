@@ -24,11 +24,13 @@ from sqlalchemy.orm import Session
 from config import Config
 from core.email_headers import CachingPolicy
 from core.errors import TryLater
+from intake.batch_store import BatchStore
 from intake.dedup import KnownMessages, find_duplicate, judge_conflict
 from intake.guards.rules import GuardContext, GuardHit, first_hit
-from intake.opening import TicketOpener
-from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
+from intake.opening import OpenedTicket, TicketOpener
+from intake.parse.message import ParsedMessage, UnparseableMessage
 from intake.parse.parser import parse_message
+from intake.rows import attachment_values, message_values
 from intake.thread import ReplyHandling, find_thread
 from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
@@ -66,6 +68,12 @@ class IngestResult:
         return " ".join(parts)
 
 
+def _created(opened: OpenedTicket) -> IngestResult:
+    """The result of a ticket the batched write path stored (same words as the per-message path)."""
+    return IngestResult("created", opened.parsed.message_id, opened.ticket["key"],
+                        f"{opened.ticket['severity']} {opened.ticket['role']}")
+
+
 @dataclass
 class _BatchMemo:
     """What one batch already knows: which mails may be duplicates, and each sender's recent tickets.
@@ -90,8 +98,25 @@ class _BatchMemo:
             self.tickets_by_sender.clear()
 
 
-def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[ParsedMessage | str]:
-    """Parse each mail, or give the quarantine reason; pure, so it may run in a worker process."""
+_worker_opener: list[TicketOpener] = []  # set in a parse worker process by ``classify_in_worker``
+
+
+def classify_in_worker(opener: TicketOpener) -> None:
+    """Initializer of a (forked) parse worker: ``parse_mails`` there also computes each verdict.
+
+    Why: facts and verdict depend only on the mail, the rules and the time it arrived, so
+    they are pure work that belongs beside the parsing, off the storing process.
+    """
+    _worker_opener[:] = [opener]
+
+
+def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int,
+                received_at: datetime | None = None) -> list[ParsedMessage | str]:
+    """Parse each mail, or give the quarantine reason; pure, so it may run in a worker process.
+
+    In a worker set up by ``classify_in_worker`` and given *received_at*, each mail's verdict
+    is computed too (``ParsedMessage.verdict``); a failing classification is left to the store.
+    """
     out: list[ParsedMessage | str] = []
     for mail in mails:
         try:
@@ -100,6 +125,11 @@ def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int) -> list[Par
             out.append(f"unparseable: {exc}")
             continue
         parsed.envelope_recipients = list(mail.envelope_recipients)
+        if _worker_opener and received_at is not None:
+            try:
+                parsed.verdict = _worker_opener[0].verdict(parsed, received_at)
+            except Exception:  # noqa: BLE001 - the storing process classifies again and shunts on failure
+                log.debug("<%s> classification in the parse worker failed", parsed.message_id)
         out.append(parsed)
     return out
 
@@ -127,7 +157,7 @@ class IngestPipeline:
         ``prepared``: the mails already parsed by ``parse_mails`` (e.g. in a worker process while the
         previous batch was being stored), one entry per mail in order.
         """
-        results: list[IngestResult] = []
+        results: dict[int, IngestResult] = {}
         mails = list(mails)
         # Parse before the transaction: parsing is the slow part and must not hold SQLite's write lock.
         if prepared is None or len(prepared) != len(mails):
@@ -138,13 +168,21 @@ class IngestPipeline:
             with self.store.session() as session:
                 memo = _BatchMemo(KnownMessages.of_batch(session, good),
                                   self._tickets_by_sender(session, {p.from_addr.lower() for p in good}))
-                for mail, item in parsed:
-                    results.append(self._ingest_one(session, mail, item, memo, shunt))
+                now = self.clock.now()
+                fast = BatchStore(session, memo, self.opener, self.tokens, self._guard_context(session, now, memo),
+                                  self.attachments, now, good, created=_created,
+                                  fallback=lambda i: self._ingest_one(session, *parsed[i], memo, shunt))
+                for index, (mail, item) in enumerate(parsed):
+                    if not fast.take(index, item, mail.source):  # the common case joins the batched write
+                        results.update(fast.flush())  # what came before is stored first: mailbox order
+                        results[index] = self._ingest_one(session, mail, item, memo, shunt)
+                results.update(fast.flush())
         except (OperationalError, DBAPIError) as exc:
             raise IngestUnavailable(f"database unavailable: {exc.orig}") from None
-        for result in results:
+        ordered = [results[index] for index in range(len(parsed))]
+        for result in ordered:
             log.info(f"<{result.message_id}> {result.action} {result.key} {result.detail}".rstrip())
-        return results
+        return ordered
 
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
@@ -272,25 +310,10 @@ class IngestPipeline:
 
     def _message_row(self, parsed: ParsedMessage, source: str, now: datetime, *, disposition: str,
                      rule: str | None = None) -> Message:
-        message = Message(
-            message_id=parsed.message_id, content_hash=parsed.content_hash, direction="in",
-            disposition=disposition, rule=rule, from_addr=parsed.from_addr, from_name=parsed.from_name,
-            to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.body,
-            body_full=parsed.body_full, in_reply_to=parsed.in_reply_to, references=parsed.references,
-            received_at=now, source=source, notes=parsed.notes, raw=parsed.raw,
-        )
+        message = Message(**message_values(parsed, source, now, disposition=disposition, rule=rule))
         if disposition != "ignored":
-            message.attachments = [self._attachment(a) for a in parsed.attachments]
+            message.attachments = [Attachment(**attachment_values(self.attachments, a)) for a in parsed.attachments]
         return message
-
-    def _attachment(self, attachment: ParsedAttachment) -> Attachment:
-        """Content-addressed on disk (written before commit; an orphan file on rollback is harmless)."""
-        stored = "omitted"
-        if attachment.payload is not None:
-            self.attachments.put(attachment.payload, attachment.sha256)
-            stored = "file"
-        return Attachment(filename=attachment.filename[:255], content_type=attachment.content_type[:255],
-                          size=attachment.size, sha256=attachment.sha256, stored=stored)
 
     def _quarantine(self, session: Session, mail: RawMail, reason: str, shunt: bool) -> IngestResult:
         if not shunt:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from core.errors import EX_TEMPFAIL
 from core.progress import ProgressLine
-from intake.pipeline import IngestResult, IngestUnavailable
+from intake.pipeline import IngestResult, IngestUnavailable, classify_in_worker
 from intake.receive.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
 from intake.receive.imap_poller import ImapPoller, PollReport
 from intake.receive.imap_watch import ImapWatcher
@@ -74,7 +74,7 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     if not args.once:
         return _poll_forever(app, poller)
     progress = Progress(app.out)
-    poller.parse_pool = _parse_pool()
+    poller.parse_pool = _parse_pool(app)
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:
@@ -91,8 +91,11 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_pool() -> Executor | None:
+def _parse_pool(app: Any) -> Executor | None:
     """One forked parse worker for a drain, so parsing and storing use two cores.
+
+    The worker also classifies (``classify_in_worker``: the opener is inherited by the fork,
+    not pickled), so the storing process only stores.
 
     Only from a single-threaded process (forking a threaded one is unsafe) with a second
     core and the fork start method; otherwise the pipeline parses in process, just slower.
@@ -101,7 +104,8 @@ def _parse_pool() -> Executor | None:
         return None
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=classify_in_worker, initargs=(app.opener,))
 
 
 def _poll_forever(app: Any, poller: ImapPoller) -> int:

@@ -2,22 +2,36 @@
 
 Why a class of its own: it is the first promise the desk makes (severity, first
 response time, owner role, how to reply), so its content is assembled in one place
-and enqueued in the same transaction as the ticket.
+and enqueued in the same transaction as the ticket, one ticket at a time (``enqueue``,
+the ``on_opened`` hook) or for a whole batch of new tickets (``batch_rows``, wired in app.py as the
+hook's ``intake.opening.BatchForm``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
-from notifier.outbox import enqueue, short_key
+from notifier.outbox import enqueue, outgoing_rows, queued_keys, short_key
 from notifier.render import Renderer
-from tickets.models import Message, Ticket
+from tickets.models import Message, OutboxItem, Ticket
+
+_OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+
+
+class NewTicket(Protocol):
+    """A new ticket as column values (``intake.opening.OpenedTicket``; notifier never imports intake)."""
+
+    ticket: dict[str, Any]  # the tickets row, with its id and key
+    request: dict[str, Any]  # the messages row of the mail that opened it
 
 
 class Acknowledger:
@@ -27,29 +41,58 @@ class Acknowledger:
         self.target_label = target_label
 
     def enqueue(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
+        mail = self.mail(ticket, request)
+        # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
+        enqueue(session, mail, key=self.key(request.message_id), support=self.config.support,
+                now=now, ticket=ticket, flush=False)
+
+    def batch_rows(self, session: Session, opened: Sequence[NewTicket],
+                   now: datetime) -> Iterator[tuple[Table, dict[str, Any]]]:
+        """The outbox and outbound message rows of many acknowledgements: one key look-up for all."""
+        queued = queued_keys(session, [self.key(o.request["message_id"]) for o in opened])
+        for new in opened:
+            key = self.key(new.request["message_id"])
+            if key in queued:
+                continue  # acknowledged before (same as ``enqueue`` finding the key)
+            mail = self.mail(new.ticket, new.request)
+            item, outbound = outgoing_rows(mail, key=key, support=self.config.support, now=now,
+                                           ticket_id=new.ticket["id"])
+            yield _OUTBOX, item
+            yield _MESSAGES, outbound
+
+    @staticmethod
+    def key(request_message_id: str) -> str:
+        return f"ack:{short_key(request_message_id)}"
+
+    def mail(self, ticket: Ticket | Mapping[str, Any], request: Message | Mapping[str, Any]) -> OutgoingMail:
+        """The acknowledgement of *ticket* opened by *request*: objects, or their column values
+        (the template reads both alike)."""
+        request_message_id = _field(request, "message_id")
         tz = self.config.hypercare.tz
+        severity = _field(ticket, "severity")
+        response_due = _field(ticket, "response_due")
         rendered = self.renderer.render(
             "ack",
             ticket=ticket,
             request=request,
-            severity=severity_label(ticket.severity),
-            role=role_label(ticket.role),
-            response_target=self.target_label(ticket.severity),
-            response_due=ticket.response_due.astimezone(tz) if ticket.response_due else None,
+            severity=severity_label(severity),
+            role=role_label(_field(ticket, "role")),
+            response_target=self.target_label(severity),
+            response_due=response_due.astimezone(tz) if response_due else None,
             support=self.config.support,
             tz=tz,
         )
-        mail = OutgoingMail(
+        return OutgoingMail(
             kind="ack",
-            to=[ticket.reporter],
+            to=[_field(ticket, "reporter")],
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            in_reply_to=request.message_id,
-            references=[*request.references, request.message_id],
+            in_reply_to=request_message_id,
+            references=[*_field(request, "references"), request_message_id],
             auto_submitted="auto-replied",
         )
-        # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
-        enqueue(session, mail, key=f"ack:{short_key(request.message_id)}", support=self.config.support,
-                now=now, ticket=ticket, flush=False)
 
+
+def _field(row: Ticket | Message | Mapping[str, Any], name: str) -> Any:
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)

@@ -108,8 +108,14 @@ class Escalator:
 
     def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
         """``TicketOpener.on_opened`` hook: a new P1 escalates at once, in the ticket's transaction."""
-        if ticket.severity == "P1":
+        if self.pages_at_once(ticket.severity):
             self.escalate_p1(session, ticket, now, cycle=0)
+
+    @staticmethod
+    def pages_at_once(severity: str) -> bool:
+        """Whether a new ticket of *severity* pages the team at once (the batched write path leaves
+        such tickets to ``on_new_ticket``)."""
+        return severity == "P1"
 
     def escalate_p1(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int) -> Escalated | None:
         return self._escalate(session, ticket, now, cycle=cycle, level=P1_NEW, tier=BREACH)

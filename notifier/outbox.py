@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, undefer
 
 from config import NotifierSettings, SupportSettings
-from notifier.mime import BadAddress, OutgoingMail, as_smtp_bytes, build_mime, clean_address, new_message_id
+from notifier.mime import BadAddress, OutgoingMail, clean_address, new_message_id
+from notifier.plain_mime import smtp_bytes
 from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
 from tickets.models import BouncingRecipient, Message, OutboxItem, Ticket
@@ -82,37 +84,62 @@ def enqueue(
     existing = _queued(session, key)
     if existing is not None:
         return existing
-    good, bad = _split_addresses(mail.to)
-    mail = dataclasses.replace(mail, to=good)
-    message_id = new_message_id(mail.kind, support.domain)
-    mime = build_mime(mail, sender_address=support.address, sender_name=support.name,
-                      message_id=message_id, date=now)
-    data = as_smtp_bytes(mime)  # policy.SMTP, CRLF line ends: smtplib sends bytes as they are
-    item = OutboxItem(
-        idempotency_key=key, kind=mail.kind, ticket_id=ticket_id, sender=support.address,
-        recipients=good, suppressed=[], message_id=message_id, subject=str(mime["Subject"]),
-        mime=data, status="pending" if good else "dead", attempts=0, created_at=now, next_attempt_at=now,
-        last_error=f"invalid recipient address(es) left out: {', '.join(repr(b) for b in bad)}"[:2000] if bad else None,
-    )
-    if bad:
-        log.warning("%s invalid recipient(s) left out: %r", message_id, bad)
+    item_values, message_values = outgoing_rows(mail, key=key, support=support, now=now, ticket_id=ticket_id)
+    item = OutboxItem(**item_values)
     if ticket is not None:
         item.ticket = ticket
     session.add(item)
     if ticket_id is not None or ticket is not None:
-        outbound = Message(
-            ticket_id=ticket_id, message_id=message_id, content_hash="", direction="out",
-            disposition="sent", from_addr=support.address, from_name=support.name,
-            to_addrs=list(mail.to), subject=str(mime["Subject"]), body=mail.text, body_full=mail.text,
-            in_reply_to=mail.in_reply_to, references=list(mail.references), received_at=now,
-            source=f"outbox:{mail.kind}", raw=data,
-        )
+        outbound = Message(**message_values)
         if ticket is not None:
             outbound.ticket = ticket
         session.add(outbound)
     if flush:
         session.flush()
     return item
+
+
+def outgoing_rows(mail: OutgoingMail, *, key: str, support: SupportSettings, now: datetime,
+                  ticket_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``outbox`` row and the outbound ``messages`` row of *mail*, as plain values.
+
+    Why plain values: ``enqueue`` makes ORM objects of them, the batched write path
+    (``notifier.acknowledgement``, ``intake.batch_store``) inserts thousands with one
+    statement.  The bytes are stored once, in the outbox row: the ``messages`` row records
+    the mail for threading and the ticket view (same Message-ID), its ``raw`` stays empty.
+    """
+    good, bad = _split_addresses(mail.to)
+    mail = dataclasses.replace(mail, to=good)
+    message_id = new_message_id(mail.kind, support.domain)
+    data, subject = smtp_bytes(mail, sender_address=support.address, sender_name=support.name,
+                               message_id=message_id, date=now)
+    if bad:
+        log.warning("%s invalid recipient(s) left out: %r", message_id, bad)
+    item = {
+        "idempotency_key": key, "kind": mail.kind, "ticket_id": ticket_id, "sender": support.address,
+        "recipients": good, "suppressed": [], "message_id": message_id, "subject": subject, "mime": data,
+        "status": "pending" if good else "dead", "attempts": 0, "created_at": now, "next_attempt_at": now,
+        "last_error": f"invalid recipient address(es) left out: {', '.join(repr(b) for b in bad)}"[:2000]
+        if bad else None,
+    }
+    outbound = {
+        "ticket_id": ticket_id, "message_id": message_id, "content_hash": "", "direction": "out",
+        "disposition": "sent", "from_addr": support.address, "from_name": support.name,
+        "to_addrs": list(mail.to), "cc_addrs": [], "subject": subject, "body": mail.text, "body_full": mail.text,
+        "in_reply_to": mail.in_reply_to, "references": list(mail.references), "received_at": now,
+        "source": f"outbox:{mail.kind}", "notes": [], "raw": b"", "rule": None,
+    }
+    return item, outbound
+
+
+def queued_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of *keys* are already queued: one ``IN`` query per 500 (the batched write path)."""
+    found: set[str] = set()
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), 500):
+        found.update(session.scalars(select(_OUTBOX.c.idempotency_key)
+                                     .where(_OUTBOX.c.idempotency_key.in_(ordered[start:start + 500]))))
+    return found
 
 
 def _queued(session: Session, key: str) -> OutboxItem | None:

@@ -155,6 +155,33 @@ def test_crash_after_commit_before_move_is_absorbed_on_next_poll(imap_app, dovec
     assert dovecot.uids("INBOX") == []
 
 
+def test_imap_crash_during_the_batched_write_leaves_the_mail_in_the_mailbox(imap_app, dovecot, monkeypatch):
+    class Crash(BaseException):
+        """The process dies while the batched write runs: nothing committed, nothing moved."""
+
+    from intake.batch_store import BatchStore
+
+    original = BatchStore._write
+    calls = {"n": 0}
+
+    def die_in_second_batch(self, opened):  # type: ignore[no-untyped-def]
+        calls["n"] += 1  # mails(n) are plain new requests: each batch goes the batched way
+        if calls["n"] == 2:
+            raise Crash
+        original(self, opened)
+
+    app = imap_app(batch_size=4)
+    dovecot.append(mails(10))
+    monkeypatch.setattr(BatchStore, "_write", die_in_second_batch)
+    with pytest.raises(Crash):
+        poller_for(app).poll()
+    assert counts(app) == (4, 4) and len(dovecot.uids("INBOX")) == 6  # batch 1 stored and moved, the rest waits
+    monkeypatch.setattr(BatchStore, "_write", original)
+    report = poller_for(app).poll()  # the restarted service
+    assert report.outcomes == {"created": 6}
+    assert counts(app) == (10, 10) and dovecot.uids("INBOX") == []
+
+
 def test_server_killed_mid_batch_and_restarted(imap_app, dovecot):
     app = imap_app(batch_size=4)
     dovecot.append(mails(12))

@@ -42,10 +42,15 @@ TICKET_COUNTER = "ticket"
 
 
 def allocate_key(session: Session, prefix: str) -> tuple[int, str]:
-    """The next ticket number (from the one sequence that survives a prefix change) and its key."""
-    number = next_number(session, TICKET_COUNTER, floor=select(func.coalesce(func.max(Ticket.number), 0))
-                         .scalar_subquery())
-    return number, ticket_key(prefix, number)
+    return allocate_keys(session, prefix, 1)[0]
+
+
+def allocate_keys(session: Session, prefix: str, count: int) -> list[tuple[int, str]]:
+    """*count* consecutive ticket numbers (from the one sequence that survives a prefix change) and
+    their keys, with one counter update (the batched write path takes a whole batch at once)."""
+    last = next_number(session, TICKET_COUNTER, floor=select(func.coalesce(func.max(Ticket.number), 0))
+                       .scalar_subquery(), count=count)
+    return [(number, ticket_key(prefix, number)) for number in range(last - count + 1, last + 1)]
 
 
 def record_event(

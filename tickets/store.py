@@ -114,11 +114,14 @@ class Store:
 
 _COUNTERS = Counter.__table__
 _NEXT_NUMBER = (update(_COUNTERS).where(_COUNTERS.c.name == bindparam("counter_name"))
-                .values(value=_COUNTERS.c.value + 1).returning(_COUNTERS.c.value))
+                .values(value=_COUNTERS.c.value + bindparam("count")).returning(_COUNTERS.c.value))
 
 
-def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0) -> int:
-    """Atomically increment counter *name* (row lock on PostgreSQL, write lock on SQLite).
+def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0, count: int = 1) -> int:
+    """Atomically advance counter *name* by *count* (row lock on PostgreSQL, write lock on SQLite).
+
+    Returns the last number taken: the caller owns ``result - count + 1 .. result`` (the batched
+    write path takes a whole batch's numbers with one update).
 
     A missing counter row is created with ``INSERT ... ON CONFLICT DO NOTHING`` starting at *floor*
     (a number or a scalar subquery, e.g. the highest ticket number already stored): two instances
@@ -126,13 +129,13 @@ def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0)
     A plain INSERT here made every racer but one fail with a uniqueness error (issue 11).
     """
     # A Core statement on the table: the ORM's bulk-UPDATE path (and its autoflush) cost 0.5 ms per ticket.
-    result = session.execute(_NEXT_NUMBER, {"counter_name": name}).scalar_one_or_none()
+    result = session.execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one_or_none()
     if result is None:
         insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         start = floor if isinstance(floor, ScalarSelect) else literal(floor, BigInteger)
         session.execute(insert(_COUNTERS).from_select(["name", "value"], select(literal(name), start))
                         .on_conflict_do_nothing(index_elements=["name"]))
-        result = session.execute(_NEXT_NUMBER, {"counter_name": name}).scalar_one()
+        result = session.execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one()
     return int(result)
 
 

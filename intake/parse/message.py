@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 
 from core.errors import HypercareError
 
@@ -47,6 +48,7 @@ class ParsedMessage:
     notes: list[str] = field(default_factory=list)  # decoding problems, e.g. "charset x-unknown replaced"
     envelope_recipients: list[str] = field(default_factory=list)  # RCPT TO, when known
     msg: EmailMessage | None = None  # the parsed tree, for guards that read headers
+    verdict: Any = None  # the classifier's Verdict when the parse worker computed it (intake.pipeline)
 
     def header(self, name: str) -> str:
         """A header's decoded value ("" when absent or undecodable); never raises."""
