@@ -9,6 +9,7 @@ import signal
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,10 +69,56 @@ def test_database_unavailable_answers_451_so_the_sender_retries(receiver, monkey
     def down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise IngestUnavailable("database unavailable: disk I/O error")
 
-    monkeypatch.setattr(app.pipeline, "ingest", down)
+    monkeypatch.setattr(app.pipeline, "ingest_batch", down)
     with smtplib.SMTP("127.0.0.1", rx.port) as smtp, pytest.raises(smtplib.SMTPDataError) as info:
         smtp.sendmail("a@customer.example", ["support@localhost"], make_mail())
     assert info.value.smtp_code == 451
+
+
+def test_parallel_sessions_share_transactions_and_each_gets_its_own_answer(receiver, monkeypatch):
+    """Group commit: mail arriving while a batch is stored goes into the next batch together."""
+    app, rx = receiver
+    original = app.pipeline.ingest_batch
+    sizes: list[int] = []
+    first_entered, first_may_finish = threading.Event(), threading.Event()
+
+    def observed(mails, **kw):  # type: ignore[no-untyped-def]
+        mails = list(mails)
+        if not sizes:
+            first_entered.set()
+            first_may_finish.wait(30)  # hold the first batch until the other seven sessions queued
+        sizes.append(len(mails))
+        return original(mails, **kw)
+
+    monkeypatch.setattr(app.pipeline, "ingest_batch", observed)
+    answers: dict[int, tuple[int, bytes]] = {}
+
+    def session(i: int) -> None:
+        with smtplib.SMTP("127.0.0.1", rx.port, timeout=60) as smtp:
+            raw = make_mail(message_id=f"g{i}@customer.example", sender=f"u{i}@customer.example",
+                            subject=f"Report export broken #{i}", body="The export button does nothing.")
+            smtp.ehlo()
+            smtp.mail("u@customer.example")
+            smtp.rcpt("support@localhost")
+            answers[i] = smtp.data(raw)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(8)]
+    threads[0].start()
+    assert first_entered.wait(30)  # the first mail is being stored
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(rx.handler.store._pending) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)  # a synchronisation with the seven sessions, not an SLA
+    first_may_finish.set()
+    for thread in threads:
+        thread.join(60)
+    assert sizes == [1, 7]
+    assert all(code == 250 for code, _text in answers.values()) and len(answers) == 8
+    keys = sorted(text.decode().split()[1] for _code, text in answers.values())
+    assert keys == sorted(f"HC-{n}" for n in range(1, 9))  # each session hears its own ticket
+    with app.store.read() as s:
+        assert len(s.scalars(select(Ticket)).all()) == 8
 
 
 def test_port_in_use_is_one_clear_line():

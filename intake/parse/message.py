@@ -49,10 +49,19 @@ class ParsedMessage:
     envelope_recipients: list[str] = field(default_factory=list)  # RCPT TO, when known
     msg: EmailMessage | None = None  # the parsed tree, for guards that read headers
     verdict: Any = None  # the classifier's Verdict when the parse worker computed it (intake.pipeline)
+    _present: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str:
-        """A header's decoded value ("" when absent or undecodable); never raises."""
+        """A header's decoded value ("" when absent or undecodable); never raises.
+
+        Why the set of names: the guards ask each mail for some thirty headers it almost never has,
+        and ``Message.get`` compares every header name for each; an absent one now costs a set look-up.
+        """
         if self.msg is None:
+            return ""
+        if self._present is None:
+            self._present = frozenset(key.lower() for key in self.msg.keys())
+        if name.lower() not in self._present:
             return ""
         try:
             value = self.msg.get(name)

@@ -8,7 +8,6 @@ the sending MTA keeps the mail queued and tries again.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
@@ -20,7 +19,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from config import SmtpInSettings, SupportSettings
 from core.errors import UserError
-from intake.pipeline import IngestPipeline, IngestUnavailable
+from intake.pipeline import IngestPipeline, IngestUnavailable, RawMail
+from intake.receive.group_commit import GroupCommitter
 from tickets.our_mail import is_our_address
 
 log = logging.getLogger("hypercare.smtp")
@@ -34,6 +34,7 @@ class SupportAddressHandler:
     def __init__(self, pipeline: IngestPipeline, support: SupportSettings) -> None:
         self.pipeline = pipeline
         self.support = support
+        self.store = GroupCommitter(pipeline)  # concurrent sessions share transactions
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -45,11 +46,8 @@ class SupportAddressHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode()
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(
-                None, lambda: self.pipeline.ingest(data, "smtp", tuple(envelope.rcpt_tos))
-            )
+            result = await self.store.ingest(RawMail(data, "smtp", tuple(envelope.rcpt_tos)))
         except IngestUnavailable as exc:
             log.error("smtp intake deferred a message: %s", exc)
             return self._per_recipient(server, envelope, "451 4.3.0 cannot store the message now, try again later")
@@ -96,6 +94,7 @@ class SmtpReceiver:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.handler.store.stop()
 
 
 def check_port_free(host: str, port: int, key: str) -> None:
