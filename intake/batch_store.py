@@ -98,10 +98,10 @@ class BatchStore(Generic[R]):
     # --- planning: no writes ---------------------------------------------------------------------
     def take(self, index: int, parsed: ParsedMessage | str, source: str) -> bool:
         """Plan *parsed* into the run; False when it must go the per-message way (after ``flush``)."""
-        if self.hooks is None or not isinstance(parsed, ParsedMessage) or not self._plain(parsed):
+        if self.hooks is None or not isinstance(parsed, ParsedMessage):
             return False
         try:
-            if first_hit(parsed, self.guards) is not None:
+            if not self._plain(parsed) or first_hit(parsed, self.guards) is not None:
                 return False
             opened = self.opener.plan(parsed, self.now, parsed.verdict)
             if not all(hook.accepts(opened) for hook in self.hooks):
@@ -122,7 +122,8 @@ class BatchStore(Generic[R]):
         if any(i in self.threadable for i in [parsed.in_reply_to, *parsed.references] if i):
             return False
         recipients = parsed.all_recipients
-        return (self.tokens.find_signed(recipients, parsed.subject) is None
+        # Any token, genuine or not, and any tag: what it means is the per-message path's business.
+        return (self.tokens.find_signed(recipients, parsed.subject, parsed.from_addr, self.now) is None
                 and self.tokens.plus_key(recipients) is None and not self.tokens.subject_keys(parsed.subject))
 
     # --- writing ---------------------------------------------------------------------------------
