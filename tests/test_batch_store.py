@@ -83,17 +83,20 @@ def _snapshot(app) -> list[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
 def test_batched_rows_are_the_per_message_rows(make_app, db_url, tmp_path, batched):
     mails = [plain(i) for i in range(6)]
     mails.append(RawMail(with_attachment()))
+    mails.append(plain(7, headers={"Cc": "boss@customer1.example, stranger@elsewhere.example"}))  # one kept
     fast = make_app(db=db_url)
-    assert [r.action for r in fast.pipeline.ingest_batch(mails)] == ["created"] * 7
-    assert sum(batched) == 7
+    assert [r.action for r in fast.pipeline.ingest_batch(mails)] == ["created"] * 8
+    assert sum(batched) == 8
     expected = _snapshot(fast)
     assert ("error.png", "image/png", 20) in [a[:3] for row in expected if len(row) == 14 for a in row[13]]
+    assert ("boss@customer1.example", "cc") in [p for row in expected for p in row if isinstance(p, tuple)]
+    assert any(e[:1] == ("participants_limited",) for row in expected for e in row if isinstance(e, tuple))
     fast.store.dispose()
 
     slow = make_app(db=f"sqlite:///{tmp_path / 'slow.db'}")
     slow.opener.batch_forms = {}  # no batch form for the hooks: every mail the per-message way
-    assert [r.action for r in slow.pipeline.ingest_batch(mails)] == ["created"] * 7
-    assert sum(batched) == 7  # nothing more went the batched way
+    assert [r.action for r in slow.pipeline.ingest_batch(mails)] == ["created"] * 8
+    assert sum(batched) == 8  # nothing more went the batched way
     assert _snapshot(slow) == expected
 
 
