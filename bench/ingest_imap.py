@@ -18,48 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+from bench_mails import generate  # noqa: E402
 from dovecot import PASSWORD, PASSWORD_ENV, Dovecot  # noqa: E402
-
-SUBJECTS = (
-    "Cannot save opportunity", "Report export to Excel fails", "Dropdown value missing in Lead form",
-    "Login takes very long", "Sync with ERP shows errors", "Please add user to sales team",
-    "Quote PDF has wrong logo", "Dashboard numbers look wrong", "Outlook plugin does not load",
-    "Email to case not creating cases",
-)
-BODIES = (
-    "Hello support,\n\nsince this morning {what}. I tried twice and logged out and in again.\n"
-    "Could you have a look? Record {n} is an example.\n\nThanks\n{name}\n",
-    "Hi,\n\n{what} for me and two colleagues. It worked last week.\n\nBest regards\n{name}\n"
-    "Sales Operations\n",
-)
-
-
-def generate(count: int, senders: int, seed: int = 7) -> list[bytes]:
-    rng = random.Random(seed)
-    mails = []
-    for i in range(count):
-        who = i % senders
-        msg = EmailMessage()
-        msg["From"] = f"User {who} <user{who}@customer{who % 7}.example>"
-        msg["To"] = "support@example.com"
-        subject = SUBJECTS[rng.randrange(len(SUBJECTS))]
-        msg["Subject"] = f"{subject} ({i})"
-        msg["Message-ID"] = f"<bench-{i}-{rng.getrandbits(48):x}@customer{who % 7}.example>"
-        msg["Date"] = "Mon, 23 Nov 2026 09:00:00 +0000"
-        msg.set_content(BODIES[i % 2].format(what=subject.lower(), n=rng.randrange(10**6), name=f"User {who}"))
-        mails.append(msg.as_bytes())
-    return mails
 
 
 def raw_fetch_rate(server: Dovecot, batch_size: int) -> tuple[int, float]:
@@ -78,12 +47,12 @@ def raw_fetch_rate(server: Dovecot, batch_size: int) -> tuple[int, float]:
         client.logout()
 
 
-def run_poll(workdir: Path, profile: str | None) -> tuple[int, float, int, str]:
-    """``hypercare poll --once`` in its own process: (exit code, seconds, peak RSS KiB, output)."""
+def run_poll(workdir: Path, profile: str | None, tree: Path = ROOT) -> tuple[int, float, int, str]:
+    """``hypercare poll --once`` of the code in *tree*, in its own process: (exit, seconds, peak RSS KiB, output)."""
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-o", profile]
-    command += [str(ROOT / "service.py"), "poll", "--once"]
+    command += [str(tree / "service.py"), "poll", "--once"]
     env = {**os.environ, PASSWORD_ENV: PASSWORD, "HYPERCARE_CONFIG": str(workdir / "hypercare.toml")}
     started = time.perf_counter()
     with open(workdir / "poll.log", "wb") as log:  # the per-message INFO lines, as in production
@@ -115,25 +84,24 @@ def fresh_postgres(admin_url: str) -> tuple[str, object]:
 
 
 def empty_processed(server: Dovecot) -> None:
-    """Expunge what the last round moved away, so every round's server holds the same amount."""
-    client = server.client()
-    try:
-        for folder in [f[2] for f in client.list_folders() if f[2] != "INBOX"]:
-            client.select_folder(folder)
-            uids = client.search("ALL")
-            if uids:
-                client.delete_messages(uids)
-                client.expunge()
-    finally:
-        client.logout()
+    """Drop what the last round moved away, so every round's server holds the same amount.
+
+    The files are removed from the Maildir folders directly (as a local delivery agent would):
+    an IMAP EXPUNGE of thousands of mails timed out on a busy machine.
+    """
+    for folder in server.maildir.glob(".*"):
+        for sub in ("cur", "new"):
+            for path in (folder / sub).glob("*"):
+                path.unlink(missing_ok=True)
 
 
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no: int) -> dict[str, float]:
-    """Fill INBOX, time imapclient alone, then ``poll --once`` on a fresh database of *backend*."""
+def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no: int,
+              tree: Path = ROOT) -> dict[str, float]:
+    """Fill INBOX, time imapclient alone, then ``poll --once`` (of *tree*) on a fresh database of *backend*."""
     workdir = Path(tempfile.mkdtemp(prefix="hc-bench-"))
     drop = None
     try:
@@ -142,7 +110,8 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
         server.deliver(mails)
         size = sum(len(m) for m in mails)
         del mails
-        print(f"[{backend} round {round_no}] mailbox: {args.messages} messages ({size / 1e6:.1f} MB) from "
+        label = backend if tree == ROOT else f"{backend} @ {tree}"
+        print(f"[{label} round {round_no}] mailbox: {args.messages} messages ({size / 1e6:.1f} MB) from "
               f"{args.senders} senders, delivered in {time.perf_counter() - t0:.1f}s; {load_average()}")
         fetched, seconds = raw_fetch_rate(server, args.batch_size)
         raw = fetched / seconds
@@ -156,7 +125,7 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
             f'[intake]\nflood_per_hour = {args.flood_limit}\n'
             f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
             f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
-        code, seconds, peak_kib, output = run_poll(workdir, args.profile or None)
+        code, seconds, peak_kib, output = run_poll(workdir, args.profile or None, tree)
         print("  " + output.strip())
         left = len(server.uids("INBOX"))
         rate = args.messages / seconds
@@ -183,6 +152,9 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""),
                         help="admin URL of a PostgreSQL server; each round gets a throwaway database")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", default="", metavar="DIR",
+                        help="another checkout (e.g. git archive of the commit before a change): each round "
+                             "also runs its poll --once on the same mailbox, so before and after share one run")
     parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -190,12 +162,14 @@ def main() -> int:
         parser.error("--backends postgresql needs --postgres URL (or HYPERCARE_TEST_DATABASE_URL)")
 
     server = Dovecot(user="support")
-    figures: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
+    trees = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())] if args.baseline else [])
+    figures: dict[str, list[dict[str, float]]] = {b + name: [] for b in backends for name, _tree in trees}
     try:
         server.start()
         for round_no in range(args.rounds):
             for backend in backends:
-                figures[backend].append(one_round(server, args, backend, round_no))
+                for name, tree in trees:
+                    figures[backend + name].append(one_round(server, args, backend, round_no, tree))
     finally:
         server.cleanup()
     print(f"summary ({args.messages} messages, flood limit {args.flood_limit}, {args.rounds} round(s)); "
@@ -203,7 +177,7 @@ def main() -> int:
     for backend, rows in figures.items():
         ratios = sorted(100 * r["rate"] / r["raw"] for r in rows)
         rates = sorted(r["rate"] for r in rows)
-        print(f"  {backend:10s} median {rates[len(rates) // 2]:,.0f} msg/s, ratio to raw fetch "
+        print(f"  {backend:21s} median {rates[len(rates) // 2]:,.0f} msg/s, ratio to raw fetch "
               f"median {ratios[len(ratios) // 2]:.2f} % (all: {', '.join(f'{x:.2f}' for x in ratios)}), "
               f"peak RSS max {max(r['rss'] for r in rows):.0f} MB")
     return 0

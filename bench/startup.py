@@ -2,12 +2,13 @@
 
 Usage (from the project root):
 
-    .venv/bin/python bench/startup.py [--runs 15]
+    .venv/bin/python bench/startup.py [--runs 15] [--baseline DIR]
 
 Each command runs as its own process, interleaved with ``python -c pass`` (the floor no code of ours
 can go under), and the median wall time of each is printed with the load average.  Target (issue 17):
 ``hypercare --help`` under 0.3 s; the ratio to the bare interpreter is the figure that does not
-depend on how busy the machine is.
+depend on how busy the machine is.  ``--baseline DIR`` adds the same commands of another checkout
+(run as ``python DIR/service.py``), interleaved, so before and after come from one run.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def timed(command: list[str], cwd: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, interleaved")
     args = parser.parse_args()
     cli = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, str(ROOT / "service.py")]
     with tempfile.TemporaryDirectory(prefix="hc-start-") as tmp:
@@ -45,6 +47,10 @@ def main() -> int:
             "hypercare --help": [*cli, "--help"],
             "hypercare tickets (current schema)": [*cli, "tickets"],
         }
+        if args.baseline:
+            old = [sys.executable, str(Path(args.baseline).resolve() / "service.py")]
+            commands["baseline --help"] = [*old, "--help"]
+            commands["baseline tickets"] = [*old, "tickets"]
         times: dict[str, list[float]] = {name: [] for name in commands}
         print(f"before: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         for _ in range(args.runs):
