@@ -318,8 +318,10 @@ class IngestPipeline:
     def _quarantine(self, session: Session, mail: RawMail, reason: str, shunt: bool) -> IngestResult:
         if not shunt:
             return IngestResult("quarantined", "", detail=reason)
-        item = QuarantineItem(received_at=self.clock.now(), source=mail.source, reason=reason[:2000],
-                              status="held", raw=mail.raw)
+        # Kept for replay, but never with a live reply token (a replayed team reply acts only if re-sent).
+        item = QuarantineItem(received_at=self.clock.now(), source=mail.source,
+                              reason=self.tokens.redact(reason)[:2000], status="held",
+                              raw=self.tokens.redact_bytes(mail.raw))
         session.add(item)
         session.flush()
         return IngestResult("quarantined", "", detail=f"#{item.id} {reason}")

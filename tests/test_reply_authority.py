@@ -266,6 +266,18 @@ def test_no_surface_shows_a_reply_token_after_a_full_scenario(desk, clock, caplo
             assert token not in text.lower(), name
 
 
+def test_quarantined_mail_is_kept_without_its_token(desk, clock):
+    from tickets.models import QuarantineItem
+
+    key, ada_address = _escalated_p3(desk, clock)
+    token = ada_address.split(".", 1)[1].split("@")[0]
+    result = desk.app.pipeline.ingest(b"\x00\x01 not a mail, but it names " + ada_address.encode() + b"\n")
+    assert result.action == "quarantined"
+    with desk.app.store.read() as s:
+        [item] = s.scalars(select(QuarantineItem))
+        assert token.encode() not in item.raw and f"{key}.redacted@".encode() in item.raw
+
+
 def _reporter_reply(key: str) -> bytes:
     from reply_kit import mail
 
