@@ -5,8 +5,9 @@ address alone can be forged, so a reply acts only when it comes from a configure
 member *and* carries the token this desk signed for that member and this ticket, not yet
 expired (``ThreadMatch.token_valid``, ``tickets.tokens``).  Anything else from a team member
 is a ``refused`` event and nothing changes; the member is told what was not done and why
-(their configured address is the only place that refusal goes, so a forger learns nothing).  This is the ``team-member`` rule of ``replies.router``; it answers every team member's
-reply, so a team mail never reopens a ticket or opens a new one.
+(their configured address is the only place that refusal goes, so a forger learns nothing).
+This is the ``team-member`` rule of ``replies.router``; it answers every team member's reply,
+so a team mail never reopens a ticket or opens a new one.
 
 Why only the new text (issue 13): the reporter must get what the member *wrote*, never the
 quoted escalation with its classifier reasons; ``intake.parse.quotes.new_text`` keeps the text
