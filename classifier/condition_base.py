@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from classifier.facts import MailFacts
-from classifier.text import PhraseHit, PhraseMatcher
+from classifier.text import PhraseHit, PhraseMatcher, phrase_tokens
+from classifier.word_forms import FORMS_MARK
 from core.errors import HypercareError
 
 Trigger = tuple[str, object]  # ("phrase", id) | ("regex", id) | ("sender", address or domain)
@@ -56,9 +57,12 @@ class Builder:
         self.regexes: list[re.Pattern[str]] = []
         self._regex_ids: dict[str, int] = {}
 
-    def phrase(self, word: Any) -> int:
+    def phrase(self, word: Any, forms: bool = False) -> int:
+        """Register a keyword; *forms*: every word of it matches in all its forms (``~`` on each)."""
         if not isinstance(word, str):
             raise ConditionError(f"keyword {word!r} must be a string")
+        if forms:
+            word = " ".join(t if t.endswith(("*", FORMS_MARK)) else t + FORMS_MARK for t in phrase_tokens(word))
         try:
             return self.matcher.add(word)
         except ValueError as exc:

@@ -37,7 +37,7 @@ __all__ = [  # rules.py and engine.py import the shared contract from here, as b
 
 FIELDS = ("subject", "body")
 DEFAULT_WEIGHTS = {"subject": 2.0, "body": 1.0}
-MODIFIERS = ("fields", "except", "negation")
+MODIFIERS = ("fields", "except", "negation", "forms")
 
 
 def _weights(mods: dict[str, Any]) -> dict[str, float]:
@@ -75,7 +75,10 @@ class Keywords(Condition):
         negation = mods.get("negation", True)
         if not isinstance(negation, bool):
             raise ConditionError(f"negation must be true or false, got {negation!r}")
-        return cls(words, tuple(builder.phrase(w) for w in words), _weights(mods),
+        forms = mods.get("forms", False)
+        if not isinstance(forms, bool):
+            raise ConditionError(f"forms must be true or false, got {forms!r}")
+        return cls(words, tuple(builder.phrase(w, forms) for w in words), _weights(mods),
                    frozenset(builder.phrase(w) for w in excluded), negation)
 
     def check(self, ctx: MatchContext) -> Outcome | None:
@@ -122,8 +125,8 @@ class Regex(Condition):
 
     @classmethod
     def parse(cls, value: Any, mods: dict[str, Any], builder: Builder) -> Regex:
-        if "except" in mods:
-            raise ConditionError("except applies to keywords only; write the exclusion into the regex")
+        if "except" in mods or "forms" in mods:
+            raise ConditionError("except and forms apply to keywords only; write them into the regex")
         negation = mods.get("negation", True)
         if not isinstance(negation, bool):
             raise ConditionError(f"negation must be true or false, got {negation!r}")

@@ -11,7 +11,7 @@ agree on what it does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from classifier.conditions import MatchContext, Outcome, Trigger, sender_keys
 from classifier.facts import MailFacts
+from classifier.matrix import EMPTY, SCOPES, Matrix
 from classifier.regexes import RegexScanner
 from classifier.rules import DEFAULT_RULES, Rule, RuleFileError, RuleSet, read_rule_files
 from classifier.text import Negation, PhraseHit, tokenize
-from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY, RuleHit, Verdict
+from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY, Axis, RuleHit, Triage, Verdict
 from config import SEVERITIES
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 FALLBACK = ("P3", "crm_admin")
 MAX_EVIDENCE = 6
+WEAK_SCORE = 2  # a P1/P2 decided on less (one body keyword) is marked uncertain
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}  # P1 = 0 is the most severe
 # Quoted history the parser may have left: cut at the first reply header, drop "> " lines.
 _REPLY_HEADER = re.compile(
@@ -145,7 +147,7 @@ class Classifier:
             outcome = rule.condition.check(ctx)
             if outcome is not None and outcome.score >= rule.min_score:
                 fired.append(_Fired(rule, outcome))
-        return decide(fired)
+        return decide(fired, self.ruleset.matrix)
 
     def context(self, facts: MailFacts) -> MatchContext:
         """Run the compiled matchers over the mail once; conditions read only this."""
@@ -176,20 +178,50 @@ def rule_paths(config: Config, rules_file: str | Path | None = None) -> list[Pat
     return [path] if config.rules.mode == "replace" else [DEFAULT_RULES, path]
 
 
-def decide(fired: list[_Fired]) -> Verdict:
+def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C901 - the model, step by step as documented
     """The decision model (README "Decision model"):
 
-    1. severity: the most severe ``severity`` among fired rules; ties go to the rule first in the file;
-    2. floors raise it to at least their level, then ceilings cap it (a ceiling wins over a floor);
-    3. role: the deciding severity rule's role if it names one, else the fired rule with a role and the
+    1. who is affected: the widest ``scope`` among fired rules, else the matrix's default;
+    2. what is hit: among fired ``hit`` rules the one the matrix makes most severe at that scope
+       (ties: the earlier matrix row, then the rule first in the file); its cell is the severity;
+    3. a fired ``severity`` rule (site files) decides instead when it is more severe;
+    4. floors raise it to at least their level, then ceilings cap it (a ceiling wins over a floor);
+    5. role: the deciding rule's role if it names one, else the fired rule with a role and the
        highest score (ties: first in the file);
-    4. nothing decided: P3 / crm_admin, with a fallback entry saying so.
+    6. nothing decided: P3 / crm_admin, with a fallback entry saying so;
+    7. uncertain: no severity or role evidence, one weak word deciding a P1/P2, or hits that
+       disagree by two levels or more.
     """
     notes: list[str] = []
     decisive: list[_Fired] = []
+    scope_rule = max((f for f in fired if f.rule.scope), default=None,
+                     key=lambda f: (SCOPES.index(f.rule.scope or "one"), f.outcome.score, -f.rule.index))
+    if scope_rule is not None:
+        scope = Axis(str(scope_rule.rule.scope), scope_rule.rule.name, scope_rule.outcome.evidence[:MAX_EVIDENCE])
+    else:
+        scope = Axis(matrix.default_scope)
+    hitters = [f for f in fired if f.rule.hit in matrix.rows]
+
+    def cell(f: _Fired) -> str:
+        return matrix.severity(str(f.rule.hit), scope.value)
+
+    hit_rule = min(hitters, default=None,
+                   key=lambda f: (_RANK[cell(f)], matrix.precedence(str(f.rule.hit)), f.rule.index))
+    matrix_severity = cell(hit_rule) if hit_rule is not None else None
     setters = [f for f in fired if f.rule.severity]
     severity_rule = min(setters, key=lambda f: (_RANK[f.rule.severity or "P4"], f.rule.index), default=None)
-    if severity_rule is not None:
+    if severity_rule is not None and (matrix_severity is None
+                                      or _RANK[str(severity_rule.rule.severity)] < _RANK[matrix_severity]):
+        hit_rule_deciding = False
+    else:
+        hit_rule_deciding = hit_rule is not None
+    deciding: _Fired | None = hit_rule if hit_rule_deciding else severity_rule
+    if hit_rule_deciding and hit_rule is not None and matrix_severity is not None:
+        severity = matrix_severity
+        decisive.append(hit_rule)
+        notes.append(f"severity {severity} from the matrix: {hit_rule.rule.hit} x {scope.value} "
+                     f"(rule {hit_rule.rule.name}" + (f", scope from rule {scope.rule})" if scope.rule else ")"))
+    elif severity_rule is not None:
         severity = str(severity_rule.rule.severity)
         decisive.append(severity_rule)
         notes.append(f"severity {severity} from rule {severity_rule.rule.name}")
@@ -206,20 +238,22 @@ def decide(fired: list[_Fired]) -> Verdict:
         if ceiling and _RANK[ceiling] > _RANK[severity]:
             notes.append(f"lowered {severity} -> {ceiling} by rule {f.rule.name} (ceiling)")
             severity, changed_by_limit = ceiling, True
-    severity_fallback = severity_rule is None and not changed_by_limit
+    severity_fallback = deciding is None and not changed_by_limit
 
-    if severity_rule is not None and severity_rule.rule.role:
-        role_rule: _Fired | None = severity_rule
+    if deciding is not None and deciding.rule.role:
+        role_rule: _Fired | None = deciding
     else:
         with_role = [f for f in fired if f.rule.role]
         role_rule = max(with_role, key=lambda f: (f.outcome.score, -f.rule.index), default=None)
     if role_rule is not None:
         role = str(role_rule.rule.role)
-        if role_rule is not severity_rule:
+        if role_rule is not deciding:
             decisive.append(role_rule)
         notes.append(f"role {role} from rule {role_rule.rule.name}")
     else:
         role = FALLBACK[1]
+    if scope_rule is not None and all(scope_rule is not d for d in decisive):
+        decisive.append(scope_rule)
 
     ordered = decisive + [f for f in fired if all(f is not d for d in decisive)]
     hits = [f.hit() for f in ordered]
@@ -231,5 +265,30 @@ def decide(fired: list[_Fired]) -> Verdict:
         text = "No rule named an owner; crm_admin by default"
         hits.append(RuleHit(FALLBACK_ROLE, text, (), None, FALLBACK[1]))
         notes.append("role crm_admin by default: no rule named one")
+    hit_axis = (Axis(str(hit_rule.rule.hit), hit_rule.rule.name, hit_rule.outcome.evidence[:MAX_EVIDENCE])
+                if hit_rule is not None else None)
+    doubts = _doubts(severity, deciding, severity_fallback, role_rule is None, hitters, cell)
+    triage = Triage(scope, hit_axis, matrix_severity, doubts)
     tags = tuple(dict.fromkeys(t for f in fired for t in f.rule.tags))
-    return Verdict(severity, role, tuple(hits), tags, severity_fallback or role_rule is None, tuple(notes))
+    return Verdict(severity, role, tuple(hits), tags, severity_fallback or role_rule is None, tuple(notes), triage)
+
+
+def _doubts(severity: str, deciding: _Fired | None, severity_fallback: bool, role_fallback: bool,
+            hitters: list[_Fired], cell: Callable[[_Fired], str]) -> tuple[str, ...]:
+    """Why a verdict is uncertain (empty: it is not); README "Knows when it is unsure"."""
+    doubts: list[str] = []
+    if severity_fallback:
+        doubts.append("no rule recognised what is hit: the severity is a default")
+    if role_fallback:
+        doubts.append("no rule recognised the topic: the owner is a default")
+    if deciding is not None and _RANK[severity] <= _RANK["P2"] and deciding.outcome.score < WEAK_SCORE:
+        words = "; ".join(deciding.outcome.evidence[:2])
+        doubts.append(f"{severity} rests on one word in the body ({deciding.rule.name}: {words})")
+    if hitters:
+        ranks = {f.rule.hit: _RANK[cell(f)] for f in hitters}
+        worst, mildest = min(ranks.values()), max(ranks.values())
+        if mildest - worst >= 2:
+            a = next(h for h, r in ranks.items() if r == worst)
+            b = next(h for h, r in ranks.items() if r == mildest)
+            doubts.append(f"conflicting evidence: {a} ({SEVERITIES[worst]}) and {b} ({SEVERITIES[mildest]})")
+    return tuple(doubts)

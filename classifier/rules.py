@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from classifier.conditions import Builder, Condition, ConditionError, parse_table
+from classifier.matrix import EMPTY, SCOPES, Matrix, MatrixError, merge_matrix
 from config import ROLES, SEVERITIES
 from core.errors import UserError
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 RULE_KEYS = frozenset({
     "name", "description", "severity", "severity_floor", "severity_ceiling", "role", "tags",
-    "min_score", "enabled",
+    "min_score", "enabled", "hit", "scope",
 })
-FILE_KEYS = ("rule", "negation")
+FILE_KEYS = ("rule", "negation", "matrix")
 NEGATION_KEYS = ("words", "exceptions", "window")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")
 
@@ -46,6 +47,8 @@ class Rule:
     condition: Condition
     source: str
     index: int  # position in the merged rule list: ties are broken by it
+    hit: str | None = None  # what is hit (a row of the matrix)
+    scope: str | None = None  # who is affected (one of matrix.SCOPES)
 
     @property
     def severity_effect(self) -> str | None:
@@ -65,6 +68,7 @@ class RuleSet:
     builder: Builder
     negation: NegationSettings
     sources: tuple[str, ...]
+    matrix: Matrix = EMPTY
 
 
 def read_rule_files(paths: Iterable[str | Path]) -> RuleSet:
@@ -74,10 +78,16 @@ def read_rule_files(paths: Iterable[str | Path]) -> RuleSet:
     exceptions: list[str] = []
     window = 3
     sources: list[str] = []
+    matrix = EMPTY
     for path in paths:
         source = str(path)
         sources.append(source)
         data = _load_toml(Path(path))
+        if "matrix" in data:
+            try:
+                matrix = merge_matrix(matrix, data["matrix"])
+            except MatrixError as exc:
+                raise RuleFileError(f"{source}: {exc}") from None
         negation = data.get("negation", {})
         if not isinstance(negation, dict):
             raise RuleFileError(f"{source}: [negation] must be a table with {', '.join(NEGATION_KEYS)}")
@@ -111,8 +121,9 @@ def read_rule_files(paths: Iterable[str | Path]) -> RuleSet:
                 continue
             merged[name] = (source, table)
     builder = Builder()
-    rules = tuple(_build(src, table, builder, i) for i, (src, table) in enumerate(merged.values()))
-    return RuleSet(rules, builder, NegationSettings(tuple(words), tuple(exceptions), window), tuple(sources))
+    rules = tuple(_build(src, table, builder, i, matrix) for i, (src, table) in enumerate(merged.values()))
+    return RuleSet(rules, builder, NegationSettings(tuple(words), tuple(exceptions), window), tuple(sources),
+                   matrix)
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -149,7 +160,7 @@ def _string_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _build(source: str, table: dict[str, Any], builder: Builder, index: int) -> Rule:
+def _build(source: str, table: dict[str, Any], builder: Builder, index: int, matrix: Matrix) -> Rule:  # noqa: C901 - one check per key, in the order of the README
     name = table["name"]
 
     def fail(message: str) -> RuleFileError:
@@ -178,8 +189,14 @@ def _build(source: str, table: dict[str, Any], builder: Builder, index: int) -> 
     if isinstance(min_score, bool) or not isinstance(min_score, int | float) or min_score < 0:
         raise fail(f"min_score must be a number >= 0, got {min_score!r}")
     effects = {k: severity(k) for k in ("severity", "severity_floor", "severity_ceiling")}
-    if not any(effects.values()) and role is None and not tags:
-        raise fail("no effect; set severity, severity_floor, severity_ceiling, role or tags")
+    hit, scope = table.get("hit"), table.get("scope")
+    if hit is not None and hit not in matrix.rows:
+        known = ", ".join(matrix.rows) or "none: add a [matrix] table"
+        raise fail(f"hit {hit!r} is not a row of the matrix; use one of {known}")
+    if scope is not None and scope not in SCOPES:
+        raise fail(f"scope {scope!r} unknown; use one of {', '.join(SCOPES)}")
+    if not any(effects.values()) and role is None and not tags and hit is None and scope is None:
+        raise fail("no effect; set hit, scope, severity, severity_floor, severity_ceiling, role or tags")
     if table.get("enabled", True) is not True:
         raise fail("enabled must be true or false")
     conditions = {k: v for k, v in table.items() if k not in RULE_KEYS}
@@ -201,4 +218,6 @@ def _build(source: str, table: dict[str, Any], builder: Builder, index: int) -> 
         condition=condition,
         source=source,
         index=index,
+        hit=hit,
+        scope=scope,
     )

@@ -15,9 +15,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from classifier.word_forms import FORMS_MARK, SHARED, WordForms
+
 # Words, plus the punctuation that ends a clause: negation never reaches across one.
 _TOKEN = re.compile(r"(\w+)|[.!?;:,()\[\]\n]|\s[-\u2013\u2014]\s")
-_PHRASE_TOKEN = re.compile(r"\w+\*?")
+_PHRASE_TOKEN = re.compile(r"\w+[*~]?")
 _APOSTROPHE = re.compile(r"(?<=\w)['\u2019](?=\w)")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 BOUNDARY = ""
@@ -38,16 +40,17 @@ def tokenize(text: str) -> list[str]:
 
 
 def phrase_tokens(phrase: str) -> tuple[str, ...]:
-    """The words of a keyword as written in a rule file (a trailing ``*`` marks a word prefix)."""
+    """The words of a keyword as written in a rule file (``*`` marks a word prefix, ``~`` all word forms)."""
     return tuple(_PHRASE_TOKEN.findall(normalize(phrase)))
 
 
 class _Node:
-    __slots__ = ("exact", "prefix", "prefix_lens", "terminals")
+    __slots__ = ("exact", "forms", "prefix", "prefix_lens", "terminals")
 
     def __init__(self) -> None:
         self.exact: dict[str, _Node] = {}
         self.prefix: dict[str, _Node] = {}
+        self.forms: dict[str, _Node] = {}  # stem key ("en:delet") -> node: any form of the word
         self.prefix_lens: tuple[int, ...] = ()
         self.terminals: tuple[int, ...] = ()
 
@@ -67,9 +70,10 @@ class PhraseHit:
 class PhraseMatcher:
     """All phrases of a rule set in one word trie; ``add`` while loading, then ``find`` per mail."""
 
-    def __init__(self) -> None:
+    def __init__(self, forms: WordForms | None = None) -> None:
         self._root = _Node()
         self._ids: dict[tuple[str, ...], int] = {}
+        self._forms = forms or SHARED
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -93,32 +97,52 @@ class PhraseMatcher:
                 parent = node
                 node = parent.prefix.setdefault(stem, _Node())
                 parent.prefix_lens = tuple(sorted({len(k) for k in parent.prefix}))
+            elif word.endswith(FORMS_MARK):
+                parent, keys = node, self._forms.keys(word[:-1])
+                node = next((parent.forms[k] for k in keys if k in parent.forms), None) or _Node()
+                for key in keys:
+                    parent.forms.setdefault(key, node)
             else:
                 node = node.exact.setdefault(word, _Node())
         node.terminals = (*node.terminals, pid)
         return pid
 
-    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:  # noqa: C901 - one inlined trie walk: the classifier's hot loop
+    def _children(self, node: _Node, token: str) -> list[_Node]:
+        """The nodes *token* leads to from *node*: the word itself, a prefix of it, or one of its forms."""
+        found: list[_Node] = []
+        child = node.exact.get(token)
+        if child is not None:
+            found.append(child)
+        for length in node.prefix_lens:
+            if len(token) >= length:
+                child = node.prefix.get(token[:length])
+                if child is not None:
+                    found.append(child)
+        if node.forms:
+            for key in self._forms.keys(token):
+                child = node.forms.get(key)
+                if child is not None and all(child is not f for f in found):
+                    found.append(child)
+        return found
+
+    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:
         """Every occurrence of every phrase in *tokens* (overlaps included), negation marked."""
         hits: list[PhraseHit] = []
         root = self._root
         exact_get = root.exact.get
         root_lens = root.prefix_lens
+        root_forms = root.forms
         n = len(tokens)
         for i, token in enumerate(tokens):
             if not token:
                 continue
-            first = exact_get(token)
-            if first is None and not root_lens:
-                continue
-            stack: list[tuple[_Node, int]] = []
-            if first is not None:
-                stack.append((first, i + 1))
-            for length in root_lens:
-                if len(token) >= length:
-                    node = root.prefix.get(token[:length])
-                    if node is not None:
-                        stack.append((node, i + 1))
+            if root_lens or root_forms:
+                stack = [(node, i + 1) for node in self._children(root, token)]
+            else:
+                first = exact_get(token)
+                if first is None:
+                    continue
+                stack = [(first, i + 1)]
             while stack:
                 node, end = stack.pop()
                 if node.terminals:
@@ -131,14 +155,12 @@ class PhraseMatcher:
                 nxt = tokens[end]
                 if not nxt:
                     continue
-                child = node.exact.get(nxt)
-                if child is not None:
-                    stack.append((child, end + 1))
-                for length in node.prefix_lens:
-                    if len(nxt) >= length:
-                        child = node.prefix.get(nxt[:length])
-                        if child is not None:
-                            stack.append((child, end + 1))
+                if node.prefix_lens or node.forms:
+                    stack.extend((child, end + 1) for child in self._children(node, nxt))
+                else:
+                    child = node.exact.get(nxt)
+                    if child is not None:
+                        stack.append((child, end + 1))
         return hits
 
 

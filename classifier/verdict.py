@@ -41,6 +41,80 @@ class RuleHit:
 
 FALLBACK_SEVERITY = "fallback-severity"
 FALLBACK_ROLE = "fallback-role"
+SCOPE_WORDS = {"one": "one person", "team": "a team or site", "all": "everyone or customers"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the matrix: its value, the rule that set it (None: the default) and the words."""
+
+    value: str
+    rule: str | None = None
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "rule": self.rule, "evidence": list(self.evidence)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Axis | None:
+        if not isinstance(data, dict) or not isinstance(data.get("value"), str):
+            return None
+        rule = data.get("rule")
+        return cls(data["value"], rule if isinstance(rule, str) else None,
+                   tuple(str(e) for e in data.get("evidence") or () if isinstance(e, str)))
+
+    def describe(self, words: dict[str, str] | None = None) -> str:
+        """ "everyone or customers (outage: subject "crm is down")" or "one person (default: no words on it)"."""
+        shown = (words or {}).get(self.value, self.value)
+        if self.rule is None:
+            return f"{shown} (default: nothing said)"
+        return f"{shown} ({self.rule}: {'; '.join(self.evidence)})" if self.evidence else f"{shown} ({self.rule})"
+
+
+@dataclass(frozen=True)
+class Triage:
+    """Who is affected x what is hit, the severity the matrix gives them, and any doubt about it.
+
+    Why it is stored next to the rules that fired: the team notice and ``show`` print the two axes
+    with their words, and an ``uncertain`` verdict asks its owner to confirm with ``#severity``;
+    both must read what the classifier saw when the mail came in, not a later rule file.
+    """
+
+    scope: Axis
+    hit: Axis | None
+    matrix_severity: str | None
+    doubts: tuple[str, ...] = ()  # why the verdict is uncertain; empty = it is not
+
+    @property
+    def uncertain(self) -> bool:
+        return bool(self.doubts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scope": self.scope.to_json(), "hit": self.hit.to_json() if self.hit else None,
+                "matrix_severity": self.matrix_severity, "uncertain": self.uncertain,
+                "doubts": list(self.doubts)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Triage | None:
+        """The stored triage, or None for tickets classified before it existed (or a damaged value)."""
+        if not isinstance(data, dict):
+            return None
+        scope = Axis.from_json(data.get("scope"))
+        if scope is None:
+            return None
+        severity = data.get("matrix_severity")
+        return cls(scope, Axis.from_json(data.get("hit")), severity if isinstance(severity, str) else None,
+                   tuple(str(d) for d in data.get("doubts") or () if isinstance(d, str)))
+
+    def lines(self) -> list[str]:
+        """Human lines: who, what, and the doubts."""
+        lines = [f"who is affected: {self.scope.describe(SCOPE_WORDS)}",
+                 f"what is hit:     {self.hit.describe() if self.hit else 'nothing recognised'}"]
+        lines += [f"uncertain: {doubt}" for doubt in self.doubts]
+        return lines
+
+
+NO_TRIAGE = Triage(Axis("one"), None, None)
 
 
 @dataclass(frozen=True)
@@ -53,6 +127,11 @@ class Verdict:
     tags: tuple[str, ...]
     fallback: bool
     notes: tuple[str, ...] = ()  # how the decision was reached, one short line each
+    triage: Triage = NO_TRIAGE
+
+    @property
+    def uncertain(self) -> bool:
+        return self.triage.uncertain
 
     def to_json(self) -> list[dict[str, Any]]:
         """What ``Ticket.classification`` stores."""
@@ -60,7 +139,9 @@ class Verdict:
 
     def explain(self) -> str:
         """Short human lines: the decision, then each rule with its evidence."""
-        lines = [f"{self.severity} / {self.role}" + (" (fallback)" if self.fallback else "")]
+        lines = [f"{self.severity} / {self.role}" + (" (fallback)" if self.fallback else "")
+                 + (" (uncertain)" if self.uncertain else "")]
+        lines += [f"  {line}" for line in self.triage.lines()]
         lines += [f"  {note}" for note in self.notes]
         for hit in self.rules:
             effect = ", ".join(x for x in (hit.severity, hit.role) if x)

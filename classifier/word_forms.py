@@ -1,0 +1,68 @@
+"""Word forms: "deleted", "deletes", "deleting" and "delete" are one word to a rule.
+
+Why Snowball stemmers and not lists of forms: a rule author writes ``delete~`` (or
+``forms = true`` for a whole keyword list) once, and every inflection in English, German
+and French matches, including forms nobody thought to list ("supprimées", "löschen").
+The mail's language is not detected (that would cost more than the whole classification):
+each word is stemmed by all three stemmers and matches a keyword when the stems agree in
+one language, so "supprimées" meets "supprimer" through the French stemmer and "deleting"
+meets "delete" through the English one.
+
+German participles carry a "ge-" prefix the Snowball German stemmer keeps ("gelöscht" vs
+"löschen"); the one addition here is a second German key for ``ge...t`` words without the
+prefix and the ending, so "gelöscht" meets "löschen" and "geändert" meets "ändern".  The
+French stemmer needs the accent of a feminine participle ("supprimées"), which normalising
+removed ("supprimees"); it is put back before stemming.
+
+Words arrive normalised (lower case, accents folded: ``classifier.text.normalize``), so
+"gelöscht" and "geloscht" give the same keys.  Stemming costs ~25 µs a word in pure Python,
+so the keys of each distinct word are cached; the cache is bounded (a mail of random words
+must not grow memory without limit) and simply starts afresh when full.
+"""
+
+from __future__ import annotations
+
+import snowballstemmer
+
+FORMS_MARK = "~"
+LANGUAGES = (("en", "english"), ("de", "german"), ("fr", "french"))
+CACHE_LIMIT = 100_000
+_MIN_LENGTH = 3  # shorter words ("is", "an", "la") are matched as they are
+
+
+class WordForms:
+    """Stem keys of a word: one per language whose stemmer is consulted (``"en:delet"``)."""
+
+    def __init__(self) -> None:
+        self._stemmers = tuple((code, snowballstemmer.stemmer(name)) for code, name in LANGUAGES)
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def keys(self, word: str) -> tuple[str, ...]:
+        """The keys two forms of one word share; cached per distinct word."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        if len(word) < _MIN_LENGTH or not word.isalpha():
+            found: tuple[str, ...] = (f"=:{word}",)
+        else:
+            keys = {f"{code}:{stemmer.stemWord(_accented(word) if code == 'fr' else word)}"
+                    for code, stemmer in self._stemmers}
+            if word.startswith("ge") and word.endswith("t") and len(word) > 6:
+                keys.add(f"de:{self._stemmers[1][1].stemWord(word[2:-1] + 'en')}")
+            found = tuple(sorted(keys))
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[word] = found
+        return found
+
+
+def _accented(word: str) -> str:
+    """French feminine participles with their accent back: "supprimees" -> "supprimées"."""
+    if word.endswith("ees"):
+        return word[:-3] + "\u00e9es"
+    if word.endswith("ee"):
+        return word[:-2] + "\u00e9e"
+    return word
+
+
+SHARED = WordForms()
