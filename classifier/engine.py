@@ -50,9 +50,10 @@ class _Fired:
     rule: Rule
     outcome: Outcome
 
-    def hit(self) -> RuleHit:
+    def hit(self, cell: str | None = None) -> RuleHit:
+        """The stored record; *cell*: the matrix severity of this rule's hit at the mail's scope."""
         r = self.rule
-        return RuleHit(r.name, r.description, self.outcome.evidence[:MAX_EVIDENCE], r.severity_effect, r.role)
+        return RuleHit(r.name, r.description, self.outcome.evidence[:MAX_EVIDENCE], r.severity_effect or cell, r.role)
 
 
 def unquoted(body: str) -> str:
@@ -181,7 +182,8 @@ def rule_paths(config: Config, rules_file: str | Path | None = None) -> list[Pat
 def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C901 - the model, step by step as documented
     """The decision model (README "Decision model"):
 
-    1. who is affected: the widest ``scope`` among fired rules, else the matrix's default;
+    1. who is affected: a fired scope-only rule saying ``one`` (narrowing words), else the widest
+       ``scope`` among fired rules, else the matrix's default;
     2. what is hit: among fired ``hit`` rules the one the matrix makes most severe at that scope
        (ties: the earlier matrix row, then the rule first in the file); its cell is the severity;
     3. a fired ``severity`` rule (site files) decides instead when it is more severe;
@@ -194,8 +196,11 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
     """
     notes: list[str] = []
     decisive: list[_Fired] = []
-    scope_rule = max((f for f in fired if f.rule.scope), default=None,
-                     key=lambda f: (SCOPES.index(f.rule.scope or "one"), f.outcome.score, -f.rule.index))
+    # Words that narrow the reach ("only me", "colleagues are fine") beat every wider hint.
+    narrowing = [f for f in fired if f.rule.scope == SCOPES[0] and not f.rule.hit]
+    scope_rule = narrowing[0] if narrowing else max(
+        (f for f in fired if f.rule.scope), default=None,
+        key=lambda f: (SCOPES.index(f.rule.scope or "one"), f.outcome.score, -f.rule.index))
     if scope_rule is not None:
         scope = Axis(str(scope_rule.rule.scope), scope_rule.rule.name, scope_rule.outcome.evidence[:MAX_EVIDENCE])
     else:
@@ -256,7 +261,7 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
         decisive.append(scope_rule)
 
     ordered = decisive + [f for f in fired if all(f is not d for d in decisive)]
-    hits = [f.hit() for f in ordered]
+    hits = [f.hit(cell(f) if f.rule.hit in matrix.rows else None) for f in ordered]
     if severity_fallback:
         text = "No rule decided the severity; P3 by default"
         hits.append(RuleHit(FALLBACK_SEVERITY, text, (), FALLBACK[0], None))

@@ -20,6 +20,7 @@ from classifier.word_forms import FORMS_MARK, SHARED, WordForms
 # Words, plus the punctuation that ends a clause: negation never reaches across one.
 _TOKEN = re.compile(r"(\w+)|[.!?;:,()\[\]\n]|\s[-\u2013\u2014]\s")
 _PHRASE_TOKEN = re.compile(r"\w+[*~]?")
+_SOFT_BREAK = re.compile(r"[ \t]*\n(?![ \t]*(?:[A-Z\u00c0-\u00de]|[-*\u2022>]|\d|\n|$))[ \t]*")
 _APOSTROPHE = re.compile(r"(?<=\w)['\u2019](?=\w)")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 BOUNDARY = ""
@@ -35,7 +36,14 @@ def normalize(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Normalised words of *text*; clause boundaries are the empty string."""
+    """Normalised words of *text*; clause boundaries are the empty string.
+
+    A line break inside a sentence (mail clients wrap at ~72 characters) is a space, so
+    "can't\nlog in" is still the phrase; a break before a capital, a list bullet, a number or
+    an empty line still ends the clause, so "No rush\nThe CRM is down" is not negated.
+    """
+    if "\n" in text:
+        text = _SOFT_BREAK.sub(" ", text)
     return _TOKEN.findall(normalize(text))
 
 
