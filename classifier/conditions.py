@@ -66,6 +66,7 @@ class Keywords(Condition):
     def __init__(self, words: tuple[str, ...], pids: tuple[int, ...], weights: dict[str, float],
                  exclude: frozenset[int], negation: bool) -> None:
         self.words, self.pids, self.weights = words, pids, weights
+        self.pid_set = frozenset(pids)
         self.exclude, self.negation = exclude, negation
 
     @classmethod
@@ -83,8 +84,11 @@ class Keywords(Condition):
 
     def check(self, ctx: MatchContext) -> Outcome | None:
         found: list[PhraseHit] = []
-        for pid in self.pids:
-            for hit in ctx.phrase_hits.get(pid, ()):
+        hits = ctx.phrase_hits
+        # A long keyword list meets a short mail: walk the mail's few hits, not every keyword.
+        pids = [p for p in hits if p in self.pid_set] if len(hits) < len(self.pids) else self.pids
+        for pid in pids:
+            for hit in hits.get(pid, ()):
                 if hit.field not in self.weights or (self.negation and hit.negated):
                     continue
                 if not self._excluded(hit, ctx):

@@ -133,19 +133,33 @@ class PhraseMatcher:
                     found.append(child)
         return found
 
-    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:
+    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:  # noqa: C901 - one inlined trie walk: the classifier's hot loop
         """Every occurrence of every phrase in *tokens* (overlaps included), negation marked."""
         hits: list[PhraseHit] = []
         root = self._root
         exact_get = root.exact.get
         root_lens = root.prefix_lens
         root_forms = root.forms
+        forms_keys = self._forms.keys
         n = len(tokens)
         for i, token in enumerate(tokens):
             if not token:
                 continue
             if root_lens or root_forms:
-                stack = [(node, i + 1) for node in self._children(root, token)]
+                first = exact_get(token)
+                stack = [] if first is None else [(first, i + 1)]
+                for length in root_lens:
+                    if len(token) >= length:
+                        node = root.prefix.get(token[:length])
+                        if node is not None:
+                            stack.append((node, i + 1))
+                if root_forms:
+                    for key in forms_keys(token):
+                        node = root_forms.get(key)
+                        if node is not None and all(node is not n for n, _ in stack):
+                            stack.append((node, i + 1))
+                if not stack:
+                    continue
             else:
                 first = exact_get(token)
                 if first is None:
