@@ -103,10 +103,13 @@ def cmd_classify(app: Any, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"file": str(path), "severity": verdict.severity, "role": verdict.role,
                               "rules": verdict.to_json(), "tags": list(verdict.tags),
-                              "fallback": verdict.fallback}, ensure_ascii=False), file=app.out)
+                              "fallback": verdict.fallback, "uncertain": verdict.uncertain,
+                              "triage": verdict.triage.to_json()}, ensure_ascii=False), file=app.out)
             continue
-        print(f"{path}: {verdict.severity} {verdict.role}" + (" (fallback)" if verdict.fallback else ""),
-              file=app.out)
+        print(f"{path}: {verdict.severity} {verdict.role}" + (" (fallback)" if verdict.fallback else "")
+              + (" (uncertain)" if verdict.uncertain else ""), file=app.out)
+        for line in verdict.triage.lines():
+            print(f"  {line}", file=app.out)
         for hit in verdict.rules:
             effect = ", ".join(x for x in (hit.severity, hit.role) if x)
             words = "; ".join(hit.evidence)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tickets.views import triage_lines
+
 
 @dataclass(frozen=True)
 class RuleHit:
@@ -41,7 +43,6 @@ class RuleHit:
 
 FALLBACK_SEVERITY = "fallback-severity"
 FALLBACK_ROLE = "fallback-role"
-SCOPE_WORDS = {"one": "one person", "team": "a team or site", "all": "everyone or customers"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,6 @@ class Axis:
         rule = data.get("rule")
         return cls(data["value"], rule if isinstance(rule, str) else None,
                    tuple(str(e) for e in data.get("evidence") or () if isinstance(e, str)))
-
-    def describe(self, words: dict[str, str] | None = None) -> str:
-        """ "everyone or customers (outage: subject "crm is down")" or "one person (default: no words on it)"."""
-        shown = (words or {}).get(self.value, self.value)
-        if self.rule is None:
-            return f"{shown} (default: nothing said)"
-        return f"{shown} ({self.rule}: {'; '.join(self.evidence)})" if self.evidence else f"{shown} ({self.rule})"
 
 
 @dataclass(frozen=True)
@@ -107,11 +101,8 @@ class Triage:
                    tuple(str(d) for d in data.get("doubts") or () if isinstance(d, str)))
 
     def lines(self) -> list[str]:
-        """Human lines: who, what, and the doubts."""
-        lines = [f"who is affected: {self.scope.describe(SCOPE_WORDS)}",
-                 f"what is hit:     {self.hit.describe() if self.hit else 'nothing recognised'}"]
-        lines += [f"uncertain: {doubt}" for doubt in self.doubts]
-        return lines
+        """Human lines: who, what, and the doubts (the same words as ``show`` and the notices)."""
+        return triage_lines(self.to_json())
 
 
 NO_TRIAGE = Triage(Axis("one"), None, None)

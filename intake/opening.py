@@ -99,7 +99,8 @@ class TicketOpener:
             "subject": parsed.subject, "reporter": parsed.from_addr, "reporter_name": parsed.from_name,
             "severity": verdict.severity, "role": verdict.role, "status": "new", "created_at": now,
             "updated_at": now, "response_due": due[0], "resolution_due": due[1],
-            "classification": verdict.to_json(), "original_severity": verdict.severity,
+            "classification": verdict.to_json(), "triage": verdict.triage.to_json(), "uncertain": verdict.uncertain,
+            "original_severity": verdict.severity,
             "original_role": verdict.role, "tags": list(verdict.tags), "reopened_count": 0,
             "linked_ticket_id": linked.id if linked is not None else None,
         }

@@ -31,6 +31,7 @@ from tickets.models import OutboxItem, Ticket
 from tickets.response_clock import describe_left
 from tickets.sla import SlaPolicy
 from tickets.tokens import ReplyTokens
+from tickets.views import triage_lines
 
 THREAD_LIMIT = 10  # messages shown in the mail, newest last
 BODY_LIMIT = 2000  # characters per message shown
@@ -118,6 +119,8 @@ class TeamNotices:
                  "evidence": list(hit.get("evidence", []))}
                 for hit in ticket.classification or []
             ],
+            "triage": triage_lines(ticket.triage),
+            "uncertain": bool(ticket.uncertain),
             "thread": thread_of(ticket),
             "commands": self.command_help,
             "token_days": round(self.tokens.lifetime.total_seconds() / 86400),

@@ -26,6 +26,7 @@ from notifier.notices import Notices
 from notifier.outbox import short_key
 from notifier.team_notice import team_members_for
 from replies.command_syntax import COMMANDS, Command, ReplyCommands
+from tickets.corrections import record_correction
 from tickets.lifecycle import add_participant, record_event
 from tickets.models import CLOSED_STATUSES, Message, Ticket
 from tickets.our_mail import is_our_address
@@ -121,9 +122,16 @@ class SeverityAction(Action):
     def apply(self, ctx: ActContext, command: Command) -> None:
         ticket, new = ctx.ticket, command.arg
         old = ticket.severity
+        if new == old and ticket.uncertain:
+            # The notice of an uncertain verdict asks for exactly this: the owner confirms it.
+            ticket.uncertain = False
+            ctx.event("severity_confirmed", f"severity {old} confirmed by {ctx.member.name}", {"severity": old})
+            ctx.done.append(f"severity {old} confirmed; the ticket is no longer marked uncertain")
+            return
         if new == old:
             ctx.not_done.append((command.line, f"the ticket is already {old}"))
             return
+        ticket.uncertain = False
         cycle = cycle_of(ticket.events) + 1
         ticket.severity = new
         if ticket.first_response_at is None:
@@ -133,6 +141,7 @@ class SeverityAction(Action):
             if ticket.response_due else "-"
         ctx.event("severity_changed", f"severity {old} -> {new} by {ctx.member.name}; response due {due}",
                   {"from": old, "to": new, "original": ticket.original_severity, "cycle": cycle})
+        record_correction(ctx.session, ticket, "severity", old, new, actor=ctx.member.email, at=ctx.now)
         ctx.done.append(f"severity {old} -> {new}; first response due {due}")
         if new == "P1" and ticket.first_response_at is None:
             ctx.after.append(lambda: self._escalate_p1(ctx, cycle))
@@ -162,9 +171,11 @@ class AssignAction(Action):
             return
         old = ticket.role
         ticket.role = role
+        ticket.uncertain = False
         to = team_members_for(ctx.config, ticket, role=role)
         ctx.event("role_changed", f"role {old} -> {role} by {ctx.member.name}",
                   {"from": old, "to": role, "original": ticket.original_role, "notified": to})
+        record_correction(ctx.session, ticket, "role", old, role, actor=ctx.member.email, at=ctx.now)
         ctx.escalator.notify_assignment(ctx.session, ticket, to, actor=ctx.member, what=role_label(role),
                                         key=f"assignment:{ticket.key}:{role}:{short_key(ctx.message.message_id)}",
                                         now=ctx.now)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from config import SEVERITIES
 from core.errors import UserError
 from tickets.models import STATUSES, Message, Ticket
-from tickets.views import list_tickets, ticket_detail
+from tickets.views import list_tickets, ticket_detail, triage_lines
 
 
 class UnknownTicket(UserError):
@@ -80,6 +80,9 @@ def render_ticket_text(data: dict[str, Any], tz: Any) -> str:
         + (f"  (first response {_local(data['first_response_at'], tz)}, "
            f"{'met' if data['response_met'] else 'breached'})" if data["first_response_at"] else ""),
     ]
+    if data.get("uncertain"):
+        lines.append("  uncertain:     yes; confirm or change with #severity / #assign")
+    lines += [f"  {line}" for line in triage_lines(data.get("triage"))]
     lines.append("  why:")
     for hit in data["classification"] or []:
         evidence = ", ".join(f'"{e}"' for e in hit.get("evidence", [])) or "-"

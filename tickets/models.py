@@ -101,6 +101,9 @@ class Ticket(Base):
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
     # Classifier verdict: [{"name", "description", "severity", "role", "evidence": [...]}, ...]
     classification: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Who is affected x what is hit, with words, and why the verdict is uncertain (classifier.verdict.Triage)
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     original_severity: Mapped[str | None] = mapped_column(String(2))
     original_role: Mapped[str | None] = mapped_column(String(40))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -185,6 +188,26 @@ class Event(Base):
     ticket: Mapped[Ticket] = relationship(back_populates="events")
     # Set the object, not the id, when the message is not flushed yet: one flush stores both.
     message: Mapped[Message | None] = relationship(foreign_keys=[message_id])
+
+
+class Correction(Base):
+    """A team member's #severity or #assign, kept with what the classifier saw when the mail came in.
+
+    Why a table of its own and not only the audit event: ``hypercare rules suggest`` and
+    ``rules eval --overrides`` learn from these rows; each holds the verdict's rules and axes and
+    the words of the mail, so a later rule file or a purged thread cannot change what was learnt.
+    """
+
+    __tablename__ = "corrections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16))  # severity | role
+    old: Mapped[str] = mapped_column(String(40))
+    new: Mapped[str] = mapped_column(String(40))
+    original: Mapped[str | None] = mapped_column(String(40))  # what the classifier said
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # classification, triage, subject, text
 
 
 class OutboxItem(Base):

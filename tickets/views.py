@@ -19,6 +19,38 @@ def iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
+SCOPE_WORDS = {"one": "one person", "team": "a team or site", "all": "everyone or customers"}
+
+
+def _axis_text(axis: Any, words: dict[str, str]) -> str | None:
+    """ "everyone or customers (outage: subject "crm is down")" from a stored axis; None if unusable."""
+    if not isinstance(axis, dict) or not isinstance(axis.get("value"), str):
+        return None
+    shown = words.get(axis["value"], axis["value"])
+    rule = axis.get("rule")
+    if not isinstance(rule, str):
+        return f"{shown} (default: nothing said)"
+    evidence = [str(e) for e in axis.get("evidence") or () if isinstance(e, str)]
+    return f"{shown} ({rule}: {'; '.join(evidence)})" if evidence else f"{shown} ({rule})"
+
+
+def triage_lines(triage: Any) -> list[str]:
+    """The two axes and the doubts of a stored verdict as human lines (empty for old tickets).
+
+    One place for ``show``, the team notice, the dashboard and ``Verdict.explain``, so they all
+    say the same thing in the same words.
+    """
+    if not isinstance(triage, dict):
+        return []
+    who = _axis_text(triage.get("scope"), SCOPE_WORDS)
+    if who is None:
+        return []
+    what = _axis_text(triage.get("hit"), {}) or "nothing recognised"
+    lines = [f"who is affected: {who}", f"what is hit:     {what}"]
+    lines += [f"uncertain: {d}" for d in triage.get("doubts") or () if isinstance(d, str)]
+    return lines
+
+
 def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
     return {
         "key": ticket.key,
@@ -37,12 +69,14 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "resolved_at": iso(ticket.resolved_at),
         "message_count": message_count,
         "rules": [hit.get("name") for hit in ticket.classification or []],
+        "uncertain": bool(ticket.uncertain),
     }
 
 
 def ticket_detail(ticket: Ticket) -> dict[str, Any]:
     data = ticket_summary(ticket, len(ticket.messages))
     data["classification"] = ticket.classification
+    data["triage"] = ticket.triage
     data["resolution"] = ticket.resolution
     data["participants"] = [{"email": p.email, "kind": p.kind} for p in ticket.participants]
     data["messages"] = [
