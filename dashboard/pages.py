@@ -16,7 +16,7 @@ from dashboard.summary import AT_RISK, DashboardContext, build_summary
 from notifier.labels import role_label, severity_label, status_label
 from notifier.render import Renderer
 from tickets.models import Escalation, Feedback, Message, Ticket
-from tickets.views import ticket_detail
+from tickets.views import ticket_detail, triage_lines
 
 # No script may run at all: even if escaping failed somewhere, an injected <script> stays inert.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -53,6 +53,7 @@ def ticket_html(session: Session, ctx: DashboardContext, renderer: Renderer, tic
     feedback = session.scalar(select(Feedback).where(Feedback.ticket_id == ticket.id))
     return renderer.render_page(
         "dashboard_ticket.html.j2", t=data, timeline=sla_timeline(session, ctx, ticket), feedback=feedback,
+        triage=triage_lines(ticket.triage),
         tz=tz, refresh=REFRESH_SECONDS, static=False, local=lambda v: local(v, tz),
         severity_label=severity_label, role_label=role_label, status_label=status_label,
         title=f"{ticket.key} — {ctx.config.support.name}")

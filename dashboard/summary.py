@@ -53,6 +53,8 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "sla": sla,
         "attention": [row for row in open_rows if row["sla_state"] in ("breached", "at_risk")],
         "open_tickets": open_rows,
+        # Verdicts the classifier was unsure of and nobody has confirmed yet (#severity clears the mark).
+        "uncertain": [row for row in open_rows if row["uncertain"]],
         "trend": trend,
         "workload": _workload(ctx.config, open_rows),
         "mailboxes": [m.to_dict() for m in mailbox_health(session, ctx.config, ctx.now)],
