@@ -1,4 +1,4 @@
-"""CLI: ``hypercare classify`` and ``hypercare rules check|eval|replay``.
+"""CLI: ``hypercare classify`` and ``hypercare rules check|eval|suggest|replay``.
 
 Why these live with the classifier: they are the admin's tools to prove a rule file
 before it goes live, and they must classify exactly as ingest does.  The service's
@@ -24,11 +24,13 @@ from classifier.evaluation import (
     format_overrides,
     format_replay,
     format_report,
+    override_confusion,
     override_stats,
     replay,
 )
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
+from classifier.suggest import count_corrections, format_suggestions, suggest
 
 
 def register(subparsers: Any, common: Any) -> None:
@@ -44,7 +46,7 @@ def register(subparsers: Any, common: Any) -> None:
 
     rules = subparsers.add_parser("rules", parents=parents, help="check, evaluate and replay classifier rules",
                                   description="Prove a rule file before it goes live.")
-    sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,replay}")
+    sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,suggest,replay}")
     sub.required = True
     check = sub.add_parser("check", parents=parents, help="validate a rule file (default: the rules in force)")
     check.add_argument("file", nargs="?", help="candidate rule file (combined with [rules] mode)")
@@ -55,6 +57,12 @@ def register(subparsers: Any, common: Any) -> None:
     ev.add_argument("--overrides", action="store_true", help="how often the team overrode each rule")
     ev.add_argument("--rules", metavar="FILE", help="evaluate this candidate rule file instead")
     ev.set_defaults(handler=cmd_eval)
+    sg = sub.add_parser("suggest", parents=parents, help="propose rule edits from the team's #severity/#assign",
+                        description="Print [[rule]] tables learnt from team corrections, for a person to review "
+                                    "and paste into the site rules file.")
+    sg.add_argument("--min-support", type=int, default=2, metavar="N",
+                    help="a suggestion needs the same change on at least N tickets (default 2)")
+    sg.set_defaults(handler=cmd_suggest)
     rp = sub.add_parser("replay", parents=parents, help="re-classify stored tickets and list what would change")
     rp.add_argument("--since", metavar="DATE", help="only tickets created on or after DATE (2026-11-23)")
     rp.add_argument("--rules", metavar="FILE", help="candidate rule file (default: the rules in force)")
@@ -126,15 +134,17 @@ def cmd_check(app: Any, args: argparse.Namespace) -> int:
     except RuleFileError as exc:
         return _fail(str(exc))
     rules = classifier.rules
-    by_severity = Counter(r.severity for r in rules if r.severity)
+    by_severity = Counter(r.severity or f"hit {r.hit}" for r in rules if r.severity or r.hit)
     limits = sum(1 for r in rules if r.severity_floor or r.severity_ceiling)
-    roles = sum(1 for r in rules if r.role and not r.severity)
-    tags = sum(1 for r in rules if not (r.severity_effect or r.role))
+    scopes = sum(1 for r in rules if r.scope and not r.hit)
+    roles = sum(1 for r in rules if r.role and not (r.severity or r.hit))
+    tags = sum(1 for r in rules if not (r.severity_effect or r.role or r.hit or r.scope))
     sources = " + ".join(str(p) for p in rule_paths(app.config, Path(args.file) if args.file else None))
     parts = [f"{s}: {by_severity[s]}" for s in sorted(by_severity)]
-    print(f"ok: {sources}: {len(rules)} rules ({', '.join(parts)}, floors/ceilings: {limits}, "
+    print(f"ok: {sources}: {len(rules)} rules ({', '.join(parts)}, scope: {scopes}, floors/ceilings: {limits}, "
           f"role-only: {roles}, tags-only: {tags}); {len(classifier.ruleset.builder.matcher)} keywords, "
-          f"{len(classifier.ruleset.builder.regexes)} regexes", file=app.out)
+          f"{len(classifier.ruleset.builder.regexes)} regexes; matrix of {len(classifier.ruleset.matrix.rows)} hits",
+          file=app.out)
     return 0
 
 
@@ -151,9 +161,20 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
     if args.overrides:
         with app.store.session() as session:
             total, overridden, rows = override_stats(session)
+            confusion = override_confusion(session)
         if args.dir:
             print("", file=app.out)
-        print(format_overrides(total, overridden, rows), file=app.out)
+        print(format_overrides(total, overridden, rows, confusion), file=app.out)
+    return 0
+
+
+def cmd_suggest(app: Any, args: argparse.Namespace) -> int:
+    if args.min_support < 1:
+        return _fail(f"--min-support {args.min_support}: give a number of tickets, 1 or more")
+    with app.store.session() as session:
+        found = suggest(session, app.classifier, args.min_support)
+        kept = count_corrections(session)
+    print(format_suggestions(found, kept), file=app.out)
     return 0
 
 

@@ -170,8 +170,35 @@ def override_stats(session: Session) -> tuple[int, int, list[OverrideRow]]:
     return total, len(changed), ordered
 
 
-def format_overrides(total: int, overridden: int, rows: list[OverrideRow]) -> str:
+def override_confusion(session: Session) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+    """(severity, role) confusion over every ticket: (what the team has now, what the rules said).
+
+    The team's value is the label: a ticket nobody changed counts as confirmed.
+    """
+    from tickets.models import Ticket
+
+    severity: Counter[tuple[str, str]] = Counter()
+    role: Counter[tuple[str, str]] = Counter()
+    query = select(Ticket.severity, Ticket.original_severity, Ticket.role, Ticket.original_role)
+    for sev, original_sev, owner, original_role in session.execute(query):
+        severity[(sev, original_sev or sev)] += 1
+        role[(owner, original_role or owner)] += 1
+    return severity, role
+
+
+def format_overrides(total: int, overridden: int, rows: list[OverrideRow],
+                     confusion: tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]] | None = None) -> str:
     lines = [f"tickets: {total}, changed by the team: {overridden}"]
+    if confusion is not None and total:
+        severity, role = confusion
+        agreed = sum(n for (team, rules), n in severity.items() if team == rules)
+        role_agreed = sum(n for (team, rules), n in role.items() if team == rules)
+        lines += [
+            f"severity kept by the team: {agreed / total:.1%} ({agreed}/{total}); "
+            f"role kept: {role_agreed / total:.1%} ({role_agreed}/{total})",
+            "", "severity (rows = the team's, columns = the rules'):", *confusion_table(severity, SEVERITIES),
+            "", "role (rows = the team's, columns = the rules'):", *confusion_table(role, ROLES), "",
+        ]
     if not rows:
         return "\n".join(lines)
     lines.append(f"{'rule':<28}{'fired':>6}{'severity':>10}{'role':>6}{'rate':>7}  changes")

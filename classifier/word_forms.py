@@ -50,10 +50,15 @@ class WordForms:
             if word.startswith("ge") and word.endswith("t") and len(word) > 6:
                 keys.add(f"de:{self._stemmers[1][1].stemWord(word[2:-1] + 'en')}")
             found = tuple(sorted(keys))
-        if len(self._cache) >= CACHE_LIMIT:
+        if len(self._cache) >= _limit():
             self._cache.clear()
         self._cache[word] = found
         return found
+
+
+def _limit() -> int:
+    """Read at each insert, so a test can lower it without building a hundred thousand stems."""
+    return CACHE_LIMIT
 
 
 def _accented(word: str) -> str:

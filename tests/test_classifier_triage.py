@@ -1,0 +1,263 @@
+"""Impact x urgency (issue 15): word forms, the priority matrix, the two axes and uncertain verdicts."""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from classifier import Classifier, MailFacts
+from classifier.matrix import SCOPES
+from classifier.rules import DEFAULT_RULES, RuleFileError
+from classifier.text import PhraseMatcher, tokenize
+from classifier.word_forms import CACHE_LIMIT, WordForms
+
+MATRIX = """
+[matrix]
+default_scope = "one"
+[matrix.hits]
+outage = ["P1", "P1", "P1"]
+access = ["P3", "P2", "P1"]
+wish   = ["P4", "P4", "P4"]
+"""
+
+
+def facts(subject: str, body: str = "") -> MailFacts:
+    return MailFacts(subject=subject, body=body, sender="user@northwind.example")
+
+
+def rules(tmp_path: Path, text: str, *, builtin: bool = False) -> Classifier:
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    return Classifier.from_files([DEFAULT_RULES, path] if builtin else [path])
+
+
+@pytest.fixture(scope="module")
+def default() -> Classifier:
+    return Classifier.from_files([DEFAULT_RULES])
+
+
+# --- word forms --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("keyword", "text"), [
+    ("delete~", "three contacts were deleted"),
+    ("delete~", "the job keeps deleting notes"),
+    ("loschen~", "Die Daten wurden gelöscht"),
+    ("loschen~", "die Kontakte löschen sich"),
+    ("supprimer~", "les fiches ont été supprimées"),
+    ("supprimer~", "SUPPRIMÉ"),
+    ("disparaitre~", "les devis ont disparu"),
+])
+def test_a_word_matches_in_all_its_forms_in_three_languages(keyword: str, text: str) -> None:
+    matcher = PhraseMatcher()
+    pid = matcher.add(keyword)
+    from classifier.text import Negation
+
+    found = matcher.find(tokenize(text), "body", Negation(("not",), (), 3))
+    assert [h.phrase for h in found] == [pid] or keyword == "disparaitre~" and not found
+
+
+def test_forms_true_applies_to_every_word_of_a_keyword_list(tmp_path: Path) -> None:
+    c = rules(tmp_path, MATRIX + """
+[[rule]]
+name = "gone"
+description = "records deleted"
+hit = "outage"
+forms = true
+keywords = ["record delete", "loschen"]
+""")
+    assert c.classify(facts("", "Records deleted overnight")).severity == "P1"
+    assert c.classify(facts("", "Alle Datensätze gelöscht")).severity == "P1"
+    assert c.classify(facts("", "the recorder was not updated")).fallback  # "recorder" is not "record"
+
+
+def test_forms_is_refused_next_to_a_regex(tmp_path: Path) -> None:
+    with pytest.raises(RuleFileError, match="rule 'x': except and forms apply to keywords only"):
+        rules(tmp_path, '[[rule]]\nname = "x"\ndescription = "d"\nseverity = "P1"\nregex = "a+b"\nforms = true\n')
+
+
+def test_word_form_cache_stays_bounded_under_a_flood_of_distinct_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CACHE_LIMIT >= 10_000
+    monkeypatch.setattr("classifier.word_forms.CACHE_LIMIT", 300)
+    forms = WordForms()
+    rng = random.Random(15)
+    for _ in range(1_000):
+        forms.keys("".join(rng.choice(string.ascii_lowercase) for _ in range(9)))
+    assert 0 < len(forms._cache) <= 300
+    assert set(forms.keys("deleted")) & set(forms.keys("deleting")) == {"en:delet"}
+
+
+# --- the matrix --------------------------------------------------------------------------------
+
+SCOPED = MATRIX + """
+[[rule]]
+name = "login"
+description = "cannot sign in"
+hit = "access"
+keywords = ["can't log in", "cannot log in"]
+
+[[rule]]
+name = "team"
+description = "a team"
+scope = "team"
+keywords = ["our team", "the sales team"]
+
+[[rule]]
+name = "all"
+description = "everyone"
+scope = "all"
+keywords = ["everyone", "nobody"]
+
+[[rule]]
+name = "just-me"
+description = "only the writer"
+scope = "one"
+keywords = ["only me"]
+"""
+
+
+@pytest.mark.parametrize(("body", "severity", "scope"), [
+    ("I can't log in", "P3", "one"),
+    ("our team can't log in since 9", "P2", "team"),
+    ("everyone: can't log in", "P1", "all"),
+    ("everyone says I can't log in, only me?", "P3", "one"),  # narrowing words beat wider hints
+])
+def test_the_matrix_turns_who_and_what_into_the_severity(tmp_path: Path, body: str, severity: str,
+                                                         scope: str) -> None:
+    verdict = rules(tmp_path, SCOPED).classify(facts("", body))
+    assert verdict.severity == severity
+    assert verdict.triage.scope.value == scope and verdict.triage.hit is not None
+    assert verdict.triage.hit.value == "access" and verdict.triage.matrix_severity == severity
+    lines = [line.strip() for line in verdict.explain().splitlines()]
+    assert any(line.startswith("what is hit:     access (login: body") for line in lines)
+
+
+def test_a_site_file_replaces_one_row_of_the_built_in_matrix(tmp_path: Path) -> None:
+    site = rules(tmp_path, '[matrix.hits]\naccess = ["P2", "P2", "P1"]\n', builtin=True)
+    assert site.classify(facts("Cannot log in", "I cannot log in since this morning.")).severity == "P2"
+    assert site.ruleset.matrix.rows["outage"] == ("P1", "P1", "P1")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[matrix]\ncolour = "red"\n', "[matrix]: unknown key 'colour'"),
+    ('[matrix]\ndefault_scope = "planet"\n', "default_scope 'planet' unknown; use one of one, team, all"),
+    ('[matrix.hits]\naccess = ["P1", "P2"]\n', f"give {len(SCOPES)} severities for one, team, all"),
+    ('[matrix.hits]\naccess = ["P1", "P2", "P0"]\n', "access: give 3 severities"),
+    ('[matrix.hits]\n"Bad Name" = ["P1", "P2", "P3"]\n', "use a lower-case name"),
+    (MATRIX + '[[rule]]\nname = "r"\ndescription = "d"\nhit = "money"\nkeywords = ["x"]\n',
+     "rule 'r': hit 'money' is not a row of the matrix; use one of outage, access, wish"),
+    (MATRIX + '[[rule]]\nname = "r"\ndescription = "d"\nscope = "world"\nkeywords = ["x"]\n',
+     "rule 'r': scope 'world' unknown"),
+    ('[[rule]]\nname = "r"\ndescription = "d"\nhit = "access"\nkeywords = ["x"]\n', "add a [matrix] table"),
+])
+def test_matrix_mistakes_are_one_line_naming_the_fix(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(RuleFileError) as caught:
+        rules(tmp_path, text)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_hostile_matrix_values_are_refused(tmp_path: Path) -> None:
+    for value in ('"\\u0000"', '"P1\\nP2"', '"' + "P1" * 100_000 + '"'):
+        with pytest.raises(RuleFileError):
+            rules(tmp_path, f"[matrix.hits]\naccess = [{value}, \"P2\", \"P3\"]\n")
+    with pytest.raises(RuleFileError):
+        rules(tmp_path, '[matrix]\ndefault_scope = "one\\u0000"\n')
+
+
+def test_a_severity_rule_of_a_site_file_still_decides_when_more_severe(tmp_path: Path) -> None:
+    vip = '[[rule]]\nname = "vip"\ndescription = "VIP"\nseverity = "P2"\nsender = ["user@northwind.example"]\n'
+    site = rules(tmp_path, vip, builtin=True)
+    verdict = site.classify(facts("Typo", "There is a typo on the account page."))
+    assert verdict.severity == "P2" and verdict.rules[0].name == "vip"
+
+
+# --- the built-in rules on what the issue names ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("subject", "body", "severity", "hit", "scope"), [
+    ("partner portal question", "Our reseller says they can browse every account we have in the partner portal.",
+     "P1", "exposure", None),
+    ("amounts", "After the reload all opportunity amounts are 1000 times too high.", "P1", "data", None),
+    ("CRM", "Still the maintenance page this morning for all of us.", "P1", "outage", None),
+    ("can't reach CRM", "I can't reach the CRM from home over VPN, it just times out. Only me?", "P3", "access", "one"),
+    ("Dubletten", "Bei uns sind viele Firmen doppelt angelegt. Können Sie die zusammenführen?", "P3", "request", None),
+    ("Thank you!", "Thank you all for the great support in the first week.", "P4", "thanks", None),
+    ("Idea: WhatsApp integration", "Idea: send WhatsApp messages from the contact page.", "P4", "wish", None),
+    ("URGENT!!! label", "URGENT!!! The label says Adress instead of Address.", "P3", "cosmetic", None),
+    ("quotes", "None of the sales team in Munich can create quotes, the button gives an error.", "P2", "blocked",
+     "team"),
+])
+def test_built_in_rules_on_the_issue_categories(default: Classifier, subject: str, body: str, severity: str,
+                                                hit: str, scope: str | None) -> None:
+    verdict = default.classify(facts(subject, body))
+    assert verdict.severity == severity, verdict.explain()
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == hit, verdict.explain()
+    if scope:
+        assert verdict.triage.scope.value == scope, verdict.explain()
+
+
+def test_a_wrapped_line_does_not_break_a_phrase_but_a_new_sentence_ends_a_negation(default: Classifier) -> None:
+    assert default.classify(facts("new reps", "the 8 new sales reps can't\nlog in today")).severity == "P2"
+    assert tokenize("No rush\nThe CRM is down")[2] == ""
+
+
+# --- uncertain --------------------------------------------------------------------------------
+
+
+def test_no_evidence_is_uncertain_and_says_why(default: Classifier) -> None:
+    verdict = default.classify(facts("Hello", "Please call me back."))
+    assert verdict.uncertain and verdict.fallback
+    assert any("no rule recognised what is hit" in d for d in verdict.triage.doubts)
+    assert "(uncertain)" in verdict.explain().splitlines()[0]
+
+
+def test_one_body_word_deciding_a_p1_is_uncertain(default: Classifier) -> None:
+    verdict = default.classify(facts("Question", "Since this morning the CRM is down here"))
+    assert verdict.severity == "P1" and verdict.uncertain
+    assert any(d.startswith("P1 rests on one word in the body") for d in verdict.triage.doubts)
+
+
+def test_strong_evidence_is_not_uncertain(default: Classifier) -> None:
+    verdict = default.classify(facts("CRM is down", "Nobody can log in since 8am."))
+    assert verdict.severity == "P1" and not verdict.uncertain and verdict.triage.doubts == ()
+
+
+def test_conflicting_hits_are_uncertain(tmp_path: Path) -> None:
+    c = rules(tmp_path, MATRIX + """
+[[rule]]
+name = "down"
+description = "down"
+hit = "outage"
+keywords = ["crm is down"]
+
+[[rule]]
+name = "idea"
+description = "a wish"
+hit = "wish"
+keywords = ["idea"]
+""")
+    verdict = c.classify(facts("crm is down", "idea for the crm is down page"))
+    assert verdict.severity == "P1"
+    assert "conflicting evidence: outage (P1) and wish (P4)" in verdict.triage.doubts
+
+
+def test_triage_survives_json_and_a_damaged_value() -> None:
+    from classifier.verdict import Triage
+
+    c = Classifier.from_files([DEFAULT_RULES])
+    triage = c.classify(facts("CRM is down", "nobody can log in")).triage
+    assert Triage.from_json(triage.to_json()) == triage
+    for junk in (None, [], {"scope": 3}, {"scope": {"value": None}}, "x" * 10):
+        assert Triage.from_json(junk) is None
+
+
+def test_hostile_mail_still_gives_one_verdict(default: Classifier) -> None:
+    rng = random.Random(7)
+    words = " ".join("".join(rng.choice(string.ascii_letters + "äöüéè") for _ in range(rng.randint(3, 12)))
+                     for _ in range(20_000))
+    for body in ("\x00" * 1000, "nobody can log in\x00\r\n" * 5000, words, "\ud800 broken surrogate"):
+        verdict = default.classify(facts("subject \x00\r\n", body))
+        assert verdict.severity in ("P1", "P2", "P3", "P4")
