@@ -31,7 +31,8 @@ from config import SEVERITIES
 
 MIN_WORD = 4  # shorter tokens are mostly function words or numbers
 MAX_COMMON = 0.2  # a word in more than this share of all tickets says nothing about one kind of mail
-DISABLE_RATE = 0.5  # a rule whose verdicts were changed this often is better switched off
+DISABLE_RATE = 0.5  # a rule whose verdicts were changed this often is better switched off ...
+MIN_FIRED_TO_DISABLE = 5  # ... once it has decided enough tickets to tell
 MAX_KEYWORDS = 8
 MAX_TICKETS = 5000  # newest tickets read for word frequencies
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -107,7 +108,7 @@ def _words(text: str) -> set[str]:
     tokens = tokenize(text[:20_000])
     words = {t for t in tokens if len(t) >= MIN_WORD and not t.isdigit()}
     pairs = {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)
-             if a and b and len(a) + len(b) >= 2 * MIN_WORD and not (a.isdigit() or b.isdigit())}
+             if len(a) >= MIN_WORD and len(b) >= MIN_WORD and not (a.isdigit() or b.isdigit())}
     return words | pairs
 
 
@@ -166,7 +167,7 @@ def _misfires(session: Session, corrections: list[_Correction], min_support: int
         keys = [c.key for c in items]
         rate = len(items) / max(fired[rule], len(items))
         change_text = ", ".join(f"{k} x{n}" for k, n in changes.most_common(3))
-        if rate >= DISABLE_RATE:
+        if rate >= DISABLE_RATE and fired[rule] >= MIN_FIRED_TO_DISABLE:
             title = (f"rule {rule!r} misfired: the team changed the {kind} of {len(items)} of the "
                      f"{fired[rule]} tickets it decided ({change_text}); switch it off")
             out.append(Suggestion(title, keys, f'[[rule]]\nname = "{rule}"\nenabled = false'))
@@ -202,11 +203,12 @@ def _new_keywords(corrections: list[_Correction], frequency: Counter[str], total
         shared: Counter[str] = Counter()
         for c in items:
             shared.update(c.words)
-        candidates = [
-            (n, -frequency.get(w, 0), w) for w, n in shared.items()
+        # Most shared first, then rarest elsewhere, single words before phrases.
+        candidates = sorted(
+            (-n, frequency.get(w, 0), " " in w, w) for w, n in shared.items()
             if n >= min_support and w not in known and frequency.get(w, 0) <= max(n, MAX_COMMON * total)
-        ]
-        words = _without_parts([w for _, _, w in sorted(candidates, reverse=True)])[:MAX_KEYWORDS]
+        )
+        words = _without_parts([w for *_, w in candidates])[:MAX_KEYWORDS]
         if not words:
             continue
         keys = [c.key for c in items]
@@ -219,10 +221,14 @@ def _new_keywords(corrections: list[_Correction], frequency: Counter[str], total
     return out
 
 
-def _without_parts(words: list[str]) -> list[str]:
-    """Keep a phrase and drop its single words when both made the list: "maintenance page" covers both."""
-    phrases = [w for w in words if " " in w]
-    return [w for w in words if " " in w or not any(w in p.split() for p in phrases)]
+def _without_parts(ranked: list[str]) -> list[str]:
+    """Drop a phrase when one of its words already made the list ("lagerbestand" covers "der lagerbestand")."""
+    kept: list[str] = []
+    for word in ranked:
+        if " " in word and any(part in kept for part in word.split()):
+            continue
+        kept.append(word)
+    return kept
 
 
 def _rule_table(name: str, description: str, effect: dict[str, str], words: list[str]) -> str:
