@@ -21,6 +21,7 @@ from classifier.word_forms import FORMS_MARK, SHARED, WordForms
 _TOKEN = re.compile(r"(\w+)|[.!?;:,()\[\]\n]|\s[-\u2013\u2014]\s")
 _PHRASE_TOKEN = re.compile(r"\w+[*~]?")
 _SOFT_BREAK = re.compile(r"[ \t]*\n(?![ \t]*(?:[A-Z\u00c0-\u00de]|[-*\u2022>]|\d|\n|$))[ \t]*")
+_ELISION = re.compile(r"\b([ldnjsctmLDNJSCTM]|[qQ]u)['\u2019](?=\w)")
 _APOSTROPHE = re.compile(r"(?<=\w)['\u2019](?=\w)")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 BOUNDARY = ""
@@ -28,8 +29,12 @@ MIN_PREFIX = 3
 
 
 def normalize(text: str) -> str:
-    """Case- and accent-insensitive form: "Gelöscht" and "geloscht" compare equal, "can't" is "cant"."""
-    text = _APOSTROPHE.sub("", text)
+    """Case- and accent-insensitive form: "Gelöscht" and "geloscht" compare equal, "can't" is "cant".
+
+    A French elision is two words ("l'interface" is "l interface"), so "interface" is found in it.
+    """
+    if "'" in text or "\u2019" in text:
+        text = _APOSTROPHE.sub("", _ELISION.sub(r"\1 ", text))
     if text.isascii():
         return text.lower()
     return _COMBINING.sub("", unicodedata.normalize("NFKD", text)).casefold()
