@@ -26,6 +26,7 @@ _APOSTROPHE = re.compile(r"(?<=\w)['\u2019](?=\w)")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 BOUNDARY = ""
 MIN_PREFIX = 3
+START_CACHE_LIMIT = 100_000  # distinct words remembered; a flood of new words only restarts the memo
 
 
 def normalize(text: str) -> str:
@@ -87,6 +88,9 @@ class PhraseMatcher:
         self._root = _Node()
         self._ids: dict[tuple[str, ...], int] = {}
         self._forms = forms or SHARED
+        # word -> the trie nodes it starts (exact, prefix, word forms): most mail words repeat, and
+        # resolving prefixes and stems once per distinct word keeps the walk a dict lookup per word.
+        self._starts: dict[str, tuple[_Node, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -101,6 +105,7 @@ class PhraseMatcher:
                 raise ValueError(f"keyword {phrase!r}: a prefix before * needs {MIN_PREFIX}+ letters")
         if words in self._ids:
             return self._ids[words]
+        self._starts.clear()
         pid = len(self._ids)
         self._ids[words] = pid
         node = self._root
@@ -138,38 +143,24 @@ class PhraseMatcher:
                     found.append(child)
         return found
 
-    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:  # noqa: C901 - one inlined trie walk: the classifier's hot loop
+    def find(self, tokens: list[str], field: str, negation: Negation) -> list[PhraseHit]:
         """Every occurrence of every phrase in *tokens* (overlaps included), negation marked."""
         hits: list[PhraseHit] = []
         root = self._root
-        exact_get = root.exact.get
-        root_lens = root.prefix_lens
-        root_forms = root.forms
-        forms_keys = self._forms.keys
+        starts = self._starts
         n = len(tokens)
         for i, token in enumerate(tokens):
             if not token:
                 continue
-            if root_lens or root_forms:
-                first = exact_get(token)
-                stack = [] if first is None else [(first, i + 1)]
-                for length in root_lens:
-                    if len(token) >= length:
-                        node = root.prefix.get(token[:length])
-                        if node is not None:
-                            stack.append((node, i + 1))
-                if root_forms:
-                    for key in forms_keys(token):
-                        node = root_forms.get(key)
-                        if node is not None and all(node is not n for n, _ in stack):
-                            stack.append((node, i + 1))
-                if not stack:
-                    continue
-            else:
-                first = exact_get(token)
-                if first is None:
-                    continue
-                stack = [(first, i + 1)]
+            nodes = starts.get(token)
+            if nodes is None:  # first time this word is seen: its children of the root, remembered
+                nodes = tuple(self._children(root, token))
+                if len(starts) >= START_CACHE_LIMIT:
+                    starts.clear()
+                starts[token] = nodes
+            if not nodes:
+                continue
+            stack = [(node, i + 1) for node in nodes]
             while stack:
                 node, end = stack.pop()
                 if node.terminals:

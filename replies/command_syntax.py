@@ -83,7 +83,7 @@ class Resolve(CommandSyntax):
 
 class Severity(CommandSyntax):
     name = "severity"
-    description = "change the severity; the response due time is recomputed"
+    description = "change the severity (due time recomputed); the same severity confirms an uncertain verdict"
     usage = "#severity P1|P2|P3|P4"
 
     def check(self, arg: str) -> tuple[str, str | None]:
