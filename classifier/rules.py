@@ -190,10 +190,10 @@ def _build(source: str, table: dict[str, Any], builder: Builder, index: int, mat
         raise fail(f"min_score must be a number >= 0, got {min_score!r}")
     effects = {k: severity(k) for k in ("severity", "severity_floor", "severity_ceiling")}
     hit, scope = table.get("hit"), table.get("scope")
-    if hit is not None and hit not in matrix.rows:
+    if hit is not None and (not isinstance(hit, str) or hit not in matrix.rows):
         known = ", ".join(matrix.rows) or "none: add a [matrix] table"
         raise fail(f"hit {hit!r} is not a row of the matrix; use one of {known}")
-    if scope is not None and scope not in SCOPES:
+    if scope is not None and (not isinstance(scope, str) or scope not in SCOPES):
         raise fail(f"scope {scope!r} unknown; use one of {', '.join(SCOPES)}")
     if not any(effects.values()) and role is None and not tags and hit is None and scope is None:
         raise fail("no effect; set hit, scope, severity, severity_floor, severity_ceiling, role or tags")

@@ -261,3 +261,27 @@ def test_hostile_mail_still_gives_one_verdict(default: Classifier) -> None:
     for body in ("\x00" * 1000, "nobody can log in\x00\r\n" * 5000, words, "\ud800 broken surrogate"):
         verdict = default.classify(facts("subject \x00\r\n", body))
         assert verdict.severity in ("P1", "P2", "P3", "P4")
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('hit = "outage"\nforms = "yes"\nkeywords = ["x"]', "forms must be true or false"),
+    ('hit = "out\\u0000age"\nkeywords = ["x"]', "is not a row of the matrix"),
+    ('scope = "all\\r\\nteam"\nkeywords = ["x"]', "scope 'all\\r\\nteam' unknown"),
+    ('hit = ["outage"]\nkeywords = ["x"]', "is not a row of the matrix"),
+])
+def test_hostile_hit_scope_and_forms_values_are_one_line_errors(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(RuleFileError) as caught:
+        rules(tmp_path, MATRIX + f'[[rule]]\nname = "r"\ndescription = "d"\n{table}\n')
+    assert message in str(caught.value)
+
+
+def test_stored_triage_in_any_shape_prints_safely() -> None:
+    from tickets.views import triage_lines
+
+    for junk in (None, 3, "x", [], {"scope": "all"}, {"scope": {"value": 1}}, {"scope": {"value": "x" * 10_000}}):
+        lines = triage_lines(junk)
+        assert isinstance(lines, list) and all(isinstance(line, str) for line in lines)
+    lines = triage_lines({"scope": {"value": "team", "rule": "r", "evidence": ["body \"we\"", 5, None]},
+                          "hit": None, "doubts": ["weak", 7]})
+    assert lines == ['who is affected: a team or site (r: body "we")', "what is hit:     nothing recognised",
+                     "uncertain: weak"]
