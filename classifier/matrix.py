@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import SEVERITIES
+from core.errors import HypercareError
 
 SCOPES = ("one", "team", "all")  # one person / a team or site / everyone or customers
 MATRIX_KEYS = ("default_scope", "hits")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
-class MatrixError(ValueError):
-    """A mistake in ``[matrix]``; the loader prefixes the file name."""
+class MatrixError(HypercareError, ValueError):
+    """A mistake in ``[matrix]``; the loader prefixes the file name (and raises a RuleFileError)."""
 
 
 @dataclass(frozen=True)
