@@ -1,0 +1,96 @@
+"""Pure work off the storing process (issue 17): verdicts from the parse worker, header facts by need.
+
+The verdict depends only on the mail, the rules and the time it arrived, so ``poll --once``'s
+parse worker computes it (``classify_in_worker``) and the storing process only stores; and the
+facts carry only the headers some rule reads (``Classifier.header_names``), with the same verdict.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailkit import make_mail
+from sqlalchemy import select
+
+from classifier import Classifier, MailFacts
+from classifier.mailfile import parse_bytes
+from classifier.rules import DEFAULT_RULES
+from intake.pipeline import RawMail, classify_in_worker, parse_mails
+from tickets.models import Ticket
+
+LABELLED = Path(__file__).parent / "data" / "labelled"
+WHEN = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def test_header_names_are_the_headers_some_rule_reads(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('''
+[[rule]]
+name = "vip"
+description = "a VIP sender"
+severity = "P2"
+header = { "X-VIP" = "yes" }
+
+[[rule]]
+name = "nested"
+description = "export trouble, urgent or not spam"
+severity = "P3"
+all = [{ keywords = ["export"] },
+       { any = [{ header = { Importance = "high" } }, { not = [{ header = { "X-Spam" = "*" } }] }] }]
+
+[[rule]]
+name = "words-only"
+description = "a question"
+severity = "P4"
+keywords = ["question"]
+''', encoding="utf-8")
+    classifier = Classifier.from_files([rules])
+    assert classifier.header_names == {"x-vip", "importance", "x-spam"}
+    assert {"importance", "priority", "x-priority"} <= Classifier.from_files([DEFAULT_RULES]).header_names
+
+
+def test_facts_with_only_the_read_headers_give_the_same_verdict() -> None:
+    classifier = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin")
+    mails = sorted(LABELLED.glob("*.eml"))
+    assert len(mails) > 100
+    for path in mails:
+        parsed = parse_bytes(path.read_bytes())
+        full = MailFacts.from_parsed(parsed, WHEN)
+        lean = MailFacts.from_parsed(parsed, WHEN, classifier.header_names)
+        assert set(lean.headers) <= classifier.header_names
+        assert classifier.classify(lean) == classifier.classify(full), path.name
+    urgent = parse_bytes(make_mail(headers={"Importance": "High", "X-Mailer": "x"}))
+    lean = MailFacts.from_parsed(urgent, WHEN, classifier.header_names)
+    assert lean.headers == {"importance": "High"}
+
+
+def test_the_parse_worker_classifies_and_the_store_uses_its_verdict(make_app, tmp_path, monkeypatch):
+    app = make_app(db=f"sqlite:///{tmp_path / 'w.db'}")
+    app.pipeline  # noqa: B018 - the opener exists before the worker is forked
+    mails = [RawMail(make_mail(message_id=f"w{i}@customer.example", sender=f"u{i}@customer.example",
+                               subject=f"Report export broken #{i}", body="The export button does nothing."))
+             for i in range(4)]
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=classify_in_worker, initargs=(app.opener,))
+    with pool:
+        prepared = pool.submit(parse_mails, mails, 1024, WHEN).result()
+    expected = [app.opener.verdict(p, WHEN) for p in prepared]
+    assert [p.verdict for p in prepared] == expected and all(v is not None for v in expected)
+
+    def not_here(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("classified in the storing process")
+
+    monkeypatch.setattr(app.opener.classifier, "classify", not_here)
+    results = app.pipeline.ingest_batch(mails, prepared=prepared)
+    assert [r.action for r in results] == ["created"] * 4
+    with app.store.read() as s:
+        stored = [t.classification for t in s.scalars(select(Ticket).order_by(Ticket.number))]
+    assert stored == [v.to_json() for v in expected]
+
+
+def test_without_a_worker_nothing_is_precomputed():
+    parsed = parse_mails([RawMail(make_mail())], 1024, WHEN)[0]
+    assert not isinstance(parsed, str) and parsed.verdict is None
