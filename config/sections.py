@@ -1,7 +1,7 @@
 """How each section of ``hypercare.toml`` is read and checked.
 
 Why a typed reader: it knows the section and key of every value, so every mistake
-becomes one line such as ``hypercare.toml: [smtp_in] port: must be a int``.
+becomes one line such as ``hypercare.toml: [smtp_in] port: must be a whole number, got '25x'``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ from config.settings import (
     TeamMember,
 )
 
+# What a TOML value of each Python type is called in an error ("must be a whole number", never "a int").
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "a text in quotes", bool: "true or false",
+              list: "a list", dict: "a table"}
+
 
 class Reader:
     """Typed access to one TOML table that names the exact key in every error."""
@@ -59,8 +63,9 @@ class Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise self.fail(f"[{section}] {key}", f"must be a {name}, got {value!r}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            name = " or ".join(TYPE_WORDS.get(k, f"a {k.__name__}") for k in kinds)
+            raise self.fail(f"[{section}] {key}", f"must be {name}, got {value!r}")
         return value
 
     def strings(self, section: str, raw: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -107,8 +112,10 @@ def parse_time(value: Any) -> time:
 def parse_date(value: Any) -> date:
     if isinstance(value, date):
         return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"expected a date like 2026-11-23, got {value!r}")
     try:
-        return date.fromisoformat(str(value))
+        return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"expected a date like 2026-11-23, got {value!r}") from None
 
@@ -161,7 +168,7 @@ def _address(value: Any) -> str:
 def _hypercare(reader: Reader, raw: Any) -> HypercareSettings:
     table = dict(reader.table("hypercare", raw, {
         "go_live", "timezone", "business_hours", "business_days", "holidays", "extra_holidays",
-        "sprint_start", "sprint_days", "digest_time", "weekly_summary_day", "reopen_days",
+        "sprint_start", "sprint_days", "digest_time", "weekly_summary_day", "reopen_days", "exit_date",
     }))
     if "business_hours" in table:
         span = str(table.pop("business_hours"))
@@ -173,7 +180,7 @@ def _hypercare(reader: Reader, raw: Any) -> HypercareSettings:
         if table["business_start"] >= table["business_end"]:
             raise reader.fail("[hypercare] business_hours", "start must be before end")
     return reader.fill("hypercare", table, HypercareSettings, {
-        "go_live": parse_date, "sprint_start": parse_date, "timezone": _timezone,
+        "go_live": parse_date, "sprint_start": parse_date, "exit_date": parse_date, "timezone": _timezone,
         "business_days": parse_weekdays, "digest_time": parse_time, "weekly_summary_day": parse_weekday,
         "extra_holidays": lambda v: tuple(parse_date(d) for d in v),
         "business_start": parse_time, "business_end": parse_time,
@@ -300,8 +307,14 @@ def _exit(reader: Reader, raw: Any) -> ExitSettings:
             raise ValueError("expected a list of criterion names")
         return tuple(value)
 
+    def sample(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            raise ValueError(f"expected a whole number of responses between 1 and 100000 like 20, got {value!r}")
+        return value
+
     return reader.fill("exit", raw, ExitSettings, {
-        "criteria": names, "blocking_severities": severities, "sla_target": fraction})
+        "criteria": names, "blocking_severities": severities, "backlog_severities": severities,
+        "sla_target": fraction, "sla_min_sample": sample})
 
 
 def _positive(value: Any) -> float:

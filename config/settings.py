@@ -51,6 +51,7 @@ class HypercareSettings:
     digest_time: time = time(8, 0)
     weekly_summary_day: int = 0
     reopen_days: int = 7
+    exit_date: date | None = None  # None: the last business day of week 4 (tickets.phases.exit_report_day)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -181,6 +182,8 @@ class ExitSettings:
     sla_window_days: int = 7
     backlog_window_days: int = 7
     no_p1_days: int = 5
+    backlog_severities: tuple[str, ...] = ("P1", "P2", "P3")  # P4 is scheduled for sprints, not backlog
+    sla_min_sample: int = 20  # fewer first responses than this: "n too small", the SLA is shown but not judged
 
 
 @dataclass(frozen=True)

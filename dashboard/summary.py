@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import ROLES, SEVERITIES, Config
-from notifier.digests.outlook import judge_exit
+from notifier.digests.outlook import exit_facts, judge_exit
 from tickets.feedback import feedback_summary
 from tickets.health import mailbox_health, outbox_counts
 from tickets.models import OPEN_STATUSES, Message, Ticket
@@ -185,7 +185,7 @@ def _workload(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 def _outlook(session: Session, ctx: DashboardContext, summary: dict[str, Any]) -> dict[str, Any]:
     """The go/no-go outlook: the same ``[exit]`` criteria and figures as the exit report (judge_exit)."""
-    verdict = judge_exit(session, ctx.config.exit, ctx.now)
+    verdict = judge_exit(exit_facts(session, ctx.config.exit, ctx.now), ctx.config.exit)
     on_time = sum(s["met"] for s in summary["sla"])
     measured = sum(s["measured"] for s in summary["sla"])
     return {

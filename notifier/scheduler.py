@@ -26,7 +26,7 @@ from notifier.digests.builder import DigestBuilder
 from notifier.outbox import enqueue
 from tickets.clock import as_utc
 from tickets.models import ScheduleRun
-from tickets.phases import exit_report_day, status_due_on, weekly_summary_due_on
+from tickets.phases import status_due_on, weekly_summary_due_on
 from tickets.store import Store
 
 log = logging.getLogger("hypercare.scheduler")
@@ -61,7 +61,7 @@ class DigestScheduler:
         self.jobs = (
             Job("status_daily", lambda day: status_due_on(go_live, day)),
             Job("weekly_summary", lambda day: weekly_summary_due_on(go_live, day, weekday)),
-            Job("exit_report", lambda day: day == exit_report_day(go_live)),
+            Job("exit_report", lambda day: day == builder.exit_day),
         )
 
     def scheduled_at(self, day: date) -> datetime:

@@ -65,9 +65,9 @@ def test_four_weeks_of_daily_ticks_with_restarts(make_app, tmp_path, clock, db_u
     sent = _sent(app)
     status_days = [GO_LIVE + timedelta(days=d) for d in (0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13, 14, 21)]
     assert sent["status_daily"] == [d.isoformat() for d in status_days]
-    mondays = [GO_LIVE + timedelta(weeks=w) for w in range(6)]
+    mondays = [GO_LIVE + timedelta(weeks=w) for w in range(1, 6)]  # not on go-live day: no week of data yet
     assert sent["weekly_summary"] == [d.isoformat() for d in mondays if d < start + timedelta(days=45)]
-    assert sent["exit_report"] == [(GO_LIVE + timedelta(days=27)).isoformat()]
+    assert sent["exit_report"] == ["2026-12-18"]  # the last business day of week 4 (day 27 is a Sunday)
     with app.store.read() as s:
         items = [(i.kind, i.recipients, i.mime) for i in s.scalars(select(OutboxItem))]
         runs = s.execute(select(ScheduleRun.job, ScheduleRun.period_key, ScheduleRun.ran_at)).all()
@@ -107,13 +107,13 @@ def test_late_start_sends_the_day_s_digest_once(make_app, tmp_path, clock, db_ur
     app = make_app(config)
     first = _tick(app)
     assert "status_daily 2026-11-23" in first and "(225 min late)" in first
-    assert "weekly_summary 2026-11-23" in first
+    assert "weekly_summary" not in first  # go-live morning: no week of data to summarise
     assert _tick(app) == "nothing due"
 
 
 def test_two_instances_racing_send_once(make_app, tmp_path, clock, db_url):
     config = _config(tmp_path, db_url)
-    clock.set(_local(GO_LIVE, 8, 0))
+    clock.set(_local(GO_LIVE + timedelta(days=7), 8, 0))  # a status day and the first weekly summary
     apps = [make_app(config) for _ in range(4)]
     for a in apps:
         a.store  # noqa: B018 - schema ready before the race
@@ -131,7 +131,7 @@ def test_two_instances_racing_send_once(make_app, tmp_path, clock, db_url):
     for t in threads:
         t.join()
     sent = _sent(apps[0])
-    assert sent["status_daily"] == ["2026-11-23"] and sent["weekly_summary"] == ["2026-11-23"]
+    assert sent["status_daily"] == ["2026-11-30"] and sent["weekly_summary"] == ["2026-11-30"]
 
 
 def test_no_recipients_is_recorded_not_retried_every_beat(make_app, tmp_path, clock):
@@ -160,7 +160,19 @@ def test_next_sends_for_status(make_app, tmp_path, clock):
     upcoming = dict(scheduler.next_sends(clock.now()))
     assert upcoming["status_daily"] == _local(GO_LIVE + timedelta(days=9), 8, 0)
     assert upcoming["weekly_summary"] == _local(GO_LIVE + timedelta(days=14), 8, 0)
-    assert upcoming["exit_report"] == _local(GO_LIVE + timedelta(days=27), 8, 0)
+    assert upcoming["exit_report"] == _local(date(2026, 12, 18), 8, 0)  # Friday of week 4
+
+
+def test_exit_date_is_configurable(make_app, tmp_path, clock):
+    import dataclasses
+
+    base = _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}")
+    config = dataclasses.replace(base, hypercare=dataclasses.replace(base.hypercare, exit_date=date(2026, 12, 22)))
+    clock.set(_local(date(2026, 12, 18), 9, 0))
+    app = make_app(config)
+    assert "exit_report" not in _tick(app)
+    clock.set(_local(date(2026, 12, 22), 8, 0))
+    assert "exit_report 2026-12-22: queued" in _tick(app)
 
 
 @pytest.mark.parametrize("day_offset", [-1])

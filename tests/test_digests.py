@@ -41,12 +41,15 @@ def _seed(app) -> None:  # type: ignore[no-untyped-def]
         add_ticket(s, 1, _local(0, 9), severity="P1", status="new", subject="CRM down for everyone",
                    response_due=_local(0, 10), rules=("outage", "login"))
         t2 = add_ticket(s, 2, _local(0, 9, 30), severity="P2", status="resolved", resolved_at=_local(0, 15),
+                        subject="Invoice run stopped",
                         first_response_at=_local(0, 10), response_met=True, rules=("outage",), role="business_analyst")
         t3 = add_ticket(s, 3, _local(0, 10), severity="P3", status="in_progress", first_response_at=_local(1, 12),
+                        subject="Login fails for the sales team",
                         response_met=False, rules=("login",), reopened=1)
         add_ticket(s, 4, _local(0, 11), severity="P4", status="acknowledged", response_due=_local(14, 9),
-                   role="technical_consultant")
+                   role="technical_consultant", subject="Re: invoice layout wish")
         add_ticket(s, 5, _local(0, 22, 30), severity="P3", status="resolved", resolved_at=_local(1, 7),
+                   subject="AW: login urgent",
                    first_response_at=_local(0, 23), response_met=True)
         add_reopen(s, t3, _local(1, 6))
         add_rating(s, t2, 4, _local(0, 16))
@@ -70,7 +73,11 @@ def test_daily_status_figures(make_app, tmp_path, clock, db_url):
     assert [t.key for t in ctx["oldest"]] == ["HC-1", "HC-3", "HC-4"]
     assert [(b.label, b.opened, b.resolved) for b in ctx["trend"][-2:]] == [("Mon 23 Nov", 5, 1), ("Tue 24 Nov", 0, 1)]
     rendered = builder.render("status_daily", now, since=_local(0, 0))
-    assert rendered.subject == "[Hypercare] Status Tue 24 Nov: 5 new, 2 resolved, 3 open, 1 open P1/P2"
+    assert rendered.subject == "[Hypercare] Status Tue 24 Nov: at risk, 5 new, 2 resolved, 3 open, 1 open P1/P2"
+    # The verdict first, with its reason; week 1 is never "off track" (the P1 is overdue: at risk, and why).
+    assert rendered.text.splitlines()[0] == (
+        "AT RISK: 1 open P1/P2 past the response time; first-response SLA 67% (2 of 3), n too small (< 20); "
+        "1 new P1 in the last 5 days")
     assert "Week 1 of hypercare: intensive" in rendered.text and "acknowledged within its SLA" in rendered.text
     assert "HC-1  P1  age 23h 00m  CRM admin  response overdue by 22h 00m" in rendered.text
 
@@ -83,8 +90,8 @@ def test_weekly_summary_figures(make_app, tmp_path, clock, db_url):
     with app.store.read() as s:
         ctx = builder.context(s, "weekly_summary", now)
     assert (ctx["opened_total"], ctx["resolved_total"]) == (5, 2)
-    assert ctx["topics"] == [("login", 2), ("outage", 2)]
-    assert ctx["reopened_total"] == 1 and ctx["reopened"] == [("HC-3", "ticket 3", 1)]
+    assert ctx["topics"] == [("invoice", 2), ("login", 2)]  # words of the subjects, never rule ids
+    assert ctx["reopened_total"] == 1 and ctx["reopened"] == [("HC-3", "Login fails for the sales team", 1)]
     assert (ctx["rated"], ctx["rating"]) == (2, "2.5")
     assert [(low["key"], low["rating"], low["comment"]) for low in ctx["low_ratings"]] == [
         ("HC-3", 1, "Nobody <b>called</b> back")]
@@ -92,9 +99,19 @@ def test_weekly_summary_figures(make_app, tmp_path, clock, db_url):
     sla = {line.severity: (line.met, line.breached, line.overdue, line.on_target) for line in ctx["sla"]}
     assert sla["P1"] == (0, 0, 1, False) and sla["P2"] == (1, 0, 0, True) and sla["P3"] == (1, 1, 0, False)
     assert not ctx["verdict"].go
+    # One SLA figure: the tile, the per-severity table and the criterion are the same week and the same count.
+    assert (ctx["sla_figure"].met, ctx["sla_figure"].measured) == (2, 4)
+    assert sum(line.met for line in ctx["sla"]) == 2
+    assert sum(line.met + line.breached + line.overdue for line in ctx["sla"]) == 4
     rendered = builder.render("weekly_summary", now)
     text = rendered.text
-    assert "Go/no-go outlook: NO-GO" in text and "[FAIL] no open P1/P2 tickets: 1 open" in text
+    assert rendered.subject.startswith("[Hypercare] Weekly summary, Week 1 (23 Nov - 29 Nov): off track,")
+    assert "Weekly summary, Week 1 of hypercare (intensive)" in text and "Week 2" not in text
+    assert "First-response SLA this week (goal 90%): 50% (2 of 4), n too small (< 20)" in text
+    assert "[NOT JUDGED] first-response SLA compliance >= 90%" in text and ": 50% (2 of 4), n too small" in text
+    assert "[FAIL] no open P1/P2 tickets: 1 open" in text
+    for rule in ("outage", "fallback-severity", "topic-admin", "after-hours"):
+        assert f"  {rule}\n" not in text
     assert "HC-3 rated 1/5: Nobody <b>called</b> back" in text
     assert "Nobody &lt;b&gt;called&lt;/b&gt; back" in (rendered.html or "")
 
@@ -134,7 +151,7 @@ def test_exit_report_go_and_no_go(make_app, tmp_path, clock, db_url):
     now = _local(27, 8)
     rendered = builder.render("exit_report", now)
     assert rendered.subject.endswith(": GO"), rendered.text
-    assert "[PASS] open backlog lower than 7 days ago (or empty): 3 -> 1 open" in rendered.text
+    assert "[OK] open P1/P2/P3 backlog lower than 7 days ago (or empty): 3 -> 1 open" in rendered.text
     assert "HC-4  P3" in rendered.text and "Report filter" in rendered.text
     with app.store.session() as s:
         add_ticket(s, 5, _local(26, 9), severity="P1", status="new", response_due=_local(26, 10))
@@ -142,7 +159,8 @@ def test_exit_report_go_and_no_go(make_app, tmp_path, clock, db_url):
     assert rendered.subject.endswith(": NO-GO")
     assert "[FAIL] no open P1/P2 tickets: 1 open" in rendered.text
     assert "[FAIL] no new P1 in the last 5 days: 1 new P1" in rendered.text
-    assert "[FAIL] first-response SLA compliance >= 90% over the last 7 days: 75% (3 of 4)" in rendered.text
+    assert ("[NOT JUDGED] first-response SLA compliance >= 90% over the last 7 days (judged from 20 responses): "
+            "75% (3 of 4), n too small (< 20)") in rendered.text
     assert "background:#b91c1c" in rendered.html  # the red banner
 
 
@@ -192,7 +210,10 @@ def test_html_is_inlined_balanced_and_escaped(make_app, tmp_path, clock, key):
     assert "<script>" not in html
     assert 'width="640"' in html and "font-family:Arial" in html
     # The chart: table bars with pixel widths and bgcolor for Outlook, background for Gmail.
-    assert re.search(r'<td width="\d+" height="10" bgcolor="#2563eb" style="width:\d+px', html)
+    if key == "exit_report":  # the burn-down: columns of pixel height, no image, no script
+        assert re.search(r'<div title="\d+ backlog" style="height:\d+px;background:#374151', html)
+    else:
+        assert re.search(r'<td width="\d+" height="10" bgcolor="#374151" style="width:\d+px', html)
     if key == "status_daily":
         assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; broken" in html
 
@@ -232,7 +253,7 @@ def test_cli_digest_print_send_and_errors(tmp_path):
     now = "2026-11-24T08:00:00+01:00"
     text = hypercare("digest", "daily", "--now", now, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
-    assert out(text).startswith("Subject: [Hypercare] Status Tue 24 Nov: 0 new")
+    assert out(text).startswith("Subject: [Hypercare] Status Tue 24 Nov: on track, 0 new")
     html = hypercare("digest", "exit", "--format", "html", "--now", now, cwd=tmp_path)
     assert html.returncode == 0 and out(html).startswith("<!DOCTYPE html>") and "Exit report: GO" in out(html)
     sent = hypercare("digest", "daily", "--send", "--now", now, cwd=tmp_path)

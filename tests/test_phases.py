@@ -14,6 +14,7 @@ from tickets.phases import (
     status_days,
     status_due_on,
     weekly_summary_due_on,
+    weeks_label,
 )
 
 GO_LIVE = date(2026, 11, 23)  # a Monday
@@ -73,8 +74,9 @@ def test_before_go_live_nothing_is_due() -> None:
     assert not weekly_summary_due_on(GO_LIVE, GO_LIVE - timedelta(days=7), 0)
 
 
-@pytest.mark.parametrize(("weekday", "first"), [(0, 0), (2, 2), (6, 6)])
-def test_weekly_summary_from_go_live_on(weekday: int, first: int) -> None:
+@pytest.mark.parametrize(("weekday", "first"), [(0, 7), (2, 9), (6, 13)])
+def test_weekly_summary_once_a_full_week_exists(weekday: int, first: int) -> None:
+    # Never on go-live morning with no data: the first summary covers days 0-6 at the earliest.
     due = [n for n in range(-14, 70) if weekly_summary_due_on(GO_LIVE, GO_LIVE + timedelta(days=n), weekday)]
     assert due == list(range(first, 70, 7))
 
@@ -83,10 +85,26 @@ def test_weekly_summary_with_midweek_go_live() -> None:
     go_live = date(2026, 11, 25)  # Wednesday
     days = (go_live + timedelta(days=n) for n in range(-7, 15))
     due = [d for d in days if weekly_summary_due_on(go_live, d, 0)]
-    assert due == [date(2026, 11, 30), date(2026, 12, 7)]
+    assert due == [date(2026, 12, 7)]  # Mon 30 Nov is day 5: not a full week yet
 
 
-def test_exit_report_at_end_of_week_4() -> None:
+def test_exit_report_on_the_last_business_day_of_week_4() -> None:
+    def weekdays(day: date) -> bool:
+        return day.weekday() < 5
+
+    assert exit_report_day(GO_LIVE, weekdays) == date(2026, 12, 18)  # Friday, not Sunday day 27
+    assert exit_report_day(GO_LIVE, lambda day: weekdays(day) and day != date(2026, 12, 18)) == date(2026, 12, 17)
+    assert exit_report_day(GO_LIVE, lambda day: False) == date(2026, 12, 20)  # no business day: day 27
+    assert exit_report_day(GO_LIVE, weekdays, override=date(2026, 12, 22)) == date(2026, 12, 22)
+    assert exit_report_day(date(2026, 11, 25), weekdays) == date(2026, 12, 22)  # Wednesday go-live: Tue of week 4
+
+
+def test_weeks_label_comes_from_phase_on() -> None:
+    assert weeks_label(GO_LIVE, GO_LIVE, GO_LIVE + timedelta(days=6)) == "Week 1"
+    assert weeks_label(GO_LIVE, GO_LIVE + timedelta(days=5), GO_LIVE + timedelta(days=11)) == "Weeks 1-2"
+
+
+def test_exit_report_day_without_calendar_is_day_27() -> None:
     assert exit_report_day(GO_LIVE) == date(2026, 12, 20)
     assert day_number(GO_LIVE, exit_report_day(GO_LIVE)) == 27
     assert phase_on(GO_LIVE, exit_report_day(GO_LIVE)).week == 4

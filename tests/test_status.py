@@ -21,7 +21,7 @@ def test_status_lists_next_scheduled_sends_in_local_time(make_app, tmp_path, clo
     assert {row["job"]: row["at"] for row in data["schedule"]} == {
         "status_daily": "2026-11-28T07:00:00+00:00",  # 08:00 Berlin, day 5 of week 1: daily
         "weekly_summary": "2026-11-30T07:00:00+00:00",  # next Monday
-        "exit_report": "2026-12-20T07:00:00+00:00",  # day 27
+        "exit_report": "2026-12-18T07:00:00+00:00",  # the last business day of week 4 (day 27: Sunday)
     }
 
 

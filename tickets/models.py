@@ -306,3 +306,21 @@ class Feedback(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
+
+
+class ExitDecision(Base):
+    """The steering committee's decision on the end of hypercare, as recorded by a project manager.
+
+    Append-only: a later decision supersedes an earlier one (the latest is shown), and every one
+    stays as the audit trail (who, when, how: a signed ``#decision`` reply or the CLI).
+    """
+
+    __tablename__ = "exit_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))  # go | conditional | no-go
+    text: Mapped[str] = mapped_column(Text, default="")  # conditions or comment
+    actor: Mapped[str] = mapped_column(String(320))  # the project manager's address
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(16))  # mail | cli
+    message_id: Mapped[str | None] = mapped_column(String(998))  # the signed reply, when via mail

@@ -19,6 +19,7 @@ cadence ``none``: nothing is sent before go-live.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -84,10 +85,32 @@ def status_days(go_live: date) -> list[date]:
 
 
 def weekly_summary_due_on(go_live: date, day: date, weekly_summary_day: int) -> bool:
-    """True on *weekly_summary_day* (Monday = 0) from go-live on, for as long as the desk runs."""
-    return day >= go_live and day.weekday() == weekly_summary_day
+    """True on *weekly_summary_day* (Monday = 0) once a full week of data exists, for as long as the desk runs.
+
+    A weekly summary covers the seven whole days before its send day, so the first one goes
+    out on day 7 at the earliest: never on go-live morning with nothing to summarise.
+    """
+    return day_number(go_live, day) >= 7 and day.weekday() == weekly_summary_day
 
 
-def exit_report_day(go_live: date) -> date:
-    """The last day of week 4 (day 27), when the exit report is scheduled."""
-    return go_live + timedelta(days=EXIT_REPORT_DAY)
+def weeks_label(go_live: date, first: date, last: date) -> str:
+    """The hypercare week(s) a span of days belongs to, from ``phase_on``: "Week 1", "Weeks 1-2"."""
+    start, end = phase_on(go_live, first).week, phase_on(go_live, last).week
+    return f"Week {start}" if start == end else f"Weeks {start}-{end}"
+
+
+def exit_report_day(go_live: date, is_business_day: Callable[[date], bool] | None = None,
+                    override: date | None = None) -> date:
+    """When the exit report goes out: *override* (``[hypercare] exit_date``), else the last business
+    day of week 4 (days 21-27; day 27 when the calendar has no business day in that week).
+
+    Why a business day: the steering committee reads the report and decides on it; one that
+    lands on a Sunday is read on Monday, after the hypercare period has ended.
+    """
+    if override is not None:
+        return override
+    last = go_live + timedelta(days=EXIT_REPORT_DAY)
+    if is_business_day is None:
+        return last
+    week4 = [last - timedelta(days=back) for back in range(7)]
+    return next((day for day in week4 if is_business_day(day)), last)

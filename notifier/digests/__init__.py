@@ -12,6 +12,7 @@ from typing import Any
 
 from notifier.digests.builder import DIGEST_TEMPLATES, KINDS, DigestBuilder, DigestProblem
 from notifier.digests.criteria import ExitFacts, ExitSettings, evaluate
+from tickets.phases import exit_report_day
 
 __all__ = ["DIGEST_TEMPLATES", "KINDS", "DigestBuilder", "DigestProblem", "ExitSettings", "for_app"]
 
@@ -23,4 +24,5 @@ def for_app(app: Any) -> DigestBuilder:
     preflight(app.renderer, app.config)
     exit_settings = app.config.exit
     evaluate(ExitFacts(0, 0, 0, 0, 0, 0), exit_settings)  # an unknown [exit] criterion fails at start
-    return DigestBuilder(app.config, app.store, app.sla, app.renderer, app.go_live, exit_settings)
+    exit_day = exit_report_day(app.go_live, app.calendar.is_business_day, app.config.hypercare.exit_date)
+    return DigestBuilder(app.config, app.store, app.sla, app.renderer, app.go_live, exit_settings, exit_day)

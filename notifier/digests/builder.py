@@ -19,7 +19,9 @@ from config import Config
 from core.errors import UserError
 from notifier.digests import queries as q
 from notifier.digests.criteria import ExitSettings
+from notifier.digests.exit_pack import exit_pack
 from notifier.digests.lines import (
+    SlaLine,
     day_bars,
     day_bounds,
     duration,
@@ -28,15 +30,17 @@ from notifier.digests.lines import (
     sla_lines,
     ticket_lines,
 )
-from notifier.digests.outlook import Verdict, judge_exit
+from notifier.digests.outlook import Verdict, exit_facts, judge_exit, judge_standing, sla_of
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
+from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.feedback import feedback_summary
 from tickets.models import ScheduleRun
-from tickets.phases import phase_on
+from tickets.phases import exit_report_day, phase_on, weeks_label
 from tickets.sla import SlaPolicy
 from tickets.store import Store
+from tickets.topics import top_terms
 
 # CLI name -> template key (= scheduler job name, outbox kind)
 KINDS = {"daily": "status_daily", "weekly": "weekly_summary", "exit": "exit_report"}
@@ -51,7 +55,7 @@ class DigestProblem(UserError):
 
 class DigestBuilder:
     def __init__(self, config: Config, store: Store, sla: SlaPolicy, renderer: Renderer, go_live: date,
-                 exit_settings: ExitSettings | None = None) -> None:
+                 exit_settings: ExitSettings | None = None, exit_day: date | None = None) -> None:
         self.config = config
         self.store = store
         self.sla = sla
@@ -59,6 +63,7 @@ class DigestBuilder:
         self.go_live = go_live
         self.exit = exit_settings or ExitSettings()
         self.tz = config.hypercare.tz
+        self.exit_day = exit_day or exit_report_day(go_live, override=config.hypercare.exit_date)
 
     # --- public --------------------------------------------------------------------------------
 
@@ -69,13 +74,12 @@ class DigestBuilder:
         return self.renderer.render(key, **context)
 
     def context(self, session: Session, key: str, now: datetime, since: datetime | None = None) -> dict[str, Any]:
-        base = self._base(now)
         if key == "status_daily":
-            return {**base, **self._daily(session, now, since or self.last_status_at(session, now))}
+            return self._daily(session, now, since or self.last_status_at(session, now))
         if key == "weekly_summary":
-            return {**base, **self._weekly(session, now)}
+            return self._weekly(session, now)
         if key == "exit_report":
-            return {**base, **self._exit(session, now)}
+            return self._exit(session, now)
         raise DigestProblem(f"unknown digest {key!r}; use one of {', '.join(KINDS)}")
 
     def recipients(self, key: str) -> tuple[str, ...]:
@@ -103,33 +107,44 @@ class DigestBuilder:
 
     # --- the three digests -----------------------------------------------------------------------
 
-    def _base(self, now: datetime) -> dict[str, Any]:
+    def _base(self, session: Session, now: datetime, judged_at: datetime | None = None,
+              sla_since: datetime | None = None) -> dict[str, Any]:
+        """What every digest shows first: the phase, and the one-line verdict with its reason."""
         local = now.astimezone(self.tz)
-        return {"now": local, "today": local.date(), "phase": phase_on(self.go_live, local.date()),
+        phase = phase_on(self.go_live, local.date())
+        facts = exit_facts(session, self.exit, judged_at or now, sla_since=sla_since)
+        return {"now": local, "today": local.date(), "phase": phase,
                 "day_number": (local.date() - self.go_live).days, "go_live": self.go_live,
-                "support": self.config.support, "tz": self.tz}
+                "support": self.config.support, "tz": self.tz, "facts": facts,
+                "standing": judge_standing(facts, self.exit, phase.week), "verdict": judge_exit(facts, self.exit),
+                "sla_figure": sla_of(facts, self.exit), "sla_window": f"last {self.exit.sla_window_days} days",
+                "exit_day": self.exit_day, "blocking_names": "/".join(self.exit.blocking_severities)}
 
     def _trend(self, session: Session, now: datetime, days: int) -> list[Any]:
         today = now.astimezone(self.tz).date()
-        dates, bounds = day_bounds(today - timedelta(days=days - 1), days, self.tz)
+        first = max(today - timedelta(days=days - 1), min(self.go_live, today))  # charts start at go-live
+        dates, bounds = day_bounds(first, (today - first).days + 1, self.tz)
         return day_bars(dates, q.daily_trend(session, bounds))
 
+    def _sla_rows(self, session: Session, start: datetime, end: datetime, now: datetime) -> list[SlaLine]:
+        return sla_lines(q.sla_tallies(session, start, end, now), self.sla, self.exit.sla_target)
+
     def _daily(self, session: Session, now: datetime, since: datetime) -> dict[str, Any]:
+        base = self._base(session, now)
         blocking_total, blocking = q.open_rows(session, severities=self.exit.blocking_severities, limit=LIST_LIMIT)
-        open_total, oldest = q.open_rows(session, limit=OLDEST_LIMIT)
-        go_live_start = local_midnight(self.go_live, self.tz)
-        sla = sla_lines(q.sla_tallies(session, go_live_start, now, now), self.sla, self.exit.sla_target)
+        _, oldest = q.open_rows(session, limit=OLDEST_LIMIT)
+        # The per-severity table covers exactly the headline's window, so the two always add up.
+        sla = self._sla_rows(session, now - timedelta(days=self.exit.sla_window_days), now, now)
         open_tally, new, resolved = q.window_tallies(session, since, now)
         return {
+            **base,
             "since": since.astimezone(self.tz),
             "new": new,
             "resolved": resolved,
             "open": open_tally,
-            "blocking_names": "/".join(self.exit.blocking_severities),
             "blocking": ticket_lines(blocking, self.sla, now),
             "blocking_more": blocking_total - len(blocking),
             "sla": sla,
-            "sla_total": _sla_total(sla),
             "oldest": ticket_lines(oldest, self.sla, now),
             "trend": self._trend(session, now, 7),
             "severity_rows": _rows(open_tally.by_severity, severity_label),
@@ -141,51 +156,44 @@ class DigestBuilder:
         today = now.astimezone(self.tz).date()
         dates, bounds = day_bounds(today - timedelta(days=7), 7, self.tz)
         start, end = bounds[0], bounds[-1]
+        # Judged at the end of the week it covers, the SLA over exactly that week: one figure everywhere.
+        base = self._base(session, now, judged_at=min(end, now), sla_since=start)
         trend = day_bars(dates, q.daily_trend(session, bounds))
         count, mean, p90 = q.first_response_stats(session, start, end)
         reopened_total, reopened = q.reopened(session, start, end)
         feedback = feedback_summary(session, start, end, low_limit=5)  # the dashboard's figures, this week
-        sla = sla_lines(q.sla_tallies(session, start, end, now), self.sla, self.exit.sla_target)
         return {
+            **base,
+            "covered": weeks_label(self.go_live, dates[0], dates[-1]),
+            "covered_phase": phase_on(self.go_live, dates[-1]),
             "start": start.astimezone(self.tz),
             "end": (end - timedelta(seconds=1)).astimezone(self.tz),
             "trend": trend,
             "opened_total": sum(b.opened for b in trend),
             "resolved_total": sum(b.resolved for b in trend),
-            "sla": sla,
-            "sla_total": _sla_total(sla),
+            "sla": self._sla_rows(session, start, end, now),
+            "sla_window": "this week",
             "sla_goal": percent(self.exit.sla_target),
             "responses": count,
             "response_mean": duration(mean) if mean is not None else "n/a",
             "response_p90": duration(p90) if p90 is not None else "n/a",
-            "topics": q.top_topics(session, start, end),
+            "topics": top_terms(q.subjects(session, start, end)),
             "reopened_total": reopened_total,
             "reopened": reopened,
             "rated": feedback.count,
             "rating": f"{feedback.average:.1f}" if feedback.average is not None else "n/a",
             "low_ratings": feedback.low,
             "open": q.open_tally(session),
-            "verdict": self.verdict(session, now),
         }
 
     def _exit(self, session: Session, now: datetime) -> dict[str, Any]:
-        total, handover = q.open_rows(session, limit=500)
-        return {
-            "verdict": self.verdict(session, now),
-            "handover": ticket_lines(handover, self.sla, now),
-            "handover_more": total - len(handover),
-            "open": q.open_tally(session),
-            "trend": self._trend(session, now, 14),
-        }
+        pack = exit_pack(session, go_live=self.go_live, tz=self.tz, sla=self.sla, settings=self.exit, now=now)
+        decision = pack["decision"]
+        word = DECISION_WORDS[decision.decision] if decision else ""
+        return {**self._base(session, now), **pack, "decision_word": word}
 
     def verdict(self, session: Session, now: datetime) -> Verdict:
-        return judge_exit(session, self.exit, now)
-
-
-def _sla_total(lines: list[Any]) -> str:
-    met = sum(line.met for line in lines)
-    measured = sum(line.met + line.breached + line.overdue for line in lines)
-    return percent(met / measured) if measured else "n/a"
+        return judge_exit(exit_facts(session, self.exit, now), self.exit)
 
 
 def _rows(counts: dict[str, int], label: Any) -> list[tuple[str, int]]:

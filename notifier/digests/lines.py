@@ -53,7 +53,10 @@ def ticket_lines(rows: Sequence[OpenRow], sla: SlaPolicy, now: datetime) -> list
     lines = []
     for row in rows:
         overdue = False
-        if row.first_response_at is None and row.response_due is not None:
+        if row.first_response_at is None and row.response_due is not None and sla.is_scheduled(row.severity) \
+                and row.response_due > now:
+            text = f"scheduled for the sprint starting {row.response_due.astimezone(sla.tz):%a %d %b}"
+        elif row.first_response_at is None and row.response_due is not None:
             left = sla.remaining(row.severity, row.response_due, now)
             business = " business time" if sla.uses_business_time(row.severity) else ""
             overdue = left < 0

@@ -156,27 +156,6 @@ def first_response_stats(session: Session, start: datetime, end: datetime) -> tu
     return int(n), float(mean), float(p90) if p90 is not None else None
 
 
-def top_topics(session: Session, start: datetime, end: datetime, limit: int = 5) -> list[tuple[str, int]]:
-    """The classifier rules that fired most on tickets opened in the window (JSON unnested in SQL)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        elem = func.json_array_elements(Ticket.classification).table_valued("value").alias("hit")
-        name = elem.c.value.op("->>")("name")
-        is_array = func.json_typeof(Ticket.classification) == "array"
-    else:
-        elem = func.json_each(Ticket.classification).table_valued("value").alias("hit")
-        name = func.json_extract(elem.c.value, "$.name")
-        is_array = func.json_type(Ticket.classification) == "array"
-    n = func.count().label("n")
-    rows = session.execute(
-        select(name.label("name"), n)
-        .select_from(Ticket).join(elem, is_array)
-        .where(Ticket.created_at >= start, Ticket.created_at < end, name.is_not(None))
-        .group_by(name).order_by(n.desc(), name).limit(limit)
-    ).all()
-    return [(str(r[0]), int(r[1])) for r in rows]
-
-
 def reopened(session: Session, start: datetime, end: datetime,
              limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
     """Tickets reopened in the window: how many, and the first *limit* (key, subject, times reopened)."""
@@ -205,8 +184,9 @@ def open_rows(session: Session, *, severities: Sequence[str] = (), limit: int = 
     return int(total), [OpenRow(*r) for r in rows]
 
 
-def backlog_at(session: Session, *instants: datetime) -> list[int]:
-    """Tickets open at each instant: created by then and not resolved by then (one scan for all)."""
+def backlog_at(session: Session, *instants: datetime, severities: Sequence[str] = ()) -> list[int]:
+    """Tickets open at each instant: created by then and not resolved by then (one scan for all);
+    only *severities* when given (P4 feature requests are scheduled for sprints, not backlog)."""
     columns = [
         func.coalesce(func.sum(case((and_(
             Ticket.created_at <= when,
@@ -215,10 +195,27 @@ def backlog_at(session: Session, *instants: datetime) -> list[int]:
         ), 1), else_=0)), 0)
         for when in instants
     ]
-    return [int(n) for n in session.execute(select(*columns)).one()]
+    query = select(*columns)
+    if severities:
+        query = query.where(Ticket.severity.in_(severities))
+    return [int(n) for n in session.execute(query).one()]
 
 
-def created_count(session: Session, since: datetime, severities: Sequence[str]) -> int:
-    return int(session.scalar(
-        select(func.count()).select_from(Ticket).where(Ticket.created_at >= since, Ticket.severity.in_(severities))
-    ) or 0)
+def created_count(session: Session, since: datetime, severities: Sequence[str], until: datetime | None = None) -> int:
+    where = [Ticket.created_at >= since, Ticket.severity.in_(severities)]
+    if until is not None:
+        where.append(Ticket.created_at < until)
+    return int(session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0)
+
+
+def overdue_count(session: Session, severities: Sequence[str], now: datetime) -> int:
+    """Open tickets of *severities* past their response time with no first response (clock running)."""
+    return int(session.scalar(select(func.count()).select_from(Ticket).where(
+        _IS_OPEN, Ticket.severity.in_(severities), Ticket.first_response_at.is_(None), Ticket.paused_at.is_(None),
+        Ticket.response_due.is_not(None), Ticket.response_due <= now)) or 0)
+
+
+def subjects(session: Session, start: datetime, end: datetime, limit: int = 20_000) -> list[str]:
+    """Subjects of the tickets opened in the window (for the topic words), newest *limit* at most."""
+    return list(session.scalars(select(Ticket.subject).where(Ticket.created_at >= start, Ticket.created_at < end)
+                                .order_by(Ticket.created_at.desc()).limit(limit)))
