@@ -41,7 +41,8 @@ from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update", "member_notice")
+MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update", "member_notice",
+                  "exit_decision")
 
 
 class App:

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard.cli", "write the dashboard page as a static file (it is also served by 'run')"),
     "status": ("dashboard.cli", "health: database, mailboxes, outbox backlog and dead items (exit 1 if unhealthy)"),
     "digest": ("notifier.digest_cli", "render a digest, or queue it for the stakeholders"),
+    "exit": ("notifier.exit_cli", "the end of hypercare: record the steering decision"),
     "kb": ("handover.cli", "knowledge-base drafts from resolved tickets"),
     "export": ("handover.cli", "export data for the ongoing support tool"),
     "sla": ("notifier.sla_cli", "the SLA escalation ladder"),

@@ -12,15 +12,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from config import ROLES, SEVERITIES
 from dashboard.summary import AT_RISK, DashboardContext, build_summary
 from notifier.labels import role_label, severity_label, status_label
 from notifier.render import Renderer
-from tickets.models import Escalation, Feedback, Message, Ticket
+from tickets.models import STATUSES, Escalation, Feedback, Message, Ticket
+from tickets.search import SEARCH_LIMIT, TicketFilter, search_tickets
 from tickets.views import ticket_detail, triage_lines
 
 # No script may run at all: even if escaping failed somewhere, an injected <script> stays inert.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                           "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+                           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")  # 'self': the search form
 # The same policy as a <meta> tag for the static page (``dashboard --out``); a meta tag cannot carry
 # frame-ancestors (browsers ignore it there), everything else is the same.
 CSP_META = "; ".join(d for d in CONTENT_SECURITY_POLICY.split("; ") if not d.startswith("frame-ancestors"))
@@ -30,11 +32,16 @@ BAR_WIDTH = 14
 
 
 def overview_html(session: Session, ctx: DashboardContext, renderer: Renderer, *, static: bool = False,
-                  summary: dict[str, Any] | None = None) -> str:
+                  summary: dict[str, Any] | None = None, wanted: TicketFilter | None = None) -> str:
     summary = summary if summary is not None else build_summary(session, ctx)
+    wanted = wanted or TicketFilter()
+    found = search_tickets(session, wanted) if wanted.active else None
     tz = ctx.config.hypercare.tz
     return renderer.render_page(
-        "dashboard.html.j2", s=summary, chart=_chart(summary["trend"]), tz=tz, static=static,
+        "dashboard.html.j2", s=summary, chart=_chart(summary["trend"]), burn=_burn_chart(summary["burn"]),
+        sla_chart=_sla_chart(summary["sla_trend"], ctx.config.exit.sla_target), tz=tz, static=static,
+        wanted=wanted.to_dict(), found=found, search_limit=SEARCH_LIMIT, statuses=(*STATUSES, "open"),
+        severities=SEVERITIES, roles=ROLES,
         refresh=None if static else REFRESH_SECONDS, local=lambda v: local(v, tz), left=time_left,
         csp_meta=CSP_META if static else None,
         severity_label=severity_label, role_label=role_label, status_label=status_label, at_risk=AT_RISK,
@@ -123,3 +130,38 @@ def _chart(trend: list[dict[str, Any]]) -> dict[str, Any]:
     labels = [{"x": 30 + i * step + BAR_WIDTH, "text": d["date"].strftime("%d.%m")} for i, d in enumerate(trend)]
     return {"bars": bars, "labels": labels, "width": 40 + len(trend) * step, "height": CHART_HEIGHT + 40,
             "top": top, "base": 10 + CHART_HEIGHT}
+
+
+def _burn_chart(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stacked columns per day since go-live: open backlog (dark) and scheduled P4 (light) on top."""
+    top = max([1, *(p["backlog"] + p["scheduled"] for p in points)])
+    step = BAR_WIDTH + 6
+    columns = []
+    for i, p in enumerate(points):
+        h_backlog = round(p["backlog"] / top * CHART_HEIGHT)
+        h_scheduled = round(p["scheduled"] / top * CHART_HEIGHT)
+        base = 10 + CHART_HEIGHT
+        columns.append({"x": 30 + i * step, "w": BAR_WIDTH, "date": p["date"], "backlog": p["backlog"],
+                        "scheduled": p["scheduled"], "y_backlog": base - h_backlog, "h_backlog": h_backlog,
+                        "y_scheduled": base - h_backlog - h_scheduled, "h_scheduled": h_scheduled})
+    return {"columns": columns, "labels": _labels(points, 30 + BAR_WIDTH // 2, step),
+            "width": 40 + len(points) * step, "height": CHART_HEIGHT + 40, "top": top, "base": 10 + CHART_HEIGHT}
+
+
+def _sla_chart(points: list[dict[str, Any]], goal: float) -> dict[str, Any]:
+    """One bar per day: the share of first responses given that day within SLA, with the goal line."""
+    step = BAR_WIDTH + 6
+    bars = []
+    for i, p in enumerate(points):
+        h = round((p["share"] or 0) * CHART_HEIGHT)
+        bars.append({"x": 30 + i * step, "w": BAR_WIDTH, "y": 10 + CHART_HEIGHT - h, "h": h, "date": p["date"],
+                     "met": p["met"], "answered": p["answered"], "share": p["share"]})
+    return {"bars": bars, "labels": _labels(points, 30 + BAR_WIDTH // 2, step), "width": 40 + len(points) * step,
+            "height": CHART_HEIGHT + 40, "base": 10 + CHART_HEIGHT, "goal": goal,
+            "goal_y": 10 + CHART_HEIGHT - round(goal * CHART_HEIGHT)}
+
+
+def _labels(points: list[dict[str, Any]], first_x: int, step: int) -> list[dict[str, Any]]:
+    """A date under the first column and every seventh one: readable at any width."""
+    return [{"x": first_x + i * step, "text": p["date"].strftime("%d.%m")}
+            for i, p in enumerate(points) if i % 7 == 0 or i == len(points) - 1]

@@ -17,11 +17,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import ROLES, SEVERITIES, Config
-from notifier.digests.outlook import exit_facts, judge_exit
+from notifier.digests import queries as q
+from notifier.digests.criteria import ExitFacts
+from notifier.digests.exit_pack import Period, burn_down
+from notifier.digests.lines import day_bounds, local_midnight
+from notifier.digests.outlook import exit_facts, judge_exit, judge_standing, sla_of
+from tickets.decisions import WORDS as DECISION_WORDS
+from tickets.decisions import latest_decision
 from tickets.feedback import feedback_summary
 from tickets.health import mailbox_health, outbox_counts
 from tickets.models import OPEN_STATUSES, Message, Ticket
-from tickets.phases import day_number, phase_on
+from tickets.phases import day_number, exit_report_day, phase_on
 from tickets.sla import SlaPolicy
 from tickets.views import ticket_summary
 
@@ -61,7 +67,13 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "outbox": outbox_counts(session).to_dict(),
         "feedback": feedback_summary(session).to_dict(),
     }
-    summary["outlook"] = _outlook(session, ctx, summary)
+    facts = exit_facts(session, ctx.config.exit, ctx.now)
+    summary["outlook"] = _outlook(ctx, facts, summary)
+    summary["state"] = _state(session, ctx, facts, summary)
+    period = Period(local_midnight(ctx.go_live, tz), ctx.now, tz)
+    burn = burn_down(session, ctx.go_live, period, ctx.config.exit) if today >= ctx.go_live else []
+    summary["burn"] = [{"date": p.day, "backlog": p.backlog, "scheduled": p.scheduled} for p in burn]
+    summary["sla_trend"] = _sla_trend(session, ctx, today)
     return summary
 
 
@@ -159,14 +171,26 @@ def _sla_compliance(session: Session, ctx: DashboardContext, open_rows: list[dic
 def _trend(session: Session, ctx: DashboardContext, today: date) -> list[dict[str, Any]]:
     """Opened vs resolved per local day, the last TREND_DAYS days (bucketed here: tz-correct on any backend)."""
     tz = ctx.config.hypercare.tz
-    first = today - timedelta(days=TREND_DAYS - 1)
+    first = max(today - timedelta(days=TREND_DAYS - 1), min(ctx.go_live, today))  # charts start at go-live
     since = datetime.combine(first, datetime.min.time(), tzinfo=tz)
     opened = Counter(t.astimezone(tz).date() for t in session.scalars(
         select(Ticket.created_at).where(Ticket.created_at >= since)))
     resolved = Counter(t.astimezone(tz).date() for t in session.scalars(
         select(Ticket.resolved_at).where(Ticket.resolved_at.is_not(None), Ticket.resolved_at >= since)))
-    days = [first + timedelta(days=i) for i in range(TREND_DAYS)]
+    days = [first + timedelta(days=i) for i in range((today - first).days + 1)]
     return [{"date": d, "opened": opened.get(d, 0), "resolved": resolved.get(d, 0)} for d in days]
+
+
+def _sla_trend(session: Session, ctx: DashboardContext, today: date) -> list[dict[str, Any]]:
+    """First responses given per local day since go-live (at most TREND_DAYS): met of answered."""
+    tz = ctx.config.hypercare.tz
+    if today < ctx.go_live:
+        return []
+    first = max(today - timedelta(days=TREND_DAYS - 1), ctx.go_live)
+    dates, bounds = day_bounds(first, (today - first).days + 1, tz)
+    rows = q.daily_responses(session, bounds)
+    return [{"date": d, "met": met, "answered": answered, "share": met / answered if answered else None}
+            for d, (met, answered) in zip(dates, rows, strict=True)]
 
 
 def _workload(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,13 +207,44 @@ def _workload(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return result
 
 
-def _outlook(session: Session, ctx: DashboardContext, summary: dict[str, Any]) -> dict[str, Any]:
-    """The go/no-go outlook: the same ``[exit]`` criteria and figures as the exit report (judge_exit)."""
-    verdict = judge_exit(exit_facts(session, ctx.config.exit, ctx.now), ctx.config.exit)
+def _outlook(ctx: DashboardContext, facts: ExitFacts, summary: dict[str, Any]) -> dict[str, Any]:
+    """The go/no-go outlook: the same ``[exit]`` criteria and figures as the exit report (judge_exit).
+
+    ``shown`` is False in week 1 (and before go-live): a newcomer on day 0 must not be greeted by
+    an exit verdict about a period that has barely begun; the page shows on track / at risk instead.
+    """
+    verdict = judge_exit(facts, ctx.config.exit)
     on_time = sum(s["met"] for s in summary["sla"])
     measured = sum(s["measured"] for s in summary["sla"])
     return {
         "decision": "go" if verdict.go else "no-go",
-        "criteria": [{"name": c.description, "ok": c.passed, "detail": c.figure} for c in verdict.criteria],
+        "shown": summary["phase"]["week"] >= 2,
+        "criteria": [{"name": c.description, "ok": c.passed, "detail": c.figure, "state": c.state,
+                      "blocking": c.blocking} for c in verdict.criteria],
+        "blockers": [c.description for c in verdict.blockers],
         "sla_compliance": on_time / measured if measured else None,
+    }
+
+
+def _state(session: Session, ctx: DashboardContext, facts: ExitFacts, summary: dict[str, Any]) -> dict[str, Any]:
+    """The top of the page: how is the go-live going, in the digests' words and figures."""
+    settings = ctx.config.exit
+    standing = judge_standing(facts, settings, summary["phase"]["week"])
+    sla = sla_of(facts, settings)
+    decision = latest_decision(session)
+    trend = ("falling" if facts.backlog_now < facts.backlog_before else
+             "rising" if facts.backlog_now > facts.backlog_before else "flat")
+    return {
+        "standing": standing.state, "word": standing.word, "reason": standing.reason,
+        "open_blocking": facts.open_blocking, "overdue_blocking": facts.overdue_blocking,
+        "exit_day": exit_report_day(ctx.go_live, ctx.sla.calendar.is_business_day, ctx.config.hypercare.exit_date),
+        "blocking_names": "/".join(settings.blocking_severities),
+        "sla": {"text": sla.text, "percent": sla.percent, "met": sla.met, "measured": sla.measured,
+                "small": sla.small, "below": sla.below, "window_days": settings.sla_window_days,
+                "min_sample": settings.sla_min_sample},
+        "backlog": {"before": facts.backlog_before, "now": facts.backlog_now, "trend": trend,
+                    "window_days": settings.backlog_window_days, "scheduled": facts.scheduled_open},
+        "decision": None if decision is None else {
+            "decision": decision.decision, "word": DECISION_WORDS[decision.decision], "text": decision.text,
+            "by": decision.actor_name or decision.actor, "at": decision.at, "via": decision.via},
     }

@@ -20,16 +20,18 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from config import SEVERITIES, DashboardSettings
+from config import DashboardSettings
 from dashboard.health import check_health
 from dashboard.pages import CONTENT_SECURITY_POLICY, load_ticket, overview_html, ticket_html
 from dashboard.summary import DashboardContext, build_summary, to_json
-from tickets.models import OPEN_STATUSES, STATUSES
-from tickets.views import list_tickets, ticket_detail
+from tickets.search import FilterProblem, parse_filter, search_tickets
+from tickets.views import ticket_detail
 
 log = logging.getLogger("hypercare.dashboard")
 
 COOKIE = "hypercare_dashboard"
+MAX_QUERY = 4096  # bytes of query string any page needs
+MAX_FIELDS = 20
 SECURITY_HEADERS = [
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
@@ -115,7 +117,12 @@ class DashboardApp:
                                      [("WWW-Authenticate", 'Bearer realm="hypercare"')])
         else:
             try:
-                response = self._route(path, parse_qs(environ.get("QUERY_STRING", "")))
+                query = self._query(environ)
+            except ValueError:  # more than any page takes: not a search, a flood
+                query = None
+            try:
+                response = (self._route(path, query) if query is not None else text_response(
+                    400, f"query too large: at most {MAX_FIELDS} parameters and {MAX_QUERY} bytes"))
             except Exception:
                 log.exception("dashboard %s %s failed", method, path)
                 response = text_response(500, "internal error; see the service log")
@@ -147,14 +154,26 @@ class DashboardApp:
         assert self.token is not None
         return hmac.compare_digest(given.encode(), self.token.encode())
 
+    @staticmethod
+    def _query(environ: dict[str, Any]) -> dict[str, list[str]]:
+        """The query string, capped: a megabyte of parameters is refused before anything reads it."""
+        raw = environ.get("QUERY_STRING", "")
+        if len(raw) > MAX_QUERY:
+            raise ValueError("query string too long")
+        return parse_qs(raw, max_num_fields=MAX_FIELDS)
+
     # --- routes ------------------------------------------------------------------------------
     def _route(self, path: str, query: dict[str, list[str]]) -> Response:
         if path == "/healthz":
             health = check_health(self.app)
             return json_response(200 if health.ok else 503, health.to_dict())
         if path in ("/", "/index.html"):
+            try:
+                wanted = parse_filter(query)
+            except FilterProblem as problem:
+                return text_response(400, str(problem))
             with self.app.store.read() as session:
-                return Response(200, overview_html(session, self.context(), self.app.renderer))
+                return Response(200, overview_html(session, self.context(), self.app.renderer, wanted=wanted))
         if path == "/api/summary":
             with self.app.store.read() as session:
                 return json_response(200, build_summary(session, self.context()))
@@ -172,18 +191,12 @@ class DashboardApp:
         return text_response(404, "not found; try /, /api/summary, /api/tickets or /healthz")
 
     def _api_tickets(self, query: dict[str, list[str]]) -> Response:
-        status = (query.get("status") or [None])[0]
-        severity = (query.get("severity") or [None])[0]
-        if status is not None and status not in (*STATUSES, "open"):
-            return text_response(400, f"status {status!r}: use one of {', '.join(STATUSES)} or open")
-        if severity is not None and severity.upper() not in SEVERITIES:
-            return text_response(400, f"severity {severity!r}: use one of {', '.join(SEVERITIES)}")
+        try:
+            wanted = parse_filter(query)
+        except FilterProblem as problem:
+            return text_response(400, str(problem))
         with self.app.store.read() as session:
-            if status == "open":
-                rows = [r for r in list_tickets(session, severity=severity) if r["status"] in OPEN_STATUSES]
-            else:
-                rows = list_tickets(session, status=status, severity=severity)
-        return json_response(200, rows)
+            return json_response(200, search_tickets(session, wanted, limit=None))
 
     def context(self) -> DashboardContext:
         app = self.app

@@ -19,13 +19,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
+from notifier.decision_notice import enqueue_decision_notice
 from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingAttachment, OutgoingMail
 from notifier.outbox import enqueue, short_key
 from notifier.render import Renderer
 from tickets.attachments import AttachmentStore
 from tickets.lifecycle import first_inbound, reporter_recipients
-from tickets.models import Message, OutboxItem, Ticket
+from tickets.models import ExitDecision, Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
 
 
@@ -47,6 +48,10 @@ class Notices:
         self.feedback = feedback
 
     # --- to the reporter -----------------------------------------------------------------------
+
+    def exit_decision(self, session: Session, decision: ExitDecision, now: datetime) -> OutboxItem:
+        """The confirmation of a recorded exit decision to the stakeholders and the decider."""
+        return enqueue_decision_notice(session, self.config, self.renderer, decision, now)
 
     def public_answer(self, session: Session, ticket: Ticket, member: TeamMember, text: str, request: Message,
                       now: datetime) -> OutboxItem:

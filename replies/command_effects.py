@@ -27,6 +27,7 @@ from notifier.outbox import short_key
 from notifier.team_notice import team_members_for
 from replies.command_syntax import COMMANDS, Command, ReplyCommands
 from tickets.corrections import record_correction
+from tickets.decisions import WORDS, DecisionProblem, decider, parse_decision, record_decision
 from tickets.lifecycle import add_participant, record_event
 from tickets.models import CLOSED_STATUSES, Message, Ticket
 from tickets.our_mail import is_our_address
@@ -274,6 +275,31 @@ class CcAction(Action):
         ctx.done.append(f"{address} now gets every answer on {ticket.key}")
 
 
+class DecisionAction(Action):
+    """A project manager records the exit decision through a signed reply (any ticket's thread carries it).
+
+    The decision is the desk's, not the ticket's: it becomes an ``exit_decisions`` row (shown by the
+    exit report and the dashboard) and an ``exit_decision`` audit event on the ticket whose signed
+    address carried it; the stakeholders get the confirmation mail.
+    """
+
+    name = "decision"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        try:
+            member = decider(ctx.config, ctx.member.email)
+            parsed = parse_decision(f"{command.arg}\n{ctx.reply.text}".strip())
+        except DecisionProblem as problem:
+            ctx.not_done.append((command.line, str(problem)))
+            return
+        row = record_decision(ctx.session, parsed, member, ctx.now, "mail", ctx.message.message_id)
+        ctx.event("exit_decision", f"exit decision {WORDS[parsed.decision]} by {member.name}"
+                                   f"{': ' + parsed.text[:300] if parsed.text else ''}",
+                  {"decision": parsed.decision, "text": parsed.text, "decision_id": row.id})
+        ctx.notices.exit_decision(ctx.session, row, ctx.now)
+        ctx.done.append(f"exit decision recorded: {WORDS[parsed.decision]}; the stakeholders get a confirmation")
+
+
 class ActionTable(Registry[Action]):
     """The explicit table of command actions; refuses duplicates and must match the syntax table."""
 
@@ -292,6 +318,7 @@ class ActionTable(Registry[Action]):
 # Applied in this order whatever the order in the mail: the severity and role first (so an
 # acknowledgement or a resolution sees the final ones), the resolution last.
 ACTIONS = ActionTable(
-    (SeverityAction(), AssignAction(), CcAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction()),
+    (SeverityAction(), AssignAction(), CcAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction(),
+     DecisionAction()),
     COMMANDS.names(),
 )

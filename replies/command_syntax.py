@@ -6,6 +6,8 @@ sender exactly which lines were read as commands.  Rules (DESIGN "Reply commands
 
 * commands are lines at the top of the reply (after blank lines), before any other
   text; the quoted history is already gone (``ParsedMessage.body``);
+* ``#decision`` (project managers) records the exit decision; a reply carrying it is internal as a
+  whole, like ``#note``: its text is the decision's comment, never an answer to the reporter;
 * ``#name [argument]``, case-insensitive, several per reply, blank lines between them;
 * the first line that is not a command starts the free text (a public answer);
 * a ``#`` followed by a space or a digit is text ("# heading", "#1 priority"), not a command.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 from config import ROLES, SEVERITIES
 from core.registry import Registry
+from tickets.decisions import DecisionProblem, parse_decision
 
 _COMMAND_LINE = re.compile(r"^#(?P<name>[A-Za-z][A-Za-z_-]*)(?:[ \t:]+(?P<arg>.*))?$")
 MAX_COMMANDS = 20
@@ -148,6 +151,19 @@ class Cc(CommandSyntax):
         return f"{verb} {address}", None
 
 
+class Decision(CommandSyntax):
+    name = "decision"
+    description = "project managers: record the exit decision (conditional: the conditions on the line or below)"
+    usage = "#decision go|conditional|no-go [text]"
+
+    def check(self, arg: str) -> tuple[str, str | None]:
+        try:
+            parsed = parse_decision(arg, need_conditions=False)  # conditions may follow below the line
+        except DecisionProblem as problem:
+            return arg.strip()[:80], str(problem)
+        return f"{parsed.decision} {parsed.text}".strip(), None
+
+
 class CommandTable(Registry[CommandSyntax]):
     """The explicit table of reply commands; refuses two commands with one name."""
 
@@ -158,7 +174,7 @@ class CommandTable(Registry[CommandSyntax]):
         return [f"{c.usage:<28} {c.description}" for c in self]
 
 
-COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note(), Cc()))
+COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note(), Cc(), Decision()))
 
 # Pairs that cannot be meant together in one reply.
 _CONFLICTS = (("resolve", "wait"),)

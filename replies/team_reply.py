@@ -79,7 +79,8 @@ class TeamReplyHandler:
                          notices=self.notices, ticket=ticket, member=member, message=message, now=now, reply=reply)
         for command in ACTIONS.in_order(reply.commands):
             ACTIONS[command.name].apply(ctx, command)
-        if reply.text and reply.named("note") is None and reply.named("resolve") is None:
+        internal = any(reply.named(name) is not None for name in ("note", "resolve", "decision"))
+        if reply.text and not internal:
             self._answer(ctx, reply.text)
         for step in ctx.after:
             step()

@@ -8,7 +8,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -56,8 +56,16 @@ def test_overview_shows_phase_outlook_and_tickets_breached_first(seeded):
     # Open tickets only, breached first, then about to breach, then the rest.
     order = [body.index(f">{keys[k]}<") for k in ("breached", "at_risk", "Feature request: colour for VIP accounts")]
     assert order == sorted(order)
-    assert f">{keys['CRM is down for everyone']}<" not in body.split('id="phase-outlook"')[0]  # resolved: not listed
-    assert '<svg id="trend-chart"' in body and body.count('class="bar opened"') == 14
+    listed = body.split('id="attention"')[1].split('id="phase-outlook"')[0]
+    assert f">{keys['CRM is down for everyone']}<" not in listed  # resolved: not listed
+    # Charts start at go-live (day 9: ten days), burn-down and SLA trend as inline SVG.
+    assert '<svg id="trend-chart"' in body and body.count('class="bar opened"') == 10
+    assert body.count('class="burn backlog"') == 10 and body.count('class="sla-day"') == 10
+    # The top answers "how is the go-live going": verdict with reason, open P1/P2, SLA with n, backlog.
+    top = body.split('id="attention"')[0]
+    assert 'id="verdict" class="verdict off_track"' in top and "past the response time" in top
+    assert "first-response SLA, last 7 days:" in top and " of " in top.split('id="tile-sla"')[1][:400]
+    assert 'id="tile-backlog"' in top
     assert "Average <strong>3.5</strong> / 5 from 2 ratings" in body
     assert "Ada" in body and "1 h 0 min" not in body.split("Workload")[1][:50]
 
@@ -257,3 +265,63 @@ def test_cli_unwritable_out_is_one_line(tmp_path, monkeypatch, capsys):
     code = service.main(["--now", NOW.isoformat(), "dashboard", "--out", str(tmp_path / "file" / "page.html")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("hypercare: --out ")
+
+
+def test_search_and_filters_on_the_api_and_the_page(seeded):
+    app, keys, wsgi = seeded
+    found = json.loads(call(wsgi, "/api/tickets?q=vip%20ACCOUNTS")[2])
+    assert [t["key"] for t in found] == [keys["Feature request: colour for VIP accounts"]]
+    p4 = json.loads(call(wsgi, "/api/tickets?status=open&severity=P4&role=business_analyst")[2])
+    assert all(t["severity"] == "P4" and t["status"] in ("new", "acknowledged", "in_progress",
+                                                         "waiting_on_customer") for t in p4)
+    by_key = json.loads(call(wsgi, f"/api/tickets?q={keys['breached'].lower()}")[2])
+    assert keys["breached"] in [t["key"] for t in by_key]
+    status, _, body = call(wsgi, "/?q=vip&status=open")
+    found_table = body.split('id="found"')[1].split("</table>")[0]
+    assert status == 200 and found_table.count('<a href="tickets/') == 1
+    assert 'value="vip"' in body and '<option value="open" selected>' in body
+
+
+@pytest.mark.parametrize("query", [
+    "q=%00%00", "q=%ff%fe%fd", "q=a%0d%0aSet-Cookie:%20x=1", "q=%25%25%25", "q=_", "q=" + "x" * 3000,
+    "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "q=' OR 1=1 --", "q=\\", "q=!%25!_",
+    "status=", "severity=", "role=", "q=login&q=other", "q=%e2%80%ae",
+])
+def test_search_parameters_hostile_values_are_text(seeded, query):
+    app, keys, wsgi = seeded
+    for path in ("/api/tickets", "/"):
+        status, headers, body = call(wsgi, f"{path}?{query}")
+        assert status == 200, (path, query, body[:200])
+        assert "<script>alert(1)</script>" not in body
+    if query.startswith("q=%25") or query.startswith("q=_") or query.startswith("q=!"):
+        assert json.loads(call(wsgi, f"/api/tickets?{query}")[2]) == []  # a wildcard is matched as a character
+
+
+@pytest.mark.parametrize(("query", "needle"), [
+    ("status=bogus", "status 'bogus': use one of"),
+    ("status=op%00en", "status 'op en'"),
+    ("severity=P9", "severity 'P9'"),
+    ("severity=P1%0d%0aX-Injected:%201", "severity 'P1  X-INJECTED: 1'"),
+    ("role=ceo", "role 'ceo': use one of"),
+    ("role=" + "r" * 100_000, "query too large"),
+    ("&".join(f"q{i}=x" for i in range(1000)), "query too large"),
+    ("q=" + "a" * 10_000, "query too large"),
+])
+def test_search_parameters_refused_with_one_line(seeded, query, needle):
+    app, keys, wsgi = seeded
+    for path in ("/api/tickets", "/"):
+        status, headers, body = call(wsgi, f"{path}?{query}")
+        assert status == 400 and needle in body and body.count("\n") == 1, (path, body[:300])
+        assert "X-Injected" not in headers
+
+
+def test_week_1_shows_standing_not_an_exit_verdict(make_app, tmp_path, clock):
+    from test_dashboard_seed import seeded_config
+
+    app = make_app(seeded_config(tmp_path))
+    clock.set(datetime.fromisoformat("2026-11-23T08:00:00+00:00"))  # go-live morning, nothing yet
+    status, _, body = call(DashboardApp(app), "/")
+    assert status == 200 and 'id="standing" class="on_track">On track<' in body
+    assert "NO-GO" not in body and 'id="outlook"' not in body
+    assert "The exit verdict starts in week 2; the exit report goes out Fri 18 Dec" in body
+    assert body.count('class="bar opened"') == 1  # the chart starts at go-live, not 13 empty days before

@@ -38,7 +38,7 @@ class ParsedDecision:
     text: str
 
 
-def parse_decision(arg: str) -> ParsedDecision:
+def parse_decision(arg: str, *, need_conditions: bool = True) -> ParsedDecision:
     """``go [comment]``, ``conditional <conditions>``, ``no-go [reason]`` (also "conditional go", "no go");
     raises DecisionProblem with one line."""
     cleaned = _CONTROL.sub(" ", arg).strip()
@@ -50,7 +50,7 @@ def parse_decision(arg: str) -> ParsedDecision:
     word = re.sub(r"[\s_-]+", "", match["word"].lower())
     decision = {"go": "go", "conditional": "conditional", "conditionalgo": "conditional", "nogo": "no-go"}[word]
     text = match["text"].strip()[:MAX_TEXT]
-    if decision == "conditional" and not text:
+    if decision == "conditional" and not text and need_conditions:
         raise DecisionProblem("conditional needs its conditions, e.g. 'conditional HC-12 fixed by Friday'")
     return ParsedDecision(decision, text)
 
@@ -59,7 +59,7 @@ def decider(config: Config, address: str) -> TeamMember:
     """The ``[[team]]`` project manager with *address*, else DecisionProblem naming what to fix."""
     member = config.team_member(address)
     if member is None or DECIDER_ROLE not in member.roles:
-        raise DecisionProblem(f"{address[:200]} may not record the exit decision: only a [[team]] member with "
+        raise DecisionProblem(f"{address[:200]!r} may not record the exit decision: only a [[team]] member with "
                               f"the {DECIDER_ROLE} role may")
     return member
 

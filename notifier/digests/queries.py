@@ -102,6 +102,11 @@ def window_tallies(session: Session, start: datetime, end: datetime) -> tuple[Ta
     )
 
 
+def _day_bucket(column: Any, bounds: Sequence[datetime]) -> Any:
+    """The index of the bucket ``bounds[i] <= column < bounds[i+1]`` as a CASE chain (SQL, any backend)."""
+    return case(*[(column < bound, i) for i, bound in enumerate(bounds[1:])]).label("bucket")
+
+
 def daily_trend(session: Session, bounds: Sequence[datetime]) -> list[tuple[int, int]]:
     """(opened, resolved) per bucket ``bounds[i] <= t < bounds[i+1]``.
 
@@ -112,12 +117,28 @@ def daily_trend(session: Session, bounds: Sequence[datetime]) -> list[tuple[int,
     if not result:
         return []
     for j, column in enumerate((Ticket.created_at, Ticket.resolved_at)):
-        bucket = case(*[(column < bound, i) for i, bound in enumerate(bounds[1:])]).label("bucket")
+        bucket = _day_bucket(column, bounds)
         for index, n in session.execute(
             select(bucket, func.count()).where(column >= bounds[0], column < bounds[-1]).group_by(bucket)
         ).all():
             result[int(index)][j] = int(n)
     return [(o, r) for o, r in result]
+
+
+def daily_responses(session: Session, bounds: Sequence[datetime]) -> list[tuple[int, int]]:
+    """(met, answered) per bucket of first responses given ``bounds[i] <= t < bounds[i+1]`` (the SLA trend)."""
+    result = [[0, 0] for _ in range(max(0, len(bounds) - 1))]
+    if not result:
+        return []
+    column = Ticket.first_response_at
+    bucket = _day_bucket(column, bounds)
+    met = func.coalesce(func.sum(case((Ticket.response_met.is_(True), 1), else_=0)), 0)
+    for index, n_met, n in session.execute(
+        select(bucket, met, func.count()).where(column >= bounds[0], column < bounds[-1],
+                                                Ticket.response_met.is_not(None)).group_by(bucket)
+    ).all():
+        result[int(index)] = [int(n_met), int(n)]
+    return [(m, n) for m, n in result]
 
 
 def sla_tallies(session: Session, start: datetime, end: datetime, now: datetime) -> dict[str, SlaTally]:
