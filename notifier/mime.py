@@ -101,6 +101,30 @@ class _Generator(BytesGenerator):
         return candidate
 
 
+def refold(folded: bytes, linesep: bytes, limit: int) -> bytes:
+    """*folded* (``Name: value`` + linesep, as the stdlib folded it) folded again only where lines
+    exceed *limit*, and never straight after the colon.
+
+    Why: the stdlib moves a whole value to the next line when it would fit there alone, so a
+    76-character subject became ``Subject:`` + CRLF + `` [HC-12] ...``, which many clients show
+    with a leading space.  Unfolding (removing the CRLFs, keeping the whitespace after them) and
+    breaking again before existing spaces changes no character of the value (RFC 5322 2.2.3);
+    encoded words stay whole.
+    """
+    body = folded[:-len(linesep)] if folded.endswith(linesep) else folded
+    name, colon, value = body.replace(linesep, b"").partition(b":")
+    if not colon:
+        return folded
+    words = value.lstrip(b" \t").split(b" ")
+    lines = [name + b": " + words[0]]
+    for word in words[1:]:
+        if word and len(lines[-1]) + 1 + len(word) > limit:
+            lines.append(b" " + word)
+        else:
+            lines[-1] += b" " + word
+    return linesep.join(lines) + linesep
+
+
 class _OutgoingPolicy(EmailPolicy):
     """``policy.default`` (or ``policy.SMTP``) that builds and folds each repeated header value once.
 
@@ -135,6 +159,8 @@ class _OutgoingPolicy(EmailPolicy):
         return stored
 
     def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() == "subject":
+            return refold(super().fold_binary(name, value), self.linesep.encode(), self.max_line_length or 78)
         if not isinstance(value, BaseHeader) or name.lower() not in self.SHARED or "boundary=" in value:
             return super().fold_binary(name, value)
         cache: dict[tuple[str, str], bytes] = self._folded  # type: ignore[attr-defined]
