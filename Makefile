@@ -9,12 +9,17 @@ $(STAMP): pyproject.toml
 		{ echo "Hypercare Desk needs Python 3.11 or newer (python3 is $$(python3 -V 2>&1))"; exit 2; }
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || \
 		{ echo "python3 cannot create virtual environments: run 'apt-get install python3-venv' first"; exit 2; }
+	@echo "==> 1/3 creating the virtual environment $(VENV)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "==> 2/3 updating pip"
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "==> 3/3 installing Hypercare Desk and its dependencies (about a minute; pip shows each package)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[test]'
+	@touch $(STAMP)
+	@echo "==> installed; next time 'make run' starts at once"
 
 run: $(STAMP)
+	@echo "==> starting the service (Ctrl-C stops it); try '$(VENV)/bin/hypercare demo' from a second terminal"
 	$(VENV)/bin/hypercare run
 
 test: $(STAMP)

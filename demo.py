@@ -2,7 +2,11 @@
 
 Why through SMTP and not a function call: the demo should prove the installed
 service works end to end (listener, pipeline, classifier, outbox, Maildir), the
-way a user's mail client would reach it.
+way a user's mail client would reach it.  It sends to the configured intake
+(``[smtp_in] host:port``): when ``hypercare run`` is listening there, the samples
+go to the running service, which acknowledges them on its next beat; when nothing
+listens, the demo starts the intake on that port for the walk-through and sends the
+acknowledgements itself.  Either way it says which one it did.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from email.message import EmailMessage
 from sqlalchemy import select
 
 from app import App
-from config import SmtpInSettings
 from intake.receive.smtp import SmtpReceiver
 from tickets.models import OutboxItem, Ticket
 
@@ -34,12 +37,22 @@ SAMPLES = (
 
 def run_demo(app: App) -> int:
     out = app.out
-    port = _free_port()
-    receiver = SmtpReceiver(app.pipeline, app.config.support, SmtpInSettings(host="127.0.0.1", port=port))
-    receiver.start()
+    settings = app.config.smtp_in
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    running = _listening(host, settings.port)
+    own: SmtpReceiver | None = None
+    if running:
+        print(f"Sending {len(SAMPLES)} sample mails to the running service's intake at {host}:{settings.port} "
+              "([smtp_in] port); it acknowledges them on its next beat.", file=out)
+    else:
+        print(f"Nothing listens on {host}:{settings.port} ([smtp_in] port): starting the intake there for this "
+              f"demo, sending {len(SAMPLES)} sample mails, then the acknowledgements.", file=out)
+        own = SmtpReceiver(app.pipeline, app.config.support, settings)
+        own.start()
     keys: list[str] = []
+    client = smtplib.LMTP if settings.protocol == "lmtp" else smtplib.SMTP
     try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        with client(host, settings.port, timeout=30) as smtp:
             for address, name, subject, body in SAMPLES:
                 msg = EmailMessage()
                 msg["From"] = f"{name} <{address}>"
@@ -50,10 +63,11 @@ def run_demo(app: App) -> int:
                 reply = smtp.send_message(msg)
                 print(f"sent  {subject!r} from {address}{' refused: ' + str(reply) if reply else ''}", file=out)
     finally:
-        receiver.stop()
+        if own is not None:
+            own.stop()
     from tickets.views import list_tickets
 
-    report = app.outbox.flush(app.transport())
+    report = app.outbox.flush(app.transport()) if own is not None else None
     with app.store.session() as session:
         rows = list_tickets(session)[-len(SAMPLES):]
     print("\nTickets:", file=out)
@@ -62,7 +76,11 @@ def run_demo(app: App) -> int:
         print(f"  {row['key']:<8} {row['severity']}  {row['role']:<21} {row['subject']}", file=out)
     where = (f"the relay {app.config.smtp_out.host}" if app.config.smtp_out.host
              else f"the Maildir {app.config.path(app.config.smtp_out.maildir)}")
-    print(f"\nAcknowledgements sent: {report.sent} (to {where})", file=out)
+    if report is not None:
+        print(f"\nAcknowledgements sent: {report.sent} (to {where})", file=out)
+    else:
+        print(f"\nAcknowledgements: queued; the running service sends them on its next beat (to {where})",
+              file=out)
     with app.store.read() as session:
         acks = session.execute(
             select(OutboxItem.recipients, OutboxItem.subject, OutboxItem.status)
@@ -75,7 +93,10 @@ def run_demo(app: App) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _listening(host: str, port: int) -> bool:
+    """Something accepts connections on host:port (the running service's intake, we assume)."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False

@@ -60,7 +60,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="config file (default: $HYPERCARE_CONFIG, ./hypercare.toml, embedded defaults)")
     common.add_argument("--now", metavar="ISO-8601", default=argparse.SUPPRESS,
-                        help="pretend the current time is this (rehearse SLA and digests)")
+                        help="pretend the current time is this (rehearse SLA and digests); without an offset "
+                             "it is local time in [hypercare] timezone")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log debug lines")
     parser = argparse.ArgumentParser(prog="hypercare", parents=[common],
@@ -132,7 +133,7 @@ def make_app(args: argparse.Namespace, daemon: bool = False) -> App:
     clock: Clock = SystemClock()
     if getattr(args, "now", None):
         try:
-            start = parse_instant(args.now)
+            start = parse_instant(args.now, config.hypercare.tz)
         except ValueError:
             raise ConfigError(f"--now {args.now!r}: expected ISO-8601 like 2026-11-23T09:00:00+01:00") from None
         # The daemon's time moves on from --now; one-shot commands see exactly --now.

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from mailkit import make_mail
@@ -138,13 +139,75 @@ def test_help_everywhere(tmp_path):
         assert result.returncode == 0 and "--config" in out(result) and "--now" in out(result), command
 
 
-def test_demo_sends_samples_through_real_smtp(tmp_path):
+def _demo_config(tmp_path, port: int) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "hypercare.toml").write_text(f'[smtp_in]\nport = {port}\n[dashboard]\nenabled = false\n')
+
+
+def test_demo_without_a_running_service_starts_the_intake_on_the_configured_port(tmp_path):
+    from mailkit import free_port
+
+    port = free_port()
+    _demo_config(tmp_path, port)
     result = hypercare("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = out(result)
+    assert text.startswith(f"Nothing listens on 127.0.0.1:{port} ([smtp_in] port): starting the intake there")
     assert "HC-1" in text and "HC-4" in text and "Acknowledgements sent: 4" in text
     assert "sent  to maria.keller@example.com: [HC-1] CRM is down for the whole sales team" in text
     assert len(list((tmp_path / "var" / "outbox" / "new").iterdir())) == 4
+
+
+def test_demo_sends_to_the_running_service(tmp_path):
+    from mailkit import free_port
+
+    from app import App
+    from config import load_config
+    from intake.receive.smtp import SmtpReceiver
+    from tickets.clock import SystemClock
+
+    port = free_port()
+    _demo_config(tmp_path, port)
+    config = load_config(tmp_path / "hypercare.toml")
+    import dataclasses
+
+    service = App(dataclasses.replace(config, base_dir=tmp_path), SystemClock())  # what 'hypercare run' would be
+    receiver = SmtpReceiver(service.pipeline, config.support, config.smtp_in)
+    receiver.start()
+    try:
+        result = hypercare("demo", cwd=tmp_path)
+    finally:
+        receiver.stop()
+    assert result.returncode == 0, result.stderr
+    text = out(result)
+    assert text.startswith(f"Sending 4 sample mails to the running service's intake at 127.0.0.1:{port}")
+    assert "Acknowledgements: queued; the running service sends them on its next beat" in text
+    assert "HC-4" in text and not (tmp_path / "var" / "outbox" / "new").exists()  # the service sends, not the demo
+
+
+def test_now_without_offset_is_local_time_and_tables_show_the_zone(tmp_path):
+    (tmp_path / "hypercare.toml").write_text(
+        '[hypercare]\ngo_live = "2026-11-23"\ntimezone = "Europe/Berlin"\n')
+    # 23:30 in Berlin is still Monday; read as UTC it would be Tuesday 00:30 in Berlin.
+    daily = hypercare("digest", "daily", "--now", "2026-11-23T23:30", cwd=tmp_path)
+    assert daily.returncode == 0 and "Status Mon 23 Nov" in out(daily), daily.stderr
+    hypercare("ingest", "-", cwd=tmp_path, stdin=make_mail(message_id="tz@x", sender="a@customer.example"))
+    table = out(hypercare("tickets", cwd=tmp_path))
+    assert "DUE" in table and (" CET " in table or " CEST " in table)
+    from tickets.clock import parse_instant
+
+    assert parse_instant("2026-07-01T09:00", ZoneInfo("Europe/Berlin")).isoformat() == "2026-07-01T07:00:00+00:00"
+    assert parse_instant("2026-07-01T09:00Z", ZoneInfo("Europe/Berlin")).isoformat() == "2026-07-01T09:00:00+00:00"
+
+
+def test_make_says_what_it_does_while_installing(tmp_path):
+    dry = subprocess.run(["make", "-n", "run", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                         timeout=30)
+    text = dry.stdout.decode()
+    assert dry.returncode == 0, dry.stderr
+    for step in ("1/3 creating the virtual environment", "2/3 updating pip", "3/3 installing Hypercare Desk",
+                 "starting the service"):
+        assert step in text
+    assert "pip install --disable-pip-version-check --progress-bar on -e" in text  # pip's own progress, not --quiet
 
 
 def test_ingest_progress_line_only_on_a_terminal():

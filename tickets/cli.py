@@ -44,10 +44,10 @@ def cmd_tickets(app: Any, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False), file=app.out)
         return 0
     tz = app.config.hypercare.tz
-    print(f"{'KEY':<9} {'SEV':<3} {'STATUS':<20} {'ROLE':<21} {'DUE':<17} {'MSGS':>4}  SUBJECT", file=app.out)
+    print(f"{'KEY':<9} {'SEV':<3} {'STATUS':<20} {'ROLE':<21} {'DUE':<21} {'MSGS':>4}  SUBJECT", file=app.out)
     for row in rows:
         due = _local(row["response_due"], tz)
-        print(f"{row['key']:<9} {row['severity']:<3} {row['status']:<20} {row['role']:<21} {due:<17} "
+        print(f"{row['key']:<9} {row['severity']:<3} {row['status']:<20} {row['role']:<21} {due:<21} "
               f"{row['message_count']:>4}  {row['subject'][:60]}", file=app.out)
     print(f"{len(rows)} ticket(s)", file=app.out)
     return 0
@@ -109,4 +109,4 @@ def _local(value: str | None, tz: Any) -> str:
         return "-"
     from datetime import datetime
 
-    return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")  # the zone, always

@@ -7,7 +7,7 @@ weeks in milliseconds, so nothing reads the wall clock directly; everything gets
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -59,6 +59,8 @@ def as_utc(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def parse_instant(text: str) -> datetime:
-    """Parse ``--now``: ISO-8601, with ``Z`` accepted; naive means UTC."""
-    return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+def parse_instant(text: str, tz: tzinfo = UTC) -> datetime:
+    """Parse ``--now``: ISO-8601, with ``Z`` accepted; without an offset it is local time in *tz*
+    (``[hypercare] timezone``), the way a project manager reads "2026-12-07T09:00"."""
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return as_utc(when.replace(tzinfo=tz) if when.tzinfo is None else when)
