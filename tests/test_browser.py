@@ -62,8 +62,9 @@ def test_dashboard_in_chromium(browser, make_app, tmp_path):
         chart = browser.find_element(By.ID, "trend-chart")
         assert chart.size["width"] > 200 and chart.size["height"] > 50
         bars = browser.find_elements(By.CSS_SELECTOR, "#trend-chart rect.bar")
-        assert len(bars) == 28 and any(float(b.get_attribute("height")) > 0 for b in bars)
-        assert browser.find_element(By.ID, "outlook").text == "NO-GO"
+        assert len(bars) == 20 and any(float(b.get_attribute("height")) > 0 for b in bars)
+        assert browser.find_element(By.ID, "outlook").text == "NO-GO"  # day 9: the exit outlook is shown
+        assert browser.find_element(By.ID, "standing").text == "Off track"  # the verdict of the digests
 
         browser.find_element(By.LINK_TEXT, keys[XSS_SUBJECT]).click()
         assert browser.find_element(By.TAG_NAME, "h1").text == keys[XSS_SUBJECT]
@@ -71,3 +72,70 @@ def test_dashboard_in_chromium(browser, make_app, tmp_path):
         assert browser.title.startswith(keys[XSS_SUBJECT])
     finally:
         server.stop()
+
+
+def _record_decision(app) -> None:  # type: ignore[no-untyped-def]
+    """A project manager records the exit decision (the effect of '#decision' or 'exit decide')."""
+    import dataclasses
+
+    from config import TeamMember
+    from notifier.decision_notice import enqueue_decision_notice
+    from tickets.decisions import parse_decision, record_decision
+
+    pm = TeamMember("Pam Manager", "pam@example.com", ("project_manager",))
+    app.config = dataclasses.replace(app.config, team=(*app.config.team, pm))
+    with app.store.session() as session:
+        row = record_decision(session, parse_decision("conditional HC-7 fixed by Friday <b>bold</b>"), pm,
+                              app.clock.now(), "cli")
+        enqueue_decision_notice(session, app.config, app.renderer, row, app.clock.now())
+
+
+OVERFLOW = """
+const page = document.documentElement.scrollWidth - window.innerWidth;
+const sections = Array.from(document.querySelectorAll('section')).map(
+    s => [s.id, s.scrollWidth - s.clientWidth, s.getBoundingClientRect().right - window.innerWidth]);
+return [page, sections];
+"""
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (390, 844)])
+def test_layout_search_and_decision_at_laptop_and_phone_width(browser, make_app, tmp_path, width, height):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    app, keys = build_seeded_app(make_app, tmp_path)
+    _record_decision(app)
+    server = DashboardServer(app, DashboardSettings(port=0)).start()
+    try:
+        browser.set_window_size(width, height)
+        browser.get(server.url)
+        # The exit decision is on the page, escaped.
+        decision = browser.find_element(By.ID, "decision").text
+        assert decision.startswith("Exit decision: CONDITIONAL GO by Pam Manager") and "<b>bold</b>" in decision
+        page, sections = browser.execute_script(OVERFLOW)
+        assert page <= 0, f"the page scrolls sideways by {page}px at {width}px"
+        for name, inner, right in sections:
+            assert right <= 1, f"section {name} sticks out by {right}px at {width}px"
+            if width >= 1366 or name not in ("attention", "open-matrix", "search"):
+                assert inner <= 1, f"section {name} overflows by {inner}px at {width}px"
+        shot = tmp_path / f"dashboard-{width}.png"
+        browser.save_screenshot(str(shot))
+        assert _png_width(shot.read_bytes()) <= width  # the screenshot is the viewport: nothing cut off to the right
+        # Search through the page's own form (the CSP allows a GET form to the page itself).
+        box = browser.find_element(By.NAME, "q")
+        box.send_keys("vip accounts")
+        box.submit()  # as pressing Enter in the field
+        WebDriverWait(browser, 10).until(lambda b: "q=vip+accounts" in b.current_url)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#found tr td a")
+        assert [r.text for r in rows] == [keys["Feature request: colour for VIP accounts"]]
+        assert "q=vip+accounts" in browser.current_url
+        browser.get(server.url + "?q=%3Cscript%3Ealert(1)%3C/script%3E&status=open")
+        assert browser.find_element(By.ID, "found-count").text == "0 tickets found."
+        assert browser.find_element(By.NAME, "q").get_attribute("value") == "<script>alert(1)</script>"
+    finally:
+        server.stop()
+
+
+def _png_width(data: bytes) -> int:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big")

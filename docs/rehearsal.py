@@ -1,0 +1,191 @@
+"""Rehearse four weeks of hypercare and regenerate the screenshots in docs/.
+
+    .venv/bin/python docs/rehearsal.py [--out docs] [--keep DIR]
+
+Why a script: the pictures in the README must show what the code does today, not what it did
+when someone last took a screenshot.  Every mail goes through the real pipeline (parse, guards,
+classifier, acknowledgement, signed team replies with commands), on a frozen clock that walks
+from go-live to the exit date; then the dashboard, the three digests and the exit report are
+rendered as a stakeholder would see them and photographed by headless Chromium (Debian's
+``chromium``; nothing is downloaded).  Without Chromium it still writes the HTML files and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import App  # noqa: E402 - the repository root first, so the script runs from anywhere
+from config import (  # noqa: E402
+    Config,
+    DatabaseSettings,
+    HypercareSettings,
+    SmtpOutSettings,
+    StakeholderSettings,
+    SupportSettings,
+    TeamMember,
+)
+from tickets.clock import FrozenClock  # noqa: E402
+
+TZ = ZoneInfo("Europe/Berlin")
+GO_LIVE = date(2026, 11, 23)
+SUPPORT = "support@example.com"
+ADA = TeamMember("Ada Admin", "ada@example.com", ("crm_admin",))
+BEN = TeamMember("Ben Analyst", "ben@example.com", ("business_analyst",), on_call=True)
+TIM = TeamMember("Tim Tech", "tim@example.com", ("technical_consultant",))
+PAM = TeamMember("Pam Manager", "pam@example.com", ("project_manager",))
+# (subject, body, answered after hours or None, resolved after hours or None)
+KINDS = (
+    ("Cannot log in after the password reset", "Since the reset I cannot log in, it says account locked.", 2, 6),
+    ("Invoice export to ERP failing", "The integration with SAP fails since this morning, orders are not sent.", 1, 8),
+    ("Opportunity stage missing in the picklist", "The stage 'Negotiation' is missing for my team.", 3, 30),
+    ("Report filter shows last year's data", "The pipeline report filter ignores the fiscal year.", 5, 50),
+    ("Feature request: colour for VIP accounts", "Could VIP accounts be highlighted in the list view?", None, None),
+    ("How do I transfer my accounts to a colleague?", "I am leaving the team, how do I hand over accounts?", 4, 10),
+    ("Typo in the quote PDF footer", "The footer of the quote PDF says 'Sincerly'. Minor, there is a workaround.",
+     6, 72),
+)
+SCREENS = (("dashboard", 1366, 1900), ("status_daily", 720, 1500), ("weekly_summary", 720, 1900),
+           ("exit_report", 720, 2600))
+
+
+def _local(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(GO_LIVE + timedelta(days=day), time(hour, minute), tzinfo=TZ).astimezone(UTC)
+
+
+def _mail(subject: str, body: str, sender: str, to: str, name: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"{name} <{sender}>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@rehearsal.example>"
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def rehearse(folder: Path) -> tuple[App, FrozenClock]:
+    """Four weeks through the real pipeline; returns the app with its clock on the exit date."""
+    clock = FrozenClock(_local(0, 8))
+    config = Config(base_dir=folder, support=SupportSettings(address=SUPPORT),
+                    database=DatabaseSettings(url=f"sqlite:///{folder / 'rehearsal.db'}"),
+                    hypercare=HypercareSettings(go_live=GO_LIVE, timezone="Europe/Berlin", holidays="DE"),
+                    smtp_out=SmtpOutSettings(maildir=str(folder / "outbox")),
+                    team=(ADA, BEN, TIM, PAM),
+                    stakeholders=StakeholderSettings(daily=("cio@example.com",), weekly=("sponsor@example.com",)))
+    app = App(config, clock, io.StringIO(), io.StringIO(), {"HYPERCARE_REPLY_SECRET": "rehearsal"})
+    pending: list[tuple[datetime, str, str]] = []  # (when, key, reply body)
+    for day in range(0, 26):
+        per_day = max(1, 9 - day // 3)  # intake falls as the system settles
+        for n in range(per_day):
+            subject, body, answer, resolve = KINDS[(day * 3 + n) % len(KINDS)]
+            at = _local(day, 8 + (n * 7) % 9, (n * 13) % 60)
+            _advance(app, clock, pending, at)
+            result = app.pipeline.ingest(_mail(subject, body, f"user{day}.{n}@customer.example", SUPPORT,
+                                               f"User {day}.{n}"))
+            if answer is not None:
+                late = 6 if day == 3 and n < 3 else 0  # the bad morning of day 3
+                pending.append((at + timedelta(hours=answer + late), result.key, "#ack\nWe are on it."))
+            if resolve is not None:
+                pending.append((at + timedelta(hours=resolve), result.key, "#resolve Fixed; please check."))
+    _advance(app, clock, pending, _local(25, 7, 59))
+    return app, clock
+
+
+def _advance(app: App, clock: FrozenClock, pending: list[tuple[datetime, str, str]], until: datetime) -> None:
+    """Let the team's replies due before *until* happen, in time order, then set the clock."""
+    pending.sort()
+    while pending and pending[0][0] <= until:
+        when, key, body = pending.pop(0)
+        clock.set(when)
+        member = {"crm_admin": ADA, "business_analyst": BEN}.get(_role(app, key), TIM)
+        app.pipeline.ingest(_mail(f"Re: [{key}] your request", body, member.email, app.tokens.reply_address(key),
+                                  member.name))
+    clock.set(until)
+    app.outbox.flush(app.transport())
+
+
+def _role(app: App, key: str) -> str:
+    from tickets.lifecycle import find_by_key
+
+    with app.store.read() as session:
+        ticket = find_by_key(session, key)
+        return ticket.role if ticket is not None else ""
+
+
+def render_pages(app: App, clock: FrozenClock, folder: Path) -> dict[str, Path]:
+    """The dashboard on the exit date (before and after the decision) and the three digests as HTML files."""
+    from dashboard.pages import overview_html
+    from dashboard.summary import DashboardContext
+    from notifier.digests import for_app
+    from tickets.decisions import parse_decision, record_decision
+
+    builder = for_app(app)
+    pages = {}
+    for key, when in (("status_daily", _local(2, 8)), ("weekly_summary", _local(7, 8)),
+                      ("exit_report", datetime.combine(builder.exit_day, time(8), tzinfo=TZ).astimezone(UTC))):
+        clock.set(max(when, clock.now()) if key == "exit_report" else when)
+        html = builder.render(key, clock.now()).html or ""
+        pages[key] = folder / f"{key}.html"
+        pages[key].write_text(html, encoding="utf-8")
+    with app.store.session() as session:
+        record_decision(session, parse_decision("conditional HC-12 fixed and the ERP sync stable by Friday"),
+                        PAM, clock.now(), "cli")
+    context = DashboardContext(app.config, app.sla, app.go_live, clock.now())
+    with app.store.read() as session:
+        pages["dashboard"] = folder / "dashboard.html"
+        pages["dashboard"].write_text(overview_html(session, context, app.renderer, static=True), encoding="utf-8")
+    return pages
+
+
+def photograph(pages: dict[str, Path], out: Path) -> list[Path]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("chromium not found: wrote the HTML pages only (apt-get install chromium for the pictures)")
+        return []
+    shots = []
+    for name, width, height in SCREENS:
+        target = out / f"{name}.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--disable-background-networking", "--no-first-run", f"--window-size={width},{height}",
+                        f"--screenshot={target}", pages[name].as_uri()],
+                       check=True, capture_output=True, timeout=120)
+        shots.append(target)
+    return shots
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="where the PNG files go (default: docs/)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the rehearsal (database, HTML, Maildir) in DIR")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hypercare-rehearsal-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        app, clock = rehearse(work)
+        pages = render_pages(app, clock, work)
+        for path in photograph(pages, out):
+            print(path)
+        if args.keep:
+            print(f"rehearsal kept in {work} (the HTML pages, rehearsal.db, the Maildir outbox/)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
