@@ -110,8 +110,8 @@ def _advance(app: App, clock: FrozenClock, pending: list[tuple[datetime, str, st
         when, key, body = pending.pop(0)
         clock.set(when)
         member = {"crm_admin": ADA, "business_analyst": BEN}.get(_role(app, key), TIM)
-        app.pipeline.ingest(_mail(f"Re: [{key}] your request", body, member.email, app.tokens.reply_address(key),
-                                  member.name))
+        address = app.tokens.reply_address(key, member.email, when)
+        app.pipeline.ingest(_mail(f"Re: [{key}] your request", body, member.email, address, member.name))
     clock.set(until)
     app.outbox.flush(app.transport())
 

@@ -105,4 +105,4 @@ def _reporter_reply(app, key: str) -> bytes:  # type: ignore[no-untyped-def]
     from mailkit import make_mail
 
     return make_mail(subject=f"Re: [{key}] still broken for the whole sales team in Munich and Hamburg",
-                     body="It is still broken for us.", sender=REPORTER, to=app.tokens.reply_address(key))
+                     body="It is still broken for us.", sender=REPORTER, to="support@example.com")
