@@ -75,8 +75,8 @@ def _mail(subject: str, body: str, sender: str, to: str, name: str) -> bytes:
     return msg.as_bytes()
 
 
-def rehearse(folder: Path) -> tuple[App, FrozenClock]:
-    """Four weeks through the real pipeline; returns the app with its clock on the exit date."""
+def rehearse(folder: Path) -> tuple[App, FrozenClock, dict[str, Path]]:
+    """Four weeks through the real pipeline; each digest is rendered at its own time, as it was sent."""
     clock = FrozenClock(_local(0, 8))
     config = Config(base_dir=folder, support=SupportSettings(address=SUPPORT),
                     database=DatabaseSettings(url=f"sqlite:///{folder / 'rehearsal.db'}"),
@@ -85,33 +85,47 @@ def rehearse(folder: Path) -> tuple[App, FrozenClock]:
                     team=(ADA, BEN, TIM, PAM),
                     stakeholders=StakeholderSettings(daily=("cio@example.com",), weekly=("sponsor@example.com",)))
     app = App(config, clock, io.StringIO(), io.StringIO(), {"HYPERCARE_REPLY_SECRET": "rehearsal"})
-    pending: list[tuple[datetime, str, str]] = []  # (when, key, reply body)
+    from notifier.digests import for_app
+
+    builder = for_app(app)
+    exit_at = datetime.combine(builder.exit_day, time(8), tzinfo=TZ).astimezone(UTC)
+    events: list[tuple[datetime, str, str]] = [  # (when, what, ticket key or digest): replies and snapshots
+        (_local(2, 8), "digest", "status_daily"), (_local(7, 8), "digest", "weekly_summary"),
+        (exit_at, "digest", "exit_report")]
+    pages: dict[str, Path] = {}
     for day in range(0, 26):
         per_day = max(1, 9 - day // 3)  # intake falls as the system settles
         for n in range(per_day):
             subject, body, answer, resolve = KINDS[(day * 3 + n) % len(KINDS)]
             at = _local(day, 8 + (n * 7) % 9, (n * 13) % 60)
-            _advance(app, clock, pending, at)
+            _advance(app, clock, events, at, pages, folder)
             result = app.pipeline.ingest(_mail(subject, body, f"user{day}.{n}@customer.example", SUPPORT,
                                                f"User {day}.{n}"))
             if answer is not None:
                 late = 6 if day == 3 and n < 3 else 0  # the bad morning of day 3
-                pending.append((at + timedelta(hours=answer + late), result.key, "#ack\nWe are on it."))
+                events.append((at + timedelta(hours=answer + late), "#ack\nWe are on it.", result.key))
             if resolve is not None:
-                pending.append((at + timedelta(hours=resolve), result.key, "#resolve Fixed; please check."))
-    _advance(app, clock, pending, _local(25, 7, 59))
-    return app, clock
+                events.append((at + timedelta(hours=resolve), "#resolve Fixed; please check.", result.key))
+    _advance(app, clock, events, exit_at, pages, folder)
+    return app, clock, pages
 
 
-def _advance(app: App, clock: FrozenClock, pending: list[tuple[datetime, str, str]], until: datetime) -> None:
-    """Let the team's replies due before *until* happen, in time order, then set the clock."""
-    pending.sort()
-    while pending and pending[0][0] <= until:
-        when, key, body = pending.pop(0)
+def _advance(app: App, clock: FrozenClock, events: list[tuple[datetime, str, str]], until: datetime,
+             pages: dict[str, Path], folder: Path) -> None:
+    """Let the team's replies and the digests due before *until* happen, in time order, then set the clock."""
+    from notifier.digests import for_app
+
+    events.sort()
+    while events and events[0][0] <= until:
+        when, what, target = events.pop(0)
         clock.set(when)
-        member = {"crm_admin": ADA, "business_analyst": BEN}.get(_role(app, key), TIM)
-        address = app.tokens.reply_address(key, member.email, when)
-        app.pipeline.ingest(_mail(f"Re: [{key}] your request", body, member.email, address, member.name))
+        if what == "digest":
+            pages[target] = folder / f"{target}.html"
+            pages[target].write_text(for_app(app).render(target, when).html or "", encoding="utf-8")
+            continue
+        member = {"crm_admin": ADA, "business_analyst": BEN}.get(_role(app, target), TIM)
+        address = app.tokens.reply_address(target, member.email, when)
+        app.pipeline.ingest(_mail(f"Re: [{target}] your request", what, member.email, address, member.name))
     clock.set(until)
     app.outbox.flush(app.transport())
 
@@ -124,21 +138,12 @@ def _role(app: App, key: str) -> str:
         return ticket.role if ticket is not None else ""
 
 
-def render_pages(app: App, clock: FrozenClock, folder: Path) -> dict[str, Path]:
-    """The dashboard on the exit date (before and after the decision) and the three digests as HTML files."""
+def render_dashboard(app: App, clock: FrozenClock, folder: Path, pages: dict[str, Path]) -> None:
+    """The dashboard on the exit date, once the project manager recorded the steering decision."""
     from dashboard.pages import overview_html
     from dashboard.summary import DashboardContext
-    from notifier.digests import for_app
     from tickets.decisions import parse_decision, record_decision
 
-    builder = for_app(app)
-    pages = {}
-    for key, when in (("status_daily", _local(2, 8)), ("weekly_summary", _local(7, 8)),
-                      ("exit_report", datetime.combine(builder.exit_day, time(8), tzinfo=TZ).astimezone(UTC))):
-        clock.set(max(when, clock.now()) if key == "exit_report" else when)
-        html = builder.render(key, clock.now()).html or ""
-        pages[key] = folder / f"{key}.html"
-        pages[key].write_text(html, encoding="utf-8")
     with app.store.session() as session:
         record_decision(session, parse_decision("conditional HC-12 fixed and the ERP sync stable by Friday"),
                         PAM, clock.now(), "cli")
@@ -146,7 +151,6 @@ def render_pages(app: App, clock: FrozenClock, folder: Path) -> dict[str, Path]:
     with app.store.read() as session:
         pages["dashboard"] = folder / "dashboard.html"
         pages["dashboard"].write_text(overview_html(session, context, app.renderer, static=True), encoding="utf-8")
-    return pages
 
 
 def photograph(pages: dict[str, Path], out: Path) -> list[Path]:
@@ -175,8 +179,8 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hypercare-rehearsal-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        app, clock = rehearse(work)
-        pages = render_pages(app, clock, work)
+        app, clock, pages = rehearse(work)
+        render_dashboard(app, clock, work, pages)
         for path in photograph(pages, out):
             print(path)
         if args.keep:

@@ -105,7 +105,7 @@ def test_weekly_summary_figures(make_app, tmp_path, clock, db_url):
     assert sum(line.met + line.breached + line.overdue for line in ctx["sla"]) == 4
     rendered = builder.render("weekly_summary", now)
     text = rendered.text
-    assert rendered.subject.startswith("[Hypercare] Weekly summary, Week 1 (23 Nov - 29 Nov): off track,")
+    assert rendered.subject.startswith("[Hypercare] Weekly summary, Week 1 (23 Nov - 29 Nov): at risk,")  # week 1
     assert "Weekly summary, Week 1 of hypercare (intensive)" in text and "Week 2" not in text
     assert "First-response SLA this week (goal 90%): 50% (2 of 4), n too small (< 20)" in text
     assert "[NOT JUDGED] first-response SLA compliance >= 90%" in text and ": 50% (2 of 4), n too small" in text

@@ -109,14 +109,17 @@ class DigestBuilder:
 
     def _base(self, session: Session, now: datetime, judged_at: datetime | None = None,
               sla_since: datetime | None = None) -> dict[str, Any]:
-        """What every digest shows first: the phase, and the one-line verdict with its reason."""
+        """What every digest shows first: the phase, and the one-line verdict with its reason
+        (judged for the week the digest covers: a weekly summary of week 1 is judged as week 1)."""
         local = now.astimezone(self.tz)
         phase = phase_on(self.go_live, local.date())
+        judged_week = phase_on(self.go_live, (judged_at - timedelta(seconds=1)).astimezone(self.tz).date()).week \
+            if judged_at is not None else phase.week
         facts = exit_facts(session, self.exit, judged_at or now, sla_since=sla_since)
         return {"now": local, "today": local.date(), "phase": phase,
                 "day_number": (local.date() - self.go_live).days, "go_live": self.go_live,
                 "support": self.config.support, "tz": self.tz, "facts": facts,
-                "standing": judge_standing(facts, self.exit, phase.week), "verdict": judge_exit(facts, self.exit),
+                "standing": judge_standing(facts, self.exit, judged_week), "verdict": judge_exit(facts, self.exit),
                 "sla_figure": sla_of(facts, self.exit), "sla_window": f"last {self.exit.sla_window_days} days",
                 "exit_day": self.exit_day, "blocking_names": "/".join(self.exit.blocking_severities)}
 
