@@ -8,14 +8,14 @@ from typing import Any
 
 from core.errors import OutputNotWritable
 from handover.export import FORMATS, export_rows, to_csv_text, to_json_text
-from handover.kb import collect_topics, render_index, render_topic
+from handover.kb import articles, collect_topics, render_index, render_topic
 from tickets.models import STATUSES
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base drafts from resolved tickets")
     kbsub = kb.add_subparsers(dest="kb_command", required=True)
-    p = kbsub.add_parser("draft", parents=[common], help="one Markdown draft per topic (classifier rule)")
+    p = kbsub.add_parser("draft", parents=[common], help="one Markdown draft per shared topic word")
     p.add_argument("--out", metavar="DIR", help="write <topic>.md files and index.md here (default: print)")
     p.set_defaults(handler=cmd_kb_draft)
 
@@ -38,20 +38,21 @@ def cmd_kb_draft(app: Any, args: argparse.Namespace) -> int:
         topics = collect_topics(session, app.config)
     url = ticket_url(app)
     if not args.out:
-        for topic in topics:
+        for topic in articles(topics):
             print(render_topic(topic, url), file=app.out)
-        print(f"{len(topics)} topic(s) from {sum(len(t.tickets) for t in topics)} resolved ticket(s)", file=app.out)
+        print(f"{len(articles(topics))} topic(s) from {sum(len(t.tickets) for t in topics)} resolved ticket(s)",
+              file=app.out)
         return 0
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for topic in topics:
+        for topic in articles(topics):
             (out / f"{topic.slug}.md").write_text(render_topic(topic, url), encoding="utf-8")
-        (out / "index.md").write_text(render_index(topics), encoding="utf-8")
+        (out / "index.md").write_text(render_index(topics, url), encoding="utf-8")
     except OSError as exc:
         raise OutputNotWritable(
             f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable folder") from None
-    print(f"{len(topics)} draft(s) written to {out}", file=app.out)
+    print(f"{len(articles(topics))} draft(s) written to {out}", file=app.out)
     return 0
 
 

@@ -1,7 +1,10 @@
 """``hypercare kb draft``: knowledge-base article drafts from resolved tickets, one per topic.
 
-Why drafts by classifier rule: the rule that fired is the best topic we have ("login-failure",
-"sync-error"), so each draft gathers the tickets of one rule: the symptom as users described it
+Why drafts by topic word and not by classifier rule: a rule says how a ticket was judged
+(``fallback-severity`` gathered unrelated tickets into one "article"), a topic says what it is
+about.  The topic of a ticket is the most frequent meaningful word its subject shares with other
+resolved tickets (``tickets.topics``); a ticket that shares none is listed in the index as a single
+ticket, never made into an article of its own.  Each draft gathers: the symptom as users described it
 (their first mail, quote-stripped), the resolution the team gave (``Ticket.resolution``, else
 the last public answer), how often it occurred, and links to the tickets.  A draft is for the
 next support team to read, so quoted history and personal data (mail addresses, phone numbers,
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from config import Config
 from tickets.lifecycle import first_inbound
 from tickets.models import CLOSED_STATUSES, Ticket
+from tickets.topics import term_counts, topic_of
 
 UNCLASSIFIED = "unclassified"
 MAX_EXAMPLES = 5
@@ -38,8 +42,8 @@ _SIGNATURE = re.compile(r"^(?:-- ?|—|best regards,?|kind regards,?|regards,?|t
 
 @dataclass
 class Topic:
-    rule: str
-    description: str = ""
+    rule: str  # the topic word ("invoice"); kept as ``rule`` for the file name and older callers
+    description: str = ""  # the article's title
     tickets: list[dict[str, Any]] = field(default_factory=list)  # {"key", "subject", "symptom", "resolution", ...}
 
     @property
@@ -77,18 +81,19 @@ def strip_quotes(text: str) -> str:
 
 
 def collect_topics(session: Session, config: Config, since: datetime | None = None) -> list[Topic]:
-    """Resolved and closed tickets grouped by their first classifier rule, most frequent topic first."""
+    """Resolved and closed tickets grouped by topic word, most frequent topic first; the tickets that
+    share no topic with another are one last ``Topic`` named UNCLASSIFIED (listed, never an article)."""
     query = (select(Ticket).where(Ticket.status.in_(CLOSED_STATUSES)).order_by(Ticket.number)
              .options(selectinload(Ticket.messages), selectinload(Ticket.participants)))
     if since is not None:
         query = query.where(Ticket.resolved_at >= since)
     team_names = tuple(n for m in config.team for n in (m.name, *m.name.split()))
+    tickets = list(session.scalars(query))
+    ranking = term_counts(t.subject for t in tickets)
     topics: dict[str, Topic] = {}
-    for ticket in session.scalars(query):
-        hits = ticket.classification or []
-        rule = str(hits[0].get("name") or UNCLASSIFIED) if hits else UNCLASSIFIED
-        topic = topics.setdefault(rule, Topic(rule, str(hits[0].get("description", "")) if hits else
-                                              "Tickets no classifier rule recognised"))
+    for ticket in tickets:
+        word = topic_of(ticket.subject, ranking) or UNCLASSIFIED
+        topic = topics.setdefault(word, Topic(word))
         writers = [m.from_name for m in ticket.messages if m.direction == "in"]  # not our own "CRM ... Support"
         names = (*team_names, ticket.reporter_name, *ticket.reporter_name.split(),
                  *writers, *(n for w in writers for n in w.split()))
@@ -99,7 +104,16 @@ def collect_topics(session: Session, config: Config, since: datetime | None = No
             "symptom": redact(symptom, names), "resolution": redact(resolution, names) if resolution else "",
             "resolved_at": ticket.resolved_at, "created_at": ticket.created_at,
         })
-    return sorted(topics.values(), key=lambda t: (-len(t.tickets), t.rule))
+    for topic in topics.values():
+        topic.description = (f"{topic.rule.capitalize()}: {topic.tickets[0]['subject']}"
+                             if topic.rule != UNCLASSIFIED else "Single tickets (no shared topic)")
+    ordered = sorted((t for t in topics.values() if t.rule != UNCLASSIFIED), key=lambda t: (-len(t.tickets), t.rule))
+    return ordered + ([topics[UNCLASSIFIED]] if UNCLASSIFIED in topics else [])
+
+
+def articles(topics: list[Topic]) -> list[Topic]:
+    """The topics that become an article: never the bucket of single tickets."""
+    return [t for t in topics if t.rule != UNCLASSIFIED]
 
 
 def _symptom(ticket: Ticket, config: Config) -> str:
@@ -126,7 +140,7 @@ def render_topic(topic: Topic, ticket_url: str) -> str:
     lines = [
         f"# {topic.description or topic.rule}",
         "",
-        f"*Draft generated from {n} resolved ticket{'s' if n != 1 else ''} (topic `{topic.rule}`). "
+        f"*Draft generated from {n} resolved ticket{'s' if n != 1 else ''} (topic word `{topic.rule}`). "
         "Review before publishing.*",
         "",
         f"**How often:** {n} time{'s' if n != 1 else ''} between {first:%Y-%m-%d} and {last:%Y-%m-%d}; "
@@ -160,11 +174,15 @@ def render_topic(topic: Topic, ticket_url: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_index(topics: list[Topic]) -> str:
+def render_index(topics: list[Topic], ticket_url: str = "{key}") -> str:
     lines = ["# Knowledge-base drafts", "", "| Topic | Tickets | File |", "|---|---:|---|"]
-    for topic in topics:
+    for topic in articles(topics):
         title, link = _md(topic.description or topic.rule), f"[{topic.slug}.md]({topic.slug}.md)"
         lines.append(f"| {title} | {len(topic.tickets)} | {link} |")
+    single = [t for t in topics if t.rule == UNCLASSIFIED]
+    if single:
+        lines += ["", "## Single tickets (no shared topic, no article)", ""]
+        lines += [f"- [{t['key']}]({ticket_url.format(key=t['key'])}) {_md(t['subject'])}" for t in single[0].tickets]
     return "\n".join(lines) + "\n"
 
 

@@ -40,7 +40,9 @@ def test_kb_drafts_from_seeded_history(make_app, tmp_path, db_url):
     out = tmp_path / "kb"
     assert "draft(s) written to" in run(app, "kb", "draft", "--out", str(out))
     files = {p.name: p.read_text() for p in out.glob("*.md")}
-    assert "index.md" in files and len(files) >= 3
+    # Grouped by a topic word the subjects share ("down"), never by rule ids; single tickets are no article.
+    assert set(files) == {"index.md", "down.md"}, set(files)
+    assert not any(name in everything_of(files) for name in ("fallback-severity", "topic-admin", "unclassified.md"))
     everything = "\n".join(files.values())
     # Personal data and quoted history are gone.
     assert "@customer.example" not in everything and "1234567" not in everything
@@ -58,8 +60,16 @@ def test_kb_drafts_from_seeded_history(make_app, tmp_path, db_url):
     assert "[phone]" in down and "CRM is down for everyone" in down  # the product's name is not a person's
     index = files["index.md"]
     assert index.startswith("# Knowledge-base drafts") and "| Topic | Tickets | File |" in index
+    assert "| Down: CRM is down for everyone | 2 | [down.md](down.md) |" in index
+    single = index.split("## Single tickets (no shared topic, no article)")[1]
+    for subject in ("Cannot save opportunities", "Login fails after password reset", "Approvals stuck in pending"):
+        assert f"[{keys[subject]}](http://127.0.0.1:8025/tickets/{keys[subject]}) {subject}" in single
     printed = run(app, "kb", "draft")
-    assert "topic(s) from 5 resolved ticket(s)" in printed
+    assert "1 topic(s) from 5 resolved ticket(s)" in printed
+
+
+def everything_of(files: dict[str, str]) -> str:
+    return "\n".join([*files, *files.values()])
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])

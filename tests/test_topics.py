@@ -10,6 +10,7 @@ def test_terms_drop_stop_words_prefixes_and_ticket_keys():
     assert terms("Rechnung wird nicht erstellt / Invoice not generated") == [
         "rechnung", "erstellt", "invoice", "generated"]
     assert terms("invoice INVOICE Invoice") == ["invoice"]  # once per text
+    assert terms("CRM is down for everyone") == ["down"]  # a generic stop word that names the problem
 
 
 def test_top_terms_count_tickets_not_words_and_skip_singletons():

@@ -25,13 +25,15 @@ asap issue issues problem problems problème question questions frage fragen req
 error fehler erreur cannot can't can’t doesn't don't not working work works broken hello hallo hi bonjour thanks
 danke merci query need needed still again new neue neuer neues system today heute morning afternoon
 """.split())
+# Words the generic lists call stop words but that name a support problem ("CRM is down").
+KEEP = frozenset("down up empty page offline online".split())
 _WORD = re.compile(r"[^\W\d_](?:[\w'’-]*[^\W_])?")
 _KEY = re.compile(r"^[a-z]{1,10}-\d+$")
 
 
 @cache
 def _stop_words() -> frozenset[str]:
-    return frozenset(stopwordsiso.stopwords(list(LANGUAGES))) | DESK_WORDS
+    return (frozenset(stopwordsiso.stopwords(list(LANGUAGES))) - KEEP) | DESK_WORDS
 
 
 def terms(text: str) -> list[str]:
