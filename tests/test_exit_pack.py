@@ -76,6 +76,12 @@ def test_exit_report_separates_blockers_from_scheduled_backlog(make_app, tmp_pat
     burn = ctx["burn"]
     assert burn[0].day == GO_LIVE and burn[-1].day == GO_LIVE + timedelta(days=25)
     assert (burn[-1].backlog, burn[-1].scheduled) == (1, 10)
+    from notifier.digests import queries as q
+
+    instants = [_local(day, 23, 59) for day in range(0, 25)]
+    with app.store.read() as s:  # the one-scan series agrees with the CASE-sum question per instant
+        for severities in (("P1", "P2", "P3"), ("P4",)):
+            assert q.backlog_series(s, instants, severities) == q.backlog_at(s, *instants, severities=severities)
     # Satisfaction over the period, hand-over list split.
     assert ctx["satisfaction"].count == 8
     assert [t.key for t in ctx["handover_blocking"]] == []

@@ -108,14 +108,14 @@ class DigestBuilder:
     # --- the three digests -----------------------------------------------------------------------
 
     def _base(self, session: Session, now: datetime, judged_at: datetime | None = None,
-              sla_since: datetime | None = None) -> dict[str, Any]:
+              sla_since: datetime | None = None, tallies: dict[str, q.SlaTally] | None = None) -> dict[str, Any]:
         """What every digest shows first: the phase, and the one-line verdict with its reason
         (judged for the week the digest covers: a weekly summary of week 1 is judged as week 1)."""
         local = now.astimezone(self.tz)
         phase = phase_on(self.go_live, local.date())
         judged_week = phase_on(self.go_live, (judged_at - timedelta(seconds=1)).astimezone(self.tz).date()).week \
             if judged_at is not None else phase.week
-        facts = exit_facts(session, self.exit, judged_at or now, sla_since=sla_since)
+        facts = exit_facts(session, self.exit, judged_at or now, sla_since=sla_since, tallies=tallies)
         return {"now": local, "today": local.date(), "phase": phase,
                 "day_number": (local.date() - self.go_live).days, "go_live": self.go_live,
                 "support": self.config.support, "tz": self.tz, "facts": facts,
@@ -129,15 +129,16 @@ class DigestBuilder:
         dates, bounds = day_bounds(first, (today - first).days + 1, self.tz)
         return day_bars(dates, q.daily_trend(session, bounds))
 
-    def _sla_rows(self, session: Session, start: datetime, end: datetime, now: datetime) -> list[SlaLine]:
-        return sla_lines(q.sla_tallies(session, start, end, now), self.sla, self.exit.sla_target)
+    def _sla_rows(self, tallies: dict[str, q.SlaTally]) -> list[SlaLine]:
+        return sla_lines(tallies, self.sla, self.exit.sla_target)
 
     def _daily(self, session: Session, now: datetime, since: datetime) -> dict[str, Any]:
-        base = self._base(session, now)
+        # The per-severity table covers exactly the headline's window, so the two always add up.
+        tallies = q.sla_tallies(session, now - timedelta(days=self.exit.sla_window_days), now, now)
+        base = self._base(session, now, tallies=tallies)
         blocking_total, blocking = q.open_rows(session, severities=self.exit.blocking_severities, limit=LIST_LIMIT)
         _, oldest = q.open_rows(session, limit=OLDEST_LIMIT)
-        # The per-severity table covers exactly the headline's window, so the two always add up.
-        sla = self._sla_rows(session, now - timedelta(days=self.exit.sla_window_days), now, now)
+        sla = self._sla_rows(tallies)
         open_tally, new, resolved = q.window_tallies(session, since, now)
         return {
             **base,
@@ -160,7 +161,8 @@ class DigestBuilder:
         dates, bounds = day_bounds(today - timedelta(days=7), 7, self.tz)
         start, end = bounds[0], bounds[-1]
         # Judged at the end of the week it covers, the SLA over exactly that week: one figure everywhere.
-        base = self._base(session, now, judged_at=min(end, now), sla_since=start)
+        tallies = q.sla_tallies(session, start, end, now)
+        base = self._base(session, now, judged_at=min(end, now), sla_since=start, tallies=tallies)
         trend = day_bars(dates, q.daily_trend(session, bounds))
         count, mean, p90 = q.first_response_stats(session, start, end)
         reopened_total, reopened = q.reopened(session, start, end)
@@ -174,7 +176,7 @@ class DigestBuilder:
             "trend": trend,
             "opened_total": sum(b.opened for b in trend),
             "resolved_total": sum(b.resolved for b in trend),
-            "sla": self._sla_rows(session, start, end, now),
+            "sla": self._sla_rows(tallies),
             "sla_window": "this week",
             "sla_goal": percent(self.exit.sla_target),
             "responses": count,

@@ -100,18 +100,21 @@ def _totals(created: q.Tally, resolved: q.Tally, open_now: q.Tally) -> list[tupl
 
 
 def week_sla(session: Session, go_live: date, period: Period, settings: ExitSettings) -> list[WeekSla]:
-    """SLA compliance per hypercare week from go-live to now (at most the four weeks)."""
+    """SLA compliance per hypercare week from go-live to now (at most the four weeks), in two scans."""
+    firsts = [go_live + timedelta(days=7 * (week - 1)) for week in range(1, HYPERCARE_DAYS // 7 + 1)]
+    bounds = [local_midnight(first, period.tz) for first in firsts if local_midnight(first, period.tz) < period.end]
+    if not bounds:
+        return []
+    bounds.append(min(local_midnight(firsts[len(bounds) - 1] + timedelta(days=7), period.tz), period.end))
+    answered = q.daily_responses(session, bounds)
+    overdue = q.overdue_by_bucket(session, bounds, period.end)
     weeks = []
-    for week in range(1, HYPERCARE_DAYS // 7 + 1):
-        first = go_live + timedelta(days=7 * (week - 1))
-        start, end = local_midnight(first, period.tz), local_midnight(first + timedelta(days=7), period.tz)
-        if start >= period.end:
-            break
-        tallies = q.sla_tallies(session, start, min(end, period.end), period.end).values()
-        figure = sla_figure(sum(t.met for t in tallies), sum(t.measured for t in tallies), settings)
+    for index, ((met, n), late) in enumerate(zip(answered, overdue, strict=True)):
+        first = firsts[index]
+        figure = sla_figure(met, n + late, settings)
         px = round((figure.share or 0) * WEEK_BAR_PX)
-        label = f"Week {week} ({first:%d %b} - {first + timedelta(days=6):%d %b})"
-        weeks.append(WeekSla(week, label, figure, px, figure.below))
+        label = f"Week {index + 1} ({first:%d %b} - {first + timedelta(days=6):%d %b})"
+        weeks.append(WeekSla(index + 1, label, figure, px, figure.below))
     return weeks
 
 
@@ -121,8 +124,8 @@ def burn_down(session: Session, go_live: date, period: Period, settings: ExitSet
     days = [go_live + timedelta(days=n) for n in range(max(0, (today - go_live).days) + 1)]
     instants = [min(local_midnight(day + timedelta(days=1), period.tz), period.end) for day in days]
     scheduled_levels = tuple(s for s in q.SEVERITIES if s not in settings.backlog_severities)
-    backlog = q.backlog_at(session, *instants, severities=settings.backlog_severities)
-    scheduled = q.backlog_at(session, *instants, severities=scheduled_levels) if scheduled_levels else [0] * len(days)
+    backlog = q.backlog_series(session, instants, settings.backlog_severities)
+    scheduled = q.backlog_series(session, instants, scheduled_levels) if scheduled_levels else [0] * len(days)
     top = max([1, *(b + s for b, s in zip(backlog, scheduled, strict=True))])
 
     def px(n: int) -> int:

@@ -67,21 +67,23 @@ class Standing:
         return self.state != "on_track"
 
 
-def exit_facts(session: Session, settings: ExitSettings, now: datetime, sla_since: datetime | None = None) -> ExitFacts:
+def exit_facts(session: Session, settings: ExitSettings, now: datetime, sla_since: datetime | None = None,
+               tallies: dict[str, q.SlaTally] | None = None) -> ExitFacts:
     """Every figure the criteria and the standing need, as of *now* (SQL aggregates only).
 
     The SLA window is the last ``sla_window_days`` unless *sla_since* names it (the weekly
-    summary judges exactly the week it covers, so its tile and its criteria show one figure).
+    summary judges exactly the week it covers, so its tile and its criteria show one figure).  A digest
+    that already counted that window passes its *tallies* (one scan, and the same numbers by design).
     """
     sla_start = sla_since or now - timedelta(days=settings.sla_window_days)
-    tallies = q.sla_tallies(session, sla_start, now, now).values()
+    counted = (tallies if tallies is not None else q.sla_tallies(session, sla_start, now, now)).values()
     backlog_now, backlog_before = q.backlog_at(session, now, now - timedelta(days=settings.backlog_window_days),
                                                severities=settings.backlog_severities)
     open_by_severity = q.open_tally(session).by_severity
     return ExitFacts(
         open_blocking=sum(open_by_severity.get(s, 0) for s in settings.blocking_severities),
-        sla_met=sum(t.met for t in tallies),
-        sla_measured=sum(t.measured for t in tallies),
+        sla_met=sum(t.met for t in counted),
+        sla_measured=sum(t.measured for t in counted),
         backlog_now=backlog_now,
         backlog_before=backlog_before,
         recent_p1=q.created_count(session, now - timedelta(days=settings.no_p1_days), ("P1",), until=now),
