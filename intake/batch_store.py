@@ -122,9 +122,11 @@ class BatchStore(Generic[R]):
         if any(i in self.threadable for i in [parsed.in_reply_to, *parsed.references] if i):
             return False
         recipients = parsed.all_recipients
-        # Any token, genuine or not, and any tag: what it means is the per-message path's business.
+        # Any token, genuine or not, and any tag: what it means is the per-message path's business; a
+        # token named in the text too (pasted, quoted): that path stores the mail with it redacted.
         return (self.tokens.find_signed(recipients, parsed.subject, parsed.from_addr, self.now) is None
-                and self.tokens.plus_key(recipients) is None and not self.tokens.subject_keys(parsed.subject))
+                and self.tokens.plus_key(recipients) is None and not self.tokens.subject_keys(parsed.subject)
+                and not self.tokens.carries_token(parsed.body_full))
 
     # --- writing ---------------------------------------------------------------------------------
     def flush(self) -> dict[int, R]:

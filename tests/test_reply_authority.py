@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from desk_kit import ADA, P3_MAIL, PAM, REPORTER, SUPPORT, TIM
-from reply_kit import TOKEN_RE, Desk, member_reply, reply_to_of, report_by_smtp
+from reply_kit import TOKEN_RE, Desk, mail, member_reply, reply_to_of, report_by_smtp
 from sqlalchemy import select
 
 from config import SupportSettings
@@ -341,3 +341,18 @@ def test_secret_rotate_from_the_command_line(tmp_path):
     refused = hypercare("secret", "rotate", cwd=tmp_path, env={"HYPERCARE_REPLY_SECRET": "e" * 40})
     lines = refused.stderr.decode().strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1 and "HYPERCARE_REPLY_SECRET_PREVIOUS" in lines[0]
+
+
+def test_a_new_request_naming_a_signed_address_is_stored_redacted(desk, clock):
+    """Someone pastes a team member's Reply-To into a new request: no stored or shown copy keeps the token."""
+    key, ada_address = _escalated_p3(desk, clock)
+    token = ada_address.split(".", 1)[1].split("@")[0]
+    for i in range(3):  # several at once, as a busy intake stores them (one batch)
+        desk.send(mail(sender=f"otto{i}@customer.example", to=SUPPORT, subject=f"Question {i}",
+                       body=f"Our admin said to write to {ada_address} about {key}."), SUPPORT,
+                  f"otto{i}@customer.example")
+    with desk.app.store.read() as s:
+        rows = list(s.scalars(select(Message).where(Message.direction == "in")))
+        assert len(rows) == 4
+        for m in rows:
+            assert token not in f"{m.body} {m.body_full} {m.subject} {m.to_addrs} {m.raw.decode('utf-8', 'replace')}"

@@ -192,6 +192,10 @@ class ReplyTokens:
 
         return self._placeholder.sub(signed, head) + data[end:]
 
+    def carries_token(self, text: str) -> bool:
+        """Does *text* name a reply token anywhere (it must then be stored redacted)?"""
+        return bool(text) and any(pattern.search(text) for pattern in self._token_text)
+
     def redact(self, text: str) -> str:
         """*text* with every reply token replaced by ``redacted`` (for storing mail we received)."""
         for pattern in self._token_text:
