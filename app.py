@@ -36,6 +36,7 @@ from replies.router import ReplyRouter
 from replies.team_reply import TeamReplyHandler
 from tickets.business_calendar import BusinessCalendar
 from tickets.clock import Clock
+from tickets.health import relay_key
 from tickets.reply_secret import ReplySecretStore
 from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
@@ -108,7 +109,8 @@ class App:
 
     @cached_property
     def outbox(self) -> Outbox:
-        return Outbox(self.store, self.clock, self.config.notifier, sign=self.tokens.sign_mail)
+        return Outbox(self.store, self.clock, self.config.notifier, sign=self.tokens.sign_mail,
+                      relay=relay_key(self.config))
 
     def transport(self) -> Transport:
         return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir), self.environ)

@@ -248,7 +248,10 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     print(f"hypercare running: {', '.join(parts)}; Ctrl-C to stop", file=app.out, flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
+        # The outbox stops between two messages and puts its unsent claimed rows back: a slow relay
+        # once kept `run` busy for 92 s finishing a whole batch (systemd's TimeoutStopSec is 20).
         daemon.stop_event.set()
+        app.outbox.stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -24,6 +24,12 @@ MIN_STALE = timedelta(minutes=30)
 STALE_POLLS = 10
 
 
+def relay_key(config: Config) -> str:
+    """The RelayState key: the relay's ``host:port``, or ``maildir`` for the embedded local delivery."""
+    out = config.smtp_out
+    return f"{out.host}:{out.port}" if out.host else "maildir"
+
+
 def mailbox_key(settings: ImapSettings) -> str:
     """The ImapState key: one row per account and folder, stable across restarts."""
     return f"{settings.username}@{settings.host}:{settings.port}/{settings.folder}"

@@ -230,6 +230,7 @@ class OutboxItem(Base):
     created_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker that holds the claim
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     ticket: Mapped[Ticket | None] = relationship()
@@ -284,6 +285,21 @@ class QuarantineItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="held")  # held | replayed
     replayed_at: Mapped[datetime | None]
     raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # sha256 of the raw bytes: the same mail failing again (re-delivered, re-polled) is one item, counted.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    repeats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_seen_at: Mapped[datetime | None]
+
+
+class RelayState(Base):
+    """Per relay (``host:port`` or ``maildir``): what the outbox last heard from it, for health."""
+
+    __tablename__ = "relay_state"
+    relay: Mapped[str] = mapped_column(String(400), primary_key=True)
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]  # first failure of the current outage; None when reachable
 
 
 class BouncingRecipient(Base):

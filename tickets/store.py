@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Engine,
     ScalarSelect,
+    Table,
     bindparam,
     create_engine,
     event,
@@ -175,12 +176,21 @@ def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0,
     # A Core statement on the table: the ORM's bulk-UPDATE path (and its autoflush) cost 0.5 ms per ticket.
     result = session.execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one_or_none()
     if result is None:
-        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         start = floor if isinstance(floor, ScalarSelect) else literal(floor, BigInteger)
-        session.execute(insert(_COUNTERS).from_select(["name", "value"], select(literal(name), start))
+        session.execute(_insert_for(session)(_COUNTERS).from_select(["name", "value"], select(literal(name), start))
                         .on_conflict_do_nothing(index_elements=["name"]))
         result = session.execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one()
     return int(result)
+
+
+def ensure_row(session: Session, table: Table, **key: Any) -> None:
+    """Insert the row with primary key *key* unless it exists; safe when two instances race to create it."""
+    session.execute(_insert_for(session)(table).values(**key).on_conflict_do_nothing(index_elements=list(key)))
+
+
+def _insert_for(session: Session) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike)."""
+    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def get_setting(session: Session, key: str) -> str | None:

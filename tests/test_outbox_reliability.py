@@ -1,0 +1,268 @@
+"""At most one duplicate per crash, none in normal operation; relay outages are not the mail's fault.
+
+Issue 11's campaign: sends were recorded 20 at a time (a crash resent up to 19), a second instance
+re-claimed rows whose claim expired while a slow relay was still working through the batch, and
+attempts made while the relay was unreachable counted towards ``max_attempts``.  Everything here
+runs against real aiosmtpd relays or real sockets that misbehave.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from mailkit import Relay, free_port
+from sqlalchemy import select
+
+from config import Config, DatabaseSettings, NotifierSettings, SmtpOutSettings
+from notifier.mime import OutgoingMail
+from notifier.outbox import Outbox, enqueue
+from notifier.transports import SmtpTransport
+from tickets.clock import SystemClock
+from tickets.models import OutboxItem, RelayState
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _app(make_app, tmp_path, port: int, *, db: str | None = None, timeout: float = 5, **notifier):  # type: ignore[no-untyped-def]
+    cfg = Config(base_dir=tmp_path, smtp_out=SmtpOutSettings(host="127.0.0.1", port=port, timeout=timeout),
+                 notifier=NotifierSettings(**notifier))
+    if db is not None:
+        cfg = Config(base_dir=tmp_path, smtp_out=cfg.smtp_out, notifier=cfg.notifier, database=DatabaseSettings(url=db))
+    app = make_app(cfg)
+    app.outbox.rng = random.Random(7)
+    return app
+
+
+def _queue(app, n: int) -> None:  # type: ignore[no-untyped-def]
+    with app.store.session() as s:
+        for i in range(n):
+            mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
+            enqueue(s, mail, key=f"t:{i}", support=app.config.support, now=app.clock.now())
+
+
+def _items(app) -> list[OutboxItem]:  # type: ignore[no-untyped-def]
+    with app.store.read() as s:
+        return list(s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def _copies(relay) -> Counter[str]:  # type: ignore[no-untyped-def]
+    return Counter(d.message["Message-ID"].strip("<>") for d in relay.deliveries)
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL inside the worker: nothing after it runs, no except clause catches it."""
+
+
+class CrashAfter(SmtpTransport):
+    """Dies right after the relay accepted the n-th message (the worst moment for duplicates)."""
+
+    def __init__(self, settings, n: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(settings, {})
+        self.left = n
+
+    def send(self, sender, recipients, data):  # type: ignore[no-untyped-def]
+        refused = super().send(sender, recipients, data)
+        self.left -= 1
+        if self.left == 0:
+            raise Crash
+        return refused
+
+
+def test_each_send_is_recorded_as_soon_as_the_relay_accepts_it(make_app, tmp_path, relay, clock):
+    app = _app(make_app, tmp_path, relay.port)
+    _queue(app, 10)
+    with pytest.raises(Crash):
+        app.outbox.flush(CrashAfter(app.config.smtp_out, 4))
+    statuses = Counter(i.status for i in _items(app))
+    assert statuses == {"sent": 3, "sending": 7}  # the 4th was accepted, the crash came before its record
+    clock.advance(minutes=10)  # the dead worker's claim expires
+    assert app.outbox.flush(app.transport()).sent == 7
+    copies = _copies(relay)
+    assert len(copies) == 10 and sum(copies.values()) == 11  # exactly one extra copy for one crash
+
+
+def test_two_instances_with_a_slow_relay_never_send_twice(make_app, tmp_path, relay, db_url):
+    """Claims shorter than a batch takes: renewed while the worker is busy, so the other never takes them."""
+    app = _app(make_app, tmp_path, relay.port, db=db_url)
+    _queue(app, 16)
+    relay.handler.faults.extend(["slow:0.25"] * 16)
+    settings = NotifierSettings(batch_size=8)
+    workers = [Outbox(app.store, SystemClock(), settings, claim_seconds=0.9, worker=name) for name in "AB"]
+    reports = []
+
+    def run(outbox: Outbox) -> None:
+        for _ in range(6):
+            reports.append(outbox.flush(SmtpTransport(app.config.smtp_out, {})))
+            time.sleep(0.3)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    copies = _copies(relay)
+    assert len(copies) == 16 and set(copies.values()) == {1}, copies
+    assert all(i.status == "sent" and i.claimed_by is None for i in _items(app))
+
+
+class Greeter:
+    """A socket server for relay outages smtplib cannot tell from a real one: 421 at connect, or silence."""
+
+    def __init__(self, greeting: bytes | None) -> None:
+        self.greeting = greeting
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.greeting is not None:
+                conn.sendall(self.greeting)
+                conn.close()
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), so the port is free again
+        except OSError:
+            pass
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("outage", ["refused", "421 at connect", "no greeting"])
+def test_relay_outage_backs_off_without_counting_attempts(make_app, tmp_path, clock, outage):
+    server = None
+    if outage == "refused":
+        port = free_port()
+    else:
+        server = Greeter(b"421 4.3.2 service not available\r\n" if outage.startswith("421") else None)
+        port = server.port
+    app = _app(make_app, tmp_path, port, timeout=0.5, max_attempts=2, retry_base_seconds=60)
+    _queue(app, 1)
+    opens = []
+
+    class Counting(SmtpTransport):
+        def open(self) -> None:
+            opens.append(clock.now())
+            super().open()
+
+    try:
+        for _ in range(30):  # half an hour of flushes, one a minute
+            app.outbox.flush(Counting(app.config.smtp_out, {}))
+            clock.advance(minutes=1)
+    finally:
+        if server is not None:
+            server.close()
+    items = _items(app)
+    assert [(i.status, i.attempts) for i in items] == [("pending", 0)]
+    assert all("relay unavailable (not counted as an attempt)" in (i.last_error or "") for i in items)
+    # Backoff grows with the outage (base 60 s at first, about as long as the outage so far later on):
+    # a handful of knocks in 30 minutes, the gaps growing.
+    assert 3 <= len(opens) <= 8, opens
+    gaps = [b - a for a, b in zip(opens, opens[1:], strict=False)]
+    assert gaps[-1] >= timedelta(minutes=4) and gaps[-1] > gaps[0]
+    with app.store.read() as s:
+        [state] = s.scalars(select(RelayState)).all()
+        assert state.relay == f"127.0.0.1:{port}" and state.failing_since is not None and state.last_success_at is None
+    # ... answering 451 once (greylisting): one attempt counted, not dead.
+    # The relay comes back (for the fake servers on a new port: theirs may linger in TIME_WAIT).
+    relay = Relay(port=port if outage == "refused" else None).start()
+    app = _app(make_app, tmp_path, relay.port, timeout=5, max_attempts=2, retry_base_seconds=60)
+    try:
+        relay.handler.faults.extend(["451 4.7.1 greylisted"])
+        clock.advance(hours=2)
+        app.outbox.flush(app.transport())
+        assert [(i.status, i.attempts) for i in _items(app)] == [("pending", 1)]
+        clock.advance(hours=2)
+        assert app.outbox.flush(app.transport()).sent == 1
+    finally:
+        relay.stop()
+    with app.store.read() as s:
+        state = s.get(RelayState, f"127.0.0.1:{relay.port}")
+        assert state.failing_since is None and state.last_success_at == clock.now()
+
+
+def test_a_stop_request_ends_the_flush_between_messages_and_puts_rows_back(make_app, tmp_path, relay, clock):
+    app = _app(make_app, tmp_path, relay.port)
+    _queue(app, 10)
+
+    class StopAfterTwo(SmtpTransport):
+        sent = 0
+
+        def send(self, sender, recipients, data):  # type: ignore[no-untyped-def]
+            refused = super().send(sender, recipients, data)
+            StopAfterTwo.sent += 1
+            if StopAfterTwo.sent == 2:
+                app.outbox.stopping.set()
+            return refused
+
+    report = app.outbox.flush(StopAfterTwo(app.config.smtp_out, {}))
+    assert report.stopped and report.sent == 2
+    items = _items(app)
+    assert Counter(i.status for i in items) == {"sent": 2, "pending": 8}
+    assert all(i.attempts == 0 and i.claimed_by is None and i.next_attempt_at <= clock.now()
+               for i in items if i.status == "pending")
+
+
+def test_sigterm_stops_run_within_10_seconds_with_a_slow_relay(tmp_path, relay):
+    """The daemon with 40 acknowledgements due and a relay taking 1 s each: SIGTERM ends it promptly."""
+    relay.handler.faults.extend(["slow:1.0"] * 40)
+    (tmp_path / "hypercare.toml").write_text(
+        f"[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
+        f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
+    env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
+    subprocess.run([sys.executable, str(ROOT / "service.py"), "db", "upgrade"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    from tickets.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'var' / 'hypercare.db'}")
+    cfg = Config(base_dir=tmp_path)
+    with store.session() as s:
+        for i in range(40):
+            mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
+            enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now() - timedelta(seconds=5))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert "hypercare running" in proc.stdout.readline().decode()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(relay.deliveries) < 2:
+            time.sleep(0.1)
+        assert len(relay.deliveries) >= 2
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with store.read() as s:
+        items = list(s.scalars(select(OutboxItem)))
+    store.dispose()
+    delivered = len(relay.deliveries)
+    statuses = Counter(i.status for i in items)
+    assert statuses["sending"] == 0 and statuses["sent"] + statuses["pending"] == 40
+    assert statuses["sent"] == delivered  # every accepted message recorded, the rest put back
+    assert all(i.attempts == 0 for i in items if i.status == "pending")
