@@ -91,6 +91,38 @@ def test_unreachable_server_backs_off_and_recovers(make_app, tmp_path, dovecot):
         watcher.stop()
 
 
+def test_server_killed_during_idle_is_noticed_reported_and_recovered(make_app, tmp_path, dovecot, clock):
+    """Issue 11: a dead server made idle_check return [] at once, forever; status said ok meanwhile."""
+    from dashboard.health import check_health
+    from dashboard.status import mailbox_section
+
+    app = build_app(make_app, tmp_path, dovecot, idle=True, poll_seconds=3600)
+    poller = ImapPoller(app.config.imap, app.store, app.pipeline, app.clock, app.environ)
+    watcher = ImapWatcher(poller).start()  # the real backoff: 5 s doubling
+    try:
+        assert wait_for(lambda: watcher.polls >= 1)
+        time.sleep(1.0)  # now waiting in IDLE
+        assert check_health(app).ok and mailbox_section(app).ok
+        clock.advance(minutes=1)
+        dovecot.kill()
+        noticed = time.monotonic()
+        assert wait_for(lambda: watcher.failures >= 1, timeout=10)
+        assert time.monotonic() - noticed < 5  # within seconds, not at the 24-minute IDLE refresh
+        health, section = check_health(app), mailbox_section(app)
+        assert not health.ok and "connection lost during IDLE" in (health.to_dict()["reason"] or "")
+        assert not section.ok and any("FAILING" in line for line in section.lines)
+        time.sleep(2.0)
+        assert watcher.failures <= 2  # backing off, not spinning
+        dovecot.start()
+        dovecot.append([make_mail(message_id="after-restart@customer.example")])
+        back = time.monotonic()
+        assert wait_for(lambda: tickets(app) == 1, timeout=60)
+        assert time.monotonic() - back < 60
+        assert wait_for(lambda: check_health(app).ok and mailbox_section(app).ok, timeout=10)
+    finally:
+        watcher.stop()
+
+
 def test_run_polls_in_its_own_thread_and_stops_cleanly(make_app, tmp_path, dovecot):
     from service import Daemon
 

@@ -121,6 +121,11 @@ class ImapPoller:
         self._record_success(report)
         return report
 
+    def record_lost(self, error: str) -> None:
+        """The kept connection died outside a poll (in IDLE): drop it, log once, mark the mailbox failing."""
+        self.close()
+        self._record_failure(error, PollReport(self.key))
+
     def can_idle(self) -> bool:
         return self.client is not None and self.client.has_capability("IDLE")
 
