@@ -87,9 +87,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _database_unavailable(exc: BaseException) -> bool:
-    """A locked or vanished database (SQLAlchemy ``OperationalError``); asked without importing SQLAlchemy."""
+    """A locked or vanished database (SQLAlchemy ``OperationalError`` or ``InterfaceError``: the connection
+    went away mid-command); asked without importing SQLAlchemy."""
     errors = sys.modules.get("sqlalchemy.exc")
-    return errors is not None and isinstance(exc, errors.OperationalError)
+    return errors is not None and isinstance(exc, errors.OperationalError | errors.InterfaceError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,23 +106,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = make_app(args, daemon=args.handler is cmd_run)
         return int(args.handler(app, args) or 0)
     except UserError as exc:
-        print(f"hypercare: {exc}", file=sys.stderr)
+        print(f"hypercare: {_one_line(exc)}", file=sys.stderr)
         return EX_USAGE
     except TryLater as exc:
-        print(f"hypercare: {exc}; try again later", file=sys.stderr)
+        print(f"hypercare: {_one_line(exc)}; try again later", file=sys.stderr)
         return EX_TEMPFAIL
+    except BrokenPipeError:  # before ``Exception``, which would otherwise take it
+        # `hypercare tickets | head`: the reader left; not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if not _database_unavailable(exc):
             raise
         # Locked or vanished database in the middle of a command: temporary, say so in one line.
-        print(f"hypercare: database unavailable ({getattr(exc, 'orig', exc)}); try again", file=sys.stderr)
+        print(f"hypercare: database unavailable ({_one_line(getattr(exc, 'orig', None) or exc)}); try again later",
+              file=sys.stderr)
         return EX_TEMPFAIL
-    except BrokenPipeError:
-        # `hypercare tickets | head`: the reader left; not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """Drivers put the server's DETAIL and HINT on lines of their own; an operator's log wants one line."""
+    return " ".join(str(exc).split())[:500] or type(exc).__name__
 
 
 def make_app(args: argparse.Namespace, daemon: bool = False) -> App:

@@ -1,10 +1,12 @@
-"""``/healthz``: is the database reachable, and is the mailbox being read?
+"""``/healthz``: is the database there, is the mailbox being read, can the desk speak?
 
-Why these two: they are what makes the desk deaf.  The database is pinged directly; the
-mailbox's health is what the IMAP poller last recorded in ``ImapState`` (last success,
-last error), because the dashboard must not open IMAP connections of its own on every
-probe.  Without ``[imap]`` mail arrives by SMTP into this very process, so only the
-database counts.
+Why these: the database and the mailbox are what makes the desk deaf; the relay and the outbox
+(dead mail, stuck claims, an old backlog) what makes it mute (issue 11).  The judgements are
+``tickets.health``'s, the same as ``hypercare status``.  The database is probed directly
+(2 s at most); the mailbox's and the relay's health is what the poller and the outbox last
+recorded (``ImapState``, ``RelayState``), because the dashboard must not open IMAP or SMTP
+connections of its own on every probe.  Without ``[imap]`` mail arrives by SMTP into this
+very process, so the mailbox check is skipped.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tickets.health import mailbox_health
-from tickets.store import DatabaseUnavailable
+from tickets.health import database_problem, mailbox_health, outbox_counts, relay_health
+from tickets.store import DatabaseMisconfigured, DatabaseUnavailable
 
 
 @dataclass
@@ -36,26 +38,38 @@ class Health:
 
 def check_health(app: Any) -> Health:
     health = Health()
-    try:
-        app.store.ping()
-        health.checks["database"] = "ok"
-    except (DatabaseUnavailable, SQLAlchemyError) as exc:
-        health.fail("database", f"unreachable ({type(exc).__name__})")
+    probe = database_problem(app.config)  # within 2 s, busy told apart from unreachable
+    if not probe.ok:
+        health.fail("database", f"{probe.state} ({probe.detail})")
         if app.config.imap is not None:
-            health.fail("mailbox", "unknown: database unreachable")
+            health.fail("mailbox", "unknown: database unavailable")
+        return health
+    health.checks["database"] = "ok"
+    now = app.clock.now()
+    try:
+        with app.store.read() as session:
+            boxes = mailbox_health(session, app.config, now) if app.config.imap is not None else []
+            relays = relay_health(session, app.config, now)
+            outbox = outbox_counts(session, now)
+    except (DatabaseUnavailable, DatabaseMisconfigured, SQLAlchemyError) as exc:
+        health.fail("database", f"state unreadable ({type(exc).__name__})")
         return health
     if app.config.imap is None:
         health.checks["mailbox"] = "ok (no IMAP configured; SMTP intake)"
-        return health
-    try:
-        with app.store.read() as session:
-            boxes = mailbox_health(session, app.config, app.clock.now())
-    except SQLAlchemyError as exc:
-        health.fail("mailbox", f"state unreadable ({type(exc).__name__})")
-        return health
     for box in boxes:
         if box.problem is None:
             health.checks[f"mailbox {box.mailbox}"] = "ok"
         elif box.configured:
             health.fail(f"mailbox {box.mailbox}", box.problem)
+    for relay in relays:
+        if relay.configured:
+            if relay.problem is None:
+                health.checks[f"relay {relay.relay}"] = "ok"
+            else:
+                health.fail(f"relay {relay.relay}", relay.problem)
+    problems = outbox.problems(now)
+    if problems:
+        health.fail("outbox", "; ".join(problems))
+    else:
+        health.checks["outbox"] = "ok"
     return health

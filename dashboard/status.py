@@ -1,6 +1,6 @@
 """``hypercare status [--json]``: the health an operator checks first, built from independent sections.
 
-Why sections: each part of the service (database, mailboxes, outbox, scheduled sends)
+Why sections: each part of the service (database, mailboxes, relay, outbox, scheduled sends)
 reports its own health; one failing part must not hide the others, and a new part plugs
 in by adding one function to ``STATUS_SECTIONS``.  The judgements come from
 ``tickets.health``, the same ones ``/healthz`` and the dashboard use.  Status reads only
@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.digests import for_app
 from notifier.scheduler import DigestScheduler
-from tickets.health import mailbox_health, outbox_counts
+from tickets.health import database_problem, mailbox_health, outbox_counts, relay_health
 from tickets.lifecycle import refusal_counts
-from tickets.models import ImapState, OutboxItem
-from tickets.store import DatabaseUnavailable
+from tickets.models import OutboxItem
+from tickets.store import DatabaseMisconfigured, DatabaseProbe, DatabaseUnavailable
 
 
 @dataclass
@@ -45,23 +46,32 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
+def _probe(app: Any) -> DatabaseProbe:
+    """One database probe per ``collect`` (kept on the app for that run): every section asks, within 2 s."""
+    probe = app.__dict__.get("_status_probe")
+    if probe is None:
+        probe = app.__dict__["_status_probe"] = database_problem(app.config)
+    return probe
+
+
 def database_section(app: Any) -> Section:
-    try:
-        store = app.store
-        store.ping()
-        with store.read() as session:
-            session.scalar(select(func.count()).select_from(ImapState))
-    except (DatabaseUnavailable, SQLAlchemyError) as exc:
-        reason = str(exc).splitlines()[0][:300]
-        return Section("database", False, {"reachable": False, "error": reason}, [f"database: UNREACHABLE {reason}"])
-    return Section("database", True, {"reachable": True, "url": store.safe_url, "dialect": store.dialect},
-                   [f"database: ok ({store.safe_url})"])
+    """ok, busy (there but locked) or unreachable, within about two seconds either way."""
+    probe = _probe(app)
+    url = make_url(app.config.database.url).render_as_string(hide_password=True)
+    data: dict[str, Any] = {"reachable": probe.state != "unreachable", "state": probe.state, "url": url}
+    if probe.ok:
+        return Section("database", True, data, [f"database: ok ({url})"])
+    data["error"] = probe.detail
+    label = "BUSY (locked by another writer, or out of connections)" if probe.state == "busy" else "UNREACHABLE"
+    return Section("database", False, data, [f"database: {label} ({url}): {probe.detail}"])
 
 
 def _database_ok(app: Any) -> bool:
+    if not _probe(app).ok:
+        return False
     try:
         app.store.ping()
-    except (DatabaseUnavailable, SQLAlchemyError):
+    except (DatabaseUnavailable, DatabaseMisconfigured, SQLAlchemyError):
         return False
     return True
 
@@ -87,20 +97,42 @@ def mailbox_section(app: Any) -> Section:
 def outbox_section(app: Any) -> Section:
     if not _database_ok(app):
         return Section("outbox", False, {}, ["outbox: unknown (database unreachable)"])
+    now = app.clock.now()
     with app.store.read() as session:
-        counts = outbox_counts(session)
+        counts = outbox_counts(session, now)
         dead = session.execute(select(OutboxItem.id, OutboxItem.kind, OutboxItem.recipients, OutboxItem.last_error)
                                .where(OutboxItem.status == "dead").order_by(OutboxItem.id.desc()).limit(20)).all()
-    data = {**counts.to_dict(), "oldest_pending_at": _iso(counts.oldest_pending_at),
+    problems = counts.problems(now)
+    data = {**counts.to_dict(), "oldest_pending_at": _iso(counts.oldest_pending_at), "problems": problems,
             "dead_items": [{"id": i, "kind": k, "recipients": r, "last_error": e} for i, k, r, e in dead]}
     lines = [f"outbox: {counts.pending} pending"
              + (f" (oldest {data['oldest_pending_at']})" if counts.oldest_pending_at else "")
-             + f", {counts.dead} dead"]
+             + f", {counts.dead} dead" + (f", {counts.stuck_claims} stuck claim(s)" if counts.stuck_claims else "")]
+    lines += [f"  NEEDS ATTENTION: {problem}" for problem in problems]
     for item in data["dead_items"]:
         lines.append(f"  dead #{item['id']} {item['kind']} to {', '.join(item['recipients'])}: {item['last_error']}")
-    if counts.dead:
+    if problems:
         lines.append("  see 'hypercare outbox list' and 'hypercare outbox retry ID'")
-    return Section("outbox", counts.dead == 0, data, lines)
+    return Section("outbox", not problems, data, lines)
+
+
+def relay_section(app: Any) -> Section:
+    """Can the desk speak: the relay's last success, last error and how long it has been unreachable."""
+    if not _database_ok(app):
+        return Section("relay", False, [], ["relay: unknown (database unreachable)"])
+    with app.store.read() as session:
+        relays = relay_health(session, app.config, app.clock.now())
+    rows = [{**r.to_dict(), **{k: _iso(getattr(r, k)) for k in ("last_success_at", "last_error_at", "failing_since")}}
+            for r in relays]
+    lines = []
+    for relay in relays:
+        if not relay.configured and relay.ok:
+            continue  # a relay of an earlier config that was fine: history, not news
+        state = "ok" if relay.ok else f"FAILING ({relay.problem})"
+        lines.append(f"relay {relay.relay}: {state}; last accepted mail {_iso(relay.last_success_at) or 'never'}")
+        if relay.last_error and relay.failing_since is not None:
+            lines.append(f"  failing since {_iso(relay.failing_since)}: {relay.last_error}")
+    return Section("relay", all(r.ok for r in relays if r.configured), rows, lines)
 
 
 def schedule_section(app: Any) -> Section:
@@ -135,12 +167,16 @@ def replies_section(app: Any) -> Section:
 
 
 # The order is the order printed.
-STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, outbox_section, replies_section,
-                                              schedule_section)
+STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, relay_section, outbox_section,
+                                              replies_section, schedule_section)
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:
-    return [section(app) for section in sections]
+    app.__dict__.pop("_status_probe", None)  # a fresh look each run
+    try:
+        return [section(app) for section in sections]
+    finally:
+        app.__dict__.pop("_status_probe", None)
 
 
 def cmd_status(app: Any, args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from notifier.digests.outlook import exit_facts, judge_exit, judge_standing, sla
 from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.decisions import latest_decision
 from tickets.feedback import feedback_summary
-from tickets.health import mailbox_health, outbox_counts
+from tickets.health import mailbox_health, outbox_counts, relay_health
 from tickets.models import OPEN_STATUSES, Message, Ticket
 from tickets.phases import day_number, exit_report_day, phase_on
 from tickets.sla import SlaPolicy
@@ -64,7 +64,8 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "trend": trend,
         "workload": _workload(ctx.config, open_rows),
         "mailboxes": [m.to_dict() for m in mailbox_health(session, ctx.config, ctx.now)],
-        "outbox": outbox_counts(session).to_dict(),
+        "outbox": {**(outbox := outbox_counts(session, ctx.now)).to_dict(), "problems": outbox.problems(ctx.now)},
+        "relays": [r.to_dict() for r in relay_health(session, ctx.config, ctx.now) if r.configured or not r.ok],
         "feedback": feedback_summary(session).to_dict(),
     }
     facts = exit_facts(session, ctx.config.exit, ctx.now)

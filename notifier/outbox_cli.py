@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_list(app: Any, args: argparse.Namespace) -> int:
-    """Every row with status, attempts, next try and last error; then the suppressed bouncing addresses."""
+    """Every row with status, attempts, next try, claim (owner, expiry) and last error; then bouncing addresses."""
     with app.store.read() as session:
         query = select(OutboxItem).order_by(OutboxItem.id)
         if args.status:
@@ -39,7 +39,8 @@ def cmd_list(app: Any, args: argparse.Namespace) -> int:
         {"id": i.id, "kind": i.kind, "status": i.status, "attempts": i.attempts, "to": i.recipients,
          "suppressed": i.suppressed, "subject": i.subject, "message_id": i.message_id,
          "created_at": i.created_at.isoformat(), "next_attempt_at": i.next_attempt_at.isoformat(),
-         "sent_at": i.sent_at.isoformat() if i.sent_at else None, "last_error": i.last_error}
+         "sent_at": i.sent_at.isoformat() if i.sent_at else None, "last_error": i.last_error,
+         "claimed_by": i.claimed_by, "claimed_until": i.claimed_until.isoformat() if i.claimed_until else None}
         for i in items
     ]
     bounces = [{"email": b.email, "count": b.count, "first_at": b.first_at.isoformat(),
@@ -52,6 +53,9 @@ def cmd_list(app: Any, args: argparse.Namespace) -> int:
     for r, item in zip(rows, items, strict=True):
         print(f"{r['id']:>5} {r['kind']:<14} {r['status']:<10} {r['attempts']:>5}  {', '.join(r['to'])}  "
               f"{r['subject'][:50]}", file=app.out)
+        if item.status == "sending" and item.claimed_until is not None:
+            print(f"{'':>38}claimed by {item.claimed_by or '?'} until "
+                  f"{item.claimed_until.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}", file=app.out)
         if item.status == "pending" and item.attempts:
             print(f"{'':>38}next try: {item.next_attempt_at.astimezone(tz):%Y-%m-%d %H:%M %Z}", file=app.out)
         if r["suppressed"]:

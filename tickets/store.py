@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,52 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-from core.errors import UserError
+from core.errors import TryLater, UserError
 from tickets.models import Counter, Setting
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-class DatabaseUnavailable(UserError):
-    """The database cannot be reached or opened; the message names the URL to fix."""
+class DatabaseUnavailable(TryLater):
+    """The database is unreachable or locked now (server down, another writer): try again later (exit 75)."""
+
+
+class DatabaseMisconfigured(UserError):
+    """The ``[database] url`` cannot work as written (bad URL, no driver, unopenable file, refused login): exit 2."""
+
+
+# An OperationalError whose text says the configuration is wrong; anything else is "try later", so an MTA
+# piping mail to us keeps it queued (issue 11: a PostgreSQL outage made every command exit 2).
+_CONFIG_MARKERS = ("unable to open database file", "authentication failed", "does not exist",
+                   "no password supplied", "invalid dsn", "permission denied", "not a database")
+# What "busy" looks like, as opposed to "unreachable": the server is there but cannot serve us now.
+_BUSY_MARKERS = ("locked", "busy", "too many clients", "lock timeout", "statement timeout",
+                 "canceling statement", "starting up")
+
+
+def database_error(url: str, exc: BaseException) -> DatabaseUnavailable | DatabaseMisconfigured:
+    """The one-line error for a database failure: misconfigured (exit 2) or unavailable (exit 75)."""
+    orig = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(orig).split())[:300] or type(orig).__name__
+    if any(marker in detail.lower() for marker in _CONFIG_MARKERS):
+        return DatabaseMisconfigured(f"database {url}: {detail}; check [database] url")
+    return DatabaseUnavailable(f"database {url}: {detail}")
+
+
+@dataclass(frozen=True)
+class DatabaseProbe:
+    """What a quick look at the database found: ``ok``, ``busy`` (there, but locked) or ``unreachable``."""
+
+    state: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
 
 
 class Store:
@@ -92,8 +128,8 @@ class Store:
             with self.engine.begin() as connection:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
-        except OperationalError as exc:
-            raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}; check [database] url") from None
+        except (OperationalError, InterfaceError) as exc:
+            raise database_error(self.safe_url, exc) from None
 
     def _stamped_at(self, heads: set[str] | None) -> bool:
         """Whether the database's ``alembic_version`` names exactly *heads* (False when unsure)."""
@@ -120,11 +156,12 @@ class Store:
         return inspect(self.engine).has_table("tickets")
 
     def ping(self) -> None:
+        """Can we read?  Read-only, so a writer holding SQLite's lock does not make it wait."""
         try:
-            with self.engine.connect() as connection:
+            with self.engine.execution_options(hc_read_only=True).connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except OperationalError as exc:
-            raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}") from None
+        except (OperationalError, InterfaceError) as exc:
+            raise database_error(self.safe_url, exc) from None
 
     @property
     def safe_url(self) -> str:
@@ -218,6 +255,36 @@ def ensure_identity(store: Store, now: datetime, environ_secret: str | None = No
     return datetime.fromisoformat(created), environ_secret or str(secret)
 
 
+def probe_database(url: str, base_dir: Path | None = None, timeout: float = 2.0) -> DatabaseProbe:
+    """Read, then ask for the write lock, on a connection of its own that waits at most *timeout*.
+
+    Why apart from ``Store``: ``status`` and ``/healthz`` must say "busy" (SQLite locked by another
+    writer, PostgreSQL out of connections) apart from "unreachable", and answer within about
+    *timeout* either way, even when the service's engine would wait ``busy_timeout`` (30 s) for the
+    lock or a server that does not answer: a locked SQLite file was once reported UNREACHABLE after 40 s.
+    """
+    url = _resolve_sqlite_path(url, base_dir)
+    try:
+        engine = (_make_engine(url, timeout) if url.startswith("sqlite") else
+                  create_engine(url, poolclass=NullPool,
+                                connect_args={"connect_timeout": max(1, round(timeout)),
+                                              "options": f"-c statement_timeout={int(timeout * 1000)}"}))
+    except Exception as exc:  # noqa: BLE001 - a URL the driver refuses: report, do not crash the probe
+        return DatabaseProbe("unreachable", f"[database] url: {exc}")
+    try:
+        with engine.execution_options(hc_read_only=True).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, the writer's lock
+            connection.execute(text("SELECT 1"))
+    except (OperationalError, InterfaceError) as exc:
+        detail = " ".join(str(getattr(exc, "orig", exc)).split())[:300]
+        busy = any(marker in detail.lower() for marker in _BUSY_MARKERS)
+        return DatabaseProbe("busy" if busy else "unreachable", detail)
+    finally:
+        engine.dispose()
+    return DatabaseProbe("ok")
+
+
 def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
     """Relative SQLite paths are relative to the config file's folder; create the folder."""
     prefix = "sqlite:///"
@@ -255,4 +322,4 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
     try:
         return create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # noqa: BLE001 - bad URL or missing driver: one line to the user
-        raise DatabaseUnavailable(f"[database] url {url!r}: {exc}") from None
+        raise DatabaseMisconfigured(f"[database] url {url!r}: {exc}; check [database] url") from None
