@@ -98,12 +98,13 @@ def cmd_quarantine_list(app: Any, args: argparse.Namespace) -> int:
     with app.store.read() as session:
         items = list(session.scalars(select(QuarantineItem).order_by(QuarantineItem.id)))
     rows = [{"id": i.id, "received_at": i.received_at.isoformat(), "source": i.source, "status": i.status,
-             "reason": i.reason} for i in items]
+             "reason": i.reason, "repeats": i.repeats} for i in items]
     if args.json:
         print(json.dumps(rows, indent=2), file=app.out)
         return 0
     for r in rows:
-        print(f"{r['id']:>5} {r['received_at'][:19]} {r['source']:<8} {r['status']:<9} {r['reason'][:100]}",
+        seen = f" (seen {r['repeats']} times)" if r["repeats"] > 1 else ""
+        print(f"{r['id']:>5} {r['received_at'][:19]} {r['source']:<8} {r['status']:<9} {r['reason'][:100]}{seen}",
               file=app.out)
     print(f"{len(rows)} item(s)", file=app.out)
     return 0

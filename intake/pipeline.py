@@ -12,13 +12,16 @@ cannot be reached is ``IngestUnavailable`` so the sender retries (SMTP 451, exit
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Config
@@ -220,8 +223,17 @@ class IngestPipeline:
                     return self._quarantine(session, mail, conflict.reason, shunt)
                 log.warning("<%s> %s; storing it again", parsed.message_id, conflict.reason)
             except (OperationalError, DBAPIError):
-                savepoint.rollback()
+                # A full disk makes SQLite drop the whole transaction: the rollback would only add
+                # "no such savepoint" to the real error, which is what the sender must hear (451 / 75).
+                with suppress(SQLAlchemyError):
+                    savepoint.rollback()
                 raise
+            except OSError as exc:
+                savepoint.rollback()
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the attachments disk: retry later, never quarantine
+                    raise IngestUnavailable(f"cannot store attachments: {exc.strerror}") from None
+                log.exception("<%s> stage failed, quarantined", parsed.message_id)
+                return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
             except Exception as exc:
                 savepoint.rollback()
                 log.exception("<%s> stage failed, quarantined", parsed.message_id)
@@ -316,13 +328,27 @@ class IngestPipeline:
         return message
 
     def _quarantine(self, session: Session, mail: RawMail, reason: str, shunt: bool) -> IngestResult:
+        """Hold the mail with the reason; the same bytes failing again are the same item, counted.
+
+        Why keyed by the bytes: a crash between commit and MOVE, or a processed folder the server will
+        not create, delivers the same mail on every poll (7 rows for 1 mail in a minute, growing).
+        """
         if not shunt:
             return IngestResult("quarantined", "", detail=reason)
-        # Kept for replay, but never with a live reply token (a replayed team reply acts only if re-sent).
-        item = QuarantineItem(received_at=self.clock.now(), source=mail.source,
-                              reason=self.tokens.redact(reason)[:2000], status="held",
-                              raw=self.tokens.redact_bytes(mail.raw))
-        session.add(item)
-        session.flush()
+        now = self.clock.now()
+        # Keyed by the bytes as received; kept for replay, but never with a live reply token (a replayed
+        # team reply acts only if re-sent).
+        fingerprint = hashlib.sha256(mail.raw).hexdigest()
+        safe_reason = self.tokens.redact(reason)[:2000]
+        item = session.scalars(select(QuarantineItem).where(
+            QuarantineItem.fingerprint == fingerprint, QuarantineItem.status == "held").limit(1)).first()
+        if item is None:
+            item = QuarantineItem(received_at=now, source=mail.source, reason=safe_reason, status="held",
+                                  raw=self.tokens.redact_bytes(mail.raw), fingerprint=fingerprint, repeats=1,
+                                  last_seen_at=now)
+            session.add(item)
+            session.flush()
+        else:
+            item.repeats, item.last_seen_at, item.reason = item.repeats + 1, now, safe_reason
         return IngestResult("quarantined", "", detail=f"#{item.id} {reason}")
 

@@ -7,6 +7,7 @@ batch, sends bytes, and learns from the exception type whether to retry
 
 from __future__ import annotations
 
+import errno
 import logging
 import mailbox
 import os
@@ -62,7 +63,9 @@ class MaildirTransport:
         try:
             self._box.add(data)
         except OSError as exc:
-            raise TransientFailure(f"maildir {self.path}: {exc.strerror}") from None
+            # A full disk is the outbox's trouble, not the mail's: back off, count no attempt, never dead.
+            failure = RelayUnavailable if exc.errno in (errno.ENOSPC, errno.EDQUOT) else TransientFailure
+            raise failure(f"maildir {self.path}: {exc.strerror}") from None
         return {}
 
     def close(self) -> None:

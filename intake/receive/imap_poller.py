@@ -164,6 +164,7 @@ class ImapPoller:
         except IMAPClientError as exc:
             raise ImapFolderMissing(f"IMAP {self.key}: cannot select folder {folder!r} ({exc}); "
                                     "check [imap] folder") from None
+        self._ensure_processed_folder(client)
         uidvalidity = int(selected[b"UIDVALIDITY"])
         last_uid = self._start_point(uidvalidity, report)
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
@@ -192,6 +193,25 @@ class ImapPoller:
             if on_batch is not None:
                 on_batch(report, results)
 
+    def _ensure_processed_folder(self, client: IMAPClient) -> None:
+        """Create processed_folder once; one the server refuses is a config error, found before any mail is read.
+
+        Why before the batch: found after the commit, every poll stored (or quarantined) the same mail
+        again and left it in the inbox, a loop; now nothing is fetched until the folder exists.
+        """
+        target = self.settings.processed_folder
+        if not target or self._processed_ready:
+            return
+        if not client.folder_exists(target):
+            try:
+                client.create_folder(target)
+                log.info("imap %s: created folder %r", self.key, target)
+            except IMAPClientError as exc:
+                if not client.folder_exists(target):  # created concurrently is fine; anything else is not
+                    raise ImapConfigProblem(f"IMAP {self.key}: cannot create [imap] processed_folder {target!r} "
+                                            f"({exc}); create it on the server or name another") from None
+        self._processed_ready = True
+
     def _fetch(self, client: IMAPClient, chunk: list[int]) -> tuple[list[int], list[RawMail], Future[Any] | None]:
         """FETCH BODY.PEEK[] (nothing marked read); hand the bytes to the parse worker when there is one."""
         fetched = client.fetch(chunk, ["BODY.PEEK[]"])
@@ -211,15 +231,7 @@ class ImapPoller:
         if not target:
             client.add_flags(uids, [SEEN], silent=True)
             return
-        if not self._processed_ready:
-            if not client.folder_exists(target):
-                try:
-                    client.create_folder(target)
-                    log.info("imap %s: created folder %r", self.key, target)
-                except IMAPClientError:
-                    if not client.folder_exists(target):  # created concurrently is fine; anything else is not
-                        raise
-            self._processed_ready = True
+        self._ensure_processed_folder(client)
         use_move = client.has_capability("MOVE") if self.use_move is None else self.use_move
         if use_move:
             client.move(uids, target)
