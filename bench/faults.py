@@ -119,10 +119,14 @@ def kill_flushes(workdir: Path, db_url: str, messages: int, kills: int, rng: ran
         done = 0
         for kill in range(kills + 1):
             now = (start + timedelta(minutes=10 * kill)).isoformat()
+            before = sum(relay.copies.values())
             proc = subprocess.Popen(_hypercare(config, "--now", now, "outbox", "flush"),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if kill < kills:
-                time.sleep(rng.uniform(0.8, 2.5))  # start-up takes most of a second; then it sends
+                # Once it is sending (start-up takes a second or more), kill it at a random moment.
+                while proc.poll() is None and sum(relay.copies.values()) == before:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0, 0.4))
                 proc.send_signal(signal.SIGKILL)
             proc.wait(300)
             done = kill
@@ -177,19 +181,15 @@ def kill_run_during_intake(workdir: Path, db_url: str, mails: int, kills: int,
     subprocess.run(_hypercare(config, "db", "upgrade"), check=True, capture_output=True)
     pending = {f"campaign-{i}@customer.example": i for i in range(mails)}
     answered: Counter[str] = Counter()
+    tries: Counter[str] = Counter()  # SMTP transactions begun per mail: a kill mid-transaction means a resend
     kills_done = 0
     try:
         while pending:
             proc = subprocess.Popen(_hypercare(config, "run"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             assert proc.stdout is not None and "hypercare running" in proc.stdout.readline().decode()
-            killer = None
-            if kills_done < kills:
-                killer = threading.Timer(rng.uniform(0.3, 1.5), proc.send_signal, args=(signal.SIGKILL,))
-                killer.start()
-                kills_done += 1
-            _send_pending(smtp_port, pending, answered)
-            if killer is not None:
-                killer.join()
+            kill_after = rng.randint(1, 5) if kills_done < kills else None
+            killed = _send_pending(smtp_port, pending, answered, tries, proc, kill_after, rng)
+            kills_done += killed
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -201,27 +201,42 @@ def kill_run_during_intake(workdir: Path, db_url: str, mails: int, kills: int,
         quarantined = session.scalar(select(func.count()).select_from(QuarantineItem)) or 0
     store.dispose()
     return {"mails": mails, "kills": kills_done, "tickets": tickets, "quarantined": quarantined,
-            "answered_250": sum(answered.values()), "resent": sum(answered.values()) - mails}
+            "answered_250": sum(answered.values()), "resent_after_a_kill": sum(tries.values()) - mails}
 
 
-def _send_pending(port: int, pending: dict[str, int], answered: Counter[str]) -> None:
-    """Send each pending mail once; a 250 takes it off the list, anything else leaves it for the next start."""
+def _send_pending(port: int, pending: dict[str, int], answered: Counter[str], tries: Counter[str],
+                  proc: subprocess.Popen[bytes], kill_after: int | None, rng: random.Random) -> int:
+    """Send each pending mail once; a 250 takes it off the list, anything else leaves it for the next start.
+
+    After *kill_after* answers the desk is SIGKILLed a random few milliseconds later, usually in the
+    middle of the next mail's SMTP transaction; returns 1 when it was killed.
+    """
     from email.message import EmailMessage
 
+    killer = None
+    already = sum(answered.values())
     for message_id, i in sorted(pending.items(), key=lambda kv: kv[1]):
+        if kill_after is not None and killer is None and sum(answered.values()) - already >= kill_after:
+            killer = threading.Timer(rng.uniform(0, 0.05), proc.send_signal, args=(signal.SIGKILL,))
+            killer.start()
         msg = EmailMessage()
         msg["From"] = f"user{i}@customer.example"
         msg["To"] = "support@localhost"
         msg["Subject"] = f"Request {i}"
         msg["Message-ID"] = f"<{message_id}>"
         msg.set_content(f"Problem number {i}.")
+        tries[message_id] += 1
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
                 smtp.sendmail(msg["From"], ["support@localhost"], msg.as_bytes())
         except (OSError, smtplib.SMTPException):
-            return  # the desk is down: the rest waits for the next start
+            break  # the desk is down: the rest waits for the next start
         answered[message_id] += 1
         del pending[message_id]
+    if killer is not None:
+        killer.join()
+        return 1
+    return 0
 
 
 def main() -> int:
