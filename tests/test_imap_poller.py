@@ -300,3 +300,28 @@ def test_processed_folder_equal_to_the_polled_folder_is_refused(imap_app, doveco
     with pytest.raises(ImapConfigProblem, match="processed_folder"):
         poller_for(app).poll()
     assert dovecot.uids("INBOX") == [1] and counts(app) == (0, 0)
+
+
+@pytest.mark.parametrize("use_move", [True, False])
+def test_a_second_poller_moving_the_batch_first_is_no_error(imap_app, dovecot, use_move):
+    """Two ``poll --once`` at once: the one that settles second found EXPUNGEISSUED and exited 75 (issue 11)."""
+    app = imap_app(batch_size=5)
+    dovecot.append(mails(5))
+    original = app.pipeline.ingest_batch
+
+    def the_other_poller_was_faster(batch, **kw):  # type: ignore[no-untyped-def]
+        results = original(batch, **kw)
+        other = dovecot.client()
+        other.select_folder("INBOX")
+        other.create_folder("Processed") if not other.folder_exists("Processed") else None
+        other.move(other.search(["ALL"]), "Processed")
+        other.logout()
+        return results
+
+    app.pipeline.ingest_batch = the_other_poller_was_faster
+    poller = poller_for(app)
+    poller.use_move = use_move
+    report = poller.poll()
+    assert report.fetched == 5 and counts(app) == (5, 5)
+    assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 5
+    assert state(app).last_error is None

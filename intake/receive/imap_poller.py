@@ -233,10 +233,17 @@ class ImapPoller:
             return
         self._ensure_processed_folder(client)
         use_move = client.has_capability("MOVE") if self.use_move is None else self.use_move
-        if use_move:
-            client.move(uids, target)
+        try:
+            if use_move:
+                client.move(uids, target)
+                return
+            client.copy(uids, target)
+        except IMAPClientError as exc:
+            if "EXPUNGEISSUED" not in str(exc).upper():
+                raise
+            # Another instance (a second `poll --once`) settled these first: they are stored, nothing to do.
+            log.debug("imap %s: some of %s were already moved by another poller", self.key, len(uids))
             return
-        client.copy(uids, target)
         client.add_flags(uids, [DELETED], silent=True)
         if client.has_capability("UIDPLUS"):
             client.uid_expunge(uids)
