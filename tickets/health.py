@@ -130,7 +130,8 @@ def outbox_counts(session: Session, now: datetime | None = None) -> OutboxCounts
     stuck = 0
     if now is not None and counts.get("sending"):
         stuck = session.scalar(select(func.count(OutboxItem.id)).where(
-            OutboxItem.status == "sending", OutboxItem.claimed_until < now - STUCK_CLAIM)) or 0
+            OutboxItem.status == "sending", OutboxItem.claimed_until < now - STUCK_CLAIM,
+            OutboxItem.sent_at.is_(None))) or 0  # sent_at set: sent, only not folded into "sent" yet
     return OutboxCounts(pending=counts.get("pending", 0) + counts.get("sending", 0), dead=counts.get("dead", 0),
                         sent=counts.get("sent", 0), suppressed=counts.get("suppressed", 0),
                         oldest_pending_at=oldest, stuck_claims=int(stuck))
