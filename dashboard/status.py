@@ -47,11 +47,9 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def _probe(app: Any) -> DatabaseProbe:
-    """One database probe per ``collect`` (kept on the app for that run): every section asks, within 2 s."""
+    """The database probe of this ``collect`` (one for every section, so status answers within 2 s)."""
     probe = app.__dict__.get("_status_probe")
-    if probe is None:
-        probe = app.__dict__["_status_probe"] = database_problem(app.config)
-    return probe
+    return probe if probe is not None else database_problem(app.config)
 
 
 def database_section(app: Any) -> Section:
@@ -172,7 +170,7 @@ STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section,
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:
-    app.__dict__.pop("_status_probe", None)  # a fresh look each run
+    app.__dict__["_status_probe"] = database_problem(app.config)  # a fresh look each run, shared by its sections
     try:
         return [section(app) for section in sections]
     finally:

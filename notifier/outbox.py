@@ -208,9 +208,10 @@ class Outbox:
         now = self.clock.now()
         is_due = ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now)) | (
             (OutboxItem.status == "sending") & (OutboxItem.claimed_until < now) & OutboxItem.sent_at.is_(None))
+        unfolded = (OutboxItem.status == "sending") & OutboxItem.sent_at.is_not(None)  # a crashed worker's sends
         with self.store.read() as session:
             # A cheap look first: the daemon asks every second, and must not take the write lock for nothing.
-            if session.scalar(select(OutboxItem.id).where(is_due).limit(1)) is None:
+            if session.scalar(select(OutboxItem.id).where(is_due | unfolded).limit(1)) is None:
                 return []
         with self.store.session() as session:
             session.execute(_FOLD_SENT)  # what a crashed worker sent but did not fold

@@ -92,6 +92,19 @@ def test_each_send_is_recorded_as_soon_as_the_relay_accepts_it(make_app, tmp_pat
     assert len(copies) == 10 and sum(copies.values()) == 11  # exactly one extra copy for one crash
 
 
+def test_sends_a_killed_worker_marked_become_sent_at_the_next_flush(make_app, tmp_path, relay, clock):
+    """SIGKILL between a mark and its batch's fold: the row says sending, sent_at set; nothing else is due."""
+    app = _app(make_app, tmp_path, relay.port)
+    _queue(app, 1)
+    with app.store.session() as s:
+        item = s.scalars(select(OutboxItem)).one()
+        item.status, item.sent_at, item.claimed_by = "sending", clock.now(), "dead-worker"
+        item.claimed_until = clock.now() + timedelta(minutes=5)
+    assert app.outbox.flush(app.transport()).sent == 0
+    [item] = _items(app)
+    assert (item.status, item.attempts, item.claimed_by) == ("sent", 1, None) and not relay.deliveries
+
+
 def test_two_instances_with_a_slow_relay_never_send_twice(make_app, tmp_path, relay, db_url):
     """Claims shorter than a batch takes: renewed while the worker is busy, so the other never takes them."""
     app = _app(make_app, tmp_path, relay.port, db=db_url)
