@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("classifier.cli", "check, evaluate and replay classifier rules"),
     "outbox": ("notifier.outbox_cli", "inspect and drive the outbox"),
     "dashboard": ("dashboard.cli", "write the dashboard page as a static file (it is also served by 'run')"),
-    "status": ("dashboard.cli", "health: database, mailboxes, outbox backlog and dead items (exit 1 if unhealthy)"),
+    "status": ("dashboard.cli", "health: database, mailboxes, relay, outbox (exit 1 if anything needs attention)"),
     "digest": ("notifier.digest_cli", "render a digest, or queue it for the stakeholders"),
     "exit": ("notifier.exit_cli", "the end of hypercare: record the steering decision"),
     "kb": ("handover.cli", "knowledge-base drafts from resolved tickets"),
