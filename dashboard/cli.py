@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true", help="print the /api/summary JSON instead of the page")
     p.set_defaults(handler=cmd_dashboard)
     p = sub.add_parser("status", parents=[common],
-                       help="health: database, mailboxes, outbox backlog and dead items (exit 1 if unhealthy)")
+                       help="health: database, mailboxes, relay, outbox (exit 1 if anything needs attention)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_status)
 
