@@ -114,8 +114,8 @@ class Store:
         try:
             if self._stamped_at(_head_revisions()):
                 return
-        except OperationalError as exc:
-            raise DatabaseUnavailable(f"database {self.safe_url}: {exc.orig}; check [database] url") from None
+        except (OperationalError, InterfaceError) as exc:
+            raise database_error(self.safe_url, exc) from None
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
