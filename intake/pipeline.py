@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Config
 from core.email_headers import CachingPolicy
 from core.errors import TryLater
+from core.untrusted_text import storable_text
 from intake.batch_store import BatchStore
 from intake.dedup import KnownMessages, find_duplicate, judge_conflict
 from intake.guards.rules import GuardContext, GuardHit, first_hit
@@ -34,6 +35,7 @@ from intake.opening import OpenedTicket, TicketOpener
 from intake.parse.message import ParsedMessage, UnparseableMessage
 from intake.parse.parser import parse_message
 from intake.rows import attachment_values, message_values
+from intake.storable import make_storable
 from intake.thread import ReplyHandling, find_thread
 from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
@@ -46,6 +48,26 @@ log = logging.getLogger("hypercare.intake")
 
 class IngestUnavailable(TryLater):
     """The message could not be stored now but may be retried (database down or locked)."""
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when *exc* says the database cannot be reached now (retry), not that a value was refused.
+
+    Why the distinction: a refused value (PostgreSQL's DataError for NUL or an over-long string, an
+    encoding error of the driver) would be refused again on every retry, so treating it as
+    "unavailable" turned one mail into a 451 forever and a blocked mailbox; it is that message's
+    outcome (quarantine) instead.  Lost connections, locks and timeouts are the database's state.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _reason(exc: BaseException) -> str:
+    """One storable line for quarantine: the driver's message, never the statement and its parameters."""
+    origin = getattr(exc, "orig", None) or exc
+    first = (str(origin).strip().splitlines() or [""])[0]
+    return storable_text(f"{type(origin).__name__}: {first}", 500)
 
 
 @dataclass(frozen=True)
@@ -128,6 +150,7 @@ def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int,
             out.append(f"unparseable: {exc}")
             continue
         parsed.envelope_recipients = list(mail.envelope_recipients)
+        make_storable(parsed)
         if _worker_opener and received_at is not None:
             try:
                 parsed.verdict = _worker_opener[0].verdict(parsed, received_at)
@@ -180,12 +203,28 @@ class IngestPipeline:
                         results.update(fast.flush())  # what came before is stored first: mailbox order
                         results[index] = self._ingest_one(session, mail, item, memo, shunt)
                 results.update(fast.flush())
-        except (OperationalError, DBAPIError) as exc:
-            raise IngestUnavailable(f"database unavailable: {exc.orig}") from None
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise IngestUnavailable(f"database unavailable: {_reason(exc)}") from None
+            # Not the database's state but something in this batch (a bug, a value no stage cleaned):
+            # never block the batch on it.  Alone, each mail gets its own outcome.
+            log.exception("batch of %d failed outside a message's savepoint; ingesting one by one", len(mails))
+            return self._one_by_one(parsed, shunt, exc)
         ordered = [results[index] for index in range(len(parsed))]
         for result in ordered:
             log.info(f"<{result.message_id}> {result.action} {result.key} {result.detail}".rstrip())
         return ordered
+
+    def _one_by_one(self, parsed: list[tuple[RawMail, ParsedMessage | str]], shunt: bool,
+                    error: Exception) -> list[IngestResult]:
+        if len(parsed) > 1:
+            return [self.ingest_batch([mail], shunt=shunt, prepared=[item])[0] for mail, item in parsed]
+        mail = parsed[0][0]
+        try:
+            with self.store.session() as session:
+                return [self._quarantine(session, mail, f"could not be stored: {_reason(error)}", shunt)]
+        except Exception as exc:  # noqa: BLE001 - even the quarantine row failed: the database is the problem
+            raise IngestUnavailable(f"database unavailable: {_reason(exc)}") from None
 
     def _adopt(self, parsed: ParsedMessage | str) -> ParsedMessage | str:
         """Give the parsed tree the memoising policy (done here: a worker's policy is not ours)."""
@@ -222,22 +261,23 @@ class IngestPipeline:
                     log.error("<%s> %s; quarantined", parsed.message_id, conflict.reason)
                     return self._quarantine(session, mail, conflict.reason, shunt)
                 log.warning("<%s> %s; storing it again", parsed.message_id, conflict.reason)
-            except (OperationalError, DBAPIError):
-                # A full disk makes SQLite drop the whole transaction: the rollback would only add
-                # "no such savepoint" to the real error, which is what the sender must hear (451 / 75).
-                with suppress(SQLAlchemyError):
-                    savepoint.rollback()
-                raise
             except OSError as exc:
                 savepoint.rollback()
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the attachments disk: retry later, never quarantine
                     raise IngestUnavailable(f"cannot store attachments: {exc.strerror}") from None
                 log.exception("<%s> stage failed, quarantined", parsed.message_id)
-                return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
+                return self._quarantine(session, mail, _reason(exc), shunt)
             except Exception as exc:
+                if database_unreachable(exc):
+                    # A full disk makes SQLite drop the whole transaction: the rollback would only add
+                    # "no such savepoint" to the real error, which is what the sender must hear (451 / 75).
+                    with suppress(SQLAlchemyError):
+                        savepoint.rollback()
+                    raise
                 savepoint.rollback()
+                # A value the database refused, or a stage that crashed: this message's outcome, not the batch's.
                 log.exception("<%s> stage failed, quarantined", parsed.message_id)
-                return self._quarantine(session, mail, f"{type(exc).__name__}: {exc}", shunt)
+                return self._quarantine(session, mail, _reason(exc), shunt)
 
     def _store(self, session: Session, parsed: ParsedMessage, source: str, memo: _BatchMemo) -> IngestResult:
         now = self.clock.now()
@@ -339,7 +379,7 @@ class IngestPipeline:
         # Keyed by the bytes as received; kept for replay, but never with a live reply token (a replayed
         # team reply acts only if re-sent).
         fingerprint = hashlib.sha256(mail.raw).hexdigest()
-        safe_reason = self.tokens.redact(reason)[:2000]
+        safe_reason = storable_text(self.tokens.redact(reason), 2000)
         item = session.scalars(select(QuarantineItem).where(
             QuarantineItem.fingerprint == fingerprint, QuarantineItem.status == "held").limit(1)).first()
         if item is None:
