@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from intake.parse.message import ParsedMessage
 
 
+BODY_CHARS = 100_000  # what a rule reads of the body: an 850 KB body cost the regexes 0.4 s, and decides nothing
+
+
 @dataclass(frozen=True)
 class MailFacts:
     subject: str
@@ -46,7 +49,7 @@ class MailFacts:
         """
         return cls(
             subject=parsed.subject or "",
-            body=parsed.body or "",
+            body=(parsed.body or "")[:BODY_CHARS],
             sender=(parsed.from_addr or "").lower(),
             recipients=tuple(parsed.all_recipients),
             headers=_headers(parsed, header_names),
@@ -61,12 +64,14 @@ def _headers(parsed: ParsedMessage, wanted: Collection[str] | None) -> dict[str,
     msg = parsed.msg
     if msg is None:
         return headers
-    present = dict.fromkeys(k.lower() for k in msg.keys())
-    for name in present if wanted is None else [n for n in present if n in wanted]:
+    # One pass over the fields (``get_all`` per name scanned every header again: 10,000 headers took 8 s).
+    for name, raw in msg.raw_items():
+        if wanted is not None and name.lower() not in wanted:
+            continue
         try:
-            values = msg.get_all(name) or []
-            text = "\n".join(str(v) for v in values)
+            value = str(msg.policy.header_fetch_parse(name, raw))
         except Exception:  # noqa: BLE001 - one undecodable header must not stop classification
             continue
-        headers[name] = text
+        key = name.lower()
+        headers[key] = f"{headers[key]}\n{value}" if key in headers else value
     return headers

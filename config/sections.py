@@ -345,6 +345,13 @@ def _hostnames(value: Any) -> tuple[str, ...]:
     return tuple(v.lower().rstrip(".") for v in values)
 
 
+def _limit(value: Any) -> int:
+    """A limit: a whole number above zero (0 or a negative number would refuse every mail)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number above 0, got {value!r}")
+    return value
+
+
 def _simple(name: str, cls: type) -> Callable[[Reader, Any], Any]:
     return lambda reader, raw: reader.fill(name, raw, cls, {})
 
@@ -354,14 +361,17 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "hypercare": _hypercare,
     "database": _simple("database", DatabaseSettings),
     "imap": _imap,
-    "smtp_in": lambda reader, raw: reader.fill("smtp_in", raw, SmtpInSettings, {"protocol": _protocol}),
+    "smtp_in": lambda reader, raw: reader.fill("smtp_in", raw, SmtpInSettings, {
+        "protocol": _protocol, "max_transfers": _limit}),
     "smtp_out": _smtp_out,
     "dashboard": lambda reader, raw: reader.fill("dashboard", raw, DashboardSettings, {"hostnames": _hostnames}),
     "team": _team,
     "stakeholders": _stakeholders,
     "rules": _rules,
     "sla": _sla,
-    "intake": _simple("intake", IntakeSettings),
+    "intake": lambda reader, raw: reader.fill("intake", raw, IntakeSettings, dict.fromkeys(
+        ("max_attachment_bytes", "flood_per_hour", "max_message_bytes", "max_header_bytes", "max_headers",
+         "max_header_field_bytes", "max_encoded_words", "max_mime_depth", "max_mime_parts"), _limit)),
     "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings,
                                                 {"feedback": _feedback, "confirmations": _confirmations}),
     "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {

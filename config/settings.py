@@ -87,6 +87,7 @@ class SmtpInSettings:
     port: int = 2525
     enabled: bool = True
     protocol: str = "smtp"  # smtp | lmtp (an MTA or Dovecot delivering to us over LMTP)
+    max_transfers: int = 8  # DATA transfers at once; more get 451 (the sender retries)
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,19 @@ class SlaSettings:
 
 @dataclass(frozen=True)
 class IntakeSettings:
+    """Intake limits: what one mail may cost.  Past a limit the mail is still stored, cut and noted,
+    or quarantined with the reason; never a blocked batch (docs/architecture.md, "Limits")."""
+
     max_attachment_bytes: int = 10 * 1024 * 1024
     attachments_dir: str = "var/attachments"
     flood_per_hour: int = 10
+    max_message_bytes: int = 50 * 1024 * 1024  # larger: quarantined (SMTP: 552 at DATA)
+    max_header_bytes: int = 256 * 1024  # the whole header block; the rest of the fields is dropped, noted
+    max_header_field_bytes: int = 32 * 1024  # one field (the stdlib's header parser is quadratic in it)
+    max_headers: int = 1000  # header fields; later ones dropped, noted
+    max_encoded_words: int = 100  # RFC 2047 words per header; the rest of that header dropped, noted
+    max_mime_depth: int = 20  # nesting below this is not read, noted
+    max_mime_parts: int = 1000  # more MIME parts (Content-Type fields) than this: quarantined
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from config import Config
+from config import Config, IntakeSettings
 from core.email_headers import CachingPolicy
 from core.errors import TryLater
 from core.untrusted_text import storable_text
@@ -135,17 +135,20 @@ def classify_in_worker(opener: TicketOpener) -> None:
     _worker_opener[:] = [opener]
 
 
-def parse_mails(mails: Sequence[RawMail], max_attachment_bytes: int,
+def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
                 received_at: datetime | None = None) -> list[ParsedMessage | str]:
-    """Parse each mail, or give the quarantine reason; pure, so it may run in a worker process.
+    """Parse each mail within [intake] *limits*, or give the quarantine reason; pure, so it may run in a
+    worker process.
 
     In a worker set up by ``classify_in_worker`` and given *received_at*, each mail's verdict
     is computed too (``ParsedMessage.verdict``); a failing classification is left to the store.
     """
+    if isinstance(limits, int):  # an attachment cap alone (bench/store_cpu.py compares with older trees)
+        limits = IntakeSettings(max_attachment_bytes=limits)
     out: list[ParsedMessage | str] = []
     for mail in mails:
         try:
-            parsed = parse_message(mail.raw, max_attachment_bytes=max_attachment_bytes)
+            parsed = parse_message(mail.raw, limits=limits)
         except UnparseableMessage as exc:
             out.append(f"unparseable: {exc}")
             continue
@@ -187,7 +190,7 @@ class IngestPipeline:
         mails = list(mails)
         # Parse before the transaction: parsing is the slow part and must not hold SQLite's write lock.
         if prepared is None or len(prepared) != len(mails):
-            prepared = parse_mails(mails, self.config.intake.max_attachment_bytes)
+            prepared = parse_mails(mails, self.config.intake)
         parsed = [(mail, self._adopt(item)) for mail, item in zip(mails, prepared, strict=True)]
         good = [p for _mail, p in parsed if isinstance(p, ParsedMessage)]
         try:

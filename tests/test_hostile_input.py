@@ -14,12 +14,14 @@ import smtplib
 import pytest
 from conftest import need_service
 from dovecot import Dovecot, dovecot_binary
-from hostile_mails import POISON
+from hostile_mails import BOMBS, POISON, encoded_word_subject, long_display_name, many_headers
 from mailkit import free_port, make_mail
 from sqlalchemy import func, select
 from test_cli import hypercare
 
-from config import Config, DatabaseSettings, SmtpInSettings
+from config import Config, ConfigError, DatabaseSettings, IntakeSettings, SmtpInSettings, load_config
+from intake.parse.message import UnparseableMessage
+from intake.parse.parser import parse_message
 from intake.pipeline import IngestUnavailable, RawMail
 from intake.receive.imap_poller import ImapPoller
 from intake.receive.smtp import SmtpReceiver
@@ -177,3 +179,75 @@ def test_imap_poll_stores_the_whole_poison_batch_and_moves_it(make_app, dovecot,
         assert again.poll().fetched == 0
     finally:
         again.close()
+
+
+# --- bounded resources: each bomb is cut (and says so) or quarantined with the limit's name ---------------
+
+LIMIT_NOTES = {
+    "encoded-word-subject": "max_encoded_words",
+    "encoded-word-header": "max_encoded_words",
+    "many-headers": "max_headers",
+    "huge-header-block": "max_header_field_bytes",
+    "punycode-body": "unknown charset 'punycode'",
+    "long-subject": "Subject: over 32768 bytes, the rest ignored ([intake] max_header_field_bytes)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_each_bomb_is_bounded_and_says_which_limit(make_app, name):
+    app = make_app()
+    result = app.pipeline.ingest(BOMBS[name]("bomb"))
+    if name in ("deep-mime", "many-parts"):
+        assert result.action == "quarantined" and "[intake] max_mime_parts" in result.detail
+        return
+    assert result.action == "created", result.line()[:300]
+    [message] = stored_messages(app).values()
+    assert LIMIT_NOTES[name] in " | ".join(message.notes)
+    assert len(message.subject) <= 998
+
+
+def test_limits_come_from_config_and_a_bad_value_is_one_line(tmp_path):
+    app_config = Config(base_dir=tmp_path, intake=IntakeSettings(max_headers=5, max_message_bytes=2000,
+                                                                 max_mime_depth=1, max_encoded_words=2))
+    parsed = parse_message(many_headers("cfg", 20), limits=app_config.intake)
+    assert any("more than 5 header fields" in n for n in parsed.notes)
+    with pytest.raises(UnparseableMessage, match=r"over \[intake\] max_message_bytes \(2000\)"):
+        parse_message(long_display_name("cfg"), limits=app_config.intake)
+    words = parse_message(encoded_word_subject("cfg", 10), limits=app_config.intake)
+    assert words.subject == "aéaé" and any("more than 2 encoded-words" in n for n in words.notes)
+    (tmp_path / "hypercare.toml").write_text("[intake]\nmax_headers = 0\n")
+    with pytest.raises(ConfigError, match=r"\[intake\] max_headers: expected a whole number above 0"):
+        load_config(tmp_path / "hypercare.toml")
+
+
+def test_only_mail_charsets_are_decoded():
+    raw = (b"From: a@customer.example\r\nSubject: =?punycode?q?abc-?= =?rot13?q?uryyb?=\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=zlib_codec\r\n\r\nplain text\r\n")
+    parsed = parse_message(raw)
+    assert parsed.body_full == "plain text" and "uryyb" in parsed.subject
+    assert any("'zlib_codec'" in n for n in parsed.notes) and any("'rot13' is not a mail" in n for n in parsed.notes)
+
+
+def test_smtp_refuses_a_transfer_beyond_max_transfers_with_451(make_app):
+    app = make_app()
+    receiver = SmtpReceiver(app.pipeline, app.config.support,
+                            SmtpInSettings(host="127.0.0.1", port=free_port(), max_transfers=1))
+    receiver.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", receiver.port) as first, smtplib.SMTP("127.0.0.1", receiver.port) as second:
+            for client in (first, second):
+                client.ehlo()
+                client.mail("a@customer.example")
+                client.rcpt("support@localhost")
+            first.putcmd("data")
+            assert first.getreply()[0] == 354
+            first.send(make_mail(message_id="slow@customer.example").replace(b"\n", b"\r\n")[:200])
+            code, answer = second.docmd("DATA")
+            assert code == 451 and b"too many transfers" in answer
+            first.send(b"\r\n.\r\n")
+            assert first.getreply()[0] == 250
+            assert second.docmd("DATA")[0] == 354  # the slot is free again
+            second.send(make_mail(message_id="next@customer.example") + b"\r\n.\r\n")
+            assert second.getreply()[0] == 250
+    finally:
+        receiver.stop()

@@ -49,7 +49,7 @@ def test_parsing_in_a_worker_process_gives_the_same_outcomes(make_app, tmp_path,
     mails = [RawMail(make_mail(message_id=f"w{i}@x", sender=f"u{i}@customer.example")) for i in range(4)]
     mails.append(RawMail(b"\x00\x01 not a mail"))
     with ProcessPoolExecutor(max_workers=1) as pool:
-        prepared = pool.submit(parse_mails, mails, 1024).result()
+        prepared = pool.submit(parse_mails, mails, IntakeSettings(max_attachment_bytes=1024)).result()
     assert isinstance(prepared[-1], str) and prepared[-1].startswith("unparseable")
     results = app.pipeline.ingest_batch(mails, prepared=prepared)
     assert [r.action for r in results] == ["created"] * 4 + ["quarantined"]

@@ -10,26 +10,30 @@ last, each fallback recorded in ``notes``), and the only exception that ever lea
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
+import itertools
 import mimetypes
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesFeedParser
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
 
 import html2text
 
+from config import IntakeSettings
 from core.email_headers import CachingPolicy
 from intake.parse import quotes
 from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 
-MAX_DEPTH = 40  # MIME nesting beyond this is ignored (and noted): defends against "endless nesting" bombs
 SYNTHETIC_DOMAIN = "hypercare.invalid"
 
 # Declared names that lie or that Python does not know, mapped to the codec real mail means by them.
@@ -41,6 +45,13 @@ _CHARSET_ALIASES = {
     "sjis": "cp932", "iso-2022-jp": "iso2022_jp_ext", "big5": "big5hkscs", "windows-874": "cp874",
     "x-mac-roman": "mac_roman", "macintosh": "mac_roman", "utf8": "utf-8", "unicode-1-1-utf-7": "utf-7",
 }
+_MAIL_CODECS = frozenset(codecs.lookup(name).name for name in (
+    "utf-8", "utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "ascii",
+    *(f"iso-8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+    *(f"windows-{n}" for n in range(1250, 1259)), "cp437", "cp850", "cp852", "cp866", "cp874", "cp932",
+    "cp949", "cp950", "koi8-r", "koi8-u", "mac_roman", "mac_cyrillic", "gb18030", "gb2312", "gbk", "hz",
+    "big5", "big5hkscs", "euc-jp", "euc-kr", "shift_jis", "iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2",
+    "iso2022_kr", "tis-620", "johab"))
 _UNKNOWN_CHARSETS = {"", "x-unknown", "unknown", "unknown-8bit", "default", "x-user-defined", "charset"}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -48,13 +59,21 @@ _UNQUOTED_NAME = re.compile(r"\b(?:file)?name\s*=\s*([^\";\s][^;\n]*)", re.I)
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
 
 
-def parse_message(raw: bytes, *, max_attachment_bytes: int = 10 * 1024 * 1024) -> ParsedMessage:
-    """Decode *raw*; raise only ``UnparseableMessage`` (the reason is shown in quarantine)."""
+def parse_message(raw: bytes, *, max_attachment_bytes: int | None = None,
+                  limits: IntakeSettings | None = None) -> ParsedMessage:
+    """Decode *raw* within *limits* ([intake], the defaults when None); raise only ``UnparseableMessage``
+    (the reason is shown in quarantine).  *max_attachment_bytes* overrides the limits' value."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise UnparseableMessage(f"expected bytes, got {type(raw).__name__}")
+    limits = limits or IntakeSettings()
+    if max_attachment_bytes is not None:
+        limits = replace(limits, max_attachment_bytes=max_attachment_bytes)
     raw = bytes(raw)
+    if len(raw) > limits.max_message_bytes:
+        raise UnparseableMessage(f"message of {len(raw)} bytes is over [intake] max_message_bytes "
+                                 f"({limits.max_message_bytes})")
     try:
-        return _parse(raw, max_attachment_bytes)
+        return _parse(raw, limits)
     except UnparseableMessage:
         raise
     except RecursionError:
@@ -67,16 +86,25 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 10 * 1024 * 1024) -
 
 def normalize_newlines(raw: bytes) -> bytes:
     """CRLF and bare CR become LF: corpus mail is stored CRLF, LF and CR-only alike."""
-    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if b"\r" not in raw:
+        return raw
+    raw = raw.replace(b"\r\n", b"\n")
+    return raw.replace(b"\r", b"\n") if b"\r" in raw else raw
 
 
-def _parse(raw: bytes, cap: int) -> ParsedMessage:
+def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
     normalized = normalize_newlines(raw)
     if not normalized.strip():
         raise UnparseableMessage("empty message")
     content_hash = hashlib.sha256(normalized).hexdigest()
     notes: list[str] = []
-    msg = BytesParser(policy=CachingPolicy(CachingPolicy.SHARED_CACHE)).parsebytes(_repair(normalized, notes))
+    data = _bound_headers(_repair(normalized, notes), limits, notes)
+    del normalized
+    parts = len(_PART_HEADER.findall(data))
+    if parts > limits.max_mime_parts:  # counted before the stdlib builds a tree of them (20,000 parts: 2 s)
+        raise UnparseableMessage(f"{parts} MIME parts, over [intake] max_mime_parts ({limits.max_mime_parts})")
+    msg = _feed(data)
+    del data
     if not msg.keys():
         raise UnparseableMessage("no mail headers found (not an RFC 5322 message)")
     mid = _first_id(_raw_header(msg, "message-id"))
@@ -98,12 +126,90 @@ def _parse(raw: bytes, cap: int) -> ParsedMessage:
         notes=notes,
         msg=msg,
     )
-    _fill_body_and_attachments(parsed, msg, cap)
+    _fill_body_and_attachments(parsed, msg, limits)
     parsed.body = quotes.trim_reply(parsed.body_full)
     return parsed
 
 
 _OBS_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.M)
+_FIELD_START = re.compile(rb"\n(?![ \t])")
+_PART_HEADER = re.compile(rb"^content-type:", re.I | re.M)
+_WORD_CHARSET = re.compile(rb"=\?([^?\s*]+)(\*[^?\s]*)?\?([bBqQ])\?")
+_CHUNK = 1 << 20
+
+
+def _feed(data: bytes) -> Message:
+    """Parse in 1 MB slices: ``parsebytes`` decodes the whole mail to one str and copies it into a
+    StringIO (4 bytes per character), which made a 47 MB mail cost ~10x its size."""
+    parser = BytesFeedParser(policy=CachingPolicy(CachingPolicy.SHARED_CACHE))
+    for start in range(0, len(data), _CHUNK):
+        parser.feed(data[start:start + _CHUNK])
+    return parser.close()
+
+
+def _bound_headers(data: bytes, limits: IntakeSettings, notes: list[str]) -> bytes:
+    """Hold the header block to [intake] limits in one pass, before the stdlib parses it.
+
+    Why before: the stdlib's header parsing is superlinear in encoded-words (a 0.5 MB Subject of them
+    drove RSS to 11 GB) and every later ``get`` scans all fields.  What is cut is noted; the stored raw
+    bytes stay untouched.  Encoded-words naming a charset that is not a mail charset are renamed
+    ``unknown-8bit`` so no stage ever runs an arbitrary Python codec (punycode: 17 s) on them.
+    """
+    end = data.find(b"\n\n")
+    head = data if end < 0 else data[:end]
+    if len(head) <= min(4096, limits.max_header_field_bytes) and b"=?" not in head \
+            and head.count(b"\n") < limits.max_headers:
+        return data  # the common mail: nothing to hold
+    fields: list[bytes] = []
+    size = 0
+    changed = False
+    for field in _FIELD_START.split(head):
+        if len(fields) >= limits.max_headers:
+            notes.append(f"more than {limits.max_headers} header fields: the rest ignored ([intake] max_headers)")
+            changed = True
+            break
+        if len(field) > limits.max_header_field_bytes:
+            notes.append(f"{field[:40].split(b':', 1)[0].decode('ascii', 'replace')}: over "
+                         f"{limits.max_header_field_bytes} bytes, the rest ignored ([intake] max_header_field_bytes)")
+            field, changed = field[:limits.max_header_field_bytes].rstrip(b"\n\t "), True
+        if size + len(field) + 1 > limits.max_header_bytes:
+            notes.append(f"header block over {limits.max_header_bytes} bytes: the rest ignored "
+                         "([intake] max_header_bytes)")
+            changed = True
+            break
+        if b"=?" in field:
+            bounded = _bound_words(field, limits.max_encoded_words, notes)
+            changed = changed or bounded is not field
+            field = bounded
+        fields.append(field)
+        size += len(field) + 1
+    if not changed:
+        return data
+    return b"\n".join(fields) + (b"" if end < 0 else data[end:])
+
+
+def _bound_words(field: bytes, limit: int, notes: list[str]) -> bytes:
+    """At most *limit* encoded-words in one field, each naming a mail charset."""
+    name = field.split(b":", 1)[0][:40].decode("ascii", "replace")
+    words = list(itertools.islice(_WORD_CHARSET.finditer(field), limit + 1))
+    if len(words) > limit:
+        field = field[:words[limit].start()].rstrip(b"\n\t ")
+        notes.append(f"{name}: more than {limit} encoded-words, the rest ignored ([intake] max_encoded_words)")
+    if all(_codec(w.group(1).decode("ascii", "replace")) or _unknown(w.group(1)) for w in words[:limit]):
+        return field
+
+    def rename(word: re.Match[bytes]) -> bytes:
+        charset = word.group(1).decode("ascii", "replace")
+        if _codec(charset) or _unknown(word.group(1)):
+            return word.group(0)
+        notes.append(f"{name}: charset {charset[:40]!r} is not a mail charset; read as unknown-8bit")
+        return b"=?unknown-8bit" + (word.group(2) or b"") + b"?" + word.group(3) + b"?"
+
+    return _WORD_CHARSET.sub(rename, field)
+
+
+def _unknown(charset: bytes) -> bool:
+    return charset.decode("ascii", "replace").strip().lower() in _UNKNOWN_CHARSETS
 
 
 def _repair(data: bytes, notes: list[str]) -> bytes:
@@ -208,17 +314,22 @@ def _date(value: str, notes: list[str]) -> datetime | None:
 # --- charsets --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def _codec(charset: str | None) -> str | None:
+    """The Python codec for a declared mail charset, or None: only real mail charsets are decoded.
+
+    Why an allow-list: any Python codec name used to be accepted (``punycode`` on an 850 KB body took
+    17 s; ``zlib``/``base64`` are not even text).  Unknown names fall back to the safe decode and a note.
+    """
     name = (charset or "").strip().strip("\"'").lower()
     if name in _UNKNOWN_CHARSETS:
         return None
     name = _CHARSET_ALIASES.get(name, name)
     try:
-        "".encode(name)
-        b"".decode(name)
+        canonical = codecs.lookup(name).name
     except (LookupError, TypeError, ValueError):
         return None
-    return name
+    return name if canonical in _MAIL_CODECS else None
 
 
 def _decode_bytes(data: bytes, charset: str | None, notes: list[str], where: str) -> str:
@@ -233,7 +344,7 @@ def _decode_bytes(data: bytes, charset: str | None, notes: list[str], where: str
         tried.append(candidate)
         try:
             text = data.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue
         if candidate != tried[0] and data.isascii() is False:
             notes.append(f"{where}: charset {charset or 'undeclared'!s} did not fit; decoded as {candidate}")
@@ -245,13 +356,14 @@ def _decode_bytes(data: bytes, charset: str | None, notes: list[str], where: str
 # --- body and attachments --------------------------------------------------------------------
 
 
-def _leaves(msg: Message, notes: list[str]) -> Iterator[Message]:
-    """Leaf parts in document order, attached messages as one leaf; iterative and depth-capped."""
+def _leaves(msg: Message, notes: list[str], limits: IntakeSettings) -> Iterator[Message]:
+    """Leaf parts in document order, attached messages as one leaf; iterative, depth- and count-capped."""
     stack: list[tuple[Message, int]] = [(msg, 0)]
+    leaves = 0
     while stack:
         part, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            notes.append(f"MIME nesting deeper than {MAX_DEPTH} ignored")
+        if depth > limits.max_mime_depth:
+            notes.append(f"MIME nesting deeper than {limits.max_mime_depth} ignored ([intake] max_mime_depth)")
             continue
         payload = part.get_payload()
         if part.is_multipart() and isinstance(payload, list):
@@ -259,14 +371,19 @@ def _leaves(msg: Message, notes: list[str]) -> Iterator[Message]:
                 yield part  # message/rfc822 & co: one attachment, not body text
                 continue
             stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
-        else:
-            yield part
+            continue
+        leaves += 1
+        if leaves > limits.max_mime_parts:
+            notes.append(f"more than {limits.max_mime_parts} MIME parts: the rest ignored ([intake] max_mime_parts)")
+            return
+        yield part
 
 
-def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, cap: int) -> None:
+def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, limits: IntakeSettings) -> None:
+    cap = limits.max_attachment_bytes
     plain: list[str] = []
     html: list[str] = []
-    for part in _leaves(msg, parsed.notes):
+    for part in _leaves(msg, parsed.notes, limits):
         ctype = part.get_content_type()
         disposition = (part.get_content_disposition() or "").lower()
         filename = _filename(part, parsed.notes)

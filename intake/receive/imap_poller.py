@@ -219,8 +219,7 @@ class ImapPoller:
         mails = [RawMail(fetched[uid][b"BODY[]"], "imap") for uid in present]
         parsing = None
         if self.parse_pool is not None and mails:
-            parsing = self.parse_pool.submit(parse_mails, mails, self.pipeline.config.intake.max_attachment_bytes,
-                                             self.clock.now())
+            parsing = self.parse_pool.submit(parse_mails, mails, self.pipeline.config.intake, self.clock.now())
         return present, mails, parsing
 
     def _settle(self, client: IMAPClient, uids: list[int]) -> None:

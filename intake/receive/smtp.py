@@ -61,11 +61,54 @@ class SupportAddressHandler:
         return status
 
 
-class LmtpController(Controller):
-    """The same listener speaking LMTP (LHLO; one DATA answer per recipient)."""
+class TransferSlots:
+    """How many DATA transfers may run at once ([smtp_in] max_transfers); beyond it: 451, try later.
+
+    Why: every transfer holds its message in memory until the pipeline has stored it, so unlimited
+    parallel DATA from one peer could exhaust memory.  All connections run on the controller's one
+    event loop, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+
+class _Bounded:
+    """Mixed into aiosmtpd's SMTP and LMTP: DATA takes a transfer slot before the 354, frees it after."""
+
+    slots: TransferSlots
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.slots.active >= self.slots.limit:
+            await self.push("451 4.3.2 too many transfers at once, try again later")  # type: ignore[attr-defined]
+            return
+        self.slots.active += 1
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            self.slots.active -= 1
+
+
+class BoundedSMTP(_Bounded, SMTP):
+    pass
+
+
+class BoundedLMTP(_Bounded, LMTP):
+    pass
+
+
+class BoundedController(Controller):
+    """The listener with its transfer slots (SMTP, or LMTP: LHLO, one DATA answer per recipient)."""
+
+    def __init__(self, handler: Any, slots: TransferSlots, lmtp: bool, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.slots, self.lmtp = slots, lmtp
 
     def factory(self) -> SMTP:
-        return LMTP(self.handler, **self.SMTP_kwargs)
+        server = (BoundedLMTP if self.lmtp else BoundedSMTP)(self.handler, **self.SMTP_kwargs)
+        server.slots = self.slots
+        return server
 
 
 class SmtpReceiver:
@@ -74,15 +117,17 @@ class SmtpReceiver:
     def __init__(self, pipeline: IngestPipeline, support: SupportSettings, settings: SmtpInSettings) -> None:
         self.settings = settings
         self.handler = SupportAddressHandler(pipeline, support)
+        self.max_message_bytes = pipeline.config.intake.max_message_bytes
+        self.slots = TransferSlots(settings.max_transfers)
         self.controller: Controller | None = None
 
     def start(self) -> None:
         check_port_free(self.settings.host, self.settings.port, "[smtp_in] port")
         kwargs: dict[str, Any] = {"decode_data": False, "enable_SMTPUTF8": True,
-                                  "data_size_limit": 50 * 1024 * 1024}
-        controller = LmtpController if self.settings.protocol == "lmtp" else Controller
-        self.controller = controller(self.handler, hostname=self.settings.host, port=self.settings.port,
-                                     ready_timeout=10, **kwargs)
+                                  "data_size_limit": self.max_message_bytes}
+        self.controller = BoundedController(self.handler, self.slots, self.settings.protocol == "lmtp",
+                                            hostname=self.settings.host, port=self.settings.port,
+                                            ready_timeout=10, **kwargs)
         self.controller.start()
         log.info("%s intake listening on %s:%s", self.settings.protocol, self.settings.host, self.settings.port)
 
