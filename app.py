@@ -34,6 +34,7 @@ from replies.ratings import FeedbackDesk
 from replies.reporter_reply import ReporterReplies
 from replies.router import ReplyRouter
 from replies.team_reply import TeamReplyHandler
+from tickets.bouncing import protected_addresses
 from tickets.business_calendar import BusinessCalendar
 from tickets.clock import Clock
 from tickets.health import relay_key
@@ -110,7 +111,7 @@ class App:
     @cached_property
     def outbox(self) -> Outbox:
         return Outbox(self.store, self.clock, self.config.notifier, sign=self.tokens.sign_mail,
-                      relay=relay_key(self.config))
+                      relay=relay_key(self.config), protected=protected_addresses(self.config))
 
     def transport(self) -> Transport:
         return transport_for(self.config.smtp_out, self.config.path(self.config.smtp_out.maildir), self.environ)

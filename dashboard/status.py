@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.digests import for_app
 from notifier.scheduler import DigestScheduler
+from tickets.bouncing import bouncing_people
 from tickets.health import database_problem, mailbox_health, outbox_counts, relay_health
 from tickets.lifecycle import refusal_counts
 from tickets.models import OutboxItem
@@ -133,6 +134,17 @@ def relay_section(app: Any) -> Section:
     return Section("relay", all(r.ok for r in relays if r.configured), rows, lines)
 
 
+def bouncing_section(app: Any) -> Section:
+    """Team members and stakeholders whose address bounced: never suppressed, so shown here instead."""
+    if not _database_ok(app):
+        return Section("bouncing", False, [], ["bouncing team/stakeholders: unknown (database unreachable)"])
+    with app.store.read() as session:
+        people = bouncing_people(session, app.config)
+    lines = [f"bouncing team/stakeholders: {len(people) or 'none'}"]
+    lines += [f"  {p.line()}: {p.reason} (mail to them is still sent)" for p in people]
+    return Section("bouncing", not people, [p.to_dict() for p in people], lines)
+
+
 def schedule_section(app: Any) -> Section:
     """The next scheduled stakeholder mail of each kind, in local time."""
     try:
@@ -166,7 +178,7 @@ def replies_section(app: Any) -> Section:
 
 # The order is the order printed.
 STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section, relay_section, outbox_section,
-                                              replies_section, schedule_section)
+                                              bouncing_section, replies_section, schedule_section)
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:

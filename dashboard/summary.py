@@ -22,6 +22,7 @@ from notifier.digests.criteria import ExitFacts
 from notifier.digests.exit_pack import Period, burn_down
 from notifier.digests.lines import day_bounds, local_midnight
 from notifier.digests.outlook import exit_facts, judge_exit, judge_standing, sla_of
+from tickets.bouncing import bouncing_people
 from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.decisions import latest_decision
 from tickets.feedback import feedback_summary
@@ -66,6 +67,7 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "mailboxes": [m.to_dict() for m in mailbox_health(session, ctx.config, ctx.now)],
         "outbox": {**(outbox := outbox_counts(session, ctx.now)).to_dict(), "problems": outbox.problems(ctx.now)},
         "relays": [r.to_dict() for r in relay_health(session, ctx.config, ctx.now) if r.configured or not r.ok],
+        "bouncing_people": [p.to_dict() for p in bouncing_people(session, ctx.config)],
         "feedback": feedback_summary(session).to_dict(),
     }
     facts = exit_facts(session, ctx.config.exit, ctx.now)

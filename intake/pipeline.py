@@ -39,7 +39,7 @@ from intake.storable import make_storable
 from intake.thread import ReplyHandling, find_thread
 from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
-from tickets.models import Attachment, BouncingRecipient, Message, QuarantineItem, Ticket
+from tickets.models import Attachment, BouncingRecipient, Message, OutboxItem, QuarantineItem, Ticket
 from tickets.store import Store
 from tickets.tokens import ReplyTokens
 
@@ -341,8 +341,13 @@ class IngestPipeline:
                 ) or 0
             return memo.tickets_by_sender[sender]
 
+        def sent_to(message_ids: list[str]) -> set[str]:
+            rows = session.scalars(select(OutboxItem.recipients).where(
+                func.lower(OutboxItem.message_id).in_(message_ids[:100])))
+            return {str(r).lower() for recipients in rows for r in recipients}
+
         return GuardContext(support=self.config.support, flood_limit=self.config.intake.flood_per_hour,
-                            tickets_last_hour=tickets_last_hour)
+                            tickets_last_hour=tickets_last_hour, sent_to=sent_to)
 
     def _record_bounces(self, session: Session, hit: GuardHit, now: datetime) -> None:
         for address in {a.lower() for a in hit.bounced}:

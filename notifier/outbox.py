@@ -188,13 +188,15 @@ class Outbox:
     def __init__(self, store: Store, clock: Clock, settings: NotifierSettings,
                  rng: random.Random | None = None,
                  sign: Callable[[bytes, Sequence[str], datetime], bytes] | None = None, *, relay: str = "relay",
-                 claim_seconds: float = CLAIM_SECONDS, worker: str | None = None) -> None:
+                 claim_seconds: float = CLAIM_SECONDS, worker: str | None = None,
+                 protected: frozenset[str] = frozenset()) -> None:
         self.store = store
         # Signs the stored mail's reply-address placeholder for its recipient at send time
         # (tickets.tokens.ReplyTokens.sign_mail): the database never holds the credential.
         self.sign = sign
         self.clock = clock
         self.settings = settings
+        self.protected = protected  # team and stakeholders: never suppressed (tickets.bouncing)
         self.rng = rng or random.Random()
         self.relay = relay  # the RelayState key (tickets.health.relay_key)
         self.claim_seconds = claim_seconds
@@ -408,7 +410,7 @@ class Outbox:
 
     def _bouncing(self, batch: list[OutboxItem]) -> set[str]:
         """Recipients of *batch* whose mail bounced (intake guards): one query for the whole batch."""
-        addresses = sorted({r.lower() for item in batch for r in item.recipients})
+        addresses = sorted({r.lower() for item in batch for r in item.recipients} - self.protected)
         with self.store.read() as session:
             return {e.lower() for e in session.scalars(
                 select(BouncingRecipient.email).where(func.lower(BouncingRecipient.email).in_(addresses)))}

@@ -15,8 +15,22 @@ from intake.parse.parser import parse_message
 SUPPORT = SupportSettings(address="support@example.com")
 
 
-def ctx(acks: int = 0, limit: int = 10) -> GuardContext:
-    return GuardContext(support=SUPPORT, flood_limit=limit, tickets_last_hour=lambda address: acks)
+class Everyone(set):  # type: ignore[type-arg]
+    """Any address was a recipient: the tests of *what a bounce names* (the rule of *whether it counts*
+    has its own tests below)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def ctx(acks: int = 0, limit: int = 10, sent: dict[str, set[str]] | None = None) -> GuardContext:
+    """*sent*: our Message-ID -> its recipients; None = every bounce refers to mail we sent to anyone."""
+    def sent_to(ids: list[str]) -> set[str]:
+        if sent is None:
+            return Everyone()
+        return {r for i in ids for r in sent.get(i, set())}
+
+    return GuardContext(support=SUPPORT, flood_limit=limit, tickets_last_hour=lambda address: acks, sent_to=sent_to)
 
 
 def mail(headers: str, body: str = "Hello, the CRM login fails since this morning.\n") -> bytes:
@@ -149,7 +163,8 @@ def test_read_receipt() -> None:
     ],
 )
 def test_text_bounces(headers: str, body: str, rule: str, bounced: tuple[str, ...]) -> None:
-    raw = ("Message-ID: <b@x>\nTo: support@example.com\n" + headers + "\n\n" + body).encode()
+    raw = ("Message-ID: <b@x>\nIn-Reply-To: <hc.ack.1234@example.com>\nTo: support@example.com\n"
+           + headers + "\n\n" + body).encode()
     result = first_hit(parse_message(raw), ctx())
     assert result is not None
     assert (result.rule, result.bounced) == (rule, bounced)
@@ -158,7 +173,7 @@ def test_text_bounces(headers: str, body: str, rule: str, bounced: tuple[str, ..
 def test_amazon_ses_json_bounce() -> None:
     body = ('{"notificationType":"Bounce","bounce":{"bouncedRecipients":[{"emailAddress":"ses.gone@client.example",'
             '"action":"failed"}]}}\n')
-    raw = mail("Subject: AWS Notification Message", body)
+    raw = mail("Subject: AWS Notification Message\nReferences: <hc.ack.99@example.com>", body)
     result = hit(raw)
     assert result is not None and result.rule == "bounce_text"
     assert result.bounced == ("ses.gone@client.example",)
@@ -258,7 +273,29 @@ def test_corpus_rfc3834_auto_replies(corpus_dir: Path) -> None:
 
 
 def test_corpus_postfix_bounce_recipient(corpus_dir: Path) -> None:
+    from intake.guards.bounces import failed_recipients
+
     path = corpus_dir / "sisimai-set-of-emails" / "bsd" / "lhost-postfix-01.eml"
-    result = first_hit(parse_message(path.read_bytes()), ctx())
+    parsed = parse_message(path.read_bytes())
+    result = first_hit(parsed, ctx())
     assert result is not None and result.rule in {"dsn", "bounce_sender"}
-    assert result.bounced
+    assert failed_recipients(parsed) and result.bounced == ()  # not about mail we sent: counts against nobody
+
+
+FORGED = ("From: Stranger <mallory@evil.example>\nSubject: Undeliverable: [HC-1] P1 outage\n"
+          "X-Failed-Recipients: ada@example.com, cio@example.com")
+
+
+def test_a_forged_bounce_counts_against_nobody() -> None:
+    result = hit(mail(FORGED, "Delivery failed.\n"), ctx(sent={"hc.p1-new.abcd@example.com": {"ada@example.com"}}))
+    assert result is not None and result.rule == "bounce_subject" and result.bounced == ()
+    # Quoting a real Message-ID of ours (e.g. from an acknowledgement the stranger got) names only its recipients.
+    quoted = mail(FORGED + "\nReferences: <hc.ack.f00d@example.com>", "Delivery failed.\n")
+    sent = {"hc.ack.f00d@example.com": {"mallory@evil.example"}, "hc.p1-new.abcd@example.com": {"ada@example.com"}}
+    assert hit(quoted, ctx(sent=sent)).bounced == ()  # type: ignore[union-attr]
+
+
+def test_a_real_bounce_of_our_mail_counts_against_its_recipient_only() -> None:
+    sent = {"hc.ack.abc@example.com": {"gone@client.example", "other@client.example"}}
+    result = hit(mail(DSN, DSN_BODY), ctx(sent=sent))
+    assert result is not None and result.rule == "dsn" and result.bounced == ("gone@client.example",)

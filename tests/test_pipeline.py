@@ -207,7 +207,13 @@ def test_a_bounce_suppresses_the_address_until_it_writes_again(make_app, db_url)
     app = make_app(db=db_url)
     app.pipeline.ingest(make_mail(message_id="b1@x", sender="gone@customer.example"))
     assert app.outbox.flush(app.transport()).sent == 1
-    bounce = app.pipeline.ingest(_dsn_for("gone@customer.example", "b1@x"))
+    with app.store.read() as s:
+        ack_id = s.scalar(select(OutboxItem.message_id))
+    forged = app.pipeline.ingest(_dsn_for("gone@customer.example", "b1@x"))  # not about mail we sent
+    assert forged.action == "ignored"
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(BouncingRecipient)) == 0
+    bounce = app.pipeline.ingest(_dsn_for("gone@customer.example", ack_id).replace(b"dsn1@", b"dsn2@"))
     assert bounce.action == "ignored" and bounce.detail.startswith("dsn")
     with app.store.read() as s:
         assert s.scalar(select(BouncingRecipient.email)) == "gone@customer.example"

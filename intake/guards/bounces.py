@@ -124,6 +124,19 @@ def failed_recipients(parsed: ParsedMessage) -> list[str]:
     return list(dict.fromkeys(a.lower().strip(".") for a in found))
 
 
+def our_message_ids(parsed: ParsedMessage, domain: str, prefix: str, limit: int = 1 << 20) -> list[str]:
+    """Message-IDs in our format (``hc.<kind>.<random>@domain``) anywhere in the bounce: its In-Reply-To
+    and References, the returned headers of a DSN, or the quoted original of a plain-text bounce.
+
+    Why the raw bytes: each mail system returns the original differently (message/rfc822,
+    text/rfc822-headers, quoted in the text); the first MiB holds it in every sample of the corpus.
+    """
+    pattern = re.compile(re.escape(prefix).encode() + rb"[A-Za-z0-9._-]{1,120}@" + re.escape(domain).encode(), re.I)
+    found = [m.group(0).decode("ascii").lower() for m in pattern.finditer(parsed.raw[:limit])]
+    found += [i.lower() for i in [parsed.in_reply_to or "", *parsed.references] if i.lower().startswith(prefix)]
+    return list(dict.fromkeys(found))
+
+
 def report_type(parsed: ParsedMessage) -> str:
     """The report-type of a top-level multipart/report (lower case), or "" for any other mail."""
     msg = parsed.msg

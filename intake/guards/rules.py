@@ -27,6 +27,7 @@ from intake.guards.bounces import (
     has_part,
     is_daemon_address,
     is_daemon_name,
+    our_message_ids,
     report_type,
 )
 from intake.parse.message import ParsedMessage
@@ -40,11 +41,17 @@ class GuardHit:
     bounced: tuple[str, ...] = ()  # recipients whose mail from us bounced (from the DSN / bounce text)
 
 
+def _nobody(message_ids: list[str]) -> set[str]:
+    return set()
+
+
 @dataclass
 class GuardContext:
     support: config.SupportSettings
     flood_limit: int  # max acknowledgements per sender per hour
     tickets_last_hour: Callable[[str], int]  # the pipeline supplies a DB-backed counter
+    # Recipients of the mail we sent under these Message-IDs (the pipeline asks the outbox table).
+    sent_to: Callable[[list[str]], set[str]] = _nobody
 
 
 class Guard:
@@ -61,8 +68,19 @@ class Guard:
 
 
 def _bounced(parsed: ParsedMessage, ctx: GuardContext) -> tuple[str, ...]:
-    """Failed recipients minus our own addresses: a bounce often quotes our support or reply address."""
-    return tuple(a for a in failed_recipients(parsed) if not is_our_address(ctx.support, a))
+    """The failed recipients this bounce may count against: only those we really sent the bounced mail to.
+
+    Why: anyone can write "Undeliverable" and X-Failed-Recipients naming the whole team; one such mail
+    used to put them on the bouncing list and silence the next P1 page.  A bounce counts only when it
+    carries one of our Message-IDs (unguessable: ``hc.<kind>.<random>``) and the recipient it names was a
+    recipient of that very mail.  Our own addresses (often quoted in a bounce) never count.
+    """
+    failed = [a for a in failed_recipients(parsed) if not is_our_address(ctx.support, a)]
+    if not failed:
+        return ()
+    ids = our_message_ids(parsed, ctx.support.domain, MESSAGE_ID_PREFIX)
+    recipients = ctx.sent_to(ids) if ids else set()
+    return tuple(a for a in failed if a.lower() in recipients)
 
 
 class OwnMail(Guard):

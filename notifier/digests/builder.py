@@ -34,6 +34,7 @@ from notifier.digests.outlook import Verdict, exit_facts, judge_exit, judge_stan
 from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
+from tickets.bouncing import bouncing_people
 from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.feedback import feedback_summary
 from tickets.models import ScheduleRun
@@ -153,6 +154,7 @@ class DigestBuilder:
             "trend": self._trend(session, now, 7),
             "severity_rows": _rows(open_tally.by_severity, severity_label),
             "role_rows": _rows(open_tally.by_role, role_label),
+            "bouncing_people": [p.line() for p in bouncing_people(session, self.config)],
         }
 
     def _weekly(self, session: Session, now: datetime) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def sample_context(config: Config) -> dict[str, Any]:
         "since": now - timedelta(days=1), "new": tally, "resolved": tally, "open": tally,
         "blocking": [line], "blocking_more": 1, "sla": [sla], "oldest": [line],
         "trend": [bar], "severity_rows": [("P1 Critical", 1)], "role_rows": [("CRM admin", 3)],
+        "bouncing_people": ["ada@example.com (team): 1 bounce(s), last 2026-11-23 09:00 UTC"],
         "start": now - timedelta(days=7), "end": now, "opened_total": 3, "resolved_total": 1, "sla_goal": "90%",
         "covered": "Week 1", "covered_phase": phase,
         "responses": 2, "response_mean": "30m", "response_p90": "50m", "topics": [("outage", 2)],
