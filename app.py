@@ -22,6 +22,7 @@ from intake.opening import BatchForm, TicketOpener
 from intake.pipeline import IngestPipeline
 from notifier.acknowledgement import Acknowledger
 from notifier.escalation import Escalator
+from notifier.flood_alert import FloodAlert
 from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.render import Renderer
@@ -165,7 +166,9 @@ class App:
 
     @cached_property
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies, self.tokens)
+        flood_alert = FloodAlert(self.config, self.escalator.notices)
+        return IngestPipeline(self.config, self.store, self.clock, self.opener, self.replies, self.tokens,
+                              on_flood=flood_alert.enqueue)
 
     def write_output(self, target: str | None, text: str) -> Path | None:
         """``--out``: print *text* (no target or ``-``), else write the file atomically and return its path.

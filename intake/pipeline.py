@@ -30,6 +30,7 @@ from core.errors import TryLater
 from core.untrusted_text import storable_text
 from intake.batch_store import BatchStore
 from intake.dedup import KnownMessages, find_duplicate, judge_conflict
+from intake.flood import GROUPED, FloodControl, FloodHook, FloodVerdict
 from intake.guards.rules import GuardContext, GuardHit, first_hit
 from intake.opening import OpenedTicket, TicketOpener
 from intake.parse.message import ParsedMessage, UnparseableMessage
@@ -39,6 +40,7 @@ from intake.storable import make_storable
 from intake.thread import ReplyHandling, find_thread
 from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
+from tickets.lifecycle import record_event
 from tickets.models import Attachment, BouncingRecipient, Message, OutboxItem, QuarantineItem, Ticket
 from tickets.store import Store
 from tickets.tokens import ReplyTokens
@@ -111,6 +113,15 @@ class _BatchMemo:
     dedup: KnownMessages
     tickets_by_sender: dict[str, int] = field(default_factory=dict)
 
+    def opened_last_hour(self, session: Session, sender: str, now: datetime) -> int:
+        """Tickets *sender* opened in the last hour (the flood stage's input), cached for the batch."""
+        sender = sender.lower()
+        if sender not in self.tickets_by_sender:
+            self.tickets_by_sender[sender] = session.scalar(
+                select(func.count(Ticket.id)).where(Ticket.reporter == sender,
+                                                    Ticket.created_at > now - timedelta(hours=1))) or 0
+        return self.tickets_by_sender[sender]
+
     def seen(self, parsed: ParsedMessage, action: str) -> None:
         self.dedup.add(parsed)
         if action == "created":
@@ -165,8 +176,10 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
 
 class IngestPipeline:
     def __init__(self, config: Config, store: Store, clock: Clock, opener: TicketOpener,
-                 replies: ReplyHandling, tokens: ReplyTokens) -> None:
+                 replies: ReplyHandling, tokens: ReplyTokens, on_flood: FloodHook | None = None) -> None:
         self.config = config
+        self.flood = FloodControl(config.intake.flood_per_hour)
+        self.on_flood = on_flood  # wired in app.py: the team's alert, once per flood
         self.store = store
         self.clock = clock
         self.opener = opener
@@ -311,12 +324,31 @@ class IngestPipeline:
                 return IngestResult(outcome.action, parsed.message_id, outcome.ticket.key, outcome.detail)
             return IngestResult("threaded", parsed.message_id, match.ticket.key, f"via {match.via}")
 
+        flood = self.flood.check(session, parsed, now, memo.opened_last_hour(session, parsed.from_addr, now))
+        if flood is not None:
+            return self._flooded(session, parsed, source, now, flood)
+
         message = self._message_row(parsed, source, now, disposition="created")
         ticket = self.opener.open(session, parsed, message, now, linked=match.linked)
         detail = f"{ticket.severity} {ticket.role}"
         if match.linked is not None:
             detail += f" linked to {match.linked.key}"
         return IngestResult("created", parsed.message_id, ticket.key, detail)
+
+    def _flooded(self, session: Session, parsed: ParsedMessage, source: str, now: datetime,
+                 flood: FloodVerdict) -> IngestResult:
+        """Past the per-sender limit: a loop is recorded as ignored; anything else is kept on a ticket."""
+        if flood.ticket is None:
+            session.add(self._message_row(parsed, source, now, disposition="ignored", rule="loop"))
+            return IngestResult("ignored", parsed.message_id, detail=f"loop: {flood.detail}")
+        message = self._message_row(parsed, source, now, disposition=GROUPED)
+        message.ticket = flood.ticket
+        session.add(message)
+        record_event(session, flood.ticket, "flood_grouped", now, actor=parsed.from_addr, detail=flood.detail,
+                     message=message)
+        if flood.first and self.on_flood is not None:
+            self.on_flood(session, flood.ticket, message, now)
+        return IngestResult("threaded", parsed.message_id, flood.ticket.key, flood.detail)
 
     def _tickets_by_sender(self, session: Session, senders: set[str]) -> dict[str, int]:
         """Tickets opened per sender in the last hour (the flood guard's input), one query per batch."""
@@ -332,22 +364,12 @@ class IngestPipeline:
         return counts
 
     def _guard_context(self, session: Session, now: datetime, memo: _BatchMemo) -> GuardContext:
-        def tickets_last_hour(sender: str) -> int:
-            sender = sender.lower()
-            if sender not in memo.tickets_by_sender:
-                memo.tickets_by_sender[sender] = session.scalar(
-                    select(func.count(Ticket.id)).where(
-                        Ticket.reporter == sender, Ticket.created_at > now - timedelta(hours=1))
-                ) or 0
-            return memo.tickets_by_sender[sender]
-
         def sent_to(message_ids: list[str]) -> set[str]:
             rows = session.scalars(select(OutboxItem.recipients).where(
                 func.lower(OutboxItem.message_id).in_(message_ids[:100])))
             return {str(r).lower() for recipients in rows for r in recipients}
 
-        return GuardContext(support=self.config.support, flood_limit=self.config.intake.flood_per_hour,
-                            tickets_last_hour=tickets_last_hour, sent_to=sent_to)
+        return GuardContext(support=self.config.support, sent_to=sent_to)
 
     def _record_bounces(self, session: Session, hit: GuardHit, now: datetime) -> None:
         for address in {a.lower() for a in hit.bounced}:

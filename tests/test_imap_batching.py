@@ -22,9 +22,9 @@ def build(make_app, tmp_path, db_url, flood: int = 10):  # type: ignore[no-untyp
 def test_flood_limit_holds_inside_one_batch_and_across_batches(make_app, tmp_path, db_url):
     app = build(make_app, tmp_path, db_url, flood=3)
     first = [RawMail(make_mail(message_id=f"f{i}@x", subject=f"Issue {i}")) for i in range(5)]
-    assert [r.action for r in app.pipeline.ingest_batch(first)] == ["created"] * 3 + ["ignored"] * 2
+    assert [r.action for r in app.pipeline.ingest_batch(first)] == ["created"] * 3 + ["threaded"] * 2
     again = app.pipeline.ingest_batch([RawMail(make_mail(message_id="f9@x", subject="Issue 9"))])
-    assert again[0].action == "ignored" and again[0].detail.startswith("flood")
+    assert again[0].action == "threaded" and again[0].detail.startswith("flood") and again[0].key == "HC-3"
     other = app.pipeline.ingest_batch([RawMail(make_mail(message_id="o1@x", sender="olga@customer.example"))])
     assert other[0].action == "created"
     with app.store.read() as s:

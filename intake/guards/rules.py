@@ -1,4 +1,4 @@
-"""Mail that must be recorded but never acknowledged: bounces, reports, auto-replies, loops, floods.
+"""Mail that must be recorded but never acknowledged: bounces, reports, auto-replies, our own mail.
 
 Why: answering an out-of-office or a bounce starts mail loops and tells spammers the
 address is live; peers do exactly that. Each check is a tiny named rule (Mailman 3
@@ -48,8 +48,6 @@ def _nobody(message_ids: list[str]) -> set[str]:
 @dataclass
 class GuardContext:
     support: config.SupportSettings
-    flood_limit: int  # max acknowledgements per sender per hour
-    tickets_last_hour: Callable[[str], int]  # the pipeline supplies a DB-backed counter
     # Recipients of the mail we sent under these Message-IDs (the pipeline asks the outbox table).
     sent_to: Callable[[list[str]], set[str]] = _nobody
 
@@ -250,20 +248,6 @@ class NullSender(Guard):
         return None
 
 
-class Flood(Guard):
-    name = "flood"
-    description = "sender already got the per-hour maximum of acknowledgements"
-
-    def check(self, parsed: ParsedMessage, ctx: GuardContext) -> GuardHit | None:
-        if not parsed.from_addr:
-            return None
-        count = ctx.tickets_last_hour(parsed.from_addr)
-        if count >= ctx.flood_limit:
-            return self.hit(f"{count} acknowledgements to {parsed.from_addr} in the last hour "
-                            f"(limit {ctx.flood_limit})")
-        return None
-
-
 class GuardRegistry(Registry[Guard]):
     """The guards in their literal order; the first that objects decides."""
 
@@ -280,7 +264,7 @@ class GuardRegistry(Registry[Guard]):
 
 # Order matters: cheap, certain rules first; bounce rules before auto-reply rules (a bounce often
 # also carries Auto-Submitted, and only bounce rules report the bounced recipients); the null
-# sender as catch-all for automatic mail; the flood check last because it asks the database.
+# sender as catch-all for automatic mail.  Floods are not a guard: see intake.flood (after threading).
 REGISTRY = GuardRegistry((
     OwnMail(),
     FeedbackReport(),
@@ -295,7 +279,6 @@ REGISTRY = GuardRegistry((
     Precedence(),
     MailingList(),
     NullSender(),
-    Flood(),
 ))
 
 

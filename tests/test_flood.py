@@ -1,0 +1,80 @@
+"""Floods limit acknowledgements, never hearing (issue #12).
+
+Before: past 10 tickets per sender per hour every further mail of that address was stored as
+"ignored" before threading - forged mails "From: ada@" made Ada's signed #ack vanish, a key user's
+reply on his own ticket was dropped, and a genuine burst of 500 mails gave 10 tickets and 490 drops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from desk_kit import ADA, OLGA, REPORTER, desk_config, team_reply, ticket
+from mailkit import make_mail
+from sqlalchemy import func, select
+
+from config import IntakeSettings
+from intake.pipeline import RawMail
+from tickets.models import Message, OutboxItem, Ticket
+
+
+def flood_app(make_app, tmp_path, db_url, limit: int = 10):  # type: ignore[no-untyped-def]
+    config = desk_config(tmp_path, db_url=db_url)
+    return make_app(config=dataclasses.replace(config, intake=IntakeSettings(flood_per_hour=limit)))
+
+
+def outbox(app, kind: str) -> list[OutboxItem]:  # type: ignore[no-untyped-def]
+    with app.store.read() as s:
+        return list(s.scalars(select(OutboxItem).where(OutboxItem.kind == kind)))
+
+
+def test_a_genuine_burst_is_grouped_not_dropped_and_the_team_is_alerted_once(make_app, tmp_path, db_url):
+    app = flood_app(make_app, tmp_path, db_url)
+    burst = [RawMail(make_mail(subject=f"Order {i} cannot be saved", body=f"Order {i} fails with an error.",
+                               message_id=f"burst{i}@customer.example")) for i in range(40)]
+    results = app.pipeline.ingest_batch(burst[:25]) + app.pipeline.ingest_batch(burst[25:])
+    assert [r.action for r in results] == ["created"] * 10 + ["threaded"] * 30
+    assert {r.key for r in results[10:]} == {"HC-10"}  # the sender's latest open ticket
+    assert all("not acknowledged" in r.detail for r in results[10:])
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 10
+        kept = s.scalar(select(func.count()).select_from(Message).where(
+            Message.direction == "in", Message.disposition == "grouped"))
+        assert kept == 30  # every mail a person wrote is on a ticket
+    assert len(outbox(app, "ack")) == 10
+    [alert] = outbox(app, "flood")  # once per flood, to the role and on-call
+    assert OLGA.email in alert.recipients and "Mail flood" in alert.subject
+    assert any(e.kind == "flood_grouped" for e in ticket(app, "HC-10").events)
+
+
+def test_a_machine_loop_is_still_cut_off(make_app, tmp_path, db_url):
+    app = flood_app(make_app, tmp_path, db_url, limit=5)
+    loop = [RawMail(make_mail(subject="Re: Order confirmation", body="Your order was received.",
+                              message_id=f"loop{i}@shop.example", sender="robot@shop.example")) for i in range(12)]
+    actions = [r.action for r in app.pipeline.ingest_batch(loop)]
+    assert actions == ["created"] * 5 + ["ignored"] * 7
+    with app.store.read() as s:
+        rules = set(s.scalars(select(Message.rule).where(Message.disposition == "ignored")))
+    assert rules == {"loop"}
+
+
+def test_forged_mail_from_a_team_member_cannot_silence_her_signed_reply(make_app, tmp_path, db_url):
+    app = flood_app(make_app, tmp_path, db_url, limit=3)
+    first = app.pipeline.ingest(make_mail(subject="CRM login broken", body="Cannot log in.", sender=REPORTER,
+                                          message_id="real@customer.example"))
+    forged = [RawMail(make_mail(subject=f"Spam {i}", body="buy now", sender=ADA.email,
+                                message_id=f"forged{i}@evil.example")) for i in range(6)]
+    assert [r.action for r in app.pipeline.ingest_batch(forged)] == ["created"] * 3 + ["threaded"] * 3
+    # Ada's genuine signed reply (threaded by its token) still acts on the reporter's ticket.
+    result = team_reply(app, first.key, "#ack")
+    assert result.key == first.key and ticket(app, first.key).status == "acknowledged"
+
+
+def test_the_reporters_reply_on_his_own_ticket_still_threads_during_his_flood(make_app, tmp_path, db_url):
+    app = flood_app(make_app, tmp_path, db_url, limit=2)
+    opened = [app.pipeline.ingest(make_mail(subject=f"Issue {i}", body="It fails.",
+                                            message_id=f"r{i}@customer.example")) for i in range(3)]
+    assert [r.action for r in opened] == ["created", "created", "threaded"]
+    reply = app.pipeline.ingest(make_mail(subject=f"Re: [{opened[0].key}] Issue 0", body="More details: error 42.",
+                                          in_reply_to="r0@customer.example", message_id="reply@customer.example"))
+    assert reply.action == "threaded" and reply.key == opened[0].key and "flood" not in reply.detail
