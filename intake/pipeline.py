@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from config import Config, IntakeSettings
 from core.email_headers import CachingPolicy
-from core.errors import TryLater
+from core.errors import HypercareError, TryLater
 from core.untrusted_text import storable_text
 from intake.batch_store import BatchStore
 from intake.dedup import KnownMessages, find_duplicate, judge_conflict
@@ -42,6 +42,7 @@ from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
 from tickets.lifecycle import record_event
 from tickets.models import Attachment, BouncingRecipient, Message, OutboxItem, QuarantineItem, Ticket
+from tickets.our_mail import is_our_address
 from tickets.store import Store
 from tickets.tokens import ReplyTokens
 
@@ -50,6 +51,10 @@ log = logging.getLogger("hypercare.intake")
 
 class IngestUnavailable(TryLater):
     """The message could not be stored now but may be retried (database down or locked)."""
+
+
+class Shunted(HypercareError):
+    """A stage decided this mail goes to quarantine with the reason (never acknowledged, kept for replay)."""
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -277,6 +282,10 @@ class IngestPipeline:
                     log.error("<%s> %s; quarantined", parsed.message_id, conflict.reason)
                     return self._quarantine(session, mail, conflict.reason, shunt)
                 log.warning("<%s> %s; storing it again", parsed.message_id, conflict.reason)
+            except Shunted as exc:
+                savepoint.rollback()
+                log.warning("<%s> quarantined: %s", parsed.message_id, exc)
+                return self._quarantine(session, mail, str(exc), shunt)
             except OSError as exc:
                 savepoint.rollback()
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the attachments disk: retry later, never quarantine
@@ -309,6 +318,11 @@ class IngestPipeline:
         if duplicate is not None:
             key = duplicate.ticket.key if duplicate.ticket is not None else ""
             return IngestResult("duplicate", parsed.message_id, key)
+        # Nobody to answer, or ourselves: acknowledging would mail into the void or start a loop.
+        if not parsed.from_addr:
+            raise Shunted("no From address: nobody to answer (the identity rule)")
+        if is_our_address(self.config.support, parsed.from_addr):
+            raise Shunted(f"From is our own address {parsed.from_addr} without our loop mark (the identity rule)")
         # Someone whose address bounced writes to us again: the address works, stop suppressing it.
         session.execute(delete(BouncingRecipient).where(BouncingRecipient.email == parsed.from_addr))
 

@@ -85,12 +85,12 @@ def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens:
         ticket = find_by_key(session, key)
         if ticket is None:
             continue
-        if _may_join(ticket, parsed.from_addr, config):
+        if _may_join(ticket, parsed.authority_address, config):
             return ThreadMatch(ticket, "tag")
         linked = linked or ticket
     return ThreadMatch(None, "none", linked=linked)
 
 
 def _may_join(ticket: Ticket, sender: str, config: Config) -> bool:
-    """Reporter, cc'd people and the team may add to a ticket; strangers may not."""
-    return is_participant(ticket, sender) or config.team_member(sender) is not None
+    """Reporter, cc'd people and the team may add to a ticket; strangers (and ambiguous senders: "") may not."""
+    return bool(sender) and (is_participant(ticket, sender) or config.team_member(sender) is not None)

@@ -1,7 +1,8 @@
 """Which reply rule answers a mail that joined an existing ticket: one literal, ordered table.
 
 Why a table (GNU Mailman's chain of rules): the order *is* the policy, and a reader must see
-it at a glance.  A rating of a resolved ticket must never reopen it, so ratings go first; a
+it at a glance.  An ambiguous From (several people in one header) gets no authority at all, so it
+goes first and is only a comment.  A rating of a resolved ticket must never reopen it, so ratings go first; a
 team member's mail is never read as a reporter's, so the team goes next; a signed team
 address used by an outsider (a forwarded notification) proves nothing about the sender, so
 it is only a comment; only then does the ticket's state decide (closed: reopen or a new
@@ -47,6 +48,27 @@ class ReplyRule(Protocol):
     name: ClassVar[str]
 
     def answer(self, reply: Reply) -> ReplyOutcome | None: ...
+
+
+class AmbiguousSender:
+    """A From that names more than one person (``intake.parse.identity``) gets no authority: a comment only.
+
+    Why first: ``From: ada@example.com <attacker@evil.test>`` must not act as Ada (team commands) nor as
+    the reporter (reopen, resume the clock, rate); it is kept on the ticket and nothing changes.
+    """
+
+    name = "ambiguous-sender"
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        if not reply.parsed.from_problem:
+            return None
+        reply.message.disposition = "comment"
+        record_event(reply.session, reply.ticket, "comment", reply.now, actor=reply.parsed.from_addr,
+                     detail=first_line(reply.parsed.body),
+                     data={"reason": f"ambiguous From: {reply.parsed.from_problem}"},
+                     message_row_id=reply.message.id)
+        return ReplyOutcome("comment", reply.ticket, f"ambiguous From ({reply.parsed.from_problem}): "
+                                                     "recorded as a comment, nothing changed")
 
 
 class Rating:
@@ -130,6 +152,7 @@ class ReplyRouter:
     def __init__(self, config: Config, ratings: FeedbackDesk, team: TeamReplyHandler,
                  reporter: ReporterReplies) -> None:
         self.rules: tuple[ReplyRule, ...] = (
+            AmbiguousSender(),
             Rating(ratings),
             TeamMember(config, team),
             ForwardedTeamMail(config),

@@ -36,6 +36,7 @@ class ParsedMessage:
     subject: str
     from_addr: str  # lower-cased address, "" when missing
     from_name: str
+    from_problem: str = ""  # why the sender is ambiguous (intake.parse.identity); "" when clear
     to: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     reply_to: list[str] = field(default_factory=list)
@@ -68,6 +69,11 @@ class ParsedMessage:
         except Exception:  # noqa: BLE001 - malformed headers must not stop a guard
             return ""
         return "" if value is None else str(value)
+
+    @property
+    def authority_address(self) -> str:
+        """The sender for decisions that grant rights (team commands, joining a ticket): "" when ambiguous."""
+        return "" if self.from_problem else self.from_addr
 
     @property
     def all_recipients(self) -> list[str]:

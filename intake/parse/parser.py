@@ -32,6 +32,7 @@ import html2text
 from config import IntakeSettings
 from core.email_headers import CachingPolicy
 from intake.parse import quotes
+from intake.parse.identity import judge_from
 from intake.parse.message import ParsedAttachment, ParsedMessage, UnparseableMessage
 
 SYNTHETIC_DOMAIN = "hypercare.invalid"
@@ -108,7 +109,9 @@ def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
     if not msg.keys():
         raise UnparseableMessage("no mail headers found (not an RFC 5322 message)")
     mid = _first_id(_raw_header(msg, "message-id"))
-    from_name, from_addr = next(iter(_addresses(msg, "from", notes)), ("", ""))
+    from_name, from_addr, from_problem = judge_from(_raw_values(msg, "from", notes), _addresses(msg, "from", notes))
+    if from_problem:
+        notes.append(f"ambiguous From ({from_problem}): no authority; the sender is {from_addr}")
     parsed = ParsedMessage(
         raw=raw,
         message_id=mid or f"nomid.{content_hash}@{SYNTHETIC_DOMAIN}",
@@ -117,6 +120,7 @@ def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
         subject=" ".join(decode_text_header(_raw_header(msg, "subject"), notes).split()),
         from_addr=from_addr,
         from_name=from_name,
+        from_problem=from_problem,
         to=[a for _, a in _addresses(msg, "to", notes)],
         cc=[a for _, a in _addresses(msg, "cc", notes)],
         reply_to=[a for _, a in _addresses(msg, "reply-to", notes)],
@@ -276,6 +280,11 @@ def _unescape(text: str, notes: list[str]) -> str:
     if not any("\udc80" <= ch <= "\udcff" for ch in text):
         return text
     return _decode_bytes(text.encode("utf-8", "surrogateescape"), None, notes, "header")
+
+
+def _raw_values(msg: Message, name: str, notes: list[str]) -> list[str]:
+    """Every value of header *name*, unfolded, 8-bit bytes decoded (encoded-words left as they are)."""
+    return [_unescape(re.sub(r"\r?\n[ \t]+", " ", str(v)), notes) for k, v in msg.raw_items() if k.lower() == name]
 
 
 def _addresses(msg: Message, name: str, notes: list[str]) -> list[tuple[str, str]]:
