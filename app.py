@@ -18,6 +18,7 @@ from typing import TextIO
 from classifier import Classifier
 from config import Config
 from core.errors import OutputNotWritable
+from core.private_files import write_private
 from intake.opening import BatchForm, TicketOpener
 from intake.pipeline import IngestPipeline
 from notifier.acknowledgement import Acknowledger
@@ -181,10 +182,7 @@ class App:
             return None
         out = Path(target)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8", newline="")
-            tmp.replace(out)
+            write_private(out, text)  # 0600 in a 0700-created folder: it holds mail text
         except OSError as exc:
             raise OutputNotWritable(
                 f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path") from None

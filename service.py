@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EX_TEMPFAIL, EX_USAGE, TryLater, UserError
+from core.untrusted_text import PrintableLogFilter, PrintableStream, printable
 
 if TYPE_CHECKING:
     from app import App
@@ -100,16 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(PrintableLogFilter())  # mail text reaches log lines: no escape codes, no forged lines
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
     try:
         app = make_app(args, daemon=args.handler is cmd_run)
         return int(args.handler(app, args) or 0)
     except UserError as exc:
-        print(f"hypercare: {_one_line(exc)}", file=sys.stderr)
+        print(printable(f"hypercare: {_one_line(exc)}", one_line=True), file=sys.stderr)
         return EX_USAGE
     except TryLater as exc:
-        print(f"hypercare: {_one_line(exc)}; try again later", file=sys.stderr)
+        print(printable(f"hypercare: {_one_line(exc)}; try again later", one_line=True), file=sys.stderr)
         return EX_TEMPFAIL
     except BrokenPipeError:  # before ``Exception``, which would otherwise take it
         # `hypercare tickets | head`: the reader left; not an error worth a traceback.
@@ -145,7 +148,8 @@ def make_app(args: argparse.Namespace, daemon: bool = False) -> App:
             raise ConfigError(f"--now {args.now!r}: expected ISO-8601 like 2026-11-23T09:00:00+01:00") from None
         # The daemon's time moves on from --now; one-shot commands see exactly --now.
         clock = OffsetClock(start) if daemon else FrozenClock(start)
-    return App(config, clock)
+    # Mail text is printed by most commands: control characters are shown, never obeyed by the terminal.
+    return App(config, clock, out=PrintableStream(sys.stdout), err=PrintableStream(sys.stderr))  # type: ignore[arg-type]
 
 
 # --- periodic jobs ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import TextIO
 
 class ProgressLine:
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+        self.stream: TextIO = getattr(stream, "raw", stream)  # our own CR/erase codes pass a PrintableStream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
 
     def show(self, text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TextIO
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # C0 and C1 controls and DEL; TAB and LF are kept where multi-line output is wanted.
@@ -39,11 +40,12 @@ def storable_text(text: str, limit: int | None = None) -> str:
 
 def _visible(match: re.Match[str]) -> str:
     char = match.group(0)
-    return _KEEP_IN_ONE_LINE.get(char) or f"\\x{ord(char):02x}"
+    # \u00XX rather than \xXX: inside a JSON string (``--json`` output) it stays valid JSON.
+    return _KEEP_IN_ONE_LINE.get(char) or f"\\u{ord(char):04x}"
 
 
 def printable(text: str, *, one_line: bool = False) -> str:
-    """*text* with control characters shown as ``\\xNN`` (ESC, BEL, CR, NUL ...), surrogates replaced.
+    """*text* with control characters shown as ``\\u00NN`` (ESC, BEL, CR, NUL ...), surrogates replaced.
 
     ``one_line`` also neutralises line breaks (a subject in a table row, a log line); otherwise LF and
     TAB stay, so ``show`` keeps a body's paragraphs.
@@ -51,6 +53,25 @@ def printable(text: str, *, one_line: bool = False) -> str:
     pattern = _CONTROLS_AND_NEWLINES if one_line else _CONTROLS
     text = _SURROGATES.sub("\ufffd", text)
     return pattern.sub(_visible, text) if pattern.search(text) else text
+
+
+class PrintableStream:
+    """A text stream (the CLI's stdout/stderr) that shows control characters instead of obeying them.
+
+    Why at the stream: every command prints mail text (subjects, names, bodies, reasons); one wrapper
+    around ``App.out``/``App.err`` covers them all, present and future.  LF and TAB pass (``show``
+    keeps paragraphs); ``raw`` is the real stream, for the progress line's own CR and erase codes.
+    """
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> object:  # flush, isatty, fileno, encoding ...
+        return getattr(self.raw, name)
 
 
 class PrintableLogFilter(logging.Filter):

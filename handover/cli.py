@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import OutputNotWritable
+from core.private_files import private_dir, write_private
 from handover.export import FORMATS, export_rows, to_csv_text, to_json_text
 from handover.kb import articles, collect_topics, render_index, render_topic
 from tickets.models import STATUSES
@@ -45,10 +46,10 @@ def cmd_kb_draft(app: Any, args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        private_dir(out)
         for topic in articles(topics):
-            (out / f"{topic.slug}.md").write_text(render_topic(topic, url), encoding="utf-8")
-        (out / "index.md").write_text(render_index(topics, url), encoding="utf-8")
+            write_private(out / f"{topic.slug}.md", render_topic(topic, url))
+        write_private(out / "index.md", render_index(topics, url))
     except OSError as exc:
         raise OutputNotWritable(
             f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable folder") from None

@@ -30,6 +30,24 @@ NAME_CHARS = min(_length(Ticket.__table__.c.reporter_name), _length(Message.__ta
 MESSAGE_ID_CHARS = min(_length(Message.__table__.c.message_id), _length(Message.__table__.c.in_reply_to))
 
 
+EXCERPT_BYTES = 64 * 1024  # of the body, kept with the headers of mail whose full raw bytes are not kept
+_MARK = b"\n[hypercare: the rest of this message was not kept]\n"
+
+
+def raw_excerpt(raw: bytes, limit: int = EXCERPT_BYTES) -> bytes:
+    """The header block and the first *limit* bytes of the body: what ignored mail keeps.
+
+    Why: floods, bulk mail and auto-replies were stored whole (50 MB each) without any cap or
+    retention; the headers and an excerpt are enough to see what it was and why it was ignored.
+    """
+    end = raw.find(b"\r\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    head_end = len(raw) if end < 0 else end
+    if len(raw) - head_end <= limit + 4:
+        return raw
+    return raw[:head_end + 4 + limit] + _MARK
+
+
 def make_storable(parsed: ParsedMessage) -> ParsedMessage:
     """Clean *parsed* in place (NUL, surrogates, over-long values) and note each change; returns it."""
     notes: list[str] = []

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from core.errors import HypercareError
+from core.private_files import private_dir
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -42,8 +43,8 @@ class AttachmentStore:
         target = self.path_for(actual)
         if target.exists() and target.stat().st_size == len(payload):
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        private_dir(target.parent)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")  # 0600 by mkstemp
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)

@@ -1,9 +1,10 @@
-"""CLI commands that read tickets: ``tickets``, ``show``, ``db upgrade``."""
+"""CLI commands on the ticket store: ``tickets``, ``show``, ``purge``, ``db upgrade``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from config import SEVERITIES
 from core.errors import UserError
 from tickets.models import STATUSES, Message, Ticket
+from tickets.purge import purge_raw
 from tickets.views import list_tickets, ticket_detail, triage_lines
 
 
@@ -30,6 +32,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("key")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("purge", parents=[common],
+                       help="remove raw mail bytes of closed tickets and ignored mail older than a date")
+    p.add_argument("--before", required=True, metavar="DATE", help="ISO date or time, e.g. 2026-12-01")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
+    p.set_defaults(handler=cmd_purge)
 
     db = sub.add_parser("db", parents=[common], help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -110,3 +118,24 @@ def _local(value: str | None, tz: Any) -> str:
     from datetime import datetime
 
     return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")  # the zone, always
+
+
+class BadPurgeDate(UserError):
+    """``purge --before`` was not an ISO date."""
+
+
+def cmd_purge(app: Any, args: argparse.Namespace) -> int:
+    try:
+        before = datetime.fromisoformat(args.before)
+    except ValueError:
+        raise BadPurgeDate(f"--before {args.before!r}: expected an ISO date like 2026-12-01") from None
+    if before.tzinfo is None:  # a date or a naive time: local midnight / time of the desk's timezone
+        before = before.replace(tzinfo=app.config.hypercare.tz)
+    if before > app.clock.now():
+        raise BadPurgeDate(f"--before {args.before}: is in the future; purge only what is past")
+    with app.store.session() as session:
+        report = purge_raw(session, before, dry_run=args.dry_run)
+        if args.dry_run:
+            session.rollback()
+    print(report.line(args.dry_run), file=app.out)
+    return 0

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from core.errors import TryLater, UserError
+from core.private_files import private_file, restrict
 from tickets.models import Counter, Setting
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -293,7 +294,12 @@ def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
     path = Path(url[len(prefix):])
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Owner-only before SQLite opens it: the WAL and SHM files inherit the database file's mode.
+    private_file(path)
+    for extra in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + extra)
+        if sidecar.exists():
+            restrict(sidecar)
     return prefix + str(path)
 
 
