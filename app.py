@@ -26,6 +26,7 @@ from notifier.escalation import Escalator
 from notifier.flood_alert import FloodAlert
 from notifier.notices import Notices
 from notifier.outbox import Outbox
+from notifier.page_storm import PageStorm
 from notifier.render import Renderer
 from notifier.reporter_update import ReporterUpdates
 from notifier.resolution_ladder import ResolutionLadder
@@ -126,7 +127,8 @@ class App:
     def escalator(self) -> Escalator:
         """The escalation ladder (``sla sweep``) and the immediate P1 escalation."""
         notices = TeamNotices(self.config, self.renderer, self.tokens, self.sla, COMMANDS.help_lines())
-        return Escalator(self.config, self.store, self.clock, self.sla, notices)
+        storm = PageStorm(self.config, self.store, self.clock, notices)
+        return Escalator(self.config, self.store, self.clock, self.sla, notices, storm=storm)
 
     @cached_property
     def resolution_ladder(self) -> ResolutionLadder:

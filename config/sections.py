@@ -373,7 +373,8 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
         ("max_attachment_bytes", "flood_per_hour", "max_message_bytes", "max_header_bytes", "max_headers",
          "max_header_field_bytes", "max_encoded_words", "max_mime_depth", "max_mime_parts"), _limit)),
     "notifier": lambda reader, raw: reader.fill("notifier", raw, NotifierSettings,
-                                                {"feedback": _feedback, "confirmations": _confirmations}),
+                                                {"feedback": _feedback, "confirmations": _confirmations,
+                                                 "page_storm_pages": _limit, "page_storm_minutes": _limit}),
     "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {
         "token_days": _positive, "secret_grace_hours": _not_negative, "cc_limit": _count}),
     "exit": _exit,

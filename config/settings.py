@@ -172,6 +172,10 @@ class NotifierSettings:
     feedback: str = "on"  # on | off | phases asking for a rating, e.g. "stabilisation,transition"
     # "Done: ..." mail after a team reply: "problems" (default) only when a line was not done, "all" always.
     confirmations: str = "problems"
+    # Page storms: more than page_storm_pages immediate P1 pages to one person within page_storm_minutes
+    # are held and sent as one page listing the tickets (notifier.page_storm).
+    page_storm_pages: int = 5
+    page_storm_minutes: int = 10
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import Config, TeamMember
+from notifier.page_storm import PageStorm
 from notifier.team_notice import Headline, TeamNotices, team_members_for
 from tickets.clock import Clock
 from tickets.lifecycle import record_event
@@ -96,7 +97,9 @@ class SweepReport:
 
 
 class Escalator:
-    def __init__(self, config: Config, store: Store, clock: Clock, sla: SlaPolicy, notices: TeamNotices) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock, sla: SlaPolicy, notices: TeamNotices,
+                 storm: PageStorm | None = None) -> None:
+        self.storm = storm  # notifier.page_storm: immediate P1 pages past the limit are coalesced
         self.config = config
         self.store = store
         self.clock = clock
@@ -118,7 +121,14 @@ class Escalator:
         return severity == "P1"
 
     def escalate_p1(self, session: Session, ticket: Ticket, now: datetime, *, cycle: int) -> Escalated | None:
-        return self._escalate(session, ticket, now, cycle=cycle, level=P1_NEW, tier=BREACH)
+        to, held = self.recipients(ticket, BREACH), []
+        if self.storm is not None:  # past the page-storm limit a person's page waits for one listing page
+            to, held = self.storm.split(session, to, now)
+        escalated = self.record(session, ticket, now, cycle=cycle, level=P1_NEW, tier=BREACH, to=to,
+                                headline=self._headline(ticket, P1_NEW, now))
+        if held and escalated is not None and self.storm is not None:
+            self.storm.hold(session, ticket, held, now, cycle)
+        return escalated
 
     # --- the sweep -----------------------------------------------------------------------------
 
