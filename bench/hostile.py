@@ -1,4 +1,4 @@
-"""Benchmark: the bomb and poison mails of issue #12 through the real ingest pipeline, one process.
+"""Benchmark: the bomb and poison mails of issue #12 through the real ingest pipeline.
 
 Usage (from the project root):
 
@@ -7,9 +7,9 @@ Usage (from the project root):
 Each generated mail (tests/hostile_mails.py) is ingested by ``IngestPipeline.ingest`` (parse, guards,
 dedup, thread, classify, store, the acknowledgement rendered into the outbox) on a fresh database; the
 script prints the outcome, the wall time per mail and the process's resident memory (current and peak)
-after it.  The big mail runs last, so its memory cost is the peak after it minus the resident memory
-before it.  Targets (issue #12): each mail < 1 s, peak RSS < 300 MB for the whole run, the big mail
-< 3x its size.
+after it.  The big mail runs in a fresh process (reading it from a file), so its memory cost is that
+process's peak RSS minus its RSS before reading the mail.  Targets (issue #12): each mail < 1 s, peak
+RSS < 300 MB for the whole run, the big mail < 3x its size.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import gc
 import io
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +45,34 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
+    """The process's high-water RSS (VmHWM): unlike ru_maxrss it is not inherited from the parent at fork."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def big_child(path: Path, url: str) -> int:
+    """Ingest one big mail in this fresh process; its cost is the peak RSS above the RSS before reading it."""
+    workdir = path.parent
+    app = App(Config(base_dir=workdir, database=DatabaseSettings(url=url)),
+              FrozenClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC)), out=io.StringIO(), err=io.StringIO(), environ={})
+    app.pipeline.ingest(hostile_mails.nul_bytes("big-warmup"))
+    gc.collect()
+    before = current_rss()
+    raw = path.read_bytes()
+    started = time.perf_counter()
+    result = app.pipeline.ingest(raw)
+    seconds = time.perf_counter() - started
+    cost = peak_rss() - before
+    print(f"{'big-attachment':<24} {len(raw):>10} {seconds:>8.3f} {current_rss() / MB:>7.0f} {peak_rss() / MB:>8.0f}"
+          f"  {result.action} {result.detail[:60]}")
+    print(f"big mail: {len(raw) / MB:.1f} MB; peak RSS of its process {cost / MB:.0f} MB above the RSS before "
+          f"reading it = {cost / len(raw):.2f}x its size, its own bytes included (target < 3x); seconds={seconds:.3f} "
+          f"peak={peak_rss()}")
+    app.store.dispose()
+    return 0
 
 
 def main() -> int:
@@ -52,7 +80,10 @@ def main() -> int:
     parser.add_argument("--database", default="", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--big-mb", type=int, default=47, help="size of the big mail in MB (default 47)")
     parser.add_argument("--skip-big", action="store_true", help="leave out the big mail")
+    parser.add_argument("--big-child", default="", help=argparse.SUPPRESS)  # internal: one big mail, fresh process
     args = parser.parse_args()
+    if args.big_child:
+        return big_child(Path(args.big_child), args.database)
 
     workdir = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     url = args.database or f"sqlite:///{workdir / 'hostile.db'}"
@@ -73,24 +104,19 @@ def main() -> int:
         gc.collect()
         print(f"{name:<24} {len(make('bench')):>10} {seconds:>8.3f} {current_rss() / MB:>7.0f} "
               f"{peak_rss() / MB:>8.0f}  {result.action} {result.detail[:60]}")
-    ratio = None
+    desk_peak = peak_rss()  # before generating the big mail: making 47 MB of base64 is not the desk's cost
     if not args.skip_big:
-        raw = hostile_mails.big_attachment("bench", args.big_mb * MB)
-        size = len(raw)
-        gc.collect()
-        before, peak_before = current_rss(), peak_rss()
-        started = time.perf_counter()
-        result = app.pipeline.ingest(raw)
-        seconds = time.perf_counter() - started
-        slowest = max(slowest, seconds)
-        cost = max(peak_rss(), peak_before) - before
-        ratio = cost / size
-        print(f"{'big-attachment':<24} {size:>10} {seconds:>8.3f} {current_rss() / MB:>7.0f} "
-              f"{peak_rss() / MB:>8.0f}  {result.action} {result.detail[:60]}")
-        print(f"big mail: {size / MB:.1f} MB, peak above the resident memory before it {cost / MB:.0f} MB "
-              f"= {ratio:.2f}x its size (target < 3x; the mail's own bytes count as 1x)")
-    print(f"slowest mail {slowest:.3f} s (target < 1 s); peak RSS of the run {peak_rss() / MB:.0f} MB "
-          f"(target < 300 MB); load {os.getloadavg()}")
+        # The big mail runs in a fresh process that reads it from a file: generating 47 MB of base64
+        # here would itself set this process's peak (ru_maxrss) and hide what ingesting it costs.
+        path = workdir / "big.eml"
+        path.write_bytes(hostile_mails.big_attachment("bench", args.big_mb * MB))
+        child = subprocess.run([sys.executable, __file__, "--big-child", str(path), "--database", url],
+                               capture_output=True, text=True, check=True)
+        print(child.stdout.rstrip())
+        slowest = max(slowest, float(child.stdout.split("seconds=")[1].split()[0]))
+        desk_peak = max(desk_peak, int(child.stdout.split("peak=")[1].split()[0]))
+    print(f"slowest mail {slowest:.3f} s (target < 1 s); peak RSS of the desk's work {desk_peak / MB:.0f} MB "
+          f"(the bombs in this process, the big mail in its own; target < 300 MB); load {os.getloadavg()}")
     app.store.dispose()
     return 0
 

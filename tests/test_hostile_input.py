@@ -251,3 +251,23 @@ def test_smtp_refuses_a_transfer_beyond_max_transfers_with_451(make_app):
             assert second.getreply()[0] == 250
     finally:
         receiver.stop()
+
+
+def test_an_attachment_over_the_cap_is_measured_without_entering_the_parser():
+    import base64
+    import hashlib
+
+    from hostile_mails import big_attachment
+
+    raw = big_attachment("aside", 3 * 1024 * 1024)
+    payload = base64.b64decode(raw.split(b"filename=log.bin\r\n\r\n")[1].split(b"--x--")[0])
+    parsed = parse_message(raw, max_attachment_bytes=1024 * 1024)
+    [attachment] = [a for a in parsed.attachments if a.filename == "log.bin"]
+    assert attachment.payload is None and attachment.size == len(payload)
+    assert attachment.sha256 == hashlib.sha256(payload).hexdigest()
+    assert parsed.body_full == "See the log." and any("omitted" in n for n in parsed.notes)
+    # The marker is per process: a mail cannot forge an "omitted" attachment with a chosen hash.
+    forged = (b"From: a@customer.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+              b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+              b"--z\r\nContent-Type: application/octet-stream\r\n\r\nhypercare-set-aside-00 5 abc\r\n--z--\r\n")
+    assert all(a.sha256 != "abc" for a in parse_message(forged).attachments)

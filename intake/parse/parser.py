@@ -10,12 +10,14 @@ last, each fallback recorded in ``notes``), and the only exception that ever lea
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import functools
 import hashlib
 import itertools
 import mimetypes
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -95,11 +97,11 @@ def normalize_newlines(raw: bytes) -> bytes:
 
 def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
     normalized = normalize_newlines(raw)
-    if not normalized.strip():
+    if not normalized or normalized.isspace():  # (not .strip(): that copies a 50 MB mail)
         raise UnparseableMessage("empty message")
     content_hash = hashlib.sha256(normalized).hexdigest()
     notes: list[str] = []
-    data = _bound_headers(_repair(normalized, notes), limits, notes)
+    data = _set_aside(_bound_headers(_repair(normalized, notes), limits, notes), limits.max_attachment_bytes)
     del normalized
     parts = len(_PART_HEADER.findall(data))
     if parts > limits.max_mime_parts:  # counted before the stdlib builds a tree of them (20,000 parts: 2 s)
@@ -140,6 +142,68 @@ _FIELD_START = re.compile(rb"\n(?![ \t])")
 _PART_HEADER = re.compile(rb"^content-type:", re.I | re.M)
 _WORD_CHARSET = re.compile(rb"=\?([^?\s*]+)(\*[^?\s]*)?\?([bBqQ])\?")
 _CHUNK = 1 << 20
+
+
+_ASIDE = b"hypercare-set-aside-" + secrets.token_hex(8).encode()  # per process: no mail can forge it
+_BASE64_PART = re.compile(rb"^content-transfer-encoding:[ \t]*base64[ \t]*$", re.I | re.M)
+
+
+def _set_aside(data: bytes, cap: int) -> bytes:
+    """Base64 bodies too big to keep are measured here and replaced by one marker line before parsing.
+
+    Why: the stdlib keeps every line of a part as a str object and then joins them, so a 47 MB mail
+    cost ~9x its size; an attachment over ``max_attachment_bytes`` is recorded only by name, size and
+    SHA-256 anyway, so its bytes need never enter the parser (``_set_aside_attachment`` reads the marker).
+    """
+    if len(data) <= cap:
+        return data
+    pieces: list[bytes] = []
+    last = 0
+    for header in _BASE64_PART.finditer(data):
+        start = data.find(b"\n\n", header.end())
+        if start < 0:
+            break
+        start += 2
+        end = data.find(b"\n--", start)  # the next boundary line: "-" is not in the base64 alphabet
+        end = len(data) if end < 0 else end + 1
+        if start < last or end - start <= cap * 4 // 3:
+            continue
+        size, digest = _measure_base64(memoryview(data)[start:end])
+        pieces += [data[last:start], b"%s %d %s\n" % (_ASIDE, size, digest.encode())]
+        last = end
+    if not pieces:
+        return data
+    pieces.append(data[last:])
+    return b"".join(pieces)
+
+
+def _measure_base64(view: memoryview) -> tuple[int, str]:
+    """Decoded size and SHA-256 of base64 lines, 1 MB at a time (never the whole payload in memory)."""
+    digest, size, carry = hashlib.sha256(), 0, b""
+    for start in range(0, len(view), _CHUNK):
+        text = carry + bytes(view[start:start + _CHUNK]).translate(None, b"\r\n")
+        whole = len(text) - len(text) % 4
+        chunk = binascii.a2b_base64(text[:whole])
+        digest.update(chunk)
+        size += len(chunk)
+        carry = text[whole:]
+    if carry.strip(b"="):
+        chunk = binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _set_aside_attachment(part: Message, filename: str, notes: list[str]) -> ParsedAttachment | None:
+    """The attachment ``_set_aside`` measured (payload not kept), or None for any other part."""
+    payload = part.get_payload()
+    if not isinstance(payload, str) or not payload.startswith(_ASIDE.decode()):
+        return None
+    _mark, size, digest = payload.split()[:3]
+    name = safe_filename(filename, part.get_content_type())
+    notes.append(f"attachment {name!r} omitted: {size} bytes over the [intake] max_attachment_bytes cap")
+    return ParsedAttachment(filename=name, content_type=part.get_content_type(), size=int(size), sha256=digest,
+                            payload=None)
 
 
 def _feed(data: bytes) -> Message:
@@ -226,11 +290,12 @@ def _repair(data: bytes, notes: list[str]) -> bytes:
     if stripped is not data and len(stripped) != len(data):
         notes.append("blank lines before the headers ignored")
         data = stripped
-    head, sep, rest = data.partition(b"\n\n")
+    end = data.find(b"\n\n")
+    head = data if end < 0 else data[:end]  # never a copy of the body: it may be 50 MB
     fixed = _OBS_HEADER.sub(rb"\1:", head)
     if fixed != head:
         notes.append("obsolete header syntax (space before colon) accepted")
-        data = fixed + sep + rest
+        data = fixed + (b"" if end < 0 else data[end:])
     return data
 
 
@@ -403,6 +468,10 @@ def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, limits: Inta
         if is_text_body or (part is msg and part.get_content_maintype() == "text"):
             text = _part_text(part, parsed.notes)
             (html if ctype == "text/html" else plain).append(text)
+            continue
+        aside = _set_aside_attachment(part, filename, parsed.notes)
+        if aside is not None:
+            parsed.attachments.append(aside)
             continue
         payload = _part_bytes(part)
         parsed.attachments.append(_attachment(part, payload, filename, cap, parsed.notes))
