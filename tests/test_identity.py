@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from desk_kit import ADA, P2_MAIL, SUPPORT, desk_config, report, ticket
+from desk_kit import ADA, P2_MAIL, SUPPORT, desk_config, report, signed_address, ticket
 from sqlalchemy import func, select
 
 from intake.parse.parser import parse_message
@@ -34,7 +34,8 @@ def test_the_real_address_and_why_it_is_ambiguous(from_value: str, address: str,
 
 
 def signed_reply(app, key: str, from_value: str, body: str) -> bytes:  # type: ignore[no-untyped-def]
-    return (f"From: {from_value}\r\nTo: {app.tokens.reply_address(key)}\r\nSubject: Re: [{key}] escalation\r\n"
+    # Ada's own signed address (as if her notice had been forwarded): only the From decides who acts.
+    return (f"From: {from_value}\r\nTo: {signed_address(app, key, ADA.email)}\r\nSubject: Re: [{key}] escalation\r\n"
             f"Message-ID: <{abs(hash(from_value + body))}@evil.test>\r\n\r\n{body}\r\n").encode()
 
 
