@@ -109,6 +109,17 @@ def corpus_dir() -> Path:
 
 
 @pytest.fixture
+def dovecot():  # type: ignore[no-untyped-def]
+    """A private real Dovecot (tests/dovecot.py), started and removed around the test."""
+    from dovecot import Dovecot, dovecot_binary
+
+    need_service(dovecot_binary() is not None, "dovecot not installed (apt-get install dovecot-imapd)")
+    server = Dovecot().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
 def relay():  # type: ignore[no-untyped-def]
     """A real aiosmtpd relay on a free port that captures what we send (tests/mailkit.py)."""
     from mailkit import Relay

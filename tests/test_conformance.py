@@ -15,9 +15,6 @@ import io
 import smtplib
 from pathlib import Path
 
-import pytest
-from conftest import need_service
-from dovecot import Dovecot, dovecot_binary
 from hostile_mails import BOMBS, POISON
 from mailkit import free_port
 from sqlalchemy import func, select
@@ -81,14 +78,6 @@ def test_every_corpus_message_through_ingest(make_app, tmp_path, corpus_dir):
     with app.store.read() as s:
         reasons = list(s.scalars(select(QuarantineItem.reason)))
     assert len(reasons) == actions.count("quarantined") and all(reasons)  # each one with its reason
-
-
-@pytest.fixture
-def dovecot():  # type: ignore[no-untyped-def]
-    need_service(dovecot_binary() is not None, "dovecot not installed (apt-get install dovecot-imapd)")
-    server = Dovecot().start()
-    yield server
-    server.cleanup()
 
 
 def poll_all(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]

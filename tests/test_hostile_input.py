@@ -12,8 +12,6 @@ from __future__ import annotations
 import smtplib
 
 import pytest
-from conftest import need_service
-from dovecot import Dovecot, dovecot_binary
 from hostile_mails import BOMBS, POISON, encoded_word_subject, long_display_name, many_headers
 from mailkit import free_port, make_mail
 from sqlalchemy import func, select
@@ -150,14 +148,6 @@ def test_ingest_of_a_poison_folder_exits_0_with_one_line_per_mail(tmp_path, db_u
     assert "Traceback" not in result.stderr.decode()
     single = hypercare("ingest", "mails/01.eml", cwd=tmp_path)  # one file: the old traceback + exit 1
     assert single.returncode == 0 and "duplicate" in single.stdout.decode()
-
-
-@pytest.fixture
-def dovecot():  # type: ignore[no-untyped-def]
-    need_service(dovecot_binary() is not None, "dovecot not installed (apt-get install dovecot-imapd)")
-    server = Dovecot().start()
-    yield server
-    server.cleanup()
 
 
 def test_imap_poll_stores_the_whole_poison_batch_and_moves_it(make_app, dovecot, tmp_path, db_url):

@@ -25,14 +25,6 @@ from tickets.models import ImapState, Ticket
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def dovecot():  # type: ignore[no-untyped-def]
-    need_service(dovecot_binary() is not None, "dovecot not installed (apt-get install dovecot-imapd)")
-    server = Dovecot().start()
-    yield server
-    server.cleanup()
-
-
 def build_app(make_app, tmp_path, dovecot, **overrides):  # type: ignore[no-untyped-def]
     cfg = Config(base_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'hc.db'}"),
                  imap=dovecot.settings(**overrides), smtp_in=SmtpInSettings(enabled=False))

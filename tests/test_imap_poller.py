@@ -7,8 +7,6 @@ import io
 import json
 
 import pytest
-from conftest import need_service
-from dovecot import Dovecot, dovecot_binary
 from imapclient import SEEN
 from mailkit import make_mail
 from sqlalchemy import func, select
@@ -19,14 +17,6 @@ from intake.pipeline import IngestUnavailable
 from intake.receive.imap_connect import ImapLoginFailed, ImapUnreachable
 from intake.receive.imap_poller import ImapPoller
 from tickets.models import ImapState, OutboxItem, Ticket
-
-
-@pytest.fixture
-def dovecot():  # type: ignore[no-untyped-def]
-    need_service(dovecot_binary() is not None, "dovecot not installed (apt-get install dovecot-imapd)")
-    server = Dovecot().start()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture
