@@ -35,6 +35,7 @@ log = logging.getLogger("hypercare")
 COMMANDS: dict[str, tuple[str, str]] = {
     "tickets": ("tickets.cli", "list tickets"),
     "show": ("tickets.cli", "one ticket with messages, events and SLA times"),
+    "purge": ("tickets.cli", "remove raw mail bytes of closed tickets and ignored mail older than a date"),
     "db": ("tickets.cli", "database maintenance"),
     "ingest": ("intake.cli", "ingest .eml files, folders, mbox, Maildir, or one message on stdin (-)"),
     "quarantine": ("intake.cli", "messages that could not be ingested"),

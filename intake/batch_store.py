@@ -76,8 +76,10 @@ class BatchStore(Generic[R]):
     def __init__(self, session: Session, memo: BatchMemo, opener: TicketOpener, tokens: ReplyTokens,
                  guards: GuardContext, files: AttachmentStore, now: datetime,
                  batch: Sequence[ParsedMessage], *, created: Callable[[OpenedTicket], R],
-                 fallback: Callable[[int], R]) -> None:
+                 fallback: Callable[[int], R], needs_care: Callable[[ParsedMessage], bool] | None = None) -> None:
         self.session = session
+        # The pipeline's own reasons to take a mail the per-message way (a flood, the identity rule).
+        self.needs_care = needs_care
         self.memo = memo
         self.opener = opener
         self.tokens = tokens
@@ -102,6 +104,8 @@ class BatchStore(Generic[R]):
             return False
         try:
             if not self._plain(parsed) or first_hit(parsed, self.guards) is not None:
+                return False
+            if self.needs_care is not None and self.needs_care(parsed):
                 return False
             opened = self.opener.plan(parsed, self.now, parsed.verdict)
             if not all(hook.accepts(opened) for hook in self.hooks):

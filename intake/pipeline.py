@@ -218,7 +218,8 @@ class IngestPipeline:
                 now = self.clock.now()
                 fast = BatchStore(session, memo, self.opener, self.tokens, self._guard_context(session, now, memo),
                                   self.attachments, now, good, created=_created,
-                                  fallback=lambda i: self._ingest_one(session, *parsed[i], memo, shunt))
+                                  fallback=lambda i: self._ingest_one(session, *parsed[i], memo, shunt),
+                                  needs_care=lambda p: self._needs_care(session, p, now, memo))
                 for index, (mail, item) in enumerate(parsed):
                     if not fast.take(index, item, mail.source):  # the common case joins the batched write
                         results.update(fast.flush())  # what came before is stored first: mailbox order
@@ -348,6 +349,11 @@ class IngestPipeline:
         if match.linked is not None:
             detail += f" linked to {match.linked.key}"
         return IngestResult("created", parsed.message_id, ticket.key, detail)
+
+    def _needs_care(self, session: Session, parsed: ParsedMessage, now: datetime, memo: _BatchMemo) -> bool:
+        """What the batched write path must leave to ``_store``: the identity rule's shunts and floods."""
+        return (not parsed.from_addr or is_our_address(self.config.support, parsed.from_addr)
+                or memo.opened_last_hour(session, parsed.from_addr, now) >= self.flood.limit)
 
     def _flooded(self, session: Session, parsed: ParsedMessage, source: str, now: datetime,
                  flood: FloodVerdict) -> IngestResult:
