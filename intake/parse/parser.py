@@ -145,7 +145,7 @@ _CHUNK = 1 << 20
 
 
 _ASIDE = b"hypercare-set-aside-" + secrets.token_hex(8).encode()  # per process: no mail can forge it
-_BASE64_PART = re.compile(rb"^content-transfer-encoding:[ \t]*base64[ \t]*$", re.I | re.M)
+_BASE64_VALUE = re.compile(rb"[ \t]*base64[ \t]*\n", re.I)
 
 
 def _set_aside(data: bytes, cap: int) -> bytes:
@@ -159,8 +159,8 @@ def _set_aside(data: bytes, cap: int) -> bytes:
         return data
     pieces: list[bytes] = []
     last = 0
-    for header in _BASE64_PART.finditer(data):
-        start = data.find(b"\n\n", header.end())
+    for header_end in _base64_headers(data):
+        start = data.find(b"\n\n", header_end)
         if start < 0:
             break
         start += 2
@@ -175,6 +175,21 @@ def _set_aside(data: bytes, cap: int) -> bytes:
         return data
     pieces.append(data[last:])
     return b"".join(pieces)
+
+
+def _base64_headers(data: bytes) -> Iterator[int]:
+    """Where each "Content-Transfer-Encoding: base64" line ends: found by ``bytes.find`` on "ncoding:" (a
+    case-insensitive regex over 50 MB took 1.4 s; ":" never occurs inside base64, so hits are few)."""
+    name = b"content-transfer-encoding:"
+    position = data.find(b"ncoding:")
+    while position >= 0:
+        start = position + len(b"ncoding:") - len(name)
+        line_start = start == 0 or data[start - 1:start] == b"\n"
+        if start >= 0 and line_start and data[start:start + len(name)].lower() == name:
+            value = _BASE64_VALUE.match(data, start + len(name))
+            if value:
+                yield value.end()
+        position = data.find(b"ncoding:", position + 1)
 
 
 def _measure_base64(view: memoryview) -> tuple[int, str]:
