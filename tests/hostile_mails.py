@@ -121,6 +121,13 @@ def big_attachment(tag: str = "b", size: int = 47 * 1024 * 1024) -> bytes:
                  mid=f"{tag}-big@customer.example")
 
 
+def long_word_bounce(tag: str = "b", size: int = 200_000) -> bytes:
+    """A bounce-looking mail whose body is one 200 KB word: address regexes must stay linear on it."""
+    return _mail([b"X-Failed-Recipients: " + b"a" * 5000], b"Undeliverable " + b"x" * size + b"\r\n",
+                 mid=f"{tag}-long-word@customer.example", sender=b"MAILER-DAEMON@mx.customer.example",
+                 subject=b"Undeliverable: " + b"y" * 900)
+
+
 BOMBS: dict[str, Callable[[str], bytes]] = {
     "encoded-word-subject": encoded_word_subject,
     "encoded-word-header": encoded_word_header,
@@ -130,4 +137,5 @@ BOMBS: dict[str, Callable[[str], bytes]] = {
     "long-subject": long_subject,
     "deep-mime": deep_mime,
     "many-parts": many_parts,
+    "long-word-bounce": long_word_bounce,
 }

@@ -29,7 +29,7 @@ BOUNCE_SUBJECT = re.compile(
 _DAEMON_LOCALS = re.compile(r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|post[-_]?master|mdaemon)\b", re.I)
 _DAEMON_NAMES = re.compile(r"^\s*(?:mail delivery (?:sub)?system|mailer[-_ ]daemon|mail administrator|"
                            r"postmaster|delivery status notification)\b", re.I)
-_ADDR = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+_ADDR = r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"  # lookbehind: linear
 _TEXT_RECIPIENT = (
     re.compile(rf"^[ \t]*(?:final|original)-recipient:[ \t]*(?:rfc822;)?[ \t]*<?({_ADDR})", re.I | re.M),
     re.compile(rf"^[ \t]*<({_ADDR})>:?[ \t]*$|^<({_ADDR})>:", re.M),  # qmail, Postfix

@@ -384,7 +384,8 @@ def _addresses(msg: Message, name: str, notes: list[str]) -> list[tuple[str, str
     if not result or (any("@" not in a for _, a in result) and any("@" in v for v in values)):
         result = []  # getaddresses gave up on a malformed list: salvage what looks like addresses
         for text in values:
-            for found in re.findall(r"[\w.!#$%&'*+/=?^`{|}~\\-]+@[\w.-]+", _unescape(text, notes)):
+            for found in re.findall(r"(?<![\w.!#$%&'*+/=?^`{|}~\\-])[\w.!#$%&'*+/=?^`{|}~\\-]+@[\w.-]+",
+                                    _unescape(text, notes)):
                 result.append(("", found.lower()))
     return result
 
