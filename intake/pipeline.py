@@ -225,6 +225,8 @@ class IngestPipeline:
                         results.update(fast.flush())  # what came before is stored first: mailbox order
                         results[index] = self._ingest_one(session, mail, item, memo, shunt)
                 results.update(fast.flush())
+        except IngestUnavailable:
+            raise  # a stage already said "try later" (e.g. the attachments disk is full)
         except Exception as exc:
             if database_unreachable(exc):
                 raise IngestUnavailable(f"database unavailable: {_reason(exc)}") from None
