@@ -77,7 +77,8 @@ def test_every_corpus_message_through_ingest(make_app, tmp_path, corpus_dir):
     assert actions.count("created") > 50  # the human mail does open tickets
     with app.store.read() as s:
         reasons = list(s.scalars(select(QuarantineItem.reason)))
-    assert len(reasons) == actions.count("quarantined") and all(reasons)  # each one with its reason
+    # Each with its reason; the same bytes quarantined twice are one item, counted (quarantine dedup).
+    assert 0 < len(reasons) <= actions.count("quarantined") and all(reasons)
 
 
 def poll_all(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]
