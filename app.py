@@ -32,6 +32,7 @@ from notifier.reporter_update import ReporterUpdates
 from notifier.resolution_ladder import ResolutionLadder
 from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
+from notifier.triage import TriageNotices
 from replies.command_syntax import COMMANDS
 from replies.ratings import FeedbackDesk
 from replies.reporter_reply import ReporterReplies
@@ -41,13 +42,14 @@ from tickets.bouncing import protected_addresses
 from tickets.business_calendar import BusinessCalendar
 from tickets.clock import Clock
 from tickets.health import relay_key
+from tickets.incidents import IncidentGrouper
 from tickets.reply_secret import ReplySecretStore
 from tickets.sla import SlaPolicy
 from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
-MAIL_TEMPLATES = ("ack", "escalation", "confirmation", "resolved", "answer", "reporter_update", "member_notice",
-                  "exit_decision")
+MAIL_TEMPLATES = ("ack", "ack_known", "de/ack", "de/ack_known", "fr/ack", "fr/ack_known", "escalation",
+                  "confirmation", "resolved", "answer", "reporter_update", "member_notice", "exit_decision")
 
 
 class App:
@@ -143,17 +145,31 @@ class App:
     # --- mail in -----------------------------------------------------------------------------
     @cached_property
     def opener(self) -> TicketOpener:
-        # The acknowledgement first: the reporter hears from us before the team is paged.
-        ack, escalator = self.acknowledger, self.escalator
+        # The incident first (a later report of a known problem is acknowledged as such and pages nobody),
+        # then the acknowledgement: the reporter hears from us before the team is paged or notified.
+        ack, escalator, grouper, triage = self.acknowledger, self.escalator, self.incidents, self.triage
         # Each hook's batch form (intake.batch_store): the acknowledgements as rows for a whole batch;
-        # a ticket that pages at once (P1) is left to the per-message path, where on_new_ticket runs.
+        # a ticket that pages at once (P1) or may join an incident is left to the per-message path, where
+        # on_new_ticket runs; the triage notices of a batch go out on the next beat (TriageNotices.sweep).
         batch_forms = {
+            grouper.on_new_ticket: BatchForm(accepts=grouper.batch_accepts, rows=grouper.batch_rows),
             ack.enqueue: BatchForm(accepts=lambda opened: True, rows=ack.batch_rows),
             escalator.on_new_ticket: BatchForm(accepts=lambda opened: not escalator.pages_at_once(opened.severity),
                                                rows=lambda session, opened, now: ()),
+            triage.on_new_ticket: BatchForm(accepts=lambda opened: True, rows=lambda session, opened, now: ()),
         }
         return TicketOpener(self.config, self.classifier, self.sla,
-                            on_opened=(ack.enqueue, escalator.on_new_ticket), batch_forms=batch_forms)
+                            on_opened=(grouper.on_new_ticket, ack.enqueue, escalator.on_new_ticket,
+                                       triage.on_new_ticket), batch_forms=batch_forms)
+
+    @cached_property
+    def incidents(self) -> IncidentGrouper:
+        return IncidentGrouper(self.config, self.sla, self.store)
+
+    @cached_property
+    def triage(self) -> TriageNotices:
+        """The triage notice of every new P2-P4 ticket to its role (issue 14)."""
+        return TriageNotices(self.config, self.escalator.notices, self.sla, self.store, self.clock)
 
     @cached_property
     def replies(self) -> ReplyRouter:

@@ -26,6 +26,7 @@ from config.settings import (
     ExitSettings,
     HypercareSettings,
     ImapSettings,
+    IncidentSettings,
     IntakeSettings,
     NotifierSettings,
     ReplySettings,
@@ -40,7 +41,8 @@ from config.settings import (
 
 __all__ = [
     "DAY_NAMES", "ROLES", "SEVERITIES", "Config", "ConfigError", "DashboardSettings", "DatabaseSettings",
-    "ExitSettings", "HypercareSettings", "ImapSettings", "IntakeSettings", "NotifierSettings", "ReplySettings",
+    "ExitSettings", "HypercareSettings", "ImapSettings", "IncidentSettings", "IntakeSettings", "NotifierSettings",
+    "ReplySettings",
     "RulesSettings",
     "SlaSettings", "SmtpInSettings", "SmtpOutSettings", "StakeholderSettings", "SupportSettings", "TeamMember",
     "find_config_path", "load_config", "parse_config", "parse_date", "parse_time", "parse_weekday",

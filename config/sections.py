@@ -22,6 +22,7 @@ from config.settings import (
     ExitSettings,
     HypercareSettings,
     ImapSettings,
+    IncidentSettings,
     IntakeSettings,
     NotifierSettings,
     ReplySettings,
@@ -283,6 +284,14 @@ def _feedback(value: Any) -> str:
     return str(value)
 
 
+def _bounded(key: str, low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+    return check
+
+
 def _confirmations(value: Any) -> str:
     if value not in ("problems", "all"):
         raise ValueError(f'must be "problems" (only when something was not done) or "all", got {value!r}')
@@ -378,4 +387,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {
         "token_days": _positive, "secret_grace_hours": _not_negative, "cc_limit": _count}),
     "exit": _exit,
+    "incidents": lambda reader, raw: reader.fill("incidents", raw, IncidentSettings, {
+        "window_minutes": _bounded("window_minutes", 1, 24 * 60),
+        "min_shared_terms": _bounded("min_shared_terms", 0, 20)}),
 }

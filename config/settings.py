@@ -188,6 +188,15 @@ class ReplySettings:
 
 
 @dataclass(frozen=True)
+class IncidentSettings:
+    """``[incidents]``: when several reports are one problem (issue 14; see tickets.incidents)."""
+
+    enabled: bool = True
+    window_minutes: int = 60  # a report joins an incident whose latest report is at most this old
+    min_shared_terms: int = 1  # significant words of subject and body shared with the earlier report
+
+
+@dataclass(frozen=True)
 class ExitSettings:
     """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
 
@@ -222,6 +231,7 @@ class Config:
     notifier: NotifierSettings = field(default_factory=NotifierSettings)
     replies: ReplySettings = field(default_factory=ReplySettings)
     exit: ExitSettings = field(default_factory=ExitSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""

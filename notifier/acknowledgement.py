@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.labels import role_label, severity_label
+from notifier.language import detect_language
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue, outgoing_rows, queued_keys, short_key
 from notifier.render import Renderer
-from tickets.models import Message, OutboxItem, Ticket
+from tickets.incidents import is_follow_up, latest_update
+from tickets.models import Incident, Message, OutboxItem, Ticket
 
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
@@ -41,7 +43,10 @@ class Acknowledger:
         self.target_label = target_label
 
     def enqueue(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
-        mail = self.mail(ticket, request)
+        """The ``on_opened`` hook; a later report of a known incident (``tickets.incidents``) gets the
+        "known issue" acknowledgement: the problem is known and being worked on, with the latest ``#update``.
+        (The batch path never sees such a report: ``IncidentGrouper.batch_accepts`` refuses it.)"""
+        mail = self.mail(ticket, request, incident=ticket.incident if is_follow_up(ticket) else None)
         # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
         enqueue(session, mail, key=self.key(request.message_id), support=self.config.support,
                 now=now, ticket=ticket, flush=False)
@@ -64,15 +69,21 @@ class Acknowledger:
     def key(request_message_id: str) -> str:
         return f"ack:{short_key(request_message_id)}"
 
-    def mail(self, ticket: Ticket | Mapping[str, Any], request: Message | Mapping[str, Any]) -> OutgoingMail:
+    def mail(self, ticket: Ticket | Mapping[str, Any], request: Message | Mapping[str, Any],
+             incident: Incident | None = None) -> OutgoingMail:
         """The acknowledgement of *ticket* opened by *request*: objects, or their column values
-        (the template reads both alike)."""
+        (the template reads both alike), in the reporter's language (``notifier.language``)."""
         request_message_id = _field(request, "message_id")
         tz = self.config.hypercare.tz
         severity = _field(ticket, "severity")
         response_due = _field(ticket, "response_due")
+        kind = "ack" if incident is None else "ack_known"
         rendered = self.renderer.render(
-            "ack",
+            kind,
+            lang=detect_language(_field(request, "subject"), _field(request, "body")),
+            incident=incident,
+            reports=len(incident.tickets) if incident is not None else 0,
+            update=latest_update(incident),
             ticket=ticket,
             request=request,
             severity=severity_label(severity),
@@ -83,7 +94,7 @@ class Acknowledger:
             tz=tz,
         )
         return OutgoingMail(
-            kind="ack",
+            kind=kind,
             to=[_field(ticket, "reporter")],
             subject=rendered.subject,
             text=rendered.text,

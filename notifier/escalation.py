@@ -32,6 +32,7 @@ from config import Config, TeamMember
 from notifier.page_storm import PageStorm
 from notifier.team_notice import Headline, TeamNotices, team_members_for
 from tickets.clock import Clock
+from tickets.incidents import is_follow_up
 from tickets.lifecycle import record_event
 from tickets.models import OPEN_STATUSES, Escalation, Event, Message, Ticket
 from tickets.response_clock import PAUSE_KINDS, SEVERITY_CHANGED, cycle_of, fraction, pauses_from
@@ -110,8 +111,11 @@ class Escalator:
     # --- hooks ---------------------------------------------------------------------------------
 
     def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
-        """``TicketOpener.on_opened`` hook: a new P1 escalates at once, in the ticket's transaction."""
-        if self.pages_at_once(ticket.severity):
+        """``TicketOpener.on_opened`` hook: a new P1 escalates at once, in the ticket's transaction.
+
+        A later report of a known incident pages nobody: the team was paged once per incident.
+        """
+        if self.pages_at_once(ticket.severity) and not is_follow_up(ticket):
             self.escalate_p1(session, ticket, now, cycle=0)
 
     @staticmethod
@@ -166,8 +170,10 @@ class Escalator:
 
     def _sweep_one(self, session: Session, ticket: Ticket, events: list[Event],
                    done: set[tuple[int, int, str]], now: datetime) -> Escalated | None:
-        if self.sla.is_scheduled(ticket.severity):
-            return None  # P4 "next sprint": scheduled, told at triage, never chased or "breached"
+        if self.sla.is_scheduled(ticket.severity) or is_follow_up(ticket):
+            # P4 "next sprint": scheduled, told at triage, never chased or "breached"; a later report
+            # of an incident: the incident's first report carries the ladder.
+            return None
         reached_fraction = fraction(self.sla, ticket, pauses_from(events), now)
         if reached_fraction is None:
             return None

@@ -63,14 +63,14 @@ class Notices:
                                  attachments=self._attachments_of(request))
 
     def resolution(self, session: Session, ticket: Ticket, member: TeamMember, resolution: str, text: str,
-                   request: Message, now: datetime) -> OutboxItem:
+                   request: Message, now: datetime, key: str | None = None) -> OutboxItem:
         """The resolution notice: what was done, how long a reply reopens the ticket, the rating request."""
         feedback = self.feedback(ticket, now) if self.feedback is not None else None
         rendered = self.renderer.render(
             "resolved", ticket=ticket, member_name=member.name, resolution=resolution, text=text,
             reopen_days=self.config.hypercare.reopen_days, support=self.config.support, feedback=feedback)
         return self._to_reporter(session, ticket, member, "resolved", rendered.subject, rendered.text,
-                                 rendered.html, key=f"resolved:{short_key(request.message_id)}", now=now,
+                                 rendered.html, key=key or f"resolved:{short_key(request.message_id)}", now=now,
                                  reply_to=getattr(feedback, "address", None),
                                  attachments=self._attachments_of(request))
 

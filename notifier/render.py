@@ -64,7 +64,22 @@ class Renderer:
                 except TemplateError as exc:
                     raise TemplateProblem(f"template {name}: {exc}; fix the template") from None
 
-    def render(self, key: str, **context: Any) -> Rendered:
+    def localized(self, key: str, lang: str | None) -> str:
+        """``de/ack`` when a German ``ack`` exists (built in or in the site's folder), else ``ack``.
+
+        Why a folder per language: a site translates or rewords one file without touching the
+        others, and a language without its own file falls back to the English one.
+        """
+        if lang and lang != "en":
+            try:
+                self.env.get_template(f"{lang}/{key}.txt.j2")
+                return f"{lang}/{key}"
+            except TemplateNotFound:
+                pass
+        return key
+
+    def render(self, key: str, lang: str | None = None, **context: Any) -> Rendered:
+        key = self.localized(key, lang)
         try:
             text = self.env.get_template(f"{key}.txt.j2").render(**context)
             html = self._render_optional(f"{key}.html.j2", context)

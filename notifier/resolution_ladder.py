@@ -26,6 +26,7 @@ from config import Config
 from notifier.escalation import BREACH, Escalated, Escalator, SweepReport, level_key
 from notifier.team_notice import Headline, team_members_for
 from tickets.clock import Clock
+from tickets.incidents import is_follow_up
 from tickets.models import OPEN_STATUSES, Escalation, Event, Ticket
 from tickets.response_clock import SEVERITY_CHANGED, cycle_of, format_duration
 from tickets.sla import SlaPolicy
@@ -75,6 +76,8 @@ class ResolutionLadder:
     def _sweep_one(self, session: Session, ticket: Ticket, cycle: int, done: set[tuple[int, int, str]],
                    now: datetime) -> Escalated | None:
         assert ticket.resolution_due is not None
+        if is_follow_up(ticket):
+            return None  # resolved with its incident: the first report carries the ladder
         reached_fraction = self.sla.resolution_fraction(ticket.severity, ticket.created_at, ticket.resolution_due,
                                                         now)
         reached = [lvl for lvl in self.levels

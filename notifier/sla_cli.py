@@ -32,6 +32,6 @@ def periodic_job(app: Any) -> list[tuple[str, Any]]:
 
     def sweep() -> str:
         return (f"response: {app.escalator.sweep().summary()}; "
-                f"resolution: {app.resolution_ladder.sweep().summary()}")
+                f"resolution: {app.resolution_ladder.sweep().summary()}; triage: {app.triage.sweep()} sent")
 
     return [("sla", sweep)]

@@ -122,6 +122,7 @@ class TeamNotices:
             "triage": triage_lines(ticket.triage),
             "uncertain": bool(ticket.uncertain),
             "thread": thread_of(ticket),
+            "incident": incident_facts(ticket),
             "commands": self.command_help,
             "token_days": round(self.tokens.lifetime.total_seconds() / 86400),
             "support": self.config.support,
@@ -134,6 +135,17 @@ class TeamNotices:
         if ticket.paused_at is not None:
             return "paused (waiting on the reporter)"
         return describe_left(self.sla, ticket.severity, ticket.response_due, now)
+
+
+def incident_facts(ticket: Ticket) -> dict[str, Any] | None:
+    """The incident the ticket belongs to, as the team mail shows it: key, count, reporters, first and last."""
+    incident = ticket.incident
+    if incident is None:
+        return None
+    reports = list(incident.tickets)
+    return {"key": incident.key, "title": incident.title, "count": len(reports),
+            "reporters": [t.reporter for t in reports], "first": incident.created_at,
+            "last": incident.last_report_at, "status": incident.status}
 
 
 def thread_of(ticket: Ticket) -> list[dict[str, Any]]:

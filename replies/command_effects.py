@@ -28,7 +28,17 @@ from notifier.team_notice import team_members_for
 from replies.command_syntax import COMMANDS, Command, ReplyCommands
 from tickets.corrections import record_correction
 from tickets.decisions import WORDS, DecisionProblem, decider, parse_decision, record_decision
-from tickets.lifecycle import add_participant, record_event
+from tickets.incidents import (
+    LinkReason,
+    add_update,
+    deciding_rule,
+    join,
+    open_reports,
+    start_incident,
+    terms_of,
+    unlink,
+)
+from tickets.lifecycle import add_participant, find_by_key, record_event
 from tickets.models import CLOSED_STATUSES, Message, Ticket
 from tickets.our_mail import is_our_address
 from tickets.response_clock import cycle_of, pauses_from, recompute_due, record_first_response
@@ -65,6 +75,15 @@ class ActContext:
             self.event("first_response", f"first response {verdict}",
                        {"met": self.ticket.response_met, "elapsed_seconds": self.ticket.response_elapsed_seconds})
             self.done.append(f"first response recorded: SLA {verdict}")
+        incident = self.ticket.incident
+        if incident is not None:
+            # The team answering one report of an incident answers all of them (their ladders end too).
+            for other in open_reports(incident):
+                if other is not self.ticket and record_first_response(self.sla, other, pauses_from(other.events),
+                                                                      self.now):
+                    record_event(self.session, other, "first_response", self.now, actor=self.member.email,
+                                 detail=f"first response with incident {incident.key} (by {self.ticket.key})",
+                                 data={"met": other.response_met, "incident": incident.key})
 
 
 class Action:
@@ -239,6 +258,88 @@ class ResolveAction(Action):
         ctx.notices.resolution(ctx.session, ticket, ctx.member, resolution, text, ctx.message, ctx.now)
         ctx.done.append(f"resolved; the reporter ({ticket.reporter}) was sent the resolution and can reopen "
                         f"by replying within {ctx.config.hypercare.reopen_days} days")
+        if ticket.incident is not None and ticket.incident.status == "open":
+            self._resolve_incident(ctx, resolution, text)
+
+    @staticmethod
+    def _resolve_incident(ctx: ActContext, resolution: str, text: str) -> None:
+        """Every open report of the incident is resolved; each reporter is told in their own thread."""
+        incident = ctx.ticket.incident
+        assert incident is not None
+        incident.status = "resolved"
+        incident.resolved_at = ctx.now
+        incident.resolution = resolution
+        add_update(ctx.session, incident, resolution or f"resolved by {ctx.member.name}", ctx.member.name, ctx.now,
+                   kind="resolved")
+        others = [t for t in open_reports(incident) if t is not ctx.ticket]
+        for other in others:
+            record_first_response(ctx.sla, other, pauses_from(other.events), ctx.now)
+            other.status, other.resolved_at, other.paused_at, other.resolution = "resolved", ctx.now, None, resolution
+            record_event(ctx.session, other, "resolved", ctx.now, actor=ctx.member.email,
+                         detail=f"resolved with incident {incident.key}: {resolution[:400]}",
+                         data={"resolution": resolution, "incident": incident.key}, message_row_id=ctx.message.id)
+            ctx.notices.resolution(ctx.session, other, ctx.member, resolution, text, ctx.message, ctx.now,
+                                   key=f"resolved:{other.key}:{short_key(ctx.message.message_id)}")
+        ctx.done.append(f"incident {incident.key} resolved: {len(others)} more reports resolved and their "
+                        "reporters told")
+
+
+class LinkAction(Action):
+    """``#link HC-n`` / ``#merge HC-n``: this ticket joins HC-n's incident (one is started if it has none)."""
+
+    name = "link"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        ticket = ctx.ticket
+        target = find_by_key(ctx.session, command.arg)
+        if target is None or target is ticket:
+            why = "that is this ticket" if target is ticket else f"there is no ticket {command.arg}"
+            ctx.not_done.append((command.line, why))
+            return
+        if target.incident is not None and target.incident is ticket.incident:
+            ctx.not_done.append((command.line, f"already in incident {target.incident.key} with {target.key}"))
+            return
+        if ticket.incident is not None:
+            unlink(ctx.session, ticket, ctx.now, ctx.member.email)
+        incident = target.incident or start_incident(ctx.session, target, ctx.now,
+                                                     rule=deciding_rule(target) or "", terms=terms_of(target))
+        reason = LinkReason(rule=incident.rule, role=ticket.role, shared_terms=(), minutes_after=0.0,
+                            earlier=target.key, by=f"#{command.name}")
+        join(ctx.session, incident, ticket, reason, ctx.now, actor=ctx.member.email)
+        ctx.done.append(f"linked to incident {incident.key} with {target.key} ({len(incident.tickets)} reports)")
+
+
+class MergeAction(LinkAction):
+    name = "merge"
+
+
+class UnlinkAction(Action):
+    name = "unlink"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        incident = unlink(ctx.session, ctx.ticket, ctx.now, ctx.member.email)
+        if incident is None:
+            ctx.not_done.append((command.line, f"{ctx.ticket.key} is not part of an incident"))
+            return
+        ctx.done.append(f"taken out of incident {incident.key}; {ctx.ticket.key} has its own ladder again")
+
+
+class UpdateAction(Action):
+    """``#update text``: the incident's latest status (a lone ticket becomes an incident of one)."""
+
+    name = "update"
+
+    def apply(self, ctx: ActContext, command: Command) -> None:
+        text = "\n".join(part for part in (command.arg, ctx.reply.text) if part).strip()
+        ticket = ctx.ticket
+        if ticket.status in CLOSED_STATUSES:
+            ctx.not_done.append((command.line, f"the ticket is {ticket.status}"))
+            return
+        incident = ticket.incident or start_incident(ctx.session, ticket, ctx.now,
+                                                     rule=deciding_rule(ticket) or "", terms=terms_of(ticket))
+        add_update(ctx.session, incident, text, ctx.member.name, ctx.now)
+        ctx.event("incident_update", text[:500], {"incident": incident.key})
+        ctx.done.append(f"incident {incident.key} updated; later reports are told: {text[:200]}")
 
 
 class CcAction(Action):
@@ -318,7 +419,7 @@ class ActionTable(Registry[Action]):
 # Applied in this order whatever the order in the mail: the severity and role first (so an
 # acknowledgement or a resolution sees the final ones), the resolution last.
 ACTIONS = ActionTable(
-    (SeverityAction(), AssignAction(), CcAction(), AckAction(), WaitAction(), NoteAction(), ResolveAction(),
-     DecisionAction()),
+    (SeverityAction(), AssignAction(), CcAction(), LinkAction(), MergeAction(), UnlinkAction(), AckAction(),
+     WaitAction(), NoteAction(), UpdateAction(), ResolveAction(), DecisionAction()),
     COMMANDS.names(),
 )

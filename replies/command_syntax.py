@@ -164,6 +164,39 @@ class Decision(CommandSyntax):
         return f"{parsed.decision} {parsed.text}".strip(), None
 
 
+_TICKET_KEY = re.compile(r"[A-Z][A-Z0-9]{0,15}-\d{1,12}")
+
+
+class Link(CommandSyntax):
+    name = "link"
+    description = "this ticket reports the same problem as HC-n: join HC-n's incident (no page, one resolution)"
+    usage = "#link HC-n"
+
+    def check(self, arg: str) -> tuple[str, str | None]:
+        key = arg.strip().strip("[]<>").upper()
+        if not _TICKET_KEY.fullmatch(key):
+            return key, "needs the key of the ticket whose incident this one joins, like HC-12"
+        return key, None
+
+
+class Merge(Link):
+    name = "merge"
+    description = "the same as #link HC-n (for those who say merge)"
+    usage = "#merge HC-n"
+
+
+class Unlink(CommandSyntax):
+    name = "unlink"
+    description = "take this ticket out of its incident (a wrong link); it gets its own ladder again"
+    usage = "#unlink"
+
+
+class Update(CommandSyntax):
+    name = "update"
+    description = "incident status/ETA: later reporters get it in their \"known issue\" mail (not sent now)"
+    usage = "#update <text>"
+
+
 class CommandTable(Registry[CommandSyntax]):
     """The explicit table of reply commands; refuses two commands with one name."""
 
@@ -174,10 +207,11 @@ class CommandTable(Registry[CommandSyntax]):
         return [f"{c.usage:<28} {c.description}" for c in self]
 
 
-COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note(), Cc(), Decision()))
+COMMANDS = CommandTable((Ack(), Resolve(), Severity(), Assign(), Wait(), Note(), Cc(), Decision(), Link(), Merge(),
+                         Unlink(), Update()))
 
 # Pairs that cannot be meant together in one reply.
-_CONFLICTS = (("resolve", "wait"),)
+_CONFLICTS = (("resolve", "wait"), ("link", "unlink"), ("merge", "unlink"), ("link", "merge"))
 
 
 def parse_reply_commands(body: str, table: CommandTable = COMMANDS) -> ReplyCommands:
@@ -218,6 +252,9 @@ def parse_reply_commands(body: str, table: CommandTable = COMMANDS) -> ReplyComm
         if first in names and second in names:
             problems.append(Problem(f"#{first} + #{second}", f"#{first} and #{second} contradict each other; "
                                                              "send one of them"))
+    update = next((c for c in commands if c.name == "update"), None)
+    if update is not None and not update.arg and not text:
+        problems.append(Problem(update.line, "#update needs text (on its line or below it)"))
     note = next((c for c in commands if c.name == "note"), None)
     if note is not None and not any(c.arg for c in commands if c.name == "note") and not text:
         problems.append(Problem(note.line, "#note needs text (on its line or below it)"))

@@ -79,7 +79,7 @@ class TeamReplyHandler:
                          notices=self.notices, ticket=ticket, member=member, message=message, now=now, reply=reply)
         for command in ACTIONS.in_order(reply.commands):
             ACTIONS[command.name].apply(ctx, command)
-        internal = any(reply.named(name) is not None for name in ("note", "resolve", "decision"))
+        internal = any(reply.named(name) is not None for name in ("note", "resolve", "decision", "update"))
         if reply.text and not internal:
             self._answer(ctx, reply.text)
         for step in ctx.after:

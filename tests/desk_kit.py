@@ -19,6 +19,7 @@ from config import (
     Config,
     DatabaseSettings,
     HypercareSettings,
+    IncidentSettings,
     SmtpOutSettings,
     SupportSettings,
     TeamMember,
@@ -39,7 +40,9 @@ P3_MAIL = ("Typo on the account page", "There is a typo in the label of the acco
 
 
 def desk_config(tmp_path: Path, *, relay: Relay | None = None, db_url: str | None = None,
-                **hypercare: Any) -> Config:
+                incidents: bool = True, **hypercare: Any) -> Config:
+    """The four people on a Berlin calendar; ``incidents=False`` for tests that report one mail many times
+    to test something else (else those reports are grouped into one incident, issue 14)."""
     settings = dict(timezone="Europe/Berlin", holidays="DE", go_live=date(2026, 11, 23))
     settings.update(hypercare)
     cfg = Config(base_dir=tmp_path, support=SupportSettings(address=SUPPORT),
@@ -48,6 +51,8 @@ def desk_config(tmp_path: Path, *, relay: Relay | None = None, db_url: str | Non
         cfg = dataclasses.replace(cfg, smtp_out=SmtpOutSettings(host="127.0.0.1", port=relay.port, timeout=5))
     if db_url is not None:
         cfg = dataclasses.replace(cfg, database=DatabaseSettings(url=db_url))
+    if not incidents:
+        cfg = dataclasses.replace(cfg, incidents=IncidentSettings(enabled=False))
     return cfg
 
 

@@ -74,11 +74,12 @@ def test_tables_refuse_duplicates_and_must_match():
         ActionTable((AckAction(), AckAction()), ["ack"])
     with pytest.raises(DuplicateName, match="differ: resolve"):
         ActionTable((AckAction(),), ["ack", "resolve"])
-    assert set(COMMANDS.names()) == {"ack", "resolve", "severity", "assign", "wait", "note", "cc", "decision"}
+    assert set(COMMANDS.names()) == {"ack", "resolve", "severity", "assign", "wait", "note", "cc", "decision", "link",
+                                     "merge", "unlink", "update"}
     assert [c.name for c in ACTIONS.in_order(parse_reply_commands("#resolve\n#severity P2\n#ack").commands)] == [
         "severity", "ack", "resolve"]
 
 
 def test_help_lines_list_every_command():
     lines = COMMANDS.help_lines()
-    assert len(lines) == 8 and all(line.startswith("#") for line in lines)
+    assert len(lines) == 12 and all(line.startswith("#") for line in lines)

@@ -87,7 +87,7 @@ def _escalation_rows(app):  # type: ignore[no-untyped-def]
 
 
 def test_answered_resolved_and_paused_tickets_do_not_escalate(make_app, clock, tmp_path, db_url):
-    app = make_app(desk_config(tmp_path, db_url=db_url))
+    app = make_app(desk_config(tmp_path, db_url=db_url, incidents=False))
     answered = report(app, P2_MAIL, sender="a@customer.example")
     resolved = report(app, P2_MAIL, sender="b@customer.example")
     paused = report(app, P2_MAIL, sender="c@customer.example")
@@ -118,7 +118,7 @@ def test_severity_change_starts_a_new_cycle_and_raise_to_p1_pages(make_app, cloc
 
 
 def test_two_instances_sweeping_at_once_escalate_each_level_once(make_app, clock, tmp_path, db_url):
-    config = desk_config(tmp_path, db_url=db_url)
+    config = desk_config(tmp_path, db_url=db_url, incidents=False)
     first = make_app(config)
     keys = [report(first, P2_MAIL, sender=f"u{i}@customer.example") for i in range(6)]
     apps = [first, make_app(config), make_app(config)]
@@ -234,7 +234,7 @@ def test_without_a_team_levels_are_recorded_but_nobody_is_mailed(make_app, clock
 
 def test_a_failing_ticket_is_retried_next_sweep_and_does_not_stop_the_others(make_app, clock, tmp_path, db_url,
                                                                               monkeypatch):
-    app = make_app(desk_config(tmp_path, db_url=db_url))
+    app = make_app(desk_config(tmp_path, db_url=db_url, incidents=False))
     broken, fine = report(app, P2_MAIL, sender="a@customer.example"), report(app, P2_MAIL, sender="b@customer.example")
     original = app.escalator.notices.enqueue
 

@@ -98,7 +98,7 @@ def test_resolution_ladder_chases_an_acknowledged_p1_to_the_owner_then_the_pm(ma
 
 def test_resolved_and_waiting_tickets_are_not_chased_and_the_owner_is_the_role_without_assignee(
         make_app, clock, tmp_path, db_url):
-    app = make_app(desk_config(tmp_path, db_url=db_url))
+    app = make_app(desk_config(tmp_path, db_url=db_url, incidents=False))
     resolved, waiting, open_ = (report(app, P2_MAIL, sender=f"r{i}@customer.example") for i in range(3))
     team_reply(app, resolved, "#resolve restarted the connector", sender=TIM.email)
     team_reply(app, waiting, "#wait\nCould you send the log?", sender=TIM.email)
@@ -179,3 +179,21 @@ def test_olga_on_call_is_not_on_the_resolution_ladder(make_app, clock, tmp_path,
     clock.set(berlin(2026, 11, 25, 17, 0) + timedelta(minutes=1))
     recipients = {r for e in app.resolution_ladder.sweep().escalated for r in e.recipients}
     assert OLGA.email not in recipients and events(app, key, "escalated")
+
+
+def test_every_new_ticket_reaches_its_owner_at_creation(make_app, clock, tmp_path, relay, db_url):
+    """A triage notice to the role's members (reasons, commands, signed Reply-To); a P1 keeps its one page."""
+    app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url))
+    p2, p4, p1 = report(app, P2_MAIL), report(app, P4_MAIL), report(app, P1_MAIL)
+    flush(app)
+    team = {d.message["Subject"]: (sorted(d.recipients), d) for d in relay.deliveries if "customer" not in d.recipients[0]}
+    to, notice = team[f"[{p2}] New P2: P2 {P2_MAIL[0]}"]
+    assert to == [TIM.email] and notice.message["Reply-To"] == app.tokens.reply_address(p2)
+    body = notice.message.get_body(("plain",)).get_content()
+    assert "Why the classifier chose this" in body and "integration-failure" in body and "#ack" in body
+    assert "first response within 4 hours" in body
+    [(p4_to, p4_notice)] = [v for k, v in team.items() if k.startswith(f"[{p4}] New P4")]
+    assert "scheduled for the next sprint" in p4_notice.message.get_body(("plain",)).get_content()
+    assert [k for k in team if k.startswith(f"[{p1}]")] == [f"[{p1}] New P1: P1 {P1_MAIL[0]}"]  # the page only
+    assert [e.data["recipients"] for e in events(app, p2, "triaged")] == [[TIM.email]]
+    assert outbox(app, "triage")[0].idempotency_key == f"triage:{p2}"

@@ -62,7 +62,9 @@ def test_p3_reported_friday_1600_due_next_business_day_1600(make_app, clock, tmp
     assert (t.severity, t.role) == ("P3", "crm_admin")
     assert t.response_due == berlin(*due)
     flush(app)
-    [ack] = relay.deliveries
+    [ack] = [d for d in relay.deliveries if d.recipients == [REPORTER]]
+    [triage] = [d for d in relay.deliveries if d.recipients == [ADA.email]]  # the owner knows at once
+    assert triage.message["Subject"] == f"[{key}] New P3: P3 {P3_MAIL[0]}"
     due_text = berlin(*due).astimezone(BERLIN).strftime("%d %b %Y 16:00")
     assert "1 business day" in text_of(ack) and due_text in text_of(ack)
 

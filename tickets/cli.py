@@ -91,6 +91,11 @@ def render_ticket_text(data: dict[str, Any], tz: Any) -> str:
     if data.get("uncertain"):
         lines.append("  uncertain:     yes; confirm or change with #severity / #assign")
     lines += [f"  {line}" for line in triage_lines(data.get("triage"))]
+    incident = data.get("incident")
+    if incident:
+        lines.append(f"  incident:      {incident['key']} ({incident['reports']} reports, {incident['status']}): "
+                     f"{', '.join(incident['tickets'])}")
+        lines.append(f"  linked:        {incident['why'] or '-'}")
     lines.append("  why:")
     for hit in data["classification"] or []:
         evidence = ", ".join(f'"{e}"' for e in hit.get("evidence", [])) or "-"

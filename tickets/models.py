@@ -108,6 +108,9 @@ class Ticket(Base):
     original_role: Mapped[str | None] = mapped_column(String(40))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # The incident this ticket reports (issue 14): several reports of one problem share one incident.
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    incident: Mapped[Incident | None] = relationship(back_populates="tickets", foreign_keys=[incident_id])
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
@@ -118,6 +121,45 @@ class Ticket(Base):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+
+class Incident(Base):
+    """One problem reported by several people: its tickets, its page, its updates and its resolution.
+
+    Why a parent record (issue 14) and not "the first ticket": the first report can be unlinked
+    (``#unlink``) while the incident goes on, and the public status page (issue 16) needs the
+    incident's own title, times and updates, not one reporter's ticket.
+    """
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # "INC-3"
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | resolved
+    severity: Mapped[str] = mapped_column(String(2))
+    role: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String(80), default="")  # the classifier rule the reports share
+    terms: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the first report's significant terms
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    last_report_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    tickets: Mapped[list[Ticket]] = relationship(back_populates="incident", order_by="Ticket.id",
+                                                 foreign_keys="Ticket.incident_id")
+    updates: Mapped[list[IncidentUpdate]] = relationship(back_populates="incident", order_by="IncidentUpdate.id")
+
+
+class IncidentUpdate(Base):
+    """What the team said about an incident (``#update text``, the resolution), kept for the status page."""
+
+    __tablename__ = "incident_updates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))  # update | resolved | reopened
+    author: Mapped[str] = mapped_column(String(320), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    incident: Mapped[Incident] = relationship(back_populates="updates")
 
 
 class Participant(Base):

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tickets.incidents import link_reason
 from tickets.models import Message, Ticket
 
 
@@ -100,6 +101,15 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
         {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail, "data": e.data}
         for e in ticket.events
     ]
+    incident = ticket.incident
+    data["incident"] = None if incident is None else {
+        "key": incident.key, "title": incident.title, "status": incident.status,
+        "reports": len(incident.tickets), "tickets": [t.key for t in incident.tickets],
+        "reporters": [t.reporter for t in incident.tickets], "first_report_at": iso(incident.created_at),
+        "last_report_at": iso(incident.last_report_at), "resolved_at": iso(incident.resolved_at),
+        "why": link_reason(ticket),
+        "updates": [{"at": iso(u.at), "kind": u.kind, "author": u.author, "text": u.text} for u in incident.updates],
+    }
     return data
 
 

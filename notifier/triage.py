@@ -1,0 +1,54 @@
+"""The triage notice: every new ticket reaches the members holding its role when it is opened.
+
+Why at creation (issue 14): before, a P2-P4 ticket was invisible to the team until 50 % of
+its first-response time had passed, so in 26 of 38 tickets the owner could first act on an
+escalation.  The notice is the team mail of ``notifier.team_notice`` (the ticket, the
+classifier's reasons, the thread, the reply commands, the signed Reply-To), sent once
+(``triage:HC-3``) in the ticket's transaction as a ``TicketOpener.on_opened`` hook.
+
+Who gets what: a P1 keeps its immediate page to role + on-call + project managers
+(``Escalator.on_new_ticket``), so it gets no second mail; a later report of a known
+incident gets none either (its incident was already paged: ``tickets.incidents``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from config import Config
+from notifier.labels import role_label
+from notifier.team_notice import Headline, TeamNotices, team_members_for
+from tickets.lifecycle import record_event
+from tickets.models import Message, Ticket
+from tickets.sla import SlaPolicy
+
+TRIAGE = "triage"
+
+
+class TriageNotices:
+    def __init__(self, config: Config, notices: TeamNotices, sla: SlaPolicy) -> None:
+        self.config = config
+        self.notices = notices
+        self.sla = sla
+
+    def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
+        """``TicketOpener.on_opened`` hook (after the acknowledgement and the P1 page)."""
+        if ticket.severity == "P1" or ticket.incident is not None:
+            return  # paged already (the P1 page, or the incident's page)
+        to = team_members_for(self.config, ticket)
+        if not to:
+            return
+        self.notices.enqueue(session, ticket, kind=TRIAGE, headline=self.headline(ticket), to=to,
+                             key=f"{TRIAGE}:{ticket.key}", now=now)
+        record_event(session, ticket, "triaged", now, detail=f"triage notice to {', '.join(to)}",
+                     data={"recipients": to})
+
+    def headline(self, ticket: Ticket) -> Headline:
+        target = self.sla.target_label(ticket.severity)
+        when = ("scheduled for the next sprint" if self.sla.is_scheduled(ticket.severity)
+                else f"first response within {target}")
+        return Headline(f"New {ticket.severity}",
+                        f"New {ticket.severity} ticket {ticket.key} for {role_label(ticket.role)}: {when}. "
+                        "Reply with #ack to take it.")

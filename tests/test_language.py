@@ -1,0 +1,57 @@
+"""Issue 14: acknowledgements speak the reporter's language (EN/DE/FR from the mail's text, English
+fallback), from one template file per language that a site can override."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from desk_kit import P2_MAIL, desk_config, flush, report, text_of
+
+from config import NotifierSettings
+from notifier.language import detect_language
+
+
+@pytest.mark.parametrize("texts, expected", [
+    (("CRM nicht erreichbar", "Seit heute morgen kann sich niemand anmelden."), "de"),
+    (("Problème de synchronisation", "La synchronisation avec SAP ne fonctionne plus depuis hier."), "fr"),
+    (("Sync failing", "The integration with SAP fails since this morning."), "en"),
+    (("ok", "?"), "en"),  # too short to tell: English
+    (("", ""), "en"),
+    (("\x00" * 5000, "\r\n" * 5000), "en"),
+    (("12345 678", "2026-11-23 09:00"), "en"),
+    (("Hallo", "Danke " * 500_000), "de"),  # megabytes: only the opening is read
+])
+def test_detect_language(texts, expected):
+    assert detect_language(*texts) == expected
+
+
+def test_acknowledgement_in_the_reporters_language(make_app, tmp_path, relay, db_url):
+    app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url, incidents=False))
+    report(app, ("Synchronisation ERP en échec", "La synchronisation avec SAP échoue depuis ce matin, "
+                 "les commandes ne sont pas transférées."), sender="fr@customer.example")
+    report(app, ("ERP-Sync schlägt fehl", "Die Synchronisation mit SAP schlägt seit heute morgen fehl, "
+                 "Aufträge werden nicht übertragen."), sender="de@customer.example")
+    report(app, P2_MAIL, sender="en@customer.example")
+    flush(app)
+    acks = {d.recipients[0]: text_of(d) for d in relay.deliveries if "customer" in d.recipients[0]}
+    assert acks["fr@customer.example"].startswith("Bonjour") and "nous avons bien reçu" in acks["fr@customer.example"]
+    assert acks["de@customer.example"].startswith("Guten Tag") and "Ticket HC-2" in acks["de@customer.example"]
+    assert acks["en@customer.example"].startswith("Hello")
+
+
+def test_a_site_overrides_one_languages_template(make_app, tmp_path, relay, db_url):
+    override = tmp_path / "my_templates" / "de"
+    override.mkdir(parents=True)
+    (override / "ack.txt.j2").write_text("Subject: [{{ ticket.key }}] Eingang bestätigt\nMoin {{ ticket.reporter }}!\n")
+    config = dataclasses.replace(desk_config(tmp_path, relay=relay, db_url=db_url),
+                                 notifier=NotifierSettings(templates_dir=str(tmp_path / "my_templates")))
+    app = make_app(config)
+    report(app, ("ERP-Sync schlägt fehl", "Die Synchronisation mit SAP schlägt seit heute morgen fehl."),
+           sender="de@customer.example")
+    report(app, ("Problème de synchronisation", "La synchronisation avec SAP ne fonctionne plus depuis hier."),
+           sender="fr@customer.example")
+    flush(app)
+    subjects = {d.recipients[0]: d.message["Subject"] for d in relay.deliveries if "customer" in d.recipients[0]}
+    assert subjects["de@customer.example"] == "[HC-1] Eingang bestätigt"  # the site's file
+    assert subjects["fr@customer.example"].startswith("[HC-2] Problème")  # the built-in French one

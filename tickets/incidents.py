@@ -1,0 +1,308 @@
+"""Incidents: several reports of one problem become one incident (issue 14).
+
+Why grouping in the domain, at creation: an outage reported by eight people in eight
+minutes became eight tickets and seven P1 pages.  A new ticket joins an open incident (or
+starts one with the ticket it matches) when it arrives within ``[incidents] window_minutes`` of
+a lone earlier report, or while the incident is open (not resolved), and it
+
+* was decided by the same classifier rule (the first rule of the verdict, not a fallback),
+* has the same topic (the owner role the classifier chose), and
+* shares at least ``min_shared_terms`` significant words of subject and body with it
+  (stop words of English, German and French left out; error codes count).
+
+Each of the three is a fact a person can check, so the reason is stored with the link
+(``incident_linked`` event: rule, role, shared terms, minutes after the earlier report) and
+``show`` prints it.  The team corrects it by reply: ``#link HC-n`` / ``#merge HC-n`` join a
+ticket to HC-n's incident, ``#unlink`` takes it out (``replies.command_effects``).
+
+Pure domain: no mail is sent here.  The acknowledgement ("known issue"), the page once per
+incident and the resolution of every linked ticket are the notifier's and the replies'
+business; they ask ``is_follow_up`` and ``open_reports``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from config import Config
+from tickets.lifecycle import first_inbound, record_event
+from tickets.models import OPEN_STATUSES, Incident, IncidentUpdate, Message, Ticket
+from tickets.response_clock import record_first_response
+from tickets.sla import SlaPolicy
+from tickets.store import Store, next_number
+
+INCIDENT_COUNTER = "incident"
+LINKED = "incident_linked"
+UNLINKED = "incident_unlinked"
+MAX_TERMS = 60  # significant terms kept per report: enough for a mail's gist, bounded for a megabyte body
+_WORD = re.compile(r"[^\W\d_]{3,}|\d{3,}")
+# Function words of the three languages the desk answers in; everything else may carry meaning.
+STOP_WORDS = frozenset("""
+the and for are but not you all any can had her was one our out has have him his how its may new now
+see two way who did get got let say she too use this that with from they will would there their what
+when which your been were into than then them these some could about after again also just only other
+over such very more most same since still while where here does doing please thanks thank hello dear
+regards best kind everyone anyone nobody someone since today morning yesterday
+der die das und ist nicht ein eine einer eines dem den des ich sie wir ihr mit von auf für aus bei
+seit sich auch noch nur schon wie was wer wenn dann kann können konnte keine kein mehr sehr bitte danke
+hallo liebe lieber grüße gruß freundlichen heute morgen gestern alle allen niemand jemand unser unsere
+les des une est pas que qui pour dans par sur avec mais plus depuis tout tous toute toutes nous vous
+ils elles leur sont ont été cette ces son ses aux bonjour merci cordialement madame monsieur aujourd hui
+matin personne peut pouvons
+""".split())
+
+
+@dataclass(frozen=True)
+class LinkReason:
+    """Why a report joined an incident: each part checkable by a person."""
+
+    rule: str
+    role: str
+    shared_terms: tuple[str, ...]
+    minutes_after: float
+    earlier: str  # the report it matched (key)
+    by: str = "similarity"  # similarity | #link | #merge
+
+    def sentence(self) -> str:
+        if self.by != "similarity":
+            return f"linked by the team ({self.by} {self.earlier})"
+        terms = ", ".join(self.shared_terms) or "-"
+        return (f"same classifier rule {self.rule!r} and topic {self.role}, shared terms: {terms}; "
+                f"{self.minutes_after:.0f} min after {self.earlier}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "role": self.role, "shared_terms": list(self.shared_terms),
+                "minutes_after": round(self.minutes_after, 1), "earlier": self.earlier, "by": self.by}
+
+
+def significant_terms(*texts: str) -> tuple[str, ...]:
+    """The distinct significant words of *texts*, in order of appearance (at most ``MAX_TERMS``)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for match in _WORD.finditer((text or "")[:20_000].lower()):
+            word = match.group()
+            if word not in STOP_WORDS and len(word) <= 40:
+                seen.setdefault(word, None)
+                if len(seen) >= MAX_TERMS:
+                    return tuple(seen)
+    return tuple(seen)
+
+
+def deciding_rule(ticket: Ticket) -> str | None:
+    """The classifier rule that decided the ticket's severity; None for a fallback verdict."""
+    return rule_of(str(hit.get("name", "")) if isinstance(hit, dict) else "" for hit in ticket.classification or [])
+
+
+def rule_of(names: Iterable[str]) -> str | None:
+    """The first rule name that is neither a topic rule nor a fallback (None when a fallback decided)."""
+    for name in names:
+        if not name or name.startswith("fallback"):
+            return None
+        if not name.startswith("topic-"):
+            return name
+    return None
+
+
+class NewReport(Protocol):
+    """A new ticket as column values (``intake.opening.OpenedTicket``; tickets never imports intake)."""
+
+    ticket: dict[str, Any]
+    verdict: Any  # classifier.Verdict: ``rules`` with ``name``
+
+
+def terms_of(ticket: Ticket, message: Message | None = None) -> tuple[str, ...]:
+    first = message if message is not None else first_inbound(ticket)
+    return significant_terms(ticket.subject, first.body if first is not None else "")
+
+
+def is_follow_up(ticket: Ticket) -> bool:
+    """True when the ticket joined an incident someone else reported first (no page, "known issue")."""
+    incident = ticket.incident
+    if incident is None:
+        return False
+    first = min((t for t in incident.tickets), key=lambda t: t.id or 0, default=None)
+    return first is not None and first is not ticket
+
+
+def open_reports(incident: Incident) -> list[Ticket]:
+    return [t for t in incident.tickets if t.status in OPEN_STATUSES]
+
+
+def latest_update(incident: Incident | None) -> IncidentUpdate | None:
+    if incident is None:
+        return None
+    updates = [u for u in incident.updates if u.kind == "update"]
+    return updates[-1] if updates else None
+
+
+class IncidentGrouper:
+    """The ``TicketOpener.on_opened`` hook that links a new report to the incident it belongs to.
+
+    Its batch form (``intake.batch_store``): a new report that *may* join an incident (an open
+    incident or a report within the window with the same rule and role) is refused, so it goes
+    the per-message way where ``on_new_ticket`` decides; the others are stored in the batch and
+    remembered.  What may join is kept in memory (``_recent``) and reloaded from the database
+    every ``RELOAD`` of rehearsed time, so a second instance's reports are seen within seconds.
+    """
+
+    RELOAD = timedelta(seconds=10)
+
+    def __init__(self, config: Config, sla: SlaPolicy, store: Store | None = None) -> None:
+        self.config = config
+        self.settings = config.incidents
+        self.sla = sla
+        self.store = store
+        self._recent: dict[tuple[str, str], datetime] = {}  # (rule, role) -> latest report
+        self._open: set[tuple[str, str]] = set()  # (rule, role) of open incidents
+        self._loaded_at: datetime | None = None
+
+    # --- the batch form ----------------------------------------------------------------------
+
+    def batch_accepts(self, opened: NewReport) -> bool:
+        if not self.settings.enabled:
+            return True
+        rule = rule_of(hit.name for hit in opened.verdict.rules)
+        if rule is None:
+            return True
+        now = opened.ticket["created_at"]
+        self._reload(now)
+        key = (rule, str(opened.ticket["role"]))
+        last = self._recent.get(key)
+        return key not in self._open and (last is None or now - last > self._window)
+
+    def batch_rows(self, session: Session, opened: Iterable[NewReport], now: datetime) -> tuple[()]:
+        for new in opened:
+            rule = rule_of(hit.name for hit in new.verdict.rules)
+            if rule is not None:
+                self._remember(rule, str(new.ticket["role"]), new.ticket["created_at"])
+        return ()
+
+    @property
+    def _window(self) -> timedelta:
+        return timedelta(minutes=self.settings.window_minutes)
+
+    def _remember(self, rule: str, role: str, at: datetime) -> None:
+        key = (rule, role)
+        self._recent[key] = max(at, self._recent.get(key, at))
+
+    def _reload(self, now: datetime) -> None:
+        if self.store is None or (self._loaded_at is not None and timedelta(0) <= now - self._loaded_at
+                                  < self.RELOAD):
+            return
+        self._loaded_at = now
+        with self.store.read() as session:
+            for ticket in session.scalars(select(Ticket).where(
+                    Ticket.status.in_(OPEN_STATUSES), Ticket.created_at >= now - self._window)):
+                rule = deciding_rule(ticket)
+                if rule is not None:
+                    self._remember(rule, ticket.role, ticket.created_at)
+            self._open = {(i.rule, i.role) for i in session.scalars(select(Incident).where(Incident.status == "open"))}
+
+    # --- one report --------------------------------------------------------------------------
+
+    def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
+        if not self.settings.enabled:
+            return
+        rule = deciding_rule(ticket)
+        if rule is None:
+            return
+        self._remember(rule, ticket.role, now)
+        terms = terms_of(ticket, request)
+        match = self.find_match(session, ticket, rule, terms, now)
+        if match is None:
+            return
+        self._open.add((rule, ticket.role))
+        earlier, reason = match
+        incident = earlier.incident or start_incident(session, earlier, now, rule=rule, terms=terms_of(earlier))
+        join(session, incident, ticket, reason, now)
+        if any(t.first_response_at is not None for t in incident.tickets if t is not ticket):
+            # The team is already on it: the "known issue" acknowledgement is this report's response.
+            record_first_response(self.sla, ticket, (), now)
+
+    def find_match(self, session: Session, ticket: Ticket, rule: str, terms: tuple[str, ...],
+                   now: datetime) -> tuple[Ticket, LinkReason] | None:
+        since = now - timedelta(minutes=self.settings.window_minutes)
+        # No autoflush: the new ticket is still pending and is stored by the opener's one flush.
+        with session.no_autoflush:
+            # Lone reports within the window, and the reports of incidents still open (an outage that
+            # is being worked on collects its late reports too, however long it lasts).
+            in_open_incident = Ticket.incident_id.in_(select(Incident.id).where(Incident.status == "open"))
+            candidates = list(session.scalars(
+                select(Ticket).where(Ticket.status.in_(OPEN_STATUSES), Ticket.created_at <= now,
+                                     Ticket.role == ticket.role,
+                                     or_(Ticket.created_at >= since, in_open_incident))
+                .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(200)))
+            return self._first_match(ticket, rule, terms, candidates, now)
+
+    def _first_match(self, ticket: Ticket, rule: str, terms: tuple[str, ...], candidates: list[Ticket],
+                     now: datetime) -> tuple[Ticket, LinkReason] | None:
+        wanted = set(terms)
+        for earlier in candidates:
+            if earlier is ticket or deciding_rule(earlier) != rule:
+                continue
+            if earlier.incident is not None and earlier.incident.status != "open":
+                continue
+            shared = tuple(t for t in terms_of(earlier) if t in wanted)
+            if len(shared) < self.settings.min_shared_terms:
+                continue
+            minutes = (now - earlier.created_at).total_seconds() / 60
+            return earlier, LinkReason(rule, ticket.role, shared[:8], minutes, earlier.key)
+        return None
+
+
+def start_incident(session: Session, first: Ticket, now: datetime, *, rule: str,
+                   terms: Iterable[str] = ()) -> Incident:
+    """A new incident whose first report is *first* (it keeps its page and its ladder)."""
+    number = next_number(session, INCIDENT_COUNTER)
+    incident = Incident(key=f"INC-{number}", title=first.subject or "(no subject)", status="open",
+                        severity=first.severity, role=first.role, rule=rule, terms=list(terms)[:MAX_TERMS],
+                        created_at=first.created_at, last_report_at=first.created_at)
+    session.add(incident)
+    first.incident = incident
+    record_event(session, first, LINKED, now, detail=f"first report of incident {incident.key}",
+                 data={"incident": incident.key, "first": True})
+    return incident
+
+
+def join(session: Session, incident: Incident, ticket: Ticket, reason: LinkReason, now: datetime,
+         actor: str = "system") -> None:
+    ticket.incident = incident
+    incident.last_report_at = max(incident.last_report_at, ticket.created_at)
+    record_event(session, ticket, LINKED, now, actor=actor,
+                 detail=f"linked to incident {incident.key}: {reason.sentence()}",
+                 data={"incident": incident.key, **reason.to_json()})
+
+
+def unlink(session: Session, ticket: Ticket, now: datetime, actor: str) -> Incident | None:
+    """Take *ticket* out of its incident; an incident left with one report is left as it is."""
+    incident = ticket.incident
+    if incident is None:
+        return None
+    ticket.incident = None
+    if ticket in incident.tickets:
+        incident.tickets.remove(ticket)
+    record_event(session, ticket, UNLINKED, now, actor=actor, detail=f"taken out of incident {incident.key}",
+                 data={"incident": incident.key})
+    return incident
+
+
+def add_update(session: Session, incident: Incident, text: str, author: str, now: datetime,
+               kind: str = "update") -> IncidentUpdate:
+    update = IncidentUpdate(incident=incident, at=now, kind=kind, author=author, text=text[:4000])
+    session.add(update)
+    return update
+
+
+def link_reason(ticket: Ticket) -> str | None:
+    """The latest stored reason why *ticket* is in its incident (for ``show``), or None."""
+    if ticket.incident is None:
+        return None
+    linked = [e for e in ticket.events if e.kind == LINKED]
+    return linked[-1].detail if linked else None
