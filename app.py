@@ -37,6 +37,7 @@ from replies.command_syntax import COMMANDS
 from replies.ratings import FeedbackDesk
 from replies.reporter_reply import ReporterReplies
 from replies.router import ReplyRouter
+from replies.stakeholder_reply import StakeholderReplies
 from replies.team_reply import TeamReplyHandler
 from tickets.bouncing import protected_addresses
 from tickets.business_calendar import BusinessCalendar
@@ -49,7 +50,8 @@ from tickets.store import Store, ensure_identity
 from tickets.tokens import ReplyTokens
 
 MAIL_TEMPLATES = ("ack", "ack_known", "de/ack", "de/ack_known", "fr/ack", "fr/ack_known", "escalation",
-                  "confirmation", "resolved", "answer", "reporter_update", "member_notice", "exit_decision")
+                  "confirmation", "resolved", "answer", "reporter_update", "member_notice", "exit_decision",
+                  "stakeholder_reply")
 
 
 class App:
@@ -177,7 +179,8 @@ class App:
         # The team hears when the reporter (or a cc) replies or reopens (notifier.reporter_update).
         updates = ReporterUpdates(self.config, self.renderer, self.tokens, self.escalator.notices)
         reporter = ReporterReplies(self.config, self.opener, self.sla, notify_team=updates)
-        return ReplyRouter(self.config, self.feedback, team_reply, reporter)
+        return ReplyRouter(self.config, self.feedback, team_reply, reporter,
+                           StakeholderReplies(self.config, self.renderer))
 
     @cached_property
     def feedback(self) -> FeedbackDesk:

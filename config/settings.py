@@ -50,7 +50,7 @@ class HypercareSettings:
     sprint_days: int = 14
     digest_time: time = time(8, 0)
     weekly_summary_day: int = 0
-    reopen_days: int = 7
+    reopen_days: int = 14  # a reply to a resolved ticket within this many days threads into it (reopens)
     exit_date: date | None = None  # None: the last business day of week 4 (tickets.phases.exit_report_day)
 
     @property

@@ -27,6 +27,7 @@ from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.decisions import latest_decision
 from tickets.feedback import feedback_summary
 from tickets.health import mailbox_health, outbox_counts, relay_health
+from tickets.incidents import incidents_in
 from tickets.models import OPEN_STATUSES, Message, Ticket
 from tickets.phases import day_number, exit_report_day, phase_on
 from tickets.sla import SlaPolicy
@@ -34,6 +35,7 @@ from tickets.views import ticket_summary
 
 AT_RISK = 0.80  # fraction of the response clock after which an open ticket is "about to breach"
 TREND_DAYS = 14
+INCIDENT_DAYS = 7  # incidents open at some time in the last week are listed
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def build_summary(session: Session, ctx: DashboardContext) -> dict[str, Any]:
         "relays": [r.to_dict() for r in relay_health(session, ctx.config, ctx.now) if r.configured or not r.ok],
         "bouncing_people": [p.to_dict() for p in bouncing_people(session, ctx.config)],
         "feedback": feedback_summary(session).to_dict(),
+        "incidents": incidents_in(session, ctx.now - timedelta(days=INCIDENT_DAYS), ctx.now),
     }
     facts = exit_facts(session, ctx.config.exit, ctx.now)
     summary["outlook"] = _outlook(ctx, facts, summary)

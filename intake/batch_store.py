@@ -37,7 +37,7 @@ from intake.parse.message import ParsedMessage
 from intake.rows import attachment_values, message_values
 from tickets.attachments import AttachmentStore
 from tickets.lifecycle import allocate_keys
-from tickets.models import Attachment, Base, BouncingRecipient, Event, Message, Participant, Ticket
+from tickets.models import Attachment, Base, BouncingRecipient, Event, Message, OutboxItem, Participant, Ticket
 from tickets.tokens import ReplyTokens
 
 R = TypeVar("R")
@@ -216,10 +216,14 @@ def _reserve_ids(session: Session, table: Table, count: int) -> list[int]:
 
 
 def _stored_with_ticket(session: Session, message_ids: set[str]) -> set[str]:
-    """Which of *message_ids* are stored messages of a ticket: a mail naming one may thread."""
+    """Which of *message_ids* are stored messages of a ticket (a mail naming one may thread), or our mails
+    without a ticket (a digest: a reply to it goes to the project managers, issue 14)."""
     found: set[str] = set()
     ordered = sorted(message_ids)
     for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start:start + _CHUNK]
         found.update(session.scalars(select(Message.message_id).where(
-            Message.message_id.in_(ordered[start:start + _CHUNK]), Message.ticket_id.is_not(None))))
+            Message.message_id.in_(chunk), Message.ticket_id.is_not(None))))
+        found.update(session.scalars(select(OutboxItem.message_id).where(
+            OutboxItem.message_id.in_(chunk), OutboxItem.ticket_id.is_(None))))
     return found

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from config import Config
 from intake.parse.message import ParsedMessage
 from tickets.lifecycle import find_by_key, is_participant
-from tickets.models import Message, Ticket
+from tickets.models import Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
 
 
@@ -50,6 +50,20 @@ class ReplyHandling(Protocol):
 
     def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
                now: datetime) -> ReplyOutcome | None: ...
+
+    def about_our_mail(self, session: Session, sent: OutboxItem, message: Message, parsed: ParsedMessage,
+                       now: datetime) -> str:
+        """A reply to a mail we sent that belongs to no ticket (a digest): never a new ticket (issue 14)."""
+        ...
+
+
+def replied_untracked_mail(session: Session, parsed: ParsedMessage) -> OutboxItem | None:
+    """Our mail without a ticket (a stakeholder digest) that *parsed* answers, by In-Reply-To/References."""
+    ids = [i for i in [parsed.in_reply_to, *reversed(parsed.references)] if i][:50]
+    if not ids:
+        return None
+    return session.scalar(select(OutboxItem).where(OutboxItem.message_id.in_(ids), OutboxItem.ticket_id.is_(None))
+                          .order_by(OutboxItem.id.desc()).limit(1))
 
 
 def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens: ReplyTokens,

@@ -21,11 +21,14 @@ from sqlalchemy.orm import Session
 from config import Config
 from intake.parse.message import ParsedMessage
 from intake.thread import ReplyOutcome, ThreadMatch
+from replies.gratitude import is_thank_you
 from replies.ratings import FeedbackDesk
 from replies.reporter_reply import ReporterReplies
+from replies.stakeholder_reply import StakeholderReplies
 from replies.team_reply import TeamReplyHandler
+from tickets.feedback import THANKS
 from tickets.lifecycle import first_line, is_participant, record_event
-from tickets.models import CLOSED_STATUSES, Message, Ticket
+from tickets.models import CLOSED_STATUSES, Message, OutboxItem, Ticket
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,23 @@ class ForwardedTeamMail:
         return ReplyOutcome("comment", reply.ticket, "not on the team: recorded as a comment, nothing changed")
 
 
+class ThankYou:
+    """A short thank-you on a resolved ticket (``replies.gratitude``): recorded as positive feedback, quiet."""
+
+    name = "thank-you"
+
+    def answer(self, reply: Reply) -> ReplyOutcome | None:
+        sender = reply.parsed.from_addr
+        if reply.ticket.status not in CLOSED_STATUSES or not is_participant(reply.ticket, sender) \
+                or not is_thank_you(reply.parsed.body):
+            return None
+        reply.message.disposition = "comment"
+        record_event(reply.session, reply.ticket, THANKS, reply.now, actor=sender,
+                     detail=first_line(reply.parsed.body), data={"positive": True},
+                     message_row_id=reply.message.id)
+        return ReplyOutcome("thanks", reply.ticket, "a thank-you: recorded as positive feedback, not reopened")
+
+
 class ReplyToClosedTicket:
     """Reopen within ``reopen_days``; later (or from a stranger) a new ticket linked to the old one."""
 
@@ -150,12 +170,14 @@ class ReplyRouter:
     """``intake.thread.ReplyHandling``: the first rule of the table that answers decides."""
 
     def __init__(self, config: Config, ratings: FeedbackDesk, team: TeamReplyHandler,
-                 reporter: ReporterReplies) -> None:
+                 reporter: ReporterReplies, stakeholders: StakeholderReplies | None = None) -> None:
+        self.stakeholders = stakeholders
         self.rules: tuple[ReplyRule, ...] = (
             AmbiguousSender(),
             Rating(ratings),
             TeamMember(config, team),
             ForwardedTeamMail(config),
+            ThankYou(),
             ReplyToClosedTicket(reporter),
             ReplyToOpenTicket(reporter),
         )
@@ -170,3 +192,10 @@ class ReplyRouter:
             if outcome is not None:
                 return outcome
         return None
+
+    def about_our_mail(self, session: Session, sent: OutboxItem, message: Message, parsed: ParsedMessage,
+                       now: datetime) -> str:
+        """A reply to a digest: the project managers get it as a comment (``replies.stakeholder_reply``)."""
+        if self.stakeholders is None:
+            return f"reply to {sent.kind}: kept as a comment"
+        return self.stakeholders(session, sent, message, parsed, now)

@@ -225,3 +225,27 @@ def test_significant_terms_are_bounded_for_megabytes_and_repeats():
     assert len(terms) == MAX_TERMS and all(t.startswith("w") for t in terms)
     assert significant_terms("CRM down " * 100_000) == ("crm", "down")
     assert significant_terms("Fehler 503 im CRM", "Die Seite lädt nicht") == ("fehler", "503", "crm", "seite", "lädt")
+
+
+def test_incidents_show_on_the_dashboard_and_in_the_digests(make_app, clock, tmp_path, db_url):
+    from dashboard.pages import overview_html
+    from dashboard.summary import DashboardContext, build_summary
+    from notifier.digests import for_app
+
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    start = clock.now()
+    keys = storm(app, clock)
+    team_reply(app, keys[0], "#resolve proxy restarted", sender=TIM.email)
+    with app.store.read() as session:
+        ctx = DashboardContext(app.config, app.sla, app.go_live, clock.now())
+        summary = build_summary(session, ctx)
+        [row] = summary["incidents"]
+        assert (row["key"], row["reports"], row["status"]) == ("INC-1", 8, "resolved")
+        assert row["reporters"][0] == "user0@customer.example" and row["age_seconds"] == 8 * 60
+        page = overview_html(session, ctx, app.renderer, summary=summary)
+    assert 'id="incidents"' in page and "user7@customer.example" in page
+    daily = for_app(app).render("status_daily", clock.now(), since=start)
+    assert "INC-1 CRM is down, 8 reports, 10:00-10:07, resolved" in daily.text
+    clock.advance(days=7)
+    weekly = for_app(app).render("weekly_summary", clock.now())
+    assert "INC-1 CRM is down, 8 reports" in weekly.text

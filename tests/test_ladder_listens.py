@@ -186,7 +186,8 @@ def test_every_new_ticket_reaches_its_owner_at_creation(make_app, clock, tmp_pat
     app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url))
     p2, p4, p1 = report(app, P2_MAIL), report(app, P4_MAIL), report(app, P1_MAIL)
     flush(app)
-    team = {d.message["Subject"]: (sorted(d.recipients), d) for d in relay.deliveries if "customer" not in d.recipients[0]}
+    team = {d.message["Subject"]: (sorted(d.recipients), d) for d in relay.deliveries
+            if "customer" not in d.recipients[0]}
     to, notice = team[f"[{p2}] New P2: P2 {P2_MAIL[0]}"]
     assert to == [TIM.email] and notice.message["Reply-To"] == app.tokens.reply_address(p2)
     body = notice.message.get_body(("plain",)).get_content()

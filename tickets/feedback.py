@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tickets.models import Feedback, Ticket
+from tickets.models import Event, Feedback, Ticket
 
+THANKS = "thanks"  # the event of a thank-you reply on a resolved ticket (replies.gratitude): positive feedback
 LOW_RATING = 2  # ratings at or below this show their comments on the dashboard and in digests
 
 
@@ -26,9 +27,10 @@ class FeedbackSummary:
     average: float | None = None
     distribution: dict[int, int] = field(default_factory=lambda: dict.fromkeys(range(1, 6), 0))
     low: list[dict[str, Any]] = field(default_factory=list)  # {"key", "rating", "comment", "at"}, newest first
+    thanks: int = 0  # thank-you replies on resolved tickets: positive feedback without a rating (issue 14)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "average": self.average,
+        return {"count": self.count, "average": self.average, "thanks": self.thanks,
                 "distribution": {str(k): v for k, v in self.distribution.items()}, "low": self.low}
 
 
@@ -52,4 +54,10 @@ def feedback_summary(session: Session, since: datetime | None = None, until: dat
            .join(Ticket, Ticket.id == Feedback.ticket_id)
            .where(Feedback.rating <= LOW_RATING, *where).order_by(Feedback.at.desc()).limit(low_limit))
     summary.low = [{"key": k, "rating": r, "comment": c, "at": at} for k, r, c, at in session.execute(low)]
+    thanks = [Event.kind == THANKS]
+    if since is not None:
+        thanks.append(Event.at >= since)
+    if until is not None:
+        thanks.append(Event.at < until)
+    summary.thanks = int(session.scalar(select(func.count(Event.id)).where(*thanks)) or 0)
     return summary

@@ -306,3 +306,25 @@ def link_reason(ticket: Ticket) -> str | None:
         return None
     linked = [e for e in ticket.events if e.kind == LINKED]
     return linked[-1].detail if linked else None
+
+
+def incidents_in(session: Session, since: datetime, until: datetime, limit: int = 20) -> list[dict[str, Any]]:
+    """Incidents open at some time in [since, until), newest first: what the dashboard and digests list.
+
+    Each as plain data (key, title, reports, reporters, first/last report, status, resolved_at, age in
+    seconds at *until*, and ``line``: "SSO outage, 8 reports, 08:12-10:05, resolved" in UTC times; the
+    callers format local times from the fields).
+    """
+    query = (select(Incident).where(Incident.created_at < until,
+                                    or_(Incident.resolved_at.is_(None), Incident.resolved_at >= since))
+             .order_by(Incident.created_at.desc()).limit(limit))
+    rows = []
+    for incident in session.scalars(query):
+        reporters = [t.reporter for t in incident.tickets]
+        rows.append({
+            "key": incident.key, "title": incident.title, "status": incident.status, "severity": incident.severity,
+            "reports": len(reporters), "reporters": reporters, "tickets": [t.key for t in incident.tickets],
+            "first": incident.created_at, "last": incident.last_report_at, "resolved_at": incident.resolved_at,
+            "age_seconds": max(0.0, ((incident.resolved_at or until) - incident.created_at).total_seconds()),
+        })
+    return rows

@@ -37,6 +37,7 @@ from notifier.render import Rendered, Renderer
 from tickets.bouncing import bouncing_people
 from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.feedback import feedback_summary
+from tickets.incidents import incidents_in
 from tickets.models import ScheduleRun
 from tickets.phases import exit_report_day, phase_on, weeks_label
 from tickets.sla import SlaPolicy
@@ -155,7 +156,19 @@ class DigestBuilder:
             "severity_rows": _rows(open_tally.by_severity, severity_label),
             "role_rows": _rows(open_tally.by_role, role_label),
             "bouncing_people": [p.line() for p in bouncing_people(session, self.config)],
+            "incidents": self._incidents(session, since, now),
         }
+
+    def _incidents(self, session: Session, since: datetime, until: datetime) -> list[str]:
+        """ "SSO outage, 8 reports, 08:12-10:05, resolved": each incident open at some time in the window."""
+        lines = []
+        for row in incidents_in(session, since, until):
+            first, last = row["first"].astimezone(self.tz), row["last"].astimezone(self.tz)
+            span = f"{first:%H:%M}-{last:%H:%M}" if first.date() == last.date() else \
+                f"{first:%d %b %H:%M}-{last:%d %b %H:%M}"
+            lines.append(f"{row['key']} {row['title']}, {row['reports']} report{'s' if row['reports'] != 1 else ''}, "
+                         f"{span}, {row['status']}")
+        return lines
 
     def _weekly(self, session: Session, now: datetime) -> dict[str, Any]:
         # The seven whole local days before the send day: on a Monday, last Monday to Sunday night.
@@ -185,6 +198,7 @@ class DigestBuilder:
             "response_mean": duration(mean) if mean is not None else "n/a",
             "response_p90": duration(p90) if p90 is not None else "n/a",
             "topics": top_terms(q.subjects(session, start, end)),
+            "incidents": self._incidents(session, start, end),
             "reopened_total": reopened_total,
             "reopened": reopened,
             "rated": feedback.count,

@@ -53,6 +53,7 @@ def sample_context(config: Config) -> dict[str, Any]:
         "reopened_total": 1, "reopened": [("HC-1", "CRM down", 1)], "rated": 1, "rating": "2.0",
         "low_ratings": [{"key": "HC-1", "rating": 2, "comment": "Took two days", "at": now}],
         **sample_pack(now, line, settings), "decision": decision, "decision_word": "CONDITIONAL GO",
+        "incidents": ["INC-1 CRM is down, 8 reports, 08:12-08:19, resolved"],
     }
 
 
