@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from app import App  # noqa: E402
-from config import (  # noqa: E402
+from app import App
+from config import (
     Config,
     DatabaseSettings,
     HypercareSettings,
@@ -43,8 +43,8 @@ from config import (  # noqa: E402
     SupportSettings,
     TeamMember,
 )
-from tickets.clock import FrozenClock  # noqa: E402
-from tickets.models import OutboxItem, Ticket  # noqa: E402
+from tickets.clock import FrozenClock
+from tickets.models import OutboxItem, Ticket
 
 BERLIN = ZoneInfo("Europe/Berlin")
 GO_LIVE = date(2026, 11, 23)
