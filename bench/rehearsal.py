@@ -187,8 +187,15 @@ class Rehearsal:
         owner = self.owner(t)
         text = (f"{body}\n\nOn Mon, 23 Nov 2026, CRM Hypercare Support <{SUPPORT}> wrote:\n> [{key}] {t.subject}\n")
         self.app.pipeline.ingest(mail(f"Re: [{key}] {t.subject}", text, owner.email,
-                                      to=self.app.tokens.reply_address(key), name=owner.name))
+                                      to=self.reply_address(key, owner.email), name=owner.name))
         self.replies += 1
+
+    def reply_address(self, key: str, member: str) -> str:
+        """The signed Reply-To of the desk's mail to *member* about *key* (per member since issue 13)."""
+        try:
+            return str(self.app.tokens.reply_address(key, member, self.clock.now()))
+        except TypeError:  # a desk whose tokens are per ticket only
+            return str(self.app.tokens.reply_address(key))
 
     def thank(self, key: str, sender: str, lang: str) -> None:
         t = self.ticket(key)

@@ -40,6 +40,7 @@ class TriageNotices:
         to = team_members_for(self.config, ticket)
         if not to:
             return
+        session.flush()  # the outbox rows name the ticket's id (their own enqueue flushes anyway)
         self.notices.enqueue(session, ticket, kind=TRIAGE, headline=self.headline(ticket), to=to,
                              key=f"{TRIAGE}:{ticket.key}", now=now)
         record_event(session, ticket, "triaged", now, detail=f"triage notice to {', '.join(to)}",

@@ -23,6 +23,7 @@ from desk_kit import (
     flush,
     outbox,
     report,
+    signed_address,
     team_reply,
     ticket,
 )
@@ -189,7 +190,7 @@ def test_every_new_ticket_reaches_its_owner_at_creation(make_app, clock, tmp_pat
     team = {d.message["Subject"]: (sorted(d.recipients), d) for d in relay.deliveries
             if "customer" not in d.recipients[0]}
     to, notice = team[f"[{p2}] New P2: P2 {P2_MAIL[0]}"]
-    assert to == [TIM.email] and notice.message["Reply-To"] == app.tokens.reply_address(p2)
+    assert to == [TIM.email] and notice.message["Reply-To"] == signed_address(app, p2, TIM.email)
     body = notice.message.get_body(("plain",)).get_content()
     assert "Why the classifier chose this" in body and "integration-failure" in body and "#ack" in body
     assert "first response within 4 hours" in body
@@ -197,4 +198,5 @@ def test_every_new_ticket_reaches_its_owner_at_creation(make_app, clock, tmp_pat
     assert "scheduled for the next sprint" in p4_notice.message.get_body(("plain",)).get_content()
     assert [k for k in team if k.startswith(f"[{p1}]")] == [f"[{p1}] New P1: P1 {P1_MAIL[0]}"]  # the page only
     assert [e.data["recipients"] for e in events(app, p2, "triaged")] == [[TIM.email]]
-    assert outbox(app, "triage")[0].idempotency_key == f"triage:{p2}"
+    assert [i.idempotency_key for i in outbox(app, "triage") if i.ticket_id == ticket(app, p2).id] == [
+        f"triage:{p2}>{TIM.email}"]  # once, one copy per member, filed under its ticket

@@ -127,7 +127,9 @@ def is_follow_up(ticket: Ticket) -> bool:
     incident = ticket.incident
     if incident is None:
         return False
-    first = min((t for t in incident.tickets), key=lambda t: t.id or 0, default=None)
+    # By arrival, then id; a ticket not flushed yet (no id) is the newest of its instant.
+    first = min(incident.tickets, key=lambda t: (t.created_at, t.id if t.id is not None else float("inf")),
+                default=None)
     return first is not None and first is not ticket
 
 
