@@ -389,5 +389,6 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "exit": _exit,
     "incidents": lambda reader, raw: reader.fill("incidents", raw, IncidentSettings, {
         "window_minutes": _bounded("window_minutes", 1, 24 * 60),
-        "min_shared_terms": _bounded("min_shared_terms", 0, 20)}),
+        "min_shared_terms": _bounded("min_shared_terms", 0, 20),
+        "min_shared_terms_p1": _bounded("min_shared_terms_p1", 0, 20)}),
 }

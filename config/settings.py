@@ -193,7 +193,8 @@ class IncidentSettings:
 
     enabled: bool = True
     window_minutes: int = 60  # a report joins an incident whose latest report is at most this old
-    min_shared_terms: int = 1  # significant words of subject and body shared with the earlier report
+    min_shared_terms: int = 2  # significant words of subject and body shared with the earlier report ...
+    min_shared_terms_p1: int = 1  # ... and for a P1 (an outage reported in three languages may share only "CRM")
 
 
 @dataclass(frozen=True)

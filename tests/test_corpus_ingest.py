@@ -70,7 +70,8 @@ def ingest_corpus(root: Path, base_dir: Path) -> list[Ingested]:
 
     def acks() -> int:
         with app.store.read() as s:
-            return int(s.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "ack")))
+            return int(s.scalar(select(func.count()).select_from(OutboxItem)  # "ack_known": a report of an incident
+                                .where(OutboxItem.kind.in_(("ack", "ack_known")))))
 
     done: list[Ingested] = []
     try:

@@ -46,7 +46,8 @@ def counts(app) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """(tickets, acknowledgements queued)."""
     with app.store.read() as s:
         return (s.scalar(select(func.count()).select_from(Ticket)),
-                s.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "ack")))
+                s.scalar(select(func.count()).select_from(OutboxItem)  # "ack_known": a report of an incident
+                         .where(OutboxItem.kind.in_(("ack", "ack_known")))))
 
 
 def state(app) -> ImapState:  # type: ignore[no-untyped-def]

@@ -155,6 +155,12 @@ def test_done_confirmations_are_off_by_default_refusals_are_not(make_app, clock,
     ({"sla": {"resolution": {"P1": 3}}}, "[sla.resolution] P1"),
     ({"sla": {"resolution": {"P5": "1h"}}}, "[sla.resolution] P5"),
     ({"notifier": {"confirmations": "sometimes\x00\r\n"}}, "[notifier] confirmations"),
+    ({"incidents": {"window_minutes": -1}}, "[incidents] window_minutes"),
+    ({"incidents": {"window_minutes": True}}, "[incidents] window_minutes"),
+    ({"incidents": {"window_minutes": 10**12}}, "[incidents] window_minutes"),
+    ({"incidents": {"min_shared_terms": "1"}}, "[incidents] min_shared_terms"),
+    ({"incidents": {"enabled": "yes\x00"}}, "[incidents] enabled"),
+    ({"incidents": {"windw_minutes": 5}}, "[incidents] windw_minutes"),
 ])
 def test_hostile_config_values_are_one_line_errors(raw, where):
     section, value = next(iter(raw.items()))

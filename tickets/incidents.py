@@ -7,8 +7,9 @@ a lone earlier report, or while the incident is open (not resolved), and it
 
 * was decided by the same classifier rule (the first rule of the verdict, not a fallback),
 * has the same topic (the owner role the classifier chose), and
-* shares at least ``min_shared_terms`` significant words of subject and body with it
-  (stop words of English, German and French left out; error codes count).
+* shares at least ``min_shared_terms`` (default 2; a P1: ``min_shared_terms_p1``, default 1, since
+  an outage reported in three languages may share only "CRM") significant words of subject and body
+  with it (stop words of English, German and French left out; error codes count).
 
 Each of the three is a fact a person can check, so the reason is stored with the link
 (``incident_linked`` event: rule, role, shared terms, minutes after the earlier report) and
@@ -252,7 +253,8 @@ class IncidentGrouper:
             if earlier.incident is not None and earlier.incident.status != "open":
                 continue
             shared = tuple(t for t in terms_of(earlier) if t in wanted)
-            if len(shared) < self.settings.min_shared_terms:
+            needed = self.settings.min_shared_terms_p1 if ticket.severity == "P1" else self.settings.min_shared_terms
+            if len(shared) < needed:
                 continue
             minutes = (now - earlier.created_at).total_seconds() / 60
             return earlier, LinkReason(rule, ticket.role, shared[:8], minutes, earlier.key)
