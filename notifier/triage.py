@@ -13,38 +13,66 @@ incident gets none either (its incident was already paged: ``tickets.incidents``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.labels import role_label
 from notifier.team_notice import Headline, TeamNotices, team_members_for
+from tickets.clock import Clock
 from tickets.lifecycle import record_event
-from tickets.models import Message, Ticket
+from tickets.models import OPEN_STATUSES, Event, Message, Ticket
 from tickets.sla import SlaPolicy
+from tickets.store import Store
 
 TRIAGE = "triage"
+LOOK_BACK = timedelta(days=1)  # how far the beat looks for new tickets without a notice
 
 
 class TriageNotices:
-    def __init__(self, config: Config, notices: TeamNotices, sla: SlaPolicy) -> None:
+    def __init__(self, config: Config, notices: TeamNotices, sla: SlaPolicy, store: Store | None = None,
+                 clock: Clock | None = None) -> None:
         self.config = config
         self.notices = notices
         self.sla = sla
+        self.store = store
+        self.clock = clock
 
     def on_new_ticket(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
         """``TicketOpener.on_opened`` hook (after the acknowledgement and the P1 page)."""
+        self.notify(session, ticket, now)
+
+    def sweep(self) -> int:
+        """Every beat: the notices of new tickets stored by the batched write path (which runs no hooks).
+
+        Open tickets of the last day, not P1, without a ``triaged`` event; the outbox key makes a notice
+        that was queued already a no-op.
+        """
+        assert self.store is not None and self.clock is not None
+        now = self.clock.now()
+        triaged = select(Event.id).where(Event.ticket_id == Ticket.id, Event.kind == "triaged").exists()
+        sent = 0
+        with self.store.session() as session:
+            for ticket in session.scalars(select(Ticket).where(
+                    Ticket.created_at >= now - LOOK_BACK, Ticket.status.in_(OPEN_STATUSES),
+                    Ticket.severity != "P1", ~triaged).order_by(Ticket.id).limit(500)):
+                sent += self.notify(session, ticket, now)
+        return sent
+
+    def notify(self, session: Session, ticket: Ticket, now: datetime) -> int:
         if ticket.severity == "P1" or ticket.incident is not None:
-            return  # paged already (the P1 page, or the incident's page)
+            return 0  # paged already (the P1 page, or the incident's page)
         to = team_members_for(self.config, ticket)
         if not to:
-            return
+            return 0
         session.flush()  # the outbox rows name the ticket's id (their own enqueue flushes anyway)
         self.notices.enqueue(session, ticket, kind=TRIAGE, headline=self.headline(ticket), to=to,
                              key=f"{TRIAGE}:{ticket.key}", now=now)
         record_event(session, ticket, "triaged", now, detail=f"triage notice to {', '.join(to)}",
                      data={"recipients": to})
+        return 1
 
     def headline(self, ticket: Ticket) -> Headline:
         target = self.sla.target_label(ticket.severity)

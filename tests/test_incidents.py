@@ -241,3 +241,27 @@ def test_incidents_show_on_the_dashboard_and_in_the_digests(make_app, clock, tmp
     clock.advance(days=7)
     weekly = for_app(app).render("weekly_summary", clock.now())
     assert "INC-1 CRM is down, 8 reports" in weekly.text
+
+
+def test_the_batched_write_path_groups_a_storm_and_triages_on_the_next_beat(make_app, clock, tmp_path, relay,
+                                                                            db_url):
+    """`ingest`/IMAP batches: reports that may join an incident go the per-message way; the rest are stored
+    in one run, and their triage notices leave on the next beat (the sla job)."""
+    app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url))
+    storm_mails = [make_mail(subject=s, body=b, sender=f"b{i}@customer.example", to="support@example.com")
+                   for i, (_, s, b) in enumerate(STORM[:4])]
+    others = [make_mail(subject=s, body=b, sender=f"o{i}@customer.example", to="support@example.com")
+              for i, (s, b) in enumerate([P2_MAIL, P3_MAIL])]
+    from intake.pipeline import RawMail
+
+    results = app.pipeline.ingest_batch([RawMail(m) for m in [*storm_mails, *others]])
+    assert [r.action for r in results] == ["created"] * 6
+    storm_keys = [r.key for r in results[:4]]
+    assert len({ticket(app, k).incident_id for k in storm_keys}) == 1 and ticket(app, storm_keys[0]).incident_id
+    assert app.triage.sweep() == 2  # the beat: the two stored by the batched path get their notice now
+    assert app.triage.sweep() == 0  # once
+    for r in results[4:]:
+        assert events(app, r.key, "triaged"), r.key
+    flush(app)
+    pages = [d for d in relay.deliveries if "New P1" in d.message["Subject"]]
+    assert len(pages) == 3  # one page, one copy each for role, on-call and PM

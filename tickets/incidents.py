@@ -178,14 +178,15 @@ class IncidentGrouper:
         self._reload(now)
         key = (rule, str(opened.ticket["role"]))
         last = self._recent.get(key)
-        return key not in self._open and (last is None or now - last > self._window)
+        if key in self._open or (last is not None and now - last <= self._window):
+            return False
+        # Remembered now, not when the batch is written: the next report of this batch must see it.
+        self._remember(rule, key[1], now)
+        return True
 
-    def batch_rows(self, session: Session, opened: Iterable[NewReport], now: datetime) -> tuple[()]:
-        for new in opened:
-            rule = rule_of(hit.name for hit in new.verdict.rules)
-            if rule is not None:
-                self._remember(rule, str(new.ticket["role"]), new.ticket["created_at"])
-        return ()
+    @staticmethod
+    def batch_rows(session: Session, opened: Iterable[NewReport], now: datetime) -> tuple[()]:
+        return ()  # an accepted report joins nothing: no rows (it was remembered by batch_accepts)
 
     @property
     def _window(self) -> timedelta:
