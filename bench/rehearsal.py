@@ -147,10 +147,10 @@ class Rehearsal:
 
     def beat(self) -> None:
         """What every beat of ``run``/``tick`` does that queues team mail: the sweeps and the digests."""
-        self.app.escalator.sweep()
-        ladder = getattr(self.app, "resolution_ladder", None)
-        if ladder is not None:
-            ladder.sweep()
+        from notifier.sla_cli import periodic_job
+
+        for _, job in periodic_job(self.app):  # the SLA sweeps (and, since issue 14, triage of batched tickets)
+            job()
         from notifier.digests import for_app
         from notifier.scheduler import DigestScheduler
 
