@@ -46,7 +46,7 @@ class Acknowledger:
         """The ``on_opened`` hook; a later report of a known incident (``tickets.incidents``) gets the
         "known issue" acknowledgement: the problem is known and being worked on, with the latest ``#update``.
         (The batch path never sees such a report: ``IncidentGrouper.batch_accepts`` refuses it.)"""
-        mail = self.mail(ticket, request, incident=ticket.incident if is_follow_up(ticket) else None)
+        mail = self.mail(ticket, request, ticket.incident if is_follow_up(ticket) else None)
         # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
         enqueue(session, mail, key=self.key(request.message_id), support=self.config.support,
                 now=now, ticket=ticket, flush=False)

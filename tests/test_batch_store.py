@@ -22,6 +22,21 @@ from notifier.acknowledgement import Acknowledger
 from tickets.models import Attachment, Escalation, Event, Message, OutboxItem, Participant, QuarantineItem, Ticket
 
 
+@pytest.fixture
+def make_app(make_app, tmp_path):  # type: ignore[no-untyped-def]
+    """conftest's make_app with incident grouping off: the same report many times is one incident (issue 14),
+    whose later reports go the per-message way; these tests are about the batched write path itself."""
+    import dataclasses
+
+    from config import Config, IncidentSettings
+
+    def build(config=None, db=None):  # type: ignore[no-untyped-def]
+        cfg = dataclasses.replace(config or Config(base_dir=tmp_path), incidents=IncidentSettings(enabled=False))
+        return make_app(cfg, db=db)
+
+    return build
+
+
 def plain(i: int, prefix: str = "b", **kw: Any) -> RawMail:
     """A new request that is not a P1 (a P1 pages at once: the per-message path)."""
     kw.setdefault("sender", f"user{i}@customer{i % 3}.example")
@@ -152,11 +167,11 @@ def test_a_poison_mail_falls_back_and_is_shunted_alone(make_app, db_url, monkeyp
     app = make_app(db=db_url)
     original = Acknowledger.mail
 
-    def poisoned(self, ticket, request):  # type: ignore[no-untyped-def]
+    def poisoned(self, ticket, request, *args):  # type: ignore[no-untyped-def]
         subject = ticket["subject"] if isinstance(ticket, dict) else ticket.subject
         if "poison" in subject:
             raise ValueError("template exploded on this mail")
-        return original(self, ticket, request)
+        return original(self, ticket, request, *args)
 
     monkeypatch.setattr(Acknowledger, "mail", poisoned)
     mails = [plain(0), plain(1, subject="poison in the subject"), plain(2)]
