@@ -70,9 +70,13 @@ def test_facts_with_only_the_read_headers_give_the_same_verdict() -> None:
 def test_the_parse_worker_classifies_and_the_store_uses_its_verdict(make_app, tmp_path, monkeypatch):
     app = make_app(db=f"sqlite:///{tmp_path / 'w.db'}")
     app.pipeline  # noqa: B018 - the opener exists before the worker is forked
+    # Four different problems: one report four times would be an incident (issue 14), whose later reports
+    # go the per-message way.
+    problems = ("Export button does nothing", "Invoice layout shifted", "Logo blurry in footer",
+                "Dashboard tile shows zero")
     mails = [RawMail(make_mail(message_id=f"w{i}@customer.example", sender=f"u{i}@customer.example",
-                               subject=f"Report export broken #{i}", body="The export button does nothing."))
-             for i in range(4)]
+                               subject=f"{problem} #{i}", body=f"{problem}."))
+             for i, problem in enumerate(problems)]
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
                                initializer=classify_in_worker, initargs=(app.opener,))
     with pool:
