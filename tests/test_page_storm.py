@@ -19,7 +19,7 @@ def pages_to(app, address: str) -> list[OutboxItem]:  # type: ignore[no-untyped-
 
 
 def test_twenty_p1_pages_in_a_second_become_five_pages_and_one_listing(make_app, tmp_path, clock, db_url):
-    app = make_app(config=desk_config(tmp_path, db_url=db_url))
+    app = make_app(config=desk_config(tmp_path, db_url=db_url, incidents=False))  # one P1 each, not an incident
     keys = [report(app, P1_MAIL, sender=f"user{i}@customer{i}.example", message_id=f"storm{i}@x.example")
             for i in range(20)]
     assert len(pages_to(app, OLGA.email)) == 5  # [notifier] page_storm_pages (default 5)
@@ -42,7 +42,7 @@ def test_twenty_p1_pages_in_a_second_become_five_pages_and_one_listing(make_app,
 
 
 def test_a_few_p1_pages_are_not_held(make_app, tmp_path, db_url):
-    app = make_app(config=desk_config(tmp_path, db_url=db_url))
+    app = make_app(config=desk_config(tmp_path, db_url=db_url, incidents=False))  # one P1 each, not an incident
     for i in range(3):
         report(app, P1_MAIL, sender=f"user{i}@customer.example", message_id=f"few{i}@x.example")
     assert len(pages_to(app, OLGA.email)) == 3
