@@ -19,6 +19,7 @@ from typing import ClassVar, Protocol
 from sqlalchemy.orm import Session
 
 from config import Config
+from core.registry import Registry
 from intake.parse.message import ParsedMessage
 from intake.thread import ReplyOutcome, ThreadMatch
 from replies.gratitude import is_thank_you
@@ -172,7 +173,7 @@ class ReplyRouter:
     def __init__(self, config: Config, ratings: FeedbackDesk, team: TeamReplyHandler,
                  reporter: ReporterReplies, stakeholders: StakeholderReplies | None = None) -> None:
         self.stakeholders = stakeholders
-        self.rules: tuple[ReplyRule, ...] = (
+        self.rules: Registry[ReplyRule] = Registry("reply rule", (
             AmbiguousSender(),
             Rating(ratings),
             TeamMember(config, team),
@@ -180,9 +181,7 @@ class ReplyRouter:
             ThankYou(),
             ReplyToClosedTicket(reporter),
             ReplyToOpenTicket(reporter),
-        )
-        names = [rule.name for rule in self.rules]
-        assert len(names) == len(set(names)), names
+        ))
 
     def handle(self, session: Session, match: ThreadMatch, message: Message, parsed: ParsedMessage,
                now: datetime) -> ReplyOutcome | None:
