@@ -40,22 +40,38 @@ class Section:
     lines: list[str] = field(default_factory=list)
 
 
-StatusSection = Callable[[Any], Section]  # fn(app) -> Section; must not raise for a broken database
+# fn(app, db) -> Section, *db* the one look of this ``collect`` (None: the section looks itself, for a
+# caller that wants one section); must not raise for a broken database.
+StatusSection = Callable[[Any, DatabaseProbe | None], Section]
 
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-def _probe(app: Any) -> DatabaseProbe:
-    """The database probe of this ``collect`` (one for every section, so status answers within 2 s)."""
-    probe = app.__dict__.get("_status_probe")
-    return probe if probe is not None else database_problem(app.config)
+def look_at_database(app: Any) -> DatabaseProbe:
+    """The one look at the database of a ``collect``: the quick probe, then the service's own store.
+
+    Why once: every section needs to know whether it may read, and each look costs a connection
+    (up to 2 s on a busy database); before, each section probed again, six looks per ``status``.
+    """
+    probe = database_problem(app.config)
+    if not probe.ok:
+        return probe
+    try:
+        app.store.ping()
+    except (DatabaseUnavailable, DatabaseMisconfigured, SQLAlchemyError) as exc:
+        return DatabaseProbe("unreachable", " ".join(str(exc).split())[:300])
+    return probe
 
 
-def database_section(app: Any) -> Section:
+def _readable(app: Any, db: DatabaseProbe | None) -> bool:
+    return (db if db is not None else look_at_database(app)).ok
+
+
+def database_section(app: Any, db: DatabaseProbe | None = None) -> Section:
     """ok, busy (there but locked) or unreachable, within about two seconds either way."""
-    probe = _probe(app)
+    probe = db if db is not None else look_at_database(app)
     url = make_url(app.config.database.url).render_as_string(hide_password=True)
     data: dict[str, Any] = {"reachable": probe.state != "unreachable", "state": probe.state, "url": url}
     if probe.ok:
@@ -65,18 +81,8 @@ def database_section(app: Any) -> Section:
     return Section("database", False, data, [f"database: {label} ({url}): {probe.detail}"])
 
 
-def _database_ok(app: Any) -> bool:
-    if not _probe(app).ok:
-        return False
-    try:
-        app.store.ping()
-    except (DatabaseUnavailable, DatabaseMisconfigured, SQLAlchemyError):
-        return False
-    return True
-
-
-def mailbox_section(app: Any) -> Section:
-    if not _database_ok(app):
+def mailbox_section(app: Any, db: DatabaseProbe | None = None) -> Section:
+    if not _readable(app, db):
         return Section("mailboxes", False, [], ["mailboxes: unknown (database unreachable)"])
     with app.store.read() as session:
         boxes = mailbox_health(session, app.config, app.clock.now())
@@ -93,8 +99,8 @@ def mailbox_section(app: Any) -> Section:
     return Section("mailboxes", all(box.ok for box in boxes if box.configured), rows, lines)
 
 
-def outbox_section(app: Any) -> Section:
-    if not _database_ok(app):
+def outbox_section(app: Any, db: DatabaseProbe | None = None) -> Section:
+    if not _readable(app, db):
         return Section("outbox", False, {}, ["outbox: unknown (database unreachable)"])
     now = app.clock.now()
     with app.store.read() as session:
@@ -115,9 +121,9 @@ def outbox_section(app: Any) -> Section:
     return Section("outbox", not problems, data, lines)
 
 
-def relay_section(app: Any) -> Section:
+def relay_section(app: Any, db: DatabaseProbe | None = None) -> Section:
     """Can the desk speak: the relay's last success, last error and how long it has been unreachable."""
-    if not _database_ok(app):
+    if not _readable(app, db):
         return Section("relay", False, [], ["relay: unknown (database unreachable)"])
     with app.store.read() as session:
         relays = relay_health(session, app.config, app.clock.now())
@@ -134,9 +140,9 @@ def relay_section(app: Any) -> Section:
     return Section("relay", all(r.ok for r in relays if r.configured), rows, lines)
 
 
-def bouncing_section(app: Any) -> Section:
+def bouncing_section(app: Any, db: DatabaseProbe | None = None) -> Section:
     """Team members and stakeholders whose address bounced: never suppressed, so shown here instead."""
-    if not _database_ok(app):
+    if not _readable(app, db):
         return Section("bouncing", False, [], ["bouncing team/stakeholders: unknown (database unreachable)"])
     with app.store.read() as session:
         people = bouncing_people(session, app.config)
@@ -145,7 +151,7 @@ def bouncing_section(app: Any) -> Section:
     return Section("bouncing", not people, [p.to_dict() for p in people], lines)
 
 
-def schedule_section(app: Any) -> Section:
+def schedule_section(app: Any, db: DatabaseProbe | None = None) -> Section:
     """The next scheduled stakeholder mail of each kind, in local time."""
     try:
         scheduler = DigestScheduler(app.config, app.store, for_app(app), app.go_live)
@@ -161,13 +167,13 @@ def schedule_section(app: Any) -> Section:
     return Section("schedule", True, data, lines)
 
 
-def replies_section(app: Any) -> Section:
+def replies_section(app: Any, db: DatabaseProbe | None = None) -> Section:
     """Refused team replies in the last 24 hours (forged, expired or foreign tokens, unreadable commands).
 
     Informational (never "needs attention"): a burst of refusals from one sender is someone trying
     addresses they should not hold; each is audited on its ticket as a ``refused`` event.
     """
-    if not _database_ok(app):
+    if not _readable(app, db):
         return Section("replies", True, {}, ["replies: unknown (database unreachable)"])
     with app.store.read() as session:
         counts = refusal_counts(session, app.clock.now() - timedelta(hours=24))
@@ -182,11 +188,9 @@ STATUS_SECTIONS: tuple[StatusSection, ...] = (database_section, mailbox_section,
 
 
 def collect(app: Any, sections: tuple[StatusSection, ...] = STATUS_SECTIONS) -> list[Section]:
-    app.__dict__["_status_probe"] = database_problem(app.config)  # a fresh look each run, shared by its sections
-    try:
-        return [section(app) for section in sections]
-    finally:
-        app.__dict__.pop("_status_probe", None)
+    """Every section's report, all built on one look at the database (a fresh one each call)."""
+    db = look_at_database(app)
+    return [section(app, db) for section in sections]
 
 
 def cmd_status(app: Any, args: argparse.Namespace) -> int:

@@ -30,3 +30,48 @@ def test_status_text_says_when_no_stakeholders_are_configured(make_app):
     cmd_status(app, argparse.Namespace(json=False))
     text = app.out.getvalue()
     assert "next scheduled sends:" in text and "no [stakeholders] configured" in text
+
+
+def _count_database_looks(monkeypatch) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Count the probes (own connection, up to 2 s each) and the store pings that ``status`` makes."""
+    import tickets.health
+    from tickets.store import Store
+
+    looks = {"probe": 0, "ping": 0}
+    real_probe, real_ping = tickets.health.probe_database, Store.ping
+
+    def probe(*args, **kwargs):  # type: ignore[no-untyped-def]
+        looks["probe"] += 1
+        return real_probe(*args, **kwargs)
+
+    def ping(self):  # type: ignore[no-untyped-def]
+        looks["ping"] += 1
+        return real_ping(self)
+
+    monkeypatch.setattr(tickets.health, "probe_database", probe)
+    monkeypatch.setattr(Store, "ping", ping)
+    return looks
+
+
+def test_status_looks_at_the_database_once_for_all_sections(make_app, monkeypatch):
+    """Each section used to probe again: six looks per ``status``, up to 2 s each on a busy database."""
+    app = make_app()
+    app.store  # noqa: B018 - the database exists before we count
+    looks = _count_database_looks(monkeypatch)
+    assert cmd_status(app, argparse.Namespace(json=True)) == 0
+    data = json.loads(app.out.getvalue())
+    assert data["database"]["state"] == "ok" and data["outbox"]["pending"] == 0 and data["replies"]["refused"] == 0
+    assert looks == {"probe": 1, "ping": 1}
+    cmd_status(app, argparse.Namespace(json=False))  # a second status looks afresh, once
+    assert looks == {"probe": 2, "ping": 2}
+
+
+def test_status_with_the_database_down_looks_once_and_every_section_says_unknown(make_app, tmp_path, monkeypatch):
+    app = make_app(db="postgresql+psycopg://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    looks = _count_database_looks(monkeypatch)
+    assert cmd_status(app, argparse.Namespace(json=False)) == 1
+    text = app.out.getvalue()
+    assert "database: UNREACHABLE" in text
+    for name in ("mailboxes", "relay", "outbox", "bouncing team/stakeholders", "replies"):
+        assert f"{name}: unknown (database unreachable)" in text, name
+    assert looks == {"probe": 1, "ping": 0}
