@@ -20,10 +20,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.digests.builder import DigestBuilder
 from notifier.outbox import enqueue
+from notifier.render import Rendered
 from tickets.clock import as_utc
 from tickets.models import ScheduleRun
 from tickets.phases import status_due_on, weekly_summary_due_on
@@ -32,6 +34,8 @@ from tickets.store import Store
 log = logging.getLogger("hypercare.scheduler")
 
 MAX_LATENESS = timedelta(days=7)
+# How often one digest is queued again after a uniqueness error that is not its own period key.
+RECORD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -114,20 +118,48 @@ class DigestScheduler:
         with self.store.read() as session:
             since = self.builder.last_status_at(session, now) if run.job == "status_daily" else None
         rendered = self.builder.render(run.job, now, since)
-        try:
-            with self.store.session() as session:
-                if session.scalar(select(ScheduleRun.id).where(
-                        ScheduleRun.job == run.job, ScheduleRun.period_key == run.period_key)) is not None:
+        detail: str | None = None
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                detail = self._record(run, rendered, len(recipients), now)
+                break
+            except IntegrityError as error:
+                # Resolved by looking: only our own period key taken means "sent"; a uniqueness error
+                # of anything else (an outbox key, a row id) would otherwise lose the digest silently.
+                if self._recorded(run):
                     return f"{run.job} {run.period_key}: already sent by another instance"
-                item = enqueue(session, self.builder.mail(run.job, rendered),
-                               key=f"digest:{run.job}:{run.period_key}", support=self.config.support, now=now)
-                detail = f"queued outbox item {item.id} for {len(recipients)} recipient(s)"
-                session.add(ScheduleRun(job=run.job, period_key=run.period_key, ran_at=now, detail=detail))
-                session.flush()
-        except IntegrityError:
-            # A second instance inserted the same period key between our check and our insert.
+                reason = " ".join(str(error.orig or error).split())[:300]
+                if attempt == RECORD_ATTEMPTS:
+                    log.error("digest %s %s not queued after %d attempts: %s", run.job, run.period_key,
+                              attempt, reason)
+                    raise
+                log.warning("digest %s %s: uniqueness conflict that is not its period key (attempt %d of %d), "
+                            "trying again: %s", run.job, run.period_key, attempt, RECORD_ATTEMPTS, reason)
+        if detail is None:
             return f"{run.job} {run.period_key}: already sent by another instance"
         late = now - run.scheduled_at
         lateness = f" ({int(late.total_seconds() // 60)} min late)" if late > timedelta(minutes=5) else ""
         log.info("digest %s %s %s%s", run.job, run.period_key, detail, lateness)
         return f"{run.job} {run.period_key}: {detail}{lateness}"
+
+    def _record(self, run: DueRun, rendered: Rendered, recipients: int, now: datetime) -> str | None:
+        """Queue the digest and take its period key in one transaction; None when the key is taken."""
+        with self.store.session() as session:
+            if self._taken(session, run):
+                return None
+            item = enqueue(session, self.builder.mail(run.job, rendered),
+                           key=f"digest:{run.job}:{run.period_key}", support=self.config.support, now=now)
+            detail = f"queued outbox item {item.id} for {recipients} recipient(s)"
+            session.add(ScheduleRun(job=run.job, period_key=run.period_key, ran_at=now, detail=detail))
+            session.flush()
+        return detail
+
+    def _recorded(self, run: DueRun) -> bool:
+        """Has someone (a second instance, a second tick) taken *run*'s period key?  A fresh look."""
+        with self.store.read() as session:
+            return self._taken(session, run)
+
+    @staticmethod
+    def _taken(session: Session, run: DueRun) -> bool:
+        return session.scalar(select(ScheduleRun.id).where(
+            ScheduleRun.job == run.job, ScheduleRun.period_key == run.period_key)) is not None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from config import Config, DatabaseSettings, HypercareSettings, StakeholderSettings
 from notifier.digest_cli import periodic_job
+from notifier.mime import OutgoingMail
+from notifier.outbox import enqueue
 from notifier.scheduler import DigestScheduler
 from tickets.models import OutboxItem, ScheduleRun
 
@@ -180,3 +184,69 @@ def test_nothing_before_go_live(make_app, tmp_path, clock, day_offset):
     config = _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}")
     clock.set(_local(GO_LIVE + timedelta(days=day_offset), 23, 0))
     assert _tick(make_app(config)) == "nothing due"
+
+
+def _go_to_a_status_day(clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(_local(GO_LIVE + timedelta(days=1), 8, 0))  # a status day, no weekly summary
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_another_instance_taking_the_period_key_mid_transaction_is_already_sent(make_app, tmp_path, clock,
+                                                                               db_url):
+    """The uniqueness error is our own period key, inserted by an instance whose commit we waited for."""
+    from sqlalchemy import create_engine, text
+
+    _go_to_a_status_day(clock)
+    app = make_app(_config(tmp_path, db_url))
+    job = periodic_job(app)[0][1]
+    other = create_engine(db_url)
+    result: list[str] = []
+    with other.connect() as conn:
+        conn.execute(text("INSERT INTO schedule_runs (job, period_key, ran_at, detail) "
+                          "VALUES ('status_daily', '2026-11-24', now(), 'the other instance')"))
+        # Not committed: our check sees nothing, our insert waits on the unique index for this commit.
+        racer = threading.Thread(target=lambda: result.append(job()))
+        racer.start()
+        waiting = ("SELECT count(*) FROM pg_stat_activity"
+                   " WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        for _ in range(200):
+            if conn.execute(text(waiting)).scalar():
+                break
+            sleep(0.05)
+        else:
+            pytest.fail("our insert never waited for the other instance's period key")
+        conn.commit()
+        racer.join(timeout=30)
+    other.dispose()
+    assert result == ["status_daily 2026-11-24: already sent by another instance"]
+    assert _sent(app) == {}  # our outbox row went with our rolled-back transaction
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_uniqueness_error_that_is_not_the_period_key_is_retried_not_taken_for_sent(make_app, tmp_path, clock,
+                                                                                      db_url, caplog):
+    """A stale id sequence (a restored dump): ``outbox_pkey`` collides, the digest must still go out.
+
+    Before, every IntegrityError meant "already sent by another instance": the digest was lost.
+    """
+    from sqlalchemy import text
+
+    _go_to_a_status_day(clock)
+    app = make_app(_config(tmp_path, db_url))
+    with app.store.session() as s:
+        for i in range(1, 6):
+            enqueue(s, OutgoingMail(kind="ack", to=[f"u{i}@customer.example"], subject="x", text="x"),
+                    key=f"older:{i}", support=app.config.support, now=clock.now())
+        s.execute(text("ALTER SEQUENCE outbox_id_seq RESTART WITH 1"))  # ids 1-5 are taken
+    job = periodic_job(app)[0][1]
+    # Three attempts collide (ids 1, 2, 3): a real error after a bounded retry, logged, raised, nothing recorded.
+    with pytest.raises(IntegrityError):
+        job()
+    assert "not queued after 3 attempts" in caplog.text and "outbox_pkey" in caplog.text
+    assert _sent(app) == {"ack": ["1", "2", "3", "4", "5"]}
+    with app.store.read() as s:
+        assert s.scalar(select(ScheduleRun.id)) is None  # not taken for sent: the next beat tries again
+    # The next beat: ids 4 and 5 collide, 6 is free; the retry queues the digest.
+    assert "status_daily 2026-11-24: queued outbox item 6" in job()
+    assert _sent(app)["status_daily"] == ["2026-11-24"]
+    assert job() == "nothing due"
