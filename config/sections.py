@@ -354,6 +354,23 @@ def _hostnames(value: Any) -> tuple[str, ...]:
     return tuple(v.lower().rstrip(".") for v in values)
 
 
+def _public_url(value: Any) -> str:
+    """An http(s) URL users can open, or "" (no link): it is printed into mail to every reporter, so a
+    line break (a forged header or paragraph), a space or a control character is refused."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a text in quotes like \"https://status.example.com/\", got {type(value).__name__}")
+    shown = repr(value[:60]) + ("..." if len(value) > 60 else "")
+    if value == "":
+        return ""
+    if len(value) > 2000:
+        raise ValueError(f"is longer than 2000 characters: {shown}")
+    if re.search(r"[\x00-\x20\x7f-\x9f\u2028\u2029<>\"\\]", value):
+        raise ValueError(f"must not contain spaces, line breaks, quotes or control characters: {shown}")
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/\S*)?", value, flags=re.IGNORECASE):
+        raise ValueError(f"must be an http:// or https:// address like \"https://status.example.com/\": {shown}")
+    return value
+
+
 def _limit(value: Any) -> int:
     """A limit: a whole number above zero (0 or a negative number would refuse every mail)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -373,7 +390,8 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "smtp_in": lambda reader, raw: reader.fill("smtp_in", raw, SmtpInSettings, {
         "protocol": _protocol, "max_transfers": _limit}),
     "smtp_out": _smtp_out,
-    "dashboard": lambda reader, raw: reader.fill("dashboard", raw, DashboardSettings, {"hostnames": _hostnames}),
+    "dashboard": lambda reader, raw: reader.fill("dashboard", raw, DashboardSettings, {
+        "hostnames": _hostnames, "status_days": _bounded("status_days", 1, 90), "public_status_url": _public_url}),
     "team": _team,
     "stakeholders": _stakeholders,
     "rules": _rules,

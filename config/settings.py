@@ -110,6 +110,11 @@ class DashboardSettings:
     # Host names the dashboard answers to besides its bound address (behind a reverse proxy: its name);
     # any other Host header is refused (421), so DNS rebinding cannot read it through a browser.
     hostnames: tuple[str, ...] = ()
+    # The public status page (/status, issue 16): resolved incidents of the last N days are listed, and
+    # where users reach it (a reverse proxy, a wiki page of `dashboard --status-page --out`): the "known
+    # issue" acknowledgement links to it.  Empty: no link.
+    status_days: int = 7
+    public_status_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from config import ROLES, SEVERITIES
+from dashboard.public_status import public_status
 from dashboard.summary import AT_RISK, DashboardContext, build_summary
 from notifier.labels import role_label, severity_label, status_label
 from notifier.render import Renderer
@@ -42,10 +43,24 @@ def overview_html(session: Session, ctx: DashboardContext, renderer: Renderer, *
         sla_chart=_sla_chart(summary["sla_trend"], ctx.config.exit.sla_target), tz=tz, static=static,
         wanted=wanted.to_dict(), found=found, search_limit=SEARCH_LIMIT, statuses=(*STATUSES, "open"),
         severities=SEVERITIES, roles=ROLES,
+        incident_keys=list(dict.fromkeys([*(i["key"] for i in summary["incidents"]),
+                                          *([wanted.incident] if wanted.incident else [])])),
         refresh=None if static else REFRESH_SECONDS, local=lambda v: local(v, tz), left=time_left,
         csp_meta=CSP_META if static else None,
         severity_label=severity_label, role_label=role_label, status_label=status_label, at_risk=AT_RISK,
         title=f"Hypercare dashboard — {ctx.config.support.name}")
+
+
+def status_html(session: Session, ctx: DashboardContext, renderer: Renderer, *, days: int | None = None,
+                static: bool = False, data: dict[str, Any] | None = None) -> str:
+    """The public status page (``/status``, ``dashboard --status-page``): see ``dashboard.public_status``."""
+    tz = ctx.config.hypercare.tz
+    if data is None:
+        data = public_status(session, ctx.config, ctx.now, days or ctx.config.dashboard.status_days)
+    return renderer.render_page(
+        "status_page.html.j2", p=data, tz=tz, static=static, refresh=None if static else REFRESH_SECONDS,
+        local=lambda v: local(v, tz), csp_meta=CSP_META if static else None,
+        title=f"Service status — {data['support_name']}")
 
 
 def load_ticket(session: Session, key: str) -> Ticket | None:

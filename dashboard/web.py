@@ -5,7 +5,8 @@ uses waitress, see ``dashboard.server``).  Nothing here writes: every request re
 ``Store.read()``; any method other than GET/HEAD is ``405``.  The optional shared token is
 taken from ``Authorization: Bearer``, a ``?token=`` query (then remembered in an HttpOnly
 cookie so the page's links and its meta refresh keep working) or that cookie; ``/healthz``
-stays open for load balancers and monitors and reveals nothing but the reason.
+stays open for load balancers and monitors and reveals nothing but the reason, and ``/status`` (the
+public status page) is for every user: it carries nothing private by construction.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from urllib.parse import parse_qs
 
 from config import DashboardSettings
 from dashboard.health import check_health
-from dashboard.pages import CONTENT_SECURITY_POLICY, load_ticket, overview_html, ticket_html
+from dashboard.pages import CONTENT_SECURITY_POLICY, load_ticket, overview_html, status_html, ticket_html
+from dashboard.public_status import StatusDaysProblem, parse_days
 from dashboard.summary import DashboardContext, build_summary, to_json
 from tickets.search import FilterProblem, parse_filter, search_tickets
 from tickets.views import ticket_detail
@@ -42,6 +44,10 @@ SECURITY_HEADERS = [
 _HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]{2,45})\]|(?P<name>[a-z0-9.-]{1,253}))(?::\d{1,5})?")
 _TICKET = re.compile(r"^/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
 _API_TICKET = re.compile(r"^/api/tickets/(?P<key>[A-Za-z0-9]{1,10}-\d{1,12})/?$")
+
+# Answered without the token: /healthz (the reason only) and /status (the public status page, issue 16:
+# built from fields safe for every user, see dashboard.public_status).
+PUBLIC_PATHS = ("/healthz", "/status", "/status/")
 
 StartResponse = Callable[..., Any]
 
@@ -112,7 +118,7 @@ class DashboardApp:
         elif method not in ("GET", "HEAD"):
             response = text_response(405, "method not allowed: the dashboard is read-only",
                                      [("Allow", "GET, HEAD")])
-        elif path != "/healthz" and not self._authorised(environ, extra):
+        elif path not in PUBLIC_PATHS and not self._authorised(environ, extra):
             response = text_response(401, "token required: send 'Authorization: Bearer <token>' or ?token=",
                                      [("WWW-Authenticate", 'Bearer realm="hypercare"')])
         else:
@@ -174,6 +180,13 @@ class DashboardApp:
                 return text_response(400, str(problem))
             with self.app.store.read() as session:
                 return Response(200, overview_html(session, self.context(), self.app.renderer, wanted=wanted))
+        if path in ("/status", "/status/"):
+            try:
+                days = parse_days(query.get("days"), self.app.config.dashboard.status_days)
+            except StatusDaysProblem as problem:
+                return text_response(400, str(problem))
+            with self.app.store.read() as session:
+                return Response(200, status_html(session, self.context(), self.app.renderer, days=days))
         if path == "/api/summary":
             with self.app.store.read() as session:
                 return json_response(200, build_summary(session, self.context()))
@@ -188,7 +201,7 @@ class DashboardApp:
                 if path.startswith("/api/"):
                     return json_response(200, ticket_detail(ticket))
                 return Response(200, ticket_html(session, self.context(), self.app.renderer, ticket))
-        return text_response(404, "not found; try /, /api/summary, /api/tickets or /healthz")
+        return text_response(404, "not found; try /, /status, /api/summary, /api/tickets or /healthz")
 
     def _api_tickets(self, query: dict[str, list[str]]) -> Response:
         try:

@@ -24,15 +24,13 @@ from sqlalchemy.orm import Session, selectinload
 from config import Config
 from tickets.lifecycle import first_inbound
 from tickets.models import CLOSED_STATUSES, Ticket
+from tickets.public_text import redact
 from tickets.topics import term_counts, topic_of
 
 UNCLASSIFIED = "unclassified"
 MAX_EXAMPLES = 5
 AUTOMATIC_KINDS = ("outbox:ack", "outbox:escalation", "outbox:assignment", "outbox:confirmation", "outbox:resolved")
 
-_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_DATE_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.:]\d{2}$|^\d{1,2}\.\d{1,2}\.\d{2,4}$")
-_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()./-]{5,}\d(?!\w)")
 _QUOTE_HEADER = re.compile(
     r"^\s*(?:on .{0,200} wrote:|am .{0,200} schrieb .{0,200}:|le .{0,200} a écrit\s*:|-{2,}\s*original message\s*-{2,}"
     r"|-{2,}\s*ursprüngliche nachricht\s*-{2,}|from:\s.+|von:\s.+)\s*$", re.IGNORECASE)
@@ -49,23 +47,6 @@ class Topic:
     @property
     def slug(self) -> str:
         return re.sub(r"[^a-z0-9]+", "-", self.rule.lower()).strip("-") or UNCLASSIFIED
-
-
-def redact(text: str, names: tuple[str, ...] = ()) -> str:
-    """Remove mail addresses, phone numbers and the given names (reporters, team members)."""
-    text = _EMAIL.sub("[email]", text)
-
-    def phone(match: re.Match[str]) -> str:
-        value = match.group(0)
-        digits = sum(ch.isdigit() for ch in value)
-        if digits < 7 or _DATE_OR_TIME.match(value.strip()):
-            return value
-        return "[phone]"
-
-    text = _PHONE.sub(phone, text)
-    for name in sorted({n for n in names if n and len(n) > 2}, key=len, reverse=True):
-        text = re.sub(rf"\b{re.escape(name)}\b", "[name]", text, flags=re.IGNORECASE)
-    return text
 
 
 def strip_quotes(text: str) -> str:

@@ -112,6 +112,10 @@ def test_ingest_exits_75_when_the_database_cannot_store(tmp_path):
     ("[hypercare]\ntimezone = 'Mars/Base'\n", "[hypercare] timezone"),
     ("[sla]\nescalate_at = 'soon'\n", "[sla] escalate_at"),
     ("[[team]]\nname = 'Ada'\nemail = 'ada@example.com'\nroles = ['boss']\n", "unknown role 'boss'"),
+    ("[dashboard]\npublic_status_url = \"https://status.example.com/\\r\\nBcc: all@example.com\"\n",
+     "[dashboard] public_status_url: must not contain spaces, line breaks"),
+    ("[dashboard]\npublic_status_url = \"javascript:alert(1)//" + "x" * 1_000_000 + "\"\n",
+     "[dashboard] public_status_url: is longer than 2000 characters"),
 ])
 def test_bad_config_is_one_line_and_exit_2(tmp_path, content, needle):
     (tmp_path / "bad.toml").write_text(content)

@@ -134,6 +134,41 @@ def test_mistakes_name_the_key(tmp_path, text, needle):
     assert needle in message and "\n" not in message
 
 
+@pytest.mark.parametrize(("value", "needle"), [
+    ('"javascript:alert(1)"', "must be an http:// or https:// address"),
+    ('"ftp://status.example.com/"', "must be an http:// or https:// address"),
+    ('"https://status.example.com/\\r\\nBcc: x@evil.example"', "must not contain spaces, line breaks"),
+    ('"https://status.example.com/\\u0000"', "must not contain spaces, line breaks"),
+    ('"https://status.example.com/\\u2028x"', "must not contain spaces, line breaks"),
+    ('"https://exa mple.com/"', "must not contain spaces"),
+    ('"https://status.example.com/<script>"', "must not contain spaces, line breaks, quotes"),
+    ('"https://stätus.example.com/"', "must be an http:// or https:// address"),
+    ('"//status.example.com/"', "must be an http:// or https:// address"),
+    ('"https://"', "must be an http:// or https:// address"),
+    ('"https://' + "a" * 3000 + '"', "is longer than 2000 characters"),
+    ("42", "must be a text in quotes"),
+    ("['https://status.example.com/']", "must be a text in quotes"),
+])
+def test_public_status_url_hostile_values(tmp_path, value, needle):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f"[dashboard]\npublic_status_url = {value}\n")
+    message = str(info.value)
+    assert f"[dashboard] public_status_url: {needle}" in message and "\n" not in message and "\r" not in message
+    assert len(message) < 300  # a megabyte value is named, never echoed
+
+
+@pytest.mark.parametrize("value", ["0", "91", "-1", "true", "'7'", "7.5"])
+def test_status_days_is_bounded(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"\[dashboard\] status_days: must be a whole number from 1 to 90"):
+        load(tmp_path, f"[dashboard]\nstatus_days = {value}\n")
+
+
+def test_status_page_keys_parse(tmp_path):
+    cfg = load(tmp_path, "[dashboard]\nstatus_days = 14\npublic_status_url = 'https://status.example.com/crm?x=1'\n")
+    assert cfg.dashboard.status_days == 14 and cfg.dashboard.public_status_url == "https://status.example.com/crm?x=1"
+    assert load(tmp_path, "[dashboard]\npublic_status_url = ''\n").dashboard.public_status_url == ""
+
+
 def test_secrets_are_never_read_from_the_file():
     with pytest.raises(ConfigError, match=r"\[smtp_out\] password: unknown key"):
         parse_config({"smtp_out": {"password": "hunter2"}}, base_dir=Path("."))

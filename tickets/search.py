@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 
 from config import ROLES, SEVERITIES
 from core.errors import UserError
-from tickets.models import OPEN_STATUSES, STATUSES, Message, Ticket
+from tickets.models import OPEN_STATUSES, STATUSES, Incident, Message, Ticket
 from tickets.views import ticket_summary
 
 MAX_TEXT = 200
 SEARCH_LIMIT = 500
-PARAMETERS = ("q", "status", "severity", "role")
+PARAMETERS = ("q", "status", "severity", "role", "incident")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_INCIDENT = re.compile(r"INC-\d{1,12}")
 
 
 class FilterProblem(UserError):
@@ -38,13 +39,15 @@ class TicketFilter:
     status: str = ""  # a status, "open" or "" (any)
     severity: str = ""
     role: str = ""
+    incident: str = ""  # an incident key ("INC-3"): its reports
 
     @property
     def active(self) -> bool:
-        return any((self.text, self.status, self.severity, self.role))
+        return any((self.text, self.status, self.severity, self.role, self.incident))
 
     def to_dict(self) -> dict[str, str]:
-        return {"q": self.text, "status": self.status, "severity": self.severity, "role": self.role}
+        return {"q": self.text, "status": self.status, "severity": self.severity, "role": self.role,
+                "incident": self.incident}
 
 
 def _first(query: Mapping[str, Sequence[str]], name: str) -> str:
@@ -53,22 +56,27 @@ def _first(query: Mapping[str, Sequence[str]], name: str) -> str:
 
 
 def parse_filter(query: Mapping[str, Sequence[str]]) -> TicketFilter:
-    """Read ``q``, ``status``, ``severity`` and ``role`` (first value each); FilterProblem when unknown."""
+    """Read ``q``, ``status``, ``severity``, ``role`` and ``incident`` (first value each); FilterProblem when
+    a value is unknown (an incident key of the right shape that names no incident simply finds nothing)."""
     text = " ".join(_first(query, "q").split())[:MAX_TEXT]
     status = _first(query, "status").lower()
     severity = _first(query, "severity").upper()
     role = _first(query, "role").lower()
+    incident = _first(query, "incident").upper()
     if status and status not in (*STATUSES, "open"):
         raise FilterProblem(f"status {status[:40]!r}: use one of {', '.join(STATUSES)} or open")
     if severity and severity not in SEVERITIES:
         raise FilterProblem(f"severity {severity[:40]!r}: use one of {', '.join(SEVERITIES)}")
     if role and role not in ROLES:
         raise FilterProblem(f"role {role[:40]!r}: use one of {', '.join(ROLES)}")
-    return TicketFilter(text, status, severity, role)
+    if incident and not _INCIDENT.fullmatch(incident):
+        raise FilterProblem(f"incident {incident[:40]!r}: use an incident key like INC-3")
+    return TicketFilter(text, status, severity, role, incident)
 
 
 def search_tickets(session: Session, wanted: TicketFilter, limit: int | None = SEARCH_LIMIT) -> list[dict[str, Any]]:
-    """Tickets matching every given filter, by number; the text matches key, subject or reporter."""
+    """Tickets matching every given filter, by number; the text matches key, subject or reporter; the
+    incident filter keeps the reports of that incident."""
     counts = select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
     query = select(Ticket, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.ticket_id == Ticket.id)
     if wanted.status == "open":
@@ -79,6 +87,8 @@ def search_tickets(session: Session, wanted: TicketFilter, limit: int | None = S
         query = query.where(Ticket.severity == wanted.severity)
     if wanted.role:
         query = query.where(Ticket.role == wanted.role)
+    if wanted.incident:
+        query = query.where(Ticket.incident_id.in_(select(Incident.id).where(Incident.key == wanted.incident)))
     if wanted.text:
         like = "%" + re.sub(r"([!%_])", r"!\1", wanted.text.lower()) + "%"
         query = query.where(or_(*(func.lower(column).like(like, escape="!")

@@ -71,6 +71,8 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "message_count": message_count,
         "rules": [hit.get("name") for hit in ticket.classification or []],
         "uncertain": bool(ticket.uncertain),
+        # The incident it reports (issue 14/16); one look-up per incident (the session's identity map).
+        "incident_key": ticket.incident.key if ticket.incident_id is not None and ticket.incident else None,
     }
 
 

@@ -1,0 +1,60 @@
+"""Text for readers outside the desk (the public status page, knowledge-base drafts).
+
+Why in the domain: the status page (``dashboard.public_status``) and the hand-over drafts
+(``handover.kb``) must apply the same rule: mail addresses, phone numbers and the names of the
+people involved (reporters, the team) never reach a page that everyone may read, whatever the
+text was meant for.  Team-written text (``#update``) is meant for the public, but a pasted
+address or a reporter's name in it is a slip, and one slip on a page for all users is a leak.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from core.untrusted_text import storable_text
+
+# Anything shaped like an address, also without a dot in the domain (``maria@localhost``).
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']{1,200}@[^\s@<>()\[\],;:\"']{1,255}")
+_DATE_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.:]\d{2}$|^\d{1,2}\.\d{1,2}\.\d{2,4}$")
+_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()./-]{5,}\d(?!\w)")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+MIN_NAME = 3  # shorter "names" (initials) would blank out ordinary words
+
+
+def redact(text: str, names: Iterable[str] = ()) -> str:
+    """*text* with mail addresses, phone numbers and the given *names* replaced by placeholders."""
+    text = _EMAIL.sub("[email]", text)
+
+    def phone(match: re.Match[str]) -> str:
+        value = match.group(0)
+        if sum(ch.isdigit() for ch in value) < 7 or _DATE_OR_TIME.match(value.strip()):
+            return value
+        return "[phone]"
+
+    text = _PHONE.sub(phone, text)
+    for name in sorted({n for n in names if n and len(n) >= MIN_NAME}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "[name]", text, flags=re.IGNORECASE)
+    return text
+
+
+def names_of(people: Iterable[tuple[str, str]]) -> set[str]:
+    """The words that name the (display name, address) *people*: the full name, each part of it and
+    the address's local part and its parts ("maria.keller" -> maria, keller)."""
+    names: set[str] = set()
+    for display, address in people:
+        for value in (display or "", (address or "").split("@")[0]):
+            value = value.strip()
+            if value:
+                names.add(value)
+                names.update(part for part in re.split(r"[\s._+-]+", value) if part)
+    return {n for n in names if len(n) >= MIN_NAME}
+
+
+def public_line(text: str, names: Iterable[str] = (), limit: int = 600) -> str:
+    """One line of text safe for a public page: storable (no NUL, no lone surrogates), control
+    characters and line breaks as spaces, redacted, at most *limit* characters."""
+    text = storable_text(text[: limit * 8])
+    text = " ".join(_CONTROLS.sub(" ", text).split())
+    text = redact(text, names)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
