@@ -92,6 +92,8 @@ class Acknowledger:
             response_due=response_due.astimezone(tz) if response_due else None,
             support=self.config.support,
             tz=tz,
+            # The public status page ([dashboard] public_status_url, validated http/https without line breaks).
+            status_url=self.config.dashboard.public_status_url if incident is not None else "",
         )
         return OutgoingMail(
             kind=kind,

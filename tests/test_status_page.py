@@ -15,7 +15,7 @@ import json
 import re
 
 import pytest
-from desk_kit import P2_MAIL, PAM, TIM, desk_config, report, team_reply
+from desk_kit import P2_MAIL, PAM, TIM, desk_config, flush, report, team_reply, text_of
 from sqlalchemy import select
 from test_dashboard import call
 
@@ -24,7 +24,7 @@ from bench.rehearsal import STORM
 from config import DashboardSettings
 from dashboard.public_status import public_status
 from dashboard.web import DashboardApp
-from tickets.models import Incident, IncidentUpdate, Message, Ticket
+from tickets.models import Incident, IncidentUpdate, Message, OutboxItem, Ticket
 from tickets.public_text import public_line, redact
 
 TOKEN = "s3cret-token-0123456789"
@@ -204,3 +204,29 @@ def test_incident_filter_hostile_values_are_one_line_400(make_app, clock, tmp_pa
         status, headers, body = call(DashboardApp(app), f"{path}?{query}")
         assert status == 400 and needle in body and body.count("\n") == 1, (path, body[:300])
         assert "X-Injected" not in headers
+
+
+def test_known_issue_acknowledgement_links_the_status_page_in_three_languages(make_app, clock, tmp_path, relay):
+    from email import message_from_bytes, policy
+
+    url = "https://status.example.com/crm?from=ack"
+    cfg = desk_config(tmp_path, relay=relay)
+    app = make_app(dataclasses.replace(cfg, dashboard=DashboardSettings(public_status_url=url)))
+    storm(app, clock)
+    flush(app)
+    acks = {d.recipients[0]: d for d in relay.deliveries if d.recipients[0].startswith("user")}
+    lines = {"en": "Current status of all known issues: ", "de": "Aktueller Stand aller bekannten Probleme: ",
+             "fr": "État actuel de tous les problèmes connus : "}
+    for i, (lang, _, _) in enumerate(STORM):
+        text = text_of(acks[f"user{i}@customer.example"])
+        if i == 0:
+            assert url not in text  # the first report is no "known issue"
+        else:
+            assert f"{lines[lang]}{url}\r\n" in text, (lang, text)
+    # Without a configured URL the known-issue acknowledgement has no status line at all.
+    plain = make_app(desk_config(tmp_path / "plain"))
+    storm(plain, clock, "plain")
+    with plain.store.read() as session:
+        texts = [message_from_bytes(bytes(item.mime), policy=policy.default).get_body(("plain",)).get_content()
+                 for item in session.scalars(select(OutboxItem).where(OutboxItem.kind == "ack_known"))]
+    assert len(texts) == 7 and not any("status" in t.lower() for t in texts)
