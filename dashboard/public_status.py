@@ -18,7 +18,6 @@ an address or a token.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,19 +26,16 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from config import Config
+from core.errors import UserError
 from notifier.labels import role_label, severity_label
-from tickets.incidents import significant_terms
 from tickets.models import Incident, Ticket
-from tickets.public_text import names_of, public_line
+from tickets.public_text import names_of, neutral_title, public_line
 
-MAX_TITLE_WORDS = 3
 MAX_INCIDENTS = 50  # per list: a status page, not an archive
-SUBJECT_CHARS = 2000  # of each report's subject read for the title words
 MAX_DAYS = 90
-_WORD = re.compile(r"[^\W\d_]{3,}|\d{3,}")  # the words tickets.incidents.significant_terms counts
 
 
-class StatusDaysProblem(ValueError):
+class StatusDaysProblem(UserError):
     """A ``days`` parameter that is not a whole number of days in range; the message says what to send."""
 
 
@@ -97,38 +93,9 @@ def public_incident(incident: Incident, team: set[tuple[str, str]]) -> PublicInc
     updates = [u for u in incident.updates if u.kind in kinds]
     latest = updates[-1] if updates else None
     return PublicIncident(
-        key=incident.key, title=neutral_title(incident, reports, names), severity=severity_label(incident.severity),
+        key=incident.key, title=neutral_title([t.subject for t in reports], names, role_label(incident.role)),
+        severity=severity_label(incident.severity),
         since=incident.created_at, reports=len(reports),
         update=public_line(latest.text, names) if latest is not None else "",
         update_at=latest.at if latest is not None else None,
         resolved_at=incident.resolved_at if incident.status != "open" else None)
-
-
-def neutral_title(incident: Incident, reports: list[Ticket], names: set[str]) -> str:
-    """The words most of the reports' subjects share (for a single report: its subject's words), in the
-    spelling first seen ("CRM down"), names and addresses left out; when no word is left, the owner
-    area ("Problem in CRM administration")."""
-    lowered = {n.lower() for n in names}
-    counts: dict[str, int] = {}  # in order of first appearance: the first report's words win a tie
-    spelling: dict[str, str] = {}
-    for ticket in reports:
-        subject = (ticket.subject or "")[:SUBJECT_CHARS]
-        for match in _WORD.finditer(subject):
-            spelling.setdefault(match.group().lower(), match.group())
-        for word in significant_terms(subject):
-            counts[word] = counts.get(word, 0) + 1
-    order = {word: i for i, word in enumerate(counts)}
-    needed = 2 if len(reports) > 1 else 1
-
-    def personal(word: str) -> bool:
-        return word in lowered or word.split("'")[0].split("’")[0] in lowered
-
-    ranked = sorted((w for w, n in counts.items() if n >= needed and not personal(w)),
-                    key=lambda w: (-counts[w], order[w]))
-    words = [public_line(spelling.get(w, w), names, limit=40) for w in ranked[:MAX_TITLE_WORDS]]
-    words = [w for w in words if w and "[" not in w]
-    area = role_label(incident.role)
-    if not words:
-        return f"Problem in {area}"
-    title = " ".join(words)
-    return f"{title[0].upper()}{title[1:]} ({area})"

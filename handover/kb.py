@@ -1,5 +1,8 @@
-"""``hypercare kb draft``: knowledge-base article drafts from resolved tickets, one per topic.
+"""``hypercare kb draft``: knowledge-base article drafts from resolved tickets, one per incident or topic.
 
+Why an incident first: its reports are one problem by the desk's own judgement (or the team's
+``#link``), so they make one article with the team's one resolution, titled in neutral words
+(``tickets.public_text.neutral_title``); an incident with a single resolved report is just a ticket.
 Why drafts by topic word and not by classifier rule: a rule says how a ticket was judged
 (``fallback-severity`` gathered unrelated tickets into one "article"), a topic says what it is
 about.  The topic of a ticket is the most frequent meaningful word its subject shares with other
@@ -14,6 +17,7 @@ the names of reporters and team members) are removed before anything is written.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,9 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from config import Config
+from notifier.labels import role_label
 from tickets.lifecycle import first_inbound
 from tickets.models import CLOSED_STATUSES, Ticket
-from tickets.public_text import redact
+from tickets.public_text import names_of, neutral_title, redact
 from tickets.topics import term_counts, topic_of
 
 UNCLASSIFIED = "unclassified"
@@ -40,13 +45,15 @@ _SIGNATURE = re.compile(r"^(?:-- ?|—|best regards,?|kind regards,?|regards,?|t
 
 @dataclass
 class Topic:
-    rule: str  # the topic word ("invoice"); kept as ``rule`` for the file name and older callers
+    rule: str  # the topic word ("invoice") or the incident key ("INC-3"); names the file
     description: str = ""  # the article's title
     tickets: list[dict[str, Any]] = field(default_factory=list)  # {"key", "subject", "symptom", "resolution", ...}
+    incident: str = ""  # the incident key when the article is one incident's reports
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.rule.lower()).strip("-") or UNCLASSIFIED
+        slug = re.sub(r"[^a-z0-9]+", "-", self.rule.lower()).strip("-") or UNCLASSIFIED
+        return f"incident-{slug}" if self.incident else slug
 
 
 def strip_quotes(text: str) -> str:
@@ -62,19 +69,28 @@ def strip_quotes(text: str) -> str:
 
 
 def collect_topics(session: Session, config: Config, since: datetime | None = None) -> list[Topic]:
-    """Resolved and closed tickets grouped by topic word, most frequent topic first; the tickets that
-    share no topic with another are one last ``Topic`` named UNCLASSIFIED (listed, never an article)."""
+    """Resolved and closed tickets grouped by incident (two or more resolved reports), then by topic word,
+    largest first; the tickets that share neither with another are one last ``Topic`` named UNCLASSIFIED
+    (listed, never an article)."""
     query = (select(Ticket).where(Ticket.status.in_(CLOSED_STATUSES)).order_by(Ticket.number)
-             .options(selectinload(Ticket.messages), selectinload(Ticket.participants)))
+             .options(selectinload(Ticket.messages), selectinload(Ticket.participants),
+                      selectinload(Ticket.incident)))
     if since is not None:
         query = query.where(Ticket.resolved_at >= since)
     team_names = tuple(n for m in config.team for n in (m.name, *m.name.split()))
     tickets = list(session.scalars(query))
-    ranking = term_counts(t.subject for t in tickets)
+    per_incident = Counter(t.incident.key for t in tickets if t.incident is not None)
+    in_incident = {t.id for t in tickets if t.incident is not None and per_incident[t.incident.key] >= 2}
+    ranking = term_counts(t.subject for t in tickets if t.id not in in_incident)
     topics: dict[str, Topic] = {}
     for ticket in tickets:
-        word = topic_of(ticket.subject, ranking) or UNCLASSIFIED
-        topic = topics.setdefault(word, Topic(word))
+        if ticket.id in in_incident:
+            assert ticket.incident is not None
+            topic = topics.setdefault(f"incident:{ticket.incident.key}",
+                                      Topic(ticket.incident.key, incident=ticket.incident.key))
+        else:
+            word = topic_of(ticket.subject, ranking) or UNCLASSIFIED
+            topic = topics.setdefault(word, Topic(word))
         writers = [m.from_name for m in ticket.messages if m.direction == "in"]  # not our own "CRM ... Support"
         names = (*team_names, ticket.reporter_name, *ticket.reporter_name.split(),
                  *writers, *(n for w in writers for n in w.split()))
@@ -85,9 +101,17 @@ def collect_topics(session: Session, config: Config, since: datetime | None = No
             "symptom": redact(symptom, names), "resolution": redact(resolution, names) if resolution else "",
             "resolved_at": ticket.resolved_at, "created_at": ticket.created_at,
         })
+    everyone = names_of((m.name, m.email) for m in config.team)
     for topic in topics.values():
-        topic.description = (f"{topic.rule.capitalize()}: {topic.tickets[0]['subject']}"
-                             if topic.rule != UNCLASSIFIED else "Single tickets (no shared topic)")
+        if topic.incident:
+            reports = [t for t in tickets if t.id in in_incident and t.incident and t.incident.key == topic.incident]
+            people = everyone | names_of((t.reporter_name, t.reporter) for t in reports)
+            title = neutral_title([t.subject for t in reports], people, role_label(reports[0].role))
+            topic.description = f"Incident {topic.incident}: {title}"
+        elif topic.rule != UNCLASSIFIED:
+            topic.description = f"{topic.rule.capitalize()}: {topic.tickets[0]['subject']}"
+        else:
+            topic.description = "Single tickets (no shared topic)"
     ordered = sorted((t for t in topics.values() if t.rule != UNCLASSIFIED), key=lambda t: (-len(t.tickets), t.rule))
     return ordered + ([topics[UNCLASSIFIED]] if UNCLASSIFIED in topics else [])
 
@@ -121,8 +145,10 @@ def render_topic(topic: Topic, ticket_url: str) -> str:
     lines = [
         f"# {topic.description or topic.rule}",
         "",
-        f"*Draft generated from {n} resolved ticket{'s' if n != 1 else ''} (topic word `{topic.rule}`). "
-        "Review before publishing.*",
+        f"*Draft generated from {n} resolved ticket{'s' if n != 1 else ''} "
+        + (f"(incident {topic.incident}: {n} reports of one problem). " if topic.incident
+           else f"(topic word `{topic.rule}`). ")
+        + "Review before publishing.*",
         "",
         f"**How often:** {n} time{'s' if n != 1 else ''} between {first:%Y-%m-%d} and {last:%Y-%m-%d}; "
         f"severity {', '.join(severities)}.",

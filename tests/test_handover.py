@@ -96,3 +96,37 @@ def test_csv_keeps_awkward_values():
              "looks": '{"not": "an object"}', "dash": "- item"}]
     assert read_export(to_csv_text(rows), "csv") == rows
     assert read_export(to_json_text(rows), "json") == rows
+
+
+def test_kb_drafts_group_an_incident_into_one_article(make_app, clock, tmp_path, db_url):
+    """Issue 16: an incident's reports are one article (neutral title, one resolution); the other
+    resolved tickets are grouped by a meaningful topic word; the rest is listed, never an article."""
+    from desk_kit import TIM, desk_config, report, team_reply
+    from test_status_page import storm
+
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    keys = storm(app, clock)
+    team_reply(app, keys[0], "#resolve The SSO proxy was restarted; call Tim on +49 30 1234567.", sender=TIM.email)
+    clock.advance(hours=2)
+    invoices = []
+    for n in range(2):  # a day apart, the first resolved: two tickets on one topic, not an incident
+        invoices.append(report(app, (f"Invoice PDF {n} shows the wrong VAT", "The VAT rate on the PDF is 16 %."),
+                               sender=f"acc{n}@customer.example"))
+        team_reply(app, invoices[-1], "#resolve Fixed in the template.", sender=TIM.email)
+        clock.advance(days=1)
+    single = report(app, ("Typo on the account page", "There is a typo in the label."), sender="t@customer.example")
+    team_reply(app, single, "#resolve Fixed the label.", sender=TIM.email)
+    out = tmp_path / "kb"
+    assert "2 draft(s) written to" in run(app, "kb", "draft", "--out", str(out))
+    files = {p.name: p.read_text() for p in out.glob("*.md")}
+    assert set(files) == {"index.md", "incident-inc-1.md", "invoice.md"}, set(files)
+    article = files["incident-inc-1.md"]
+    assert article.startswith("# Incident INC-1: CRM down (")
+    assert "(incident INC-1: 8 reports of one problem)" in article
+    assert article.count("The SSO proxy was restarted") == 1 and "[phone]" in article  # one resolution, redacted
+    assert all(f"[{k}](" in article for k in keys) and "Maria" not in article and "Tim" not in article
+    assert "@customer.example" not in everything_of(files)
+    assert "fallback" not in everything_of(files) and "unclassified" not in everything_of(files)
+    index = files["index.md"]
+    assert "| Incident INC-1: CRM down (" in index and "| 8 | [incident-inc-1.md](incident-inc-1.md) |" in index
+    assert f"[{single}](" in index.split("## Single tickets")[1]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 
 from core.untrusted_text import storable_text
+from tickets.incidents import significant_terms
 
 # Anything shaped like an address, also without a dot in the domain (``maria@localhost``).
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']{1,200}@[^\s@<>()\[\],;:\"']{1,255}")
@@ -20,6 +21,9 @@ _DATE_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.:]\d{2}$|^\d{1,2}\.\d
 _PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()./-]{5,}\d(?!\w)")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MIN_NAME = 3  # shorter "names" (initials) would blank out ordinary words
+MAX_TITLE_WORDS = 3
+SUBJECT_CHARS = 2000  # of each report's subject read for the title words
+_WORD = re.compile(r"[^\W\d_]{3,}|\d{3,}")  # the words tickets.incidents.significant_terms counts
 
 
 def redact(text: str, names: Iterable[str] = ()) -> str:
@@ -58,3 +62,37 @@ def public_line(text: str, names: Iterable[str] = (), limit: int = 600) -> str:
     text = " ".join(_CONTROLS.sub(" ", text).split())
     text = redact(text, names)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def neutral_title(subjects: Iterable[str], names: Iterable[str], area: str) -> str:
+    """An incident's title for readers outside the desk: the words most of its reports' *subjects* share
+    (for a single report: its subject's words), in the spelling first seen ("CRM down"), the *names* of
+    the people involved left out, with the owner *area*; when no word is left, "Problem in <area>".
+
+    Why not the stored title: that is the first reporter's subject ("Maria's CRM is down"), written
+    for the desk, not for everyone."""
+    lowered = {n.lower() for n in names}
+    counts: dict[str, int] = {}  # in order of first appearance: the first report's words win a tie
+    spelling: dict[str, str] = {}
+    reports = 0
+    for subject in subjects:
+        reports += 1
+        subject = (subject or "")[:SUBJECT_CHARS]
+        for match in _WORD.finditer(subject):
+            spelling.setdefault(match.group().lower(), match.group())
+        for word in significant_terms(subject):
+            counts[word] = counts.get(word, 0) + 1
+    order = {word: i for i, word in enumerate(counts)}
+    needed = 2 if reports > 1 else 1
+
+    def personal(word: str) -> bool:
+        return word in lowered or word.split("'")[0].split("’")[0] in lowered
+
+    ranked = sorted((w for w, n in counts.items() if n >= needed and not personal(w)),
+                    key=lambda w: (-counts[w], order[w]))
+    words = [public_line(spelling.get(w, w), lowered, limit=40) for w in ranked[:MAX_TITLE_WORDS]]
+    words = [w for w in words if w and "[" not in w]
+    if not words:
+        return f"Problem in {area}"
+    title = " ".join(words)
+    return f"{title[0].upper()}{title[1:]} ({area})"
