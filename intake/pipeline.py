@@ -37,7 +37,7 @@ from intake.parse.message import ParsedMessage, UnparseableMessage
 from intake.parse.parser import parse_message
 from intake.rows import attachment_values, message_values
 from intake.storable import make_storable
-from intake.thread import ReplyHandling, find_thread, replied_untracked_mail
+from intake.thread import DECISION_RECORDED, ReplyHandling, exit_report_replied, find_thread, replied_untracked_mail
 from tickets.attachments import AttachmentStore
 from tickets.clock import Clock
 from tickets.lifecycle import record_event
@@ -341,14 +341,19 @@ class IngestPipeline:
                 return IngestResult(outcome.action, parsed.message_id, outcome.ticket.key, outcome.detail)
             return IngestResult("threaded", parsed.message_id, match.ticket.key, f"via {match.via}")
 
-        sent = replied_untracked_mail(session, parsed) if match.linked is None else None
+        if match.exit_report is not None:
+            sent = exit_report_replied(session, parsed)
+        else:
+            sent = replied_untracked_mail(session, parsed) if match.linked is None else None
         if sent is not None:
-            # A stakeholder answering a digest: a comment for the project managers, not a ticket.
+            # A stakeholder answering a digest: a comment for the project managers, not a ticket; a project
+            # manager's signed #decision to the exit report records the decision (replies.stakeholder_reply).
             message = self._message_row(parsed, source, now, disposition="comment")
             session.add(message)
             session.flush()
-            detail = self.replies.about_our_mail(session, sent, message, parsed, now)
-            return IngestResult("comment", parsed.message_id, "", detail)
+            detail = self.replies.about_our_mail(session, sent, message, parsed, now, exit_token=match.exit_report)
+            action = "command" if detail.startswith(DECISION_RECORDED) else "comment"
+            return IngestResult(action, parsed.message_id, "", detail)
 
         flood = self.flood.check(session, parsed, now, memo.opened_last_hour(session, parsed.from_addr, now))
         if flood is not None:

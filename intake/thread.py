@@ -19,7 +19,10 @@ from config import Config
 from intake.parse.message import ParsedMessage
 from tickets.lifecycle import find_by_key, is_participant
 from tickets.models import Message, OutboxItem, Ticket
-from tickets.tokens import ReplyTokens
+from tickets.tokens import ReplyTokens, SignedCheck
+
+EXIT_REPORT = "exit_report"  # the outbox kind of the exit report (notifier.digests)
+DECISION_RECORDED = "exit decision recorded"  # how about_our_mail's answer starts when a #decision acted
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class ThreadMatch:
     token_valid: bool = False  # the mail carried this ticket's signed token, valid for its sender
     token_problem: str = ""  # why a genuine token did not count (expired, minted for someone else)
     linked: Ticket | None = None  # for a new ticket: the ticket it was quoting
+    # A reply to the exit report's signed address (issue 16): the check of its token (valid, expired,
+    # minted for another project manager); the replies room records a #decision only when it is valid.
+    exit_report: SignedCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,9 @@ class ReplyHandling(Protocol):
                now: datetime) -> ReplyOutcome | None: ...
 
     def about_our_mail(self, session: Session, sent: OutboxItem, message: Message, parsed: ParsedMessage,
-                       now: datetime) -> str:
-        """A reply to a mail we sent that belongs to no ticket (a digest): never a new ticket (issue 14)."""
+                       now: datetime, exit_token: SignedCheck | None = None) -> str:
+        """A reply to a mail we sent that belongs to no ticket (a digest): never a new ticket (issue 14);
+        *exit_token*: the exit report's signed address it was sent to, checked (issue 16)."""
         ...
 
 
@@ -66,10 +73,23 @@ def replied_untracked_mail(session: Session, parsed: ParsedMessage) -> OutboxIte
                           .order_by(OutboxItem.id.desc()).limit(1))
 
 
+def exit_report_replied(session: Session, parsed: ParsedMessage) -> OutboxItem | None:
+    """The exit report a reply to its signed address answers: the one it references, else the latest."""
+    sent = replied_untracked_mail(session, parsed)
+    if sent is not None and sent.kind == EXIT_REPORT:
+        return sent
+    return session.scalar(select(OutboxItem).where(OutboxItem.kind == EXIT_REPORT, OutboxItem.ticket_id.is_(None))
+                          .order_by(OutboxItem.id.desc()).limit(1))
+
+
 def find_thread(session: Session, parsed: ParsedMessage, config: Config, tokens: ReplyTokens,
                 now: datetime) -> ThreadMatch:
     signed = tokens.find_signed(parsed.all_recipients, parsed.subject, parsed.from_addr, now,
                                 [m.email for m in config.team])
+    if signed is not None and signed.genuine and tokens.is_exit_key(signed.key):
+        # The exit report's signed address: no ticket; whether it acts is the replies room's decision.
+        return ThreadMatch(None, "token", token_valid=signed.valid, token_problem=signed.reason(parsed.from_addr),
+                           exit_report=signed)
     if signed is not None and signed.genuine:
         ticket = find_by_key(session, signed.key)
         if ticket is not None:

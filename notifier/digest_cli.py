@@ -28,15 +28,16 @@ def cmd_digest(app: Any, args: argparse.Namespace) -> int:
     key = KINDS[args.kind]
     now = app.clock.now()
     rendered = builder.render(key, now)
-    mail = builder.mail(key, rendered) if args.send else None  # nobody to receive it: one line, exit 2
+    # Nobody to receive it: one line, exit 2 (before anything is printed or queued).
+    mails = builder.mails(key, now, rendered=rendered) if args.send else []
     if args.format == "html":
         print(rendered.html or "", file=app.out)
     else:
         print(f"Subject: {rendered.subject}\n\n{rendered.text}", file=app.out, end="")
-    if mail is not None:
+    for suffix, mail in mails:  # the exit report: the stakeholders' copy and one signed copy per project manager
         with app.store.session() as session:
-            item = enqueue(session, mail, key=f"digest:{key}:manual:{now.isoformat()}",
-                           support=app.config.support, now=now)
+            parts = ("digest", key, "manual", now.isoformat(), suffix)
+            item = enqueue(session, mail, key=":".join(filter(None, parts)), support=app.config.support, now=now)
             item_id = item.id
         print(f"queued outbox item {item_id} for {', '.join(mail.to)}", file=app.err)
     return 0

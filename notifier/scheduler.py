@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from notifier.digests.builder import DigestBuilder
+from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue
-from notifier.render import Rendered
 from tickets.clock import as_utc
 from tickets.models import ScheduleRun
 from tickets.phases import status_due_on, weekly_summary_due_on
@@ -117,11 +117,12 @@ class DigestScheduler:
         # Render outside the write transaction: a digest over 100k tickets must not hold the lock.
         with self.store.read() as session:
             since = self.builder.last_status_at(session, now) if run.job == "status_daily" else None
-        rendered = self.builder.render(run.job, now, since)
+        # The exit report is also one mail per project manager, with their own signed reply address.
+        mails = self.builder.mails(run.job, now, since)
         detail: str | None = None
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
-                detail = self._record(run, rendered, len(recipients), now)
+                detail = self._record(run, mails, len(recipients), now)
                 break
             except IntegrityError as error:
                 # Resolved by looking: only our own period key taken means "sent"; a uniqueness error
@@ -142,14 +143,16 @@ class DigestScheduler:
         log.info("digest %s %s %s%s", run.job, run.period_key, detail, lateness)
         return f"{run.job} {run.period_key}: {detail}{lateness}"
 
-    def _record(self, run: DueRun, rendered: Rendered, recipients: int, now: datetime) -> str | None:
-        """Queue the digest and take its period key in one transaction; None when the key is taken."""
+    def _record(self, run: DueRun, mails: list[tuple[str, OutgoingMail]], recipients: int,
+                now: datetime) -> str | None:
+        """Queue the digest's mails and take its period key in one transaction; None when the key is taken."""
         with self.store.session() as session:
             if self._taken(session, run):
                 return None
-            item = enqueue(session, self.builder.mail(run.job, rendered),
-                           key=f"digest:{run.job}:{run.period_key}", support=self.config.support, now=now)
-            detail = f"queued outbox item {item.id} for {recipients} recipient(s)"
+            ids = [enqueue(session, mail, key=":".join(filter(None, ("digest", run.job, run.period_key, suffix))),
+                           support=self.config.support, now=now).id for suffix, mail in mails]
+            items = f"outbox item {ids[0]}" if len(ids) == 1 else f"outbox items {', '.join(map(str, ids))}"
+            detail = f"queued {items} for {recipients} recipient(s)"
             session.add(ScheduleRun(job=run.job, period_key=run.period_key, ran_at=now, detail=detail))
             session.flush()
         return detail

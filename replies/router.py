@@ -30,6 +30,7 @@ from replies.team_reply import TeamReplyHandler
 from tickets.feedback import THANKS
 from tickets.lifecycle import first_line, is_participant, record_event
 from tickets.models import CLOSED_STATUSES, Message, OutboxItem, Ticket
+from tickets.tokens import SignedCheck
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,8 @@ class ReplyRouter:
         return None
 
     def about_our_mail(self, session: Session, sent: OutboxItem, message: Message, parsed: ParsedMessage,
-                       now: datetime) -> str:
+                       now: datetime, exit_token: SignedCheck | None = None) -> str:
         """A reply to a digest: the project managers get it as a comment (``replies.stakeholder_reply``)."""
         if self.stakeholders is None:
             return f"reply to {sent.kind}: kept as a comment"
-        return self.stakeholders(session, sent, message, parsed, now)
+        return self.stakeholders(session, sent, message, parsed, now, exit_token)

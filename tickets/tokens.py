@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from config import SupportSettings
 from tickets.reply_secret import ReplySecrets
@@ -37,6 +37,9 @@ EXPIRY_LENGTH = 5  # hex digits: hours since EPOCH, good until the year 2139
 REPLY_TOKEN_LENGTH = EXPIRY_LENGTH + TOKEN_LENGTH
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 UNSIGNED = "unsigned"  # the placeholder stored instead of a token; signed when the mail is sent
+# The exit report's signed address (issue 16): ``support+EXIT-20261218.<token>@`` names no ticket but the
+# exit report of that day; a project manager's ``#decision`` reply to it is checked like a ticket token.
+EXIT_PREFIX = "EXIT"
 REDACTED = "redacted"  # what a received token is stored as
 RELOAD_SECONDS = 30.0  # a rotation by another process is seen within this time
 
@@ -74,6 +77,12 @@ class SignedCheck:
         return ""
 
 
+def unsigned_address(support: SupportSettings, key: str) -> str:
+    """The placeholder Reply-To of a mail about *key* (a ticket, or the exit report) that ``sign_mail``
+    signs for the mail's one recipient when the outbox sends it."""
+    return f"{support.local_part}+{key}.{UNSIGNED}@{support.domain}"
+
+
 def _hours(when: datetime) -> int:
     return int((when - EPOCH).total_seconds() // 3600)
 
@@ -90,16 +99,18 @@ class ReplyTokens:
         self.lifetime = timedelta(days=token_days)
         local, prefix, domain = (re.escape(support.local_part), re.escape(support.ticket_prefix),
                                  re.escape(support.domain))
+        keys = rf"(?:{prefix}|{EXIT_PREFIX})"  # a ticket's address, or the exit report's
         self._plus = re.compile(
-            rf"^{local}\+(?P<key>{prefix}-\d+)(?:\.(?P<token>[0-9a-z]+))?@{domain}$", re.IGNORECASE)
+            rf"^{local}\+(?P<key>{keys}-\d+)(?:\.(?P<token>[0-9a-z]+))?@{domain}$", re.IGNORECASE)
         self._in_subject = re.compile(
             rf"\[(?P<key>{prefix}-\d+)(?:\.(?P<token>[0-9a-f]{{{REPLY_TOKEN_LENGTH}}}))?\]", re.IGNORECASE)
         self._placeholder = re.compile(
-            rf"{local}\+(?P<key>{prefix}-\d+)\.{UNSIGNED}@{domain}".encode(), re.IGNORECASE)
+            rf"{local}\+(?P<key>{keys}-\d+)\.{UNSIGNED}@{domain}".encode(), re.IGNORECASE)
         # One case-sensitive pattern per spelling of the prefix ("HC-", "hc-"): a pattern that starts with
         # a literal is found by a fast substring search, an IGNORECASE one is tried at every byte.
         token = rf"-\d+\.)[0-9a-fA-F]{{{REPLY_TOKEN_LENGTH}}}(?![0-9a-fA-F])"
-        spellings = dict.fromkeys((support.ticket_prefix.upper(), support.ticket_prefix.lower()))
+        spellings = dict.fromkeys((support.ticket_prefix.upper(), support.ticket_prefix.lower(),
+                                   EXIT_PREFIX, EXIT_PREFIX.lower()))
         self._token_text = [re.compile(rf"(?P<head>{re.escape(p)}{token}") for p in spellings]
         self._token_bytes = [re.compile(rf"(?P<head>{re.escape(p)}{token}".encode()) for p in spellings]
 
@@ -133,7 +144,7 @@ class ReplyTokens:
 
     def unsigned_address(self, key: str) -> str:
         """What a stored mail carries instead of the signed address (``sign_mail`` replaces it)."""
-        return f"{self.support.local_part}+{key}.{UNSIGNED}@{self.support.domain}"
+        return unsigned_address(self.support, key)
 
     def plain_address(self, key: str) -> str:
         return f"{self.support.local_part}+{key}@{self.support.domain}"
@@ -226,6 +237,15 @@ class ReplyTokens:
             if match:
                 return match["key"].upper()
         return None
+
+    @staticmethod
+    def exit_key(day: date) -> str:
+        """The key of the exit report of *day* in its signed address (``EXIT-20261218``)."""
+        return f"{EXIT_PREFIX}-{day:%Y%m%d}"
+
+    @staticmethod
+    def is_exit_key(key: str) -> bool:
+        return key.upper().startswith(EXIT_PREFIX + "-")
 
     def subject_keys(self, subject: str) -> list[str]:
         return [m["key"].upper() for m in self._in_subject.finditer(subject)]

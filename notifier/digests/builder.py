@@ -9,6 +9,7 @@ stakeholder receives is exactly what ``hypercare digest daily`` prints.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from notifier.labels import role_label, severity_label
 from notifier.mime import OutgoingMail
 from notifier.render import Rendered, Renderer
 from tickets.bouncing import bouncing_people
+from tickets.decisions import DECIDER_ROLE
 from tickets.decisions import WORDS as DECISION_WORDS
 from tickets.feedback import feedback_summary
 from tickets.incidents import incidents_in
@@ -42,6 +44,7 @@ from tickets.models import ScheduleRun
 from tickets.phases import exit_report_day, phase_on, weeks_label
 from tickets.sla import SlaPolicy
 from tickets.store import Store
+from tickets.tokens import ReplyTokens, unsigned_address
 from tickets.topics import top_terms
 
 # CLI name -> template key (= scheduler job name, outbox kind)
@@ -90,16 +93,50 @@ class DigestBuilder:
             return daily
         if key == "weekly_summary":
             return weekly
-        return tuple(dict.fromkeys((*daily, *weekly)))  # exit report: everyone, once each
+        # The exit report: everyone, once each; the project managers decide, so they get it too.
+        return tuple(dict.fromkeys(a.lower() for a in (*daily, *weekly, *self.decision_makers())))
 
-    def mail(self, key: str, rendered: Rendered) -> OutgoingMail:
-        to = self.recipients(key)
+    @staticmethod
+    def no_recipients(key: str) -> DigestProblem:
+        which = "daily" if key == "status_daily" else "weekly" if key == "weekly_summary" else "daily or weekly"
+        return DigestProblem(f"no recipients for {key}: set [stakeholders] {which} in the config")
+
+    def decision_makers(self) -> tuple[str, ...]:
+        """The ``[[team]]`` project managers: each gets the exit report alone, with a reply address
+        signed for them, so their ``#decision`` reply is a credential (``replies.stakeholder_reply``)."""
+        return tuple(dict.fromkeys(m.email.lower() for m in self.config.team if DECIDER_ROLE in m.roles))
+
+    def mail(self, key: str, rendered: Rendered, to: tuple[str, ...] | None = None,
+             reply_to: str | None = None) -> OutgoingMail:
+        to = self.recipients(key) if to is None else to
         if not to:
-            which = "daily" if key == "status_daily" else "weekly" if key == "weekly_summary" else "daily or weekly"
-            raise DigestProblem(f"no recipients for {key}: set [stakeholders] {which} in the config")
+            raise self.no_recipients(key)
         return OutgoingMail(kind=key, to=list(to), subject=rendered.subject, text=rendered.text,
-                            html=rendered.html, auto_submitted="auto-generated",
+                            html=rendered.html, auto_submitted="auto-generated", reply_to=reply_to,
                             extra_headers={"Precedence": "bulk"})
+
+    def mails(self, key: str, now: datetime, since: datetime | None = None,
+              rendered: Rendered | None = None) -> list[tuple[str, OutgoingMail]]:
+        """Every mail of digest *key* as (idempotency suffix, mail): one to the stakeholders; for the exit
+        report also one per project manager ("pm:<hash>") whose Reply-To is the exit report's signed
+        address (a placeholder here, signed for its one recipient when sent, like team mail)."""
+        if not self.recipients(key):
+            raise self.no_recipients(key)
+        with self.store.read() as session:
+            context = self.context(session, key, now, since)
+        rendered = rendered or self.renderer.render(key, **context)
+        if key != "exit_report":
+            return [("", self.mail(key, rendered))]
+        managers = self.decision_makers()
+        others = tuple(a for a in self.recipients(key) if a not in managers)
+        result = [("", self.mail(key, rendered, others))] if others else []
+        if managers:
+            own = self.renderer.render(key, **context, decision_reply=True)
+            reply_to = unsigned_address(self.config.support, ReplyTokens.exit_key(self.exit_day))
+            for manager in managers:
+                suffix = "pm:" + hashlib.sha256(manager.encode()).hexdigest()[:16]
+                result.append((suffix, self.mail(key, own, (manager,), reply_to)))
+        return result
 
     def last_status_at(self, session: Session, now: datetime) -> datetime:
         """When the previous status email went out (its window ends there), else go-live midnight."""
