@@ -7,6 +7,7 @@ nothing is downloaded.  The page is served by the real waitress server on a free
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,69 @@ def test_layout_search_and_decision_at_laptop_and_phone_width(browser, make_app,
 def _png_width(data: bytes) -> int:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     return int.from_bytes(data[16:20], "big")
+
+
+def test_status_page_incident_filter_and_exit_decision_by_reply_in_chromium(browser, make_app, tmp_path):
+    """Issue 16: /status for every user (no token), the incident filter on the page, and the exit decision a
+    project manager recorded by replying '#decision' to their own copy of the exit report, in Chromium."""
+    from email import message_from_bytes, policy
+
+    from mailkit import make_mail
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from test_dashboard_seed import NOW
+    from test_handover import run
+    from test_status_page import storm
+
+    from tickets.lifecycle import find_by_key
+
+    app, _ = build_seeded_app(make_app, tmp_path)
+    app.clock.set(NOW - timedelta(minutes=30))
+    reports = storm(app, app.clock, "outage")
+    app.clock.set(NOW - timedelta(minutes=5))
+    signed = app.tokens.reply_address(reports[0], "cleo@example.com", app.clock.now())
+    assert app.pipeline.ingest(make_mail(subject=f"Re: [{reports[0]}]", sender="cleo@example.com", to=signed,
+                                         body="#update Proxy restart for user4@customer.example, ETA 15:30")).action \
+        == "command"
+    app.clock.set(NOW)
+    run(app, "digest", "exit", "--send")  # Pia (project manager) gets her own copy with a signed Reply-To
+    app.outbox.flush(app.transport())
+    copies = [message_from_bytes(p.read_bytes(), policy=policy.default)
+              for p in app.config.path(app.config.smtp_out.maildir).glob("new/*")]
+    [own] = [m for m in copies if m["To"] == "pia@example.com" and "Exit report" in m["Subject"]]
+    result = app.pipeline.ingest(make_mail(subject=f"Re: {own['Subject']}", sender="pia@example.com", name="Pia",
+                                           to=str(own["Reply-To"]), in_reply_to=own["Message-ID"].strip("<>"),
+                                           body="#decision go\nReady for the hand-over <b>now</b>.\n\n> quoted"))
+    assert result.action == "command", result
+    with app.store.read() as s:
+        assert find_by_key(s, reports[0]).incident.key == "INC-1"
+
+    token = "browser-token-0123456789"
+    app.environ = {"HC_DASHBOARD_TOKEN": token}
+    server = DashboardServer(app, DashboardSettings(port=0, token_env="HC_DASHBOARD_TOKEN")).start()
+    try:
+        for width, height in ((1366, 768), (390, 844)):
+            browser.set_window_size(width, height)
+            browser.get(server.url + "status")  # no token: the public page
+            assert browser.title.startswith("Service status")
+            current = browser.find_element(By.ID, "current").text
+            assert "CRM down" in current and "8 reports" in current
+            assert "Proxy restart for [email], ETA 15:30" in current
+            source = browser.page_source
+            assert "customer.example" not in source and "Maria" not in source and reports[0] not in source
+            page, sections = browser.execute_script(OVERFLOW)
+            assert page <= 0 and all(right <= 1 and inner <= 1 for _, inner, right in sections), (width, sections)
+            browser.save_screenshot(str(tmp_path / f"status-{width}.png"))
+        browser.get(server.url)
+        assert "token required" in browser.find_element(By.TAG_NAME, "body").text  # the dashboard is not public
+        browser.get(server.url + f"?token={token}")
+        decision = browser.find_element(By.ID, "decision").text
+        assert decision.startswith("Exit decision: GO by Pia") and "<b>now</b>" in decision
+        Select(browser.find_element(By.NAME, "incident")).select_by_value("INC-1")
+        browser.find_element(By.CSS_SELECTOR, "#search button[type=submit]").click()
+        WebDriverWait(browser, 10).until(lambda b: "incident=INC-1" in b.current_url)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#found tr td a")
+        assert sorted(r.text for r in rows) == sorted(reports)
+        assert browser.find_element(By.ID, "found-count").text == "8 tickets found."
+    finally:
+        server.stop()
