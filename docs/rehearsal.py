@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from app import App  # noqa: E402 - the repository root first, so the script runs from anywhere
 from config import (  # noqa: E402
     Config,
+    DashboardSettings,
     DatabaseSettings,
     HypercareSettings,
     SmtpOutSettings,
@@ -57,8 +58,18 @@ KINDS = (
     ("Typo in the quote PDF footer", "The footer of the quote PDF says 'Sincerly'. Minor, there is a workaround.",
      6, 72),
 )
+# Day 15 (a Tuesday), 07:30: the CRM is down for five people (one incident, resolved within the hour); the exit
+# morning, 07:00: three people report the same small problem (an incident still open, with the team's #update).
+OUTAGE = (("CRM is down", "Nobody can log in since 7:30, the whole sales team is blocked."),
+          ("CRM down?", "Is the CRM down? I get an error 503 when I open it."),
+          ("CRM ausgefallen", "Das CRM ist komplett ausgefallen, wir bekommen nur eine Fehlerseite 503."),
+          ("CRM en panne", "Le CRM est en panne depuis ce matin, erreur 503, personne ne peut se connecter."),
+          ("Outage: CRM not loading", "The CRM is down for our whole team, the page does not load (503)."))
+SMALL = (("Quote PDF shows the old logo", "The quote PDF still shows the old logo in the header; a workaround exists."),
+         ("Old logo on the quote PDF", "Our quote PDFs show the old logo again, minor, there is a workaround."),
+         ("Quote PDF logo outdated", "The logo in the quote PDF header is the old one; cosmetic, workaround exists."))
 SCREENS = (("dashboard", 1366, 1900), ("status_daily", 720, 1500), ("weekly_summary", 720, 1900),
-           ("exit_report", 720, 2600))
+           ("exit_report", 720, 2600), ("status_page", 1024, 900))
 
 
 def _local(day: int, hour: int, minute: int = 0) -> datetime:
@@ -82,7 +93,7 @@ def rehearse(folder: Path) -> tuple[App, FrozenClock, dict[str, Path]]:
                     database=DatabaseSettings(url=f"sqlite:///{folder / 'rehearsal.db'}"),
                     hypercare=HypercareSettings(go_live=GO_LIVE, timezone="Europe/Berlin", holidays="DE"),
                     smtp_out=SmtpOutSettings(maildir=str(folder / "outbox")),
-                    team=(ADA, BEN, TIM, PAM),
+                    team=(ADA, BEN, TIM, PAM), dashboard=DashboardSettings(status_days=14),
                     stakeholders=StakeholderSettings(daily=("cio@example.com",), weekly=("sponsor@example.com",)))
     app = App(config, clock, io.StringIO(), io.StringIO(), {"HYPERCARE_REPLY_SECRET": "rehearsal"})
     from notifier.digests import for_app
@@ -94,6 +105,18 @@ def rehearse(folder: Path) -> tuple[App, FrozenClock, dict[str, Path]]:
         (exit_at, "digest", "exit_report")]
     pages: dict[str, Path] = {}
     for day in range(0, 26):
+        for n, (subject, body) in enumerate({15: OUTAGE, 25: SMALL}.get(day, ())):
+            at = _local(day, 7, (30 if day == 15 else 0) + 2 * n)
+            _advance(app, clock, events, at, pages, folder)
+            key = app.pipeline.ingest(_mail(subject, body, f"user{day}.x{n}@customer.example", SUPPORT,
+                                            f"User {day}.x{n}")).key
+            if n == 0:  # the team tells everyone where it stands (the status page shows it)
+                update = ("#update The single sign-on proxy is being restarted, expected back by 08:30."
+                          if day == 15 else "#update The new logo is in the next template release (Monday).")
+                events.append((at + timedelta(minutes=40), update, key))
+                if day == 15:
+                    events.append((at + timedelta(minutes=70), "#resolve The proxy was restarted; log in again.",
+                                   key))
         per_day = max(1, 9 - day // 3)  # intake falls as the system settles
         for n in range(per_day):
             subject, body, answer, resolve = KINDS[(day * 3 + n) % len(KINDS)]
@@ -139,8 +162,9 @@ def _role(app: App, key: str) -> str:
 
 
 def render_dashboard(app: App, clock: FrozenClock, folder: Path, pages: dict[str, Path]) -> None:
-    """The dashboard on the exit date, once the project manager recorded the steering decision."""
-    from dashboard.pages import overview_html
+    """The dashboard on the exit date, once the project manager recorded the steering decision, and the
+    public status page (``/status``) of that morning."""
+    from dashboard.pages import overview_html, status_html
     from dashboard.summary import DashboardContext
     from tickets.decisions import parse_decision, record_decision
 
@@ -151,6 +175,8 @@ def render_dashboard(app: App, clock: FrozenClock, folder: Path, pages: dict[str
     with app.store.read() as session:
         pages["dashboard"] = folder / "dashboard.html"
         pages["dashboard"].write_text(overview_html(session, context, app.renderer, static=True), encoding="utf-8")
+        pages["status_page"] = folder / "status_page.html"
+        pages["status_page"].write_text(status_html(session, context, app.renderer, static=True), encoding="utf-8")
 
 
 def photograph(pages: dict[str, Path], out: Path) -> list[Path]:
