@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -564,3 +565,40 @@ sender = ["*@partner-*.example"]
 """)
     assert c.classify(facts("x", sender="a@partner-one.example")).tags == ("partner",)
     assert c.classify(facts("x", sender="a@other.example")).tags == ()
+
+
+# --- cost of repeated keywords -----------------------------------------------------------------
+
+REPEATED = "The drop-down is down and all records were deleted, nobody can log in. "
+
+
+def _classifier_lines(classifier: Classifier, body: str) -> int:
+    """Python lines executed inside classifier/ for one mail: a cost measure that does not depend on load."""
+    folder = str(Path(DEFAULT_RULES).parent)
+    count = 0
+
+    def trace(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        if not frame.f_code.co_filename.startswith(folder):
+            return None
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        classifier.classify(facts("help", body))
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_repeated_keywords_cost_grows_linearly(default: Classifier) -> None:
+    """Ten times the repeats is about ten times the work (was ~100x: hits compared pairwise)."""
+    default.classify(facts("warm-up", REPEATED))  # the word memo and stem caches fill on first sight
+    small = _classifier_lines(default, REPEATED * 100)
+    large = _classifier_lines(default, REPEATED * 1000)
+    assert 5 < large / small < 15, (small, large)
+    verdict = default.classify(facts("help", REPEATED * 1000))
+    assert verdict.severity == "P1"
+    assert all(len(hit.evidence) <= 6 for hit in verdict.rules)
