@@ -47,6 +47,28 @@ class EvalReport:
     def role_accuracy(self) -> float:
         return self.role_correct / self.total if self.total else 0.0
 
+    def target_lines(self) -> list[str]:
+        """The figures the targets are stated in: P1 recall and precision, no-evidence share, P4s raised.
+
+        Why printed next to accuracy: a missed P1 and a false page both cost, and accuracy alone
+        hides both; the same words appear in classifier/README.md's tables.
+        """
+        confusion = self.severity_confusion
+        labelled_p1 = sum(n for (label, _), n in confusion.items() if label == "P1")
+        called_p1 = sum(n for (_, got), n in confusion.items() if got == "P1")
+        right_p1 = confusion[("P1", "P1")]
+        p4_raised = sum(n for (label, got), n in confusion.items() if label == "P4" and got in ("P1", "P2"))
+        return [
+            f"P1 recall:    {_share(right_p1, labelled_p1)}",
+            f"P1 precision: {_share(right_p1, called_p1)}",
+            f"no severity evidence (fallback-severity): {_share(len(self.unmatched), self.total)}",
+            f"P4 mails classified above P3: {p4_raised}",
+        ]
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%} ({part}/{whole})" if whole else f"- ({part}/{whole})"
+
 
 def read_labels(folder: Path) -> list[tuple[str, str, str]]:
     """``labels.csv`` rows (file, severity, role), checked; EvalError names the line to fix."""
@@ -114,6 +136,7 @@ def format_report(report: EvalReport) -> str:
         f"mails: {report.total}",
         f"severity accuracy: {report.severity_accuracy:.1%} ({report.severity_correct}/{report.total})",
         f"role accuracy:     {report.role_accuracy:.1%} ({report.role_correct}/{report.total})",
+        *report.target_lines(),
         "", "severity confusion (rows = label):", *confusion_table(report.severity_confusion, SEVERITIES),
         "", "role confusion (rows = label):", *confusion_table(report.role_confusion, ROLES),
         "", f"rules that never fired ({len(report.never_fired)}): {', '.join(report.never_fired) or '-'}",

@@ -422,7 +422,12 @@ def test_verdict_json_and_explain(default: Classifier) -> None:
     ("Phishing", "Colleagues entered their password on a phishing page", "P1", "technical_consultant"),
     ("CRM ausgefallen", "Das CRM ist komplett ausgefallen.", "P1", "technical_consultant"),
     ("Feature request", "Would be great to have a Kanban view.", "P4", "business_analyst"),
-    ("Training", "Can you organise a training session for new starters?", "P4", "project_manager"),
+    # Support-lead decision: a question or request that needs an answer is P3; P4 is wishes and thanks.
+    ("Training", "Can you organise a training session for new starters?", "P3", "project_manager"),
+    ("Bericht exportieren?", "Wie bekomme ich meinen Bericht nach Excel?", "P3", "business_analyst"),
+    ("idea: log calls", "Would love calls logged automatically. Is that on the roadmap?", "P4", "business_analyst"),
+    ("Thanks for the training", "It was very helpful for the whole team.", "P4", "project_manager"),
+    ("new field: language", "Would it be possible to add a picklist field for the language?", "P4", "crm_admin"),
 ])
 def test_default_rules_on_hard_cases(default: Classifier, subject: str, body: str, severity: str,
                                      role: str) -> None:
