@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -607,3 +608,33 @@ def test_repeated_keywords_cost_grows_linearly(default: Classifier) -> None:
     verdict = default.classify(facts("help", REPEATED * 1000))
     assert verdict.severity == "P1"
     assert all(len(hit.evidence) <= 6 for hit in verdict.rules)
+
+
+def test_regexes_starting_with_alternatives_are_run_only_when_one_occurs(tmp_path: Path) -> None:
+    """A regex like (?:nobody|no one)... needs one of its alternatives: it is not tried at every character."""
+    c = build(tmp_path, r"""
+[[rule]]
+name = "nobody"
+description = "nobody can"
+tags = ["nobody"]
+regex = '\b(?:nobody|no one|none of (?:us|them))\b[^.\n]{0,20}\bcan\b'
+
+[[rule]]
+name = "other"
+description = "other customers"
+tags = ["other"]
+regex = '\b(?:other|another) (?:customer|client)s?\b'
+""")
+    from classifier.regexes import required_literals, trie_pattern
+
+    nobody, other = c.ruleset.builder.regexes
+    assert required_literals(nobody) == {"nobody", "no one", "none of us", "none of them"}
+    assert required_literals(other) == {"other customer", "other client", "another customer", "another client"}
+    assert c._regexes is not None and not c._regexes._rest  # neither joins the combined pattern
+    assert c.classify(facts("", "None of them can log in")).tags == ("nobody",)
+    assert c.classify(facts("", "We see ANOTHER CLIENT's orders")).tags == ("other",)
+    assert c.classify(facts("", "no one here, but they can")).tags == ("nobody",)
+    assert c.classify(facts("", "the others can")).tags == ()
+    # The literal pattern is a trie: the longest literal at a spot, overlaps found from every spot.
+    trie = re.compile(f"(?=({trie_pattern(['of', 'out of', 'none of us', 'none of'])}))")
+    assert trie.findall("none of us, out of") == ["none of us", "of", "out of", "of"]
