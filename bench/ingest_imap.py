@@ -122,7 +122,7 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
             database, drop = fresh_postgres(args.postgres)
         (workdir / "hypercare.toml").write_text(
             f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
-            f'[intake]\nflood_per_hour = {args.flood_limit}\n'
+            f'[intake]\nflood_per_hour = {args.flood_limit}\n[incidents]\nenabled = {args.incidents}\n'
             f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
             f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
         code, seconds, peak_kib, output = run_poll(workdir, args.profile or None, tree)
@@ -147,6 +147,9 @@ def main() -> int:
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--flood-limit", type=int, default=10, help="[intake] flood_per_hour (default 10)")
+    parser.add_argument("--incidents", choices=("on", "off"), default="off",
+                        help="[incidents] grouping (default off: the 10 generated subjects repeat, so with it on "
+                             "nearly every mail joins one of ten incidents instead of opening a lone ticket)")
     parser.add_argument("--backends", default="sqlite",
                         help="comma-separated: sqlite, postgresql (interleaved rounds in one run)")
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""),
@@ -157,6 +160,7 @@ def main() -> int:
                              "also runs its poll --once on the same mailbox, so before and after share one run")
     parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
     args = parser.parse_args()
+    args.incidents = "true" if args.incidents == "on" else "false"
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "postgresql" in backends and not args.postgres:
         parser.error("--backends postgresql needs --postgres URL (or HYPERCARE_TEST_DATABASE_URL)")

@@ -74,7 +74,8 @@ def measure(args: argparse.Namespace, tree: Path) -> float:
     port = free_port()
     (workdir / "hypercare.toml").write_text(
         f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
-        f'[intake]\nflood_per_hour = 1000000\n[smtp_in]\nport = {port}\n[dashboard]\nenabled = false\n')
+        f'[intake]\nflood_per_hour = 1000000\n[incidents]\nenabled = {"true" if args.incidents == "on" else "false"}\n'
+        f'[smtp_in]\nport = {port}\n[dashboard]\nenabled = false\n')
     env = {**os.environ, "HYPERCARE_CONFIG": str(workdir / "hypercare.toml")}
     mails = generate(args.messages, args.senders, seed=11)
     log = open(workdir / "run.log", "wb")  # closed in finally
@@ -124,6 +125,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--incidents", choices=("on", "off"), default="off",
+                        help="[incidents] grouping (default off: the generated subjects repeat, see ingest_imap.py)")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgresql"))
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""))
     parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, measured right after")
