@@ -24,6 +24,7 @@ from intake.pipeline import IngestPipeline
 from notifier.acknowledgement import Acknowledger
 from notifier.escalation import Escalator
 from notifier.flood_alert import FloodAlert
+from notifier.language import detect_language
 from notifier.notices import Notices
 from notifier.outbox import Outbox
 from notifier.page_storm import PageStorm
@@ -162,7 +163,8 @@ class App:
         }
         return TicketOpener(self.config, self.classifier, self.sla,
                             on_opened=(grouper.on_new_ticket, ack.enqueue, escalator.on_new_ticket,
-                                       triage.on_new_ticket), batch_forms=batch_forms)
+                                       triage.on_new_ticket), batch_forms=batch_forms,
+                            language_of=detect_language)
 
     @cached_property
     def incidents(self) -> IncidentGrouper:

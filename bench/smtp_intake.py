@@ -11,9 +11,12 @@ the outbox delivering into a Maildir.  *clients* threads each keep one SMTP conn
 their share of generated support mails (every one a new ticket, as in ``bench/ingest_imap.py``),
 timing each ``DATA`` until its 250 (which the intake gives only after the ticket committed).
 Prints mails per second over the whole run, p50/p95/max latency, the daemon's peak RSS and the load
-average.  Target (issue 17): >= 500 mails/s with 8 clients.  ``--baseline DIR`` runs the same
-measurement right after with the daemon of another checkout (e.g. ``git archive`` of the commit
-before a change), so before and after come from one run.
+average.  Target (issue 17): >= 500 mails/s with 8 clients.  Each round first sends the same mails
+with the same clients to a bare aiosmtpd sink (answers 250 at once, stores nothing): the ratio to it
+is what a shared machine can compare between runs (the clients themselves need about a core).
+``--baseline DIR`` runs the same measurement in each round with the daemon of another checkout (e.g.
+``git archive`` of the commit before a change), so before and after come from one run; ``--rounds``
+interleaves rounds and prints medians.
 """
 
 from __future__ import annotations
@@ -64,8 +67,64 @@ def send_share(port: int, mails: list[bytes], latencies: list[float], errors: li
         errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def measure(args: argparse.Namespace, tree: Path) -> float:
-    """One daemon of *tree* on a fresh database, *clients* sessions; returns mails per second."""
+SINK = """
+import asyncio, sys
+from aiosmtpd.controller import Controller
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 2.0.0 accepted"
+
+controller = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]), decode_data=False)
+controller.start()
+print("sink ready", flush=True)
+sys.stdin.read()
+controller.stop()
+"""
+
+
+def send_all(args: argparse.Namespace, port: int, mails: list[bytes], label: str) -> dict[str, float]:
+    """*clients* threads, one SMTP connection each, send their share; rate and latency percentiles."""
+    shares = [mails[i::args.clients] for i in range(args.clients)]
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [threading.Thread(target=send_share, args=(port, share, latencies, errors)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+    rate = len(latencies) / seconds
+    print(f"  {label}: {len(latencies)} of {len(mails)} mails accepted by {args.clients} clients in {seconds:.2f}s = "
+          f"{rate:,.0f} mails/s; latency p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, max {pct(1.0):.0f} ms, "
+          f"mean {statistics.fmean(ordered) * 1000 if ordered else 0:.0f} ms")
+    if errors:
+        print(f"  errors: {len(errors)}, first: {errors[0]}")
+    ok = not errors and len(latencies) == len(mails)
+    return {"rate": rate if ok else 0.0, "p50": pct(0.5), "p95": pct(0.95)}
+
+
+def measure_sink(args: argparse.Namespace, mails: list[bytes]) -> dict[str, float]:
+    """The same clients against a bare aiosmtpd that answers 250 at once: what this machine allows now."""
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        if not (sink.stdout and b"sink ready" in sink.stdout.readline()):
+            raise SystemExit("the aiosmtpd sink did not start")
+        return send_all(args, port, mails, "bare aiosmtpd sink")
+    finally:
+        sink.kill()
+        sink.wait()
+
+
+def measure(args: argparse.Namespace, tree: Path, mails: list[bytes]) -> dict[str, float]:
+    """One daemon of *tree* on a fresh database, *clients* sessions; rate, latency, peak RSS."""
     workdir = Path(tempfile.mkdtemp(prefix="hc-smtp-bench-"))
     drop = None
     database = f"sqlite:///{workdir / 'bench.db'}"
@@ -77,7 +136,6 @@ def measure(args: argparse.Namespace, tree: Path) -> float:
         f'[intake]\nflood_per_hour = 1000000\n[incidents]\nenabled = {"true" if args.incidents == "on" else "false"}\n'
         f'[smtp_in]\nport = {port}\n[dashboard]\nenabled = false\n')
     env = {**os.environ, "HYPERCARE_CONFIG": str(workdir / "hypercare.toml")}
-    mails = generate(args.messages, args.senders, seed=11)
     log = open(workdir / "run.log", "wb")  # closed in finally
     daemon = subprocess.Popen([sys.executable, str(tree / "service.py"), "run"], cwd=workdir, env=env,
                               stdout=subprocess.PIPE, stderr=log)
@@ -85,30 +143,11 @@ def measure(args: argparse.Namespace, tree: Path) -> float:
         line = daemon.stdout.readline().decode() if daemon.stdout else ""
         if "hypercare running" not in line:
             raise SystemExit(f"hypercare run did not start: {line!r}; see {workdir / 'run.log'}")
-        print(f"[{tree}] before: {load_average()}")
-        shares = [mails[i::args.clients] for i in range(args.clients)]
-        latencies: list[float] = []
-        errors: list[str] = []
-        threads = [threading.Thread(target=send_share, args=(port, share, latencies, errors)) for share in shares]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - started
-        ordered = sorted(latencies)
-
-        def pct(q: float) -> float:
-            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
-
-        rate = len(latencies) / seconds
-        print(f"  {len(latencies)} of {args.messages} mails accepted by {args.clients} clients in {seconds:.2f}s = "
-              f"{rate:,.0f} mails/s ({args.backend}); latency p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, "
-              f"max {pct(1.0):.0f} ms, mean {statistics.fmean(ordered) * 1000 if ordered else 0:.0f} ms; "
-              f"daemon peak RSS {peak_rss_mb(daemon.pid):.0f} MB; after: {load_average()}")
-        if errors:
-            print(f"  errors: {len(errors)}, first: {errors[0]}")
-        return rate if not errors and len(latencies) == args.messages else 0.0
+        label = "hypercare run" + ("" if tree == ROOT else f" @ {tree}")
+        figures = send_all(args, port, mails, f"{label} ({args.backend})")
+        figures["rss"] = peak_rss_mb(daemon.pid)
+        print(f"    daemon peak RSS {figures['rss']:.0f} MB; {load_average()}")
+        return figures
     finally:
         daemon.terminate()
         try:
@@ -120,23 +159,43 @@ def measure(args: argparse.Namespace, tree: Path) -> float:
             drop()
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians at the end")
     parser.add_argument("--incidents", choices=("on", "off"), default="off",
                         help="[incidents] grouping (default off: the generated subjects repeat, see ingest_imap.py)")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgresql"))
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""))
-    parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, measured right after")
+    parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, measured in each round too")
     args = parser.parse_args()
-    rate = measure(args, ROOT)
-    if args.baseline:
-        before = measure(args, Path(args.baseline).resolve())
-        if before:
-            print(f"ratio this / baseline: {rate / before:.2f}x")
-    return 0 if rate else 1
+    trees = [ROOT] + ([Path(args.baseline).resolve()] if args.baseline else [])
+    rows: dict[str, list[dict[str, float]]] = {"sink": [], **{str(tree): [] for tree in trees}}
+    for round_no in range(args.rounds):
+        mails = generate(args.messages, args.senders, seed=11 + round_no)
+        print(f"[round {round_no}] {args.messages} mails, {args.clients} clients; {load_average()}")
+        sink = measure_sink(args, mails)
+        rows["sink"].append(sink)
+        for tree in trees:
+            figures = measure(args, tree, mails)
+            figures["ratio"] = figures["rate"] / sink["rate"] if sink["rate"] else 0.0
+            print(f"    ratio to the bare sink in this round: {100 * figures['ratio']:.1f} %")
+            rows[str(tree)].append(figures)
+    print(f"summary ({args.messages} mails, {args.clients} clients, {args.rounds} round(s), {args.backend}); "
+          f"{load_average()}")
+    for name, figures in rows.items():
+        ratios = ", ".join(f"{100 * f['ratio']:.1f}" for f in figures if "ratio" in f)
+        print(f"  {name:28s} median {median([f['rate'] for f in figures]):,.0f} mails/s, p50 "
+              f"{median([f['p50'] for f in figures]):.0f} ms, p95 {median([f['p95'] for f in figures]):.0f} ms"
+              + (f", ratio to the sink median {100 * median([f['ratio'] for f in figures]):.1f} % (all: {ratios}),"
+                 f" peak RSS max {max(f['rss'] for f in figures):.0f} MB" if ratios else ""))
+    return 0 if all(f["rate"] for figures in rows.values() for f in figures) else 1
 
 
 if __name__ == "__main__":

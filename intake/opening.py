@@ -47,6 +47,11 @@ class OpenedTicket:
     def severity(self) -> str:
         return str(self.ticket["severity"])
 
+    @property
+    def language(self) -> str:
+        """The reporter's language if the parse worker computed it, else "" (the acknowledgement detects it)."""
+        return self.parsed.language
+
 
 @dataclass(frozen=True)
 class BatchForm:
@@ -64,7 +69,8 @@ class BatchForm:
 class TicketOpener:
     def __init__(self, config: Config, classifier: Classifier, sla: SlaPolicy,
                  on_opened: tuple[NewTicketHook, ...] = (),
-                 batch_forms: dict[NewTicketHook, BatchForm] | None = None) -> None:
+                 batch_forms: dict[NewTicketHook, BatchForm] | None = None,
+                 language_of: Callable[[str, str], str] | None = None) -> None:
         self.config = config
         self.classifier = classifier
         self.sla = sla
@@ -73,6 +79,9 @@ class TicketOpener:
         # The same hooks' batch forms; the batched write path runs only when every hook has one,
         # so a hook added without its batch form slows intake down but is never skipped.
         self.batch_forms = batch_forms or {}
+        # (subject, body) -> the reporter's language, wired in app.py (the acknowledgement's): pure work on
+        # the mail, so the parse worker does it beside the verdict (``intake.pipeline.parse_mails``).
+        self.language_of = language_of
         # (severity, now) -> (response due, resolution due): a batch shares one ``now``, and the
         # business-calendar walk was a tenth of a batched ticket's cost.  Keyed by ``now``: never stale.
         self._due: dict[tuple[str, datetime], tuple[datetime, datetime | None]] = {}

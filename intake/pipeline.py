@@ -157,7 +157,8 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
     worker process.
 
     In a worker set up by ``classify_in_worker`` and given *received_at*, each mail's verdict
-    is computed too (``ParsedMessage.verdict``); a failing classification is left to the store.
+    is computed too (``ParsedMessage.verdict``), and its language when the opener knows how
+    (``ParsedMessage.language``, for the acknowledgement); a failing classification is left to the store.
     """
     if isinstance(limits, int):  # an attachment cap alone (bench/store_cpu.py compares with older trees)
         limits = IntakeSettings(max_attachment_bytes=limits)
@@ -171,8 +172,11 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
         parsed.envelope_recipients = list(mail.envelope_recipients)
         make_storable(parsed)
         if _worker_opener and received_at is not None:
+            opener = _worker_opener[0]
             try:
-                parsed.verdict = _worker_opener[0].verdict(parsed, received_at)
+                parsed.verdict = opener.verdict(parsed, received_at)
+                if opener.language_of is not None:
+                    parsed.language = opener.language_of(parsed.subject, parsed.body)
             except Exception:  # noqa: BLE001 - the storing process classifies again and shunts on failure
                 log.debug("<%s> classification in the parse worker failed", parsed.message_id)
         out.append(parsed)

@@ -8,19 +8,13 @@ Why here and not in service.py: the daemon only needs three hooks from this room
 from __future__ import annotations
 
 import argparse
-import ctypes
-import multiprocessing
-import os
-import signal
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, TextIO
 
 from core.errors import EX_TEMPFAIL
 from core.progress import ProgressLine
-from intake.pipeline import IngestResult, IngestUnavailable, classify_in_worker
+from intake.parse_pool import start_parse_pool
+from intake.pipeline import IngestResult, IngestUnavailable
 from intake.receive.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
 from intake.receive.imap_poller import ImapPoller, PollReport
 from intake.receive.imap_watch import ImapWatcher
@@ -77,7 +71,7 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     if not args.once:
         return _poll_forever(app, poller)
     progress = Progress(app.out)
-    poller.parse_pool = _parse_pool(app)
+    poller.parse_pool = start_parse_pool(app)
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:
@@ -92,51 +86,6 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
             poller.parse_pool.shutdown(cancel_futures=True)
     progress.finish(report)
     return 0
-
-
-def _parse_pool(app: Any) -> Executor | None:
-    """One forked parse worker for a drain, so parsing and storing use two cores.
-
-    The worker also classifies (``classify_in_worker``: the opener is inherited by the fork,
-    not pickled), so the storing process only stores.
-
-    Only from a single-threaded process (forking a threaded one is unsafe) with a second
-    core and the fork start method; otherwise the pipeline parses in process, just slower.
-    """
-    if threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
-        return None
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_start_worker, initargs=(os.getpid(), app.opener))
-
-
-def _start_worker(parent: int, opener: Any) -> None:
-    """Initializer of the parse worker: die with the parent, then classify beside the parsing."""
-    _die_with_parent(parent)
-    classify_in_worker(opener)
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the worker: end when ``poll --once`` ends, even by SIGKILL (an orphan once kept 66 MB for minutes).
-
-    Linux delivers SIGKILL to the worker when its parent dies (PR_SET_PDEATHSIG); elsewhere a daemon
-    thread notices the parent is gone within a second.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
 
 def _poll_forever(app: Any, poller: ImapPoller) -> int:

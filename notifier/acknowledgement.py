@@ -34,6 +34,7 @@ class NewTicket(Protocol):
 
     ticket: dict[str, Any]  # the tickets row, with its id and key
     request: dict[str, Any]  # the messages row of the mail that opened it
+    language: str  # the reporter's language if already known (computed in the parse worker), else ""
 
 
 class Acknowledger:
@@ -59,7 +60,7 @@ class Acknowledger:
             key = self.key(new.request["message_id"])
             if key in queued:
                 continue  # acknowledged before (same as ``enqueue`` finding the key)
-            mail = self.mail(new.ticket, new.request)
+            mail = self.mail(new.ticket, new.request, language=new.language)
             item, outbound = outgoing_rows(mail, key=key, support=self.config.support, now=now,
                                            ticket_id=new.ticket["id"])
             yield _OUTBOX, item
@@ -70,9 +71,10 @@ class Acknowledger:
         return f"ack:{short_key(request_message_id)}"
 
     def mail(self, ticket: Ticket | Mapping[str, Any], request: Message | Mapping[str, Any],
-             incident: Incident | None = None) -> OutgoingMail:
+             incident: Incident | None = None, *, language: str = "") -> OutgoingMail:
         """The acknowledgement of *ticket* opened by *request*: objects, or their column values
-        (the template reads both alike), in the reporter's language (``notifier.language``)."""
+        (the template reads both alike), in the reporter's language (``notifier.language``; *language*
+        when it is known already: ``detect_language`` of the same subject and body, done in the parse worker)."""
         request_message_id = _field(request, "message_id")
         tz = self.config.hypercare.tz
         severity = _field(ticket, "severity")
@@ -80,7 +82,7 @@ class Acknowledger:
         kind = "ack" if incident is None else "ack_known"
         rendered = self.renderer.render(
             kind,
-            lang=detect_language(_field(request, "subject"), _field(request, "body")),
+            lang=language or detect_language(_field(request, "subject"), _field(request, "body")),
             incident=incident,
             reports=len(incident.tickets) if incident is not None else 0,
             update=latest_update(incident),

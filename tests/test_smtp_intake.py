@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import multiprocessing
 import os
 import signal
 import smtplib
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,9 @@ from mailkit import free_port, make_mail, parse
 from sqlalchemy import select
 
 from config import SmtpInSettings
+from intake.pipeline import classify_in_worker
 from intake.receive.smtp import PortInUse, SmtpReceiver, check_port_free
-from tickets.models import Ticket
+from tickets.models import QuarantineItem, Ticket
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +122,90 @@ def test_parallel_sessions_share_transactions_and_each_gets_its_own_answer(recei
     assert keys == sorted(f"HC-{n}" for n in range(1, 9))  # each session hears its own ticket
     with app.store.read() as s:
         assert len(s.scalars(select(Ticket)).all()) == 8
+
+
+@pytest.fixture
+def pooled_receiver(make_app):  # type: ignore[no-untyped-def]
+    """The receiver as ``run`` builds it: a forked parse worker (before the controller's thread starts)."""
+    app = make_app()
+    app.pipeline  # noqa: B018 - the opener exists before the worker is forked
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=classify_in_worker, initargs=(app.opener,))
+    worker = pool.submit(os.getpid).result(timeout=60)
+    rx = SmtpReceiver(app.pipeline, app.config.support, SmtpInSettings(host="127.0.0.1", port=free_port()), pool)
+    rx.start()
+    yield app, rx, worker
+    rx.stop()
+    pool.shutdown(cancel_futures=True)
+
+
+def _send_in_parallel(port: int, mails: list[bytes]) -> list[tuple[int, str]]:
+    answers: list[tuple[int, str]] = [(0, "")] * len(mails)
+
+    def session(i: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.ehlo()
+            smtp.mail("u@customer.example")
+            smtp.rcpt("support@localhost")
+            code, text = smtp.data(mails[i])
+            answers[i] = (code, text.decode())
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(mails))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
+
+
+def test_with_a_parse_worker_the_sessions_mail_is_parsed_there_and_each_hears_its_own_outcome(
+        pooled_receiver, monkeypatch):
+    """Parsing and classification off the storing thread; a poison mail never takes its group down."""
+    app, rx, _worker = pooled_receiver
+    original = app.pipeline.ingest_batch
+    groups: list[list] = []
+
+    def observed(mails, **kw):  # type: ignore[no-untyped-def]
+        mails = list(mails)
+        groups.append(list(kw.get("prepared") or [None] * len(mails)))
+        return original(mails, **kw)
+
+    monkeypatch.setattr(app.pipeline, "ingest_batch", observed)
+    problems = ("Export button does nothing", "Invoice layout shifted", "Logo blurry in footer",
+                "Dashboard tile shows zero", "Calendar sync skips Mondays", "Quote PDF cut off",
+                "Lead form loses phone")
+    mails = [make_mail(message_id=f"p{i}@customer.example", sender=f"u{i}@customer.example",
+                       subject=f"{problem} #{i}", body=f"{problem}.") for i, problem in enumerate(problems)]
+    poison = make_mail(message_id="nofrom@customer.example")
+    poison = poison.replace(b"From: Maria Keller <maria@customer.example>\n", b"")
+    assert b"From:" not in poison
+    answers = _send_in_parallel(rx.port, [*mails[:3], poison, *mails[3:]])
+    assert all(code == 250 for code, _text in answers), answers
+    words = [text.split()[1] for _code, text in answers]
+    assert words[3] == "quarantined" and sorted(words[:3] + words[4:]) == sorted(f"HC-{n}" for n in range(1, 8))
+    prepared = [item for group in groups for item in group]
+    assert len(prepared) == 8 and all(item is not None for item in prepared)  # parsed in the worker, not here
+    assert all(getattr(item, "verdict", None) is not None for item in prepared)  # and classified there
+    with app.store.read() as s:
+        assert len(s.scalars(select(Ticket)).all()) == 7
+        [held] = s.scalars(select(QuarantineItem)).all()
+        assert "From" in held.reason
+
+
+def test_a_dead_parse_worker_costs_speed_never_mail(pooled_receiver):
+    app, rx, worker = pooled_receiver
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists() and \
+            Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)  # waiting for the kernel to end the worker, not an SLA
+    mails = [make_mail(message_id=f"d{i}@customer.example", sender=f"d{i}@customer.example",
+                       subject=f"Problem number {i} in module {i * 7}", body=f"Module {i * 7} fails.")
+             for i in range(3)]
+    answers = _send_in_parallel(rx.port, mails)
+    assert [code for code, _text in answers] == [250, 250, 250]
+    with app.store.read() as s:
+        assert len(s.scalars(select(Ticket)).all()) == 3
 
 
 def test_port_in_use_is_one_clear_line():

@@ -50,6 +50,7 @@ class ParsedMessage:
     envelope_recipients: list[str] = field(default_factory=list)  # RCPT TO, when known
     msg: EmailMessage | None = None  # the parsed tree, for guards that read headers
     verdict: Any = None  # the classifier's Verdict when the parse worker computed it (intake.pipeline)
+    language: str = ""  # the reporter's language ("en", "de", "fr") when the parse worker computed it
     _present: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str:

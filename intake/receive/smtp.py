@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from concurrent.futures import Executor
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -31,10 +32,11 @@ class PortInUse(UserError):
 
 
 class SupportAddressHandler:
-    def __init__(self, pipeline: IngestPipeline, support: SupportSettings) -> None:
+    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, parse_pool: Executor | None = None) -> None:
         self.pipeline = pipeline
         self.support = support
-        self.store = GroupCommitter(pipeline)  # concurrent sessions share transactions
+        # Concurrent sessions share transactions; with a parse pool, parsing runs in its worker.
+        self.store = GroupCommitter(pipeline, parse_pool=parse_pool)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -114,9 +116,10 @@ class BoundedController(Controller):
 class SmtpReceiver:
     """Runs the handler in aiosmtpd's Controller thread (``start``/``stop``)."""
 
-    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, settings: SmtpInSettings) -> None:
+    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, settings: SmtpInSettings,
+                 parse_pool: Executor | None = None) -> None:
         self.settings = settings
-        self.handler = SupportAddressHandler(pipeline, support)
+        self.handler = SupportAddressHandler(pipeline, support, parse_pool)
         self.max_message_bytes = pipeline.config.intake.max_message_bytes
         self.slots = TransferSlots(settings.max_transfers)
         self.controller: Controller | None = None
