@@ -55,3 +55,44 @@ def test_a_site_overrides_one_languages_template(make_app, tmp_path, relay, db_u
     subjects = {d.recipients[0]: d.message["Subject"] for d in relay.deliveries if "customer" in d.recipients[0]}
     assert subjects["de@customer.example"] == "[HC-1] Eingang bestätigt"  # the site's file
     assert subjects["fr@customer.example"].startswith("[HC-2] Problème")  # the built-in French one
+
+
+def test_plainly_english_mail_is_answered_without_the_detector(monkeypatch):
+    """The shortcut for the common case: English function words and not one German or French word."""
+    import notifier.language as language
+
+    def no_detector():  # type: ignore[no-untyped-def]
+        raise AssertionError("the detector was asked")
+
+    monkeypatch.setattr(language, "_build", no_detector)
+    assert detect_language("Cannot save opportunity", "Since this morning the save button does nothing. "
+                           "Could you have a look? It worked last week.") == "en"
+    monkeypatch.undo()
+    # One German or French function word, or too few English ones: the detector decides, as before.
+    assert language._plainly_english("The export der Angebote is broken since this morning") is False
+    assert language._plainly_english("Le export is broken since this morning and the team waits") is False
+    assert language._plainly_english("Export broken, the team waits") is False
+    assert detect_language("Export der Angebote", "Die Schaltfläche reagiert nicht, seit heute morgen "
+                           "ist der Export the tool of choice.") == "de"
+
+
+def test_the_shortcut_never_disagrees_with_the_detector_on_the_labelled_mails():
+    from pathlib import Path
+
+    import notifier.language as language
+    from classifier.mailfile import parse_bytes
+
+    mails = sorted((Path(__file__).parent / "data").rglob("*.eml"))
+    assert len(mails) > 300
+    shortcut = 0
+    for path in mails:
+        parsed = parse_bytes(path.read_bytes())
+        text = " ".join(t for t in (parsed.subject, parsed.body) if t)[:language.MAX_CHARS]
+        if not language._plainly_english(text):
+            continue
+        shortcut += 1
+        values = language._build().compute_language_confidence_values(text)
+        detected = language._CODES.get(values[0].language.name) if values[0].value >= language.MIN_CONFIDENCE \
+            else language.FALLBACK
+        assert detected == "en", path.name
+    assert shortcut > 100  # the shortcut is the common case, not an exception
