@@ -19,7 +19,7 @@ import mimetypes
 import re
 import secrets
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator
@@ -96,12 +96,13 @@ def normalize_newlines(raw: bytes) -> bytes:
 
 
 def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
-    normalized = normalize_newlines(raw)
-    if not normalized or normalized.isspace():  # (not .strip(): that copies a 50 MB mail)
+    if not raw or raw.isspace():  # (not .strip(): that copies a 50 MB mail)
         raise UnparseableMessage("empty message")
-    content_hash = hashlib.sha256(normalized).hexdigest()
+    content = hashlib.sha256()
+    normalized, set_aside = _set_aside(raw, limits.max_attachment_bytes, content)
+    content_hash = content.hexdigest()
     notes: list[str] = []
-    data = _set_aside(_bound_headers(_repair(normalized, notes), limits, notes), limits.max_attachment_bytes)
+    data = _bound_headers(_repair(normalized, notes), limits, notes)
     del normalized
     parts = len(_PART_HEADER.findall(data))
     if parts > limits.max_mime_parts:  # counted before the stdlib builds a tree of them (20,000 parts: 2 s)
@@ -132,7 +133,7 @@ def _parse(raw: bytes, limits: IntakeSettings) -> ParsedMessage:
         notes=notes,
         msg=msg,
     )
-    _fill_body_and_attachments(parsed, msg, limits)
+    _fill_body_and_attachments(parsed, msg, limits, set_aside)
     parsed.body = quotes.trim_reply(parsed.body_full)
     return parsed
 
@@ -145,80 +146,131 @@ _CHUNK = 1 << 20
 
 
 _ASIDE = b"hypercare-set-aside-" + secrets.token_hex(8).encode()  # per process: no mail can forge it
-_BASE64_VALUE = re.compile(rb"[ \t]*base64[ \t]*\n", re.I)
+_ASIDE_MIN = 256 * 1024  # encoded bytes: smaller base64 bodies go through the stdlib parser like the rest
+_BASE64_VALUE = re.compile(rb"[ \t]*base64[ \t]*\r?\n", re.I)
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_NOT_BASE64 = bytes(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="))
 
 
-def _set_aside(data: bytes, cap: int) -> bytes:
-    """Base64 bodies too big to keep are measured here and replaced by one marker line before parsing.
+@dataclass(frozen=True)
+class _SetAside:
+    """A base64 body decoded before parsing: its size, SHA-256 and, within the cap, its bytes."""
 
-    Why: the stdlib keeps every line of a part as a str object and then joins them, so a 47 MB mail
-    cost ~9x its size; an attachment over ``max_attachment_bytes`` is recorded only by name, size and
-    SHA-256 anyway, so its bytes need never enter the parser (``_set_aside_attachment`` reads the marker).
+    size: int
+    sha256: str
+    payload: bytes | None  # None when over max_attachment_bytes (measured, not kept)
+
+
+def _set_aside(raw: bytes, cap: int, content: hashlib._Hash) -> tuple[bytes, list[_SetAside]]:
+    """The mail with newlines normalised and every big base64 body replaced by one marker line, the
+    bodies decoded once; *content* is fed the normalised mail (the content hash) on the way.
+
+    Why: the stdlib keeps every line of a part as a str object and decodes the part again on each
+    ``get_payload(decode=True)``, so a 47 MB mail of attachments cost ~9x its size and seconds of
+    line-by-line parsing; and a normalised copy of the whole mail was made only to hash it.  Here a
+    big base64 body is read 1 MB at a time: normalised and hashed for the content hash, decoded,
+    its SHA-256 computed and, within ``max_attachment_bytes``, its bytes kept for the attachment
+    store (``_aside_of`` finds them again by the marker).  Newlines are normalised per piece, each
+    cut right after a LF, so the content hash is the one of ``normalize_newlines(raw)``.
     """
-    if len(data) <= cap:
-        return data
     pieces: list[bytes] = []
+    set_aside: list[_SetAside] = []
     last = 0
-    for header_end in _base64_headers(data):
-        start = data.find(b"\n\n", header_end)
-        if start < 0:
-            break
-        start += 2
-        end = data.find(b"\n--", start)  # the next boundary line: "-" is not in the base64 alphabet
-        end = len(data) if end < 0 else end + 1
-        if start < last or end - start <= cap * 4 // 3:
+    for start, end in _base64_bodies(raw) if len(raw) > _ASIDE_MIN else ():
+        if end - start <= _ASIDE_MIN:
             continue
-        size, digest = _measure_base64(memoryview(data)[start:end])
-        pieces += [data[last:start], b"%s %d %s\n" % (_ASIDE, size, digest.encode())]
+        pieces.append(normalize_newlines(raw[last:start]))
+        content.update(pieces[-1])
+        set_aside.append(_read_base64(memoryview(raw)[start:end], cap, content))
+        pieces.append(b"%s %d\n" % (_ASIDE, len(set_aside) - 1))
         last = end
+    rest = normalize_newlines(raw[last:] if last else raw)
+    content.update(rest)
     if not pieces:
-        return data
-    pieces.append(data[last:])
-    return b"".join(pieces)
+        return rest, []
+    pieces.append(rest)
+    return b"".join(pieces), set_aside
 
 
-def _base64_headers(data: bytes) -> Iterator[int]:
-    """Where each "Content-Transfer-Encoding: base64" line ends: found by ``bytes.find`` on "ncoding:" (a
-    case-insensitive regex over 50 MB took 1.4 s; ":" never occurs inside base64, so hits are few)."""
+def _base64_bodies(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each base64 body: from the blank line after a "Content-Transfer-Encoding: base64"
+    header to the next line starting with "--" ("-" is not in the base64 alphabet).
+
+    Found by ``bytes.find`` on "ncoding:" (a case-insensitive regex over 50 MB took 1.4 s; ":" never
+    occurs inside base64, so hits are few); each search resumes after the body it found, so the
+    payloads are not scanned twice and many headers cannot make it quadratic.
+    """
     name = b"content-transfer-encoding:"
     position = data.find(b"ncoding:")
     while position >= 0:
+        resume = position + 1
         start = position + len(b"ncoding:") - len(name)
         line_start = start == 0 or data[start - 1:start] == b"\n"
-        if start >= 0 and line_start and data[start:start + len(name)].lower() == name:
-            value = _BASE64_VALUE.match(data, start + len(name))
-            if value:
-                yield value.end()
-        position = data.find(b"ncoding:", position + 1)
+        value = _BASE64_VALUE.match(data, start + len(name)) if start >= 0 and line_start and \
+            data[start:start + len(name)].lower() == name else None
+        if value:
+            blank = _BLANK_LINE.search(data, value.end() - 1)
+            if blank is None:
+                return
+            end = _next_boundary_line(data, blank.end())
+            yield blank.end(), end
+            resume = max(resume, end)
+        position = data.find(b"ncoding:", resume)
 
 
-def _measure_base64(view: memoryview) -> tuple[int, str]:
-    """Decoded size and SHA-256 of base64 lines, 1 MB at a time (never the whole payload in memory)."""
+def _next_boundary_line(data: bytes, body: int) -> int:
+    """Where the first line starting with "--" at or after *body* begins (the end of the data if none).
+
+    The first "-" (memchr: milliseconds for 50 MB) is the boundary in well-formed base64; only when it
+    is not does the slower search for "LF--" run, from there.
+    """
+    dash = data.find(b"-", body)
+    if dash >= 0 and not (data[dash - 1:dash] == b"\n" and data[dash + 1:dash + 2] == b"-"):
+        dash = data.find(b"\n--", dash)
+        dash = dash + 1 if dash >= 0 else -1
+    return len(data) if dash < 0 else dash
+
+
+def _read_base64(view: memoryview, cap: int, content: hashlib._Hash) -> _SetAside:
+    """Decode base64 lines 1 MB at a time: *content* gets the normalised text, the SHA-256 and size are
+    of the decoded bytes, which are kept only while within *cap* (never twice the payload in memory)."""
     digest, size, carry = hashlib.sha256(), 0, b""
-    for start in range(0, len(view), _CHUNK):
-        text = carry + bytes(view[start:start + _CHUNK]).translate(None, b"\r\n")
+    kept: list[bytes] | None = []
+    position = 0
+    while position < len(view):
+        end = min(position + _CHUNK, len(view))
+        chunk = bytes(view[position:end])
+        if end < len(view) and chunk.endswith(b"\r"):  # never cut a CRLF: pieces normalise as the whole
+            chunk, end = chunk[:-1], end - 1
+        position = end
+        content.update(normalize_newlines(chunk))
+        text = carry + chunk.translate(None, _NOT_BASE64)
         whole = len(text) - len(text) % 4
-        chunk = binascii.a2b_base64(text[:whole])
-        digest.update(chunk)
-        size += len(chunk)
         carry = text[whole:]
+        size = _add_decoded(binascii.a2b_base64(text[:whole]), digest, size, kept)
+        kept = kept if kept is not None and size <= cap else None
     if carry.strip(b"="):
-        chunk = binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
+        size = _add_decoded(binascii.a2b_base64(carry + b"=" * (-len(carry) % 4)), digest, size, kept)
+        kept = kept if kept is not None and size <= cap else None
+    return _SetAside(size, digest.hexdigest(), None if kept is None else b"".join(kept))
 
 
-def _set_aside_attachment(part: Message, filename: str, notes: list[str]) -> ParsedAttachment | None:
-    """The attachment ``_set_aside`` measured (payload not kept), or None for any other part."""
+def _add_decoded(decoded: bytes, digest: hashlib._Hash, size: int, kept: list[bytes] | None) -> int:
+    digest.update(decoded)
+    if kept is not None:
+        kept.append(decoded)
+    return size + len(decoded)
+
+
+def _aside_of(part: Message, set_aside: list[_SetAside]) -> _SetAside | None:
+    """The body ``_set_aside`` decoded for *part* (its payload is the marker line), or None."""
     payload = part.get_payload()
     if not isinstance(payload, str) or not payload.startswith(_ASIDE.decode()):
         return None
-    _mark, size, digest = payload.split()[:3]
-    name = safe_filename(filename, part.get_content_type())
-    notes.append(f"attachment {name!r} omitted: {size} bytes over the [intake] max_attachment_bytes cap")
-    return ParsedAttachment(filename=name, content_type=part.get_content_type(), size=int(size), sha256=digest,
-                            payload=None)
+    index = payload.split()[1:2]
+    if not index or not index[0].isdigit() or int(index[0]) >= len(set_aside):
+        return None
+    return set_aside[int(index[0])]
 
 
 def _feed(data: bytes) -> Message:
@@ -469,7 +521,8 @@ def _leaves(msg: Message, notes: list[str], limits: IntakeSettings) -> Iterator[
         yield part
 
 
-def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, limits: IntakeSettings) -> None:
+def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, limits: IntakeSettings,
+                               set_aside: list[_SetAside]) -> None:
     cap = limits.max_attachment_bytes
     plain: list[str] = []
     html: list[str] = []
@@ -481,25 +534,24 @@ def _fill_body_and_attachments(parsed: ParsedMessage, msg: Message, limits: Inta
         if ctype.startswith("multipart/") and not filename:
             parsed.notes.append(f"{ctype} without readable parts read as plain text")
             ctype, is_text_body = "text/plain", True
-        if is_text_body or (part is msg and part.get_content_maintype() == "text"):
-            text = _part_text(part, parsed.notes)
+        aside = _aside_of(part, set_aside)
+        is_text_body = is_text_body or (part is msg and part.get_content_maintype() == "text")
+        if is_text_body and (aside is None or aside.payload is not None):
+            data = _part_bytes(part) if aside is None or aside.payload is None else aside.payload
+            text = _decode_bytes(data, part.get_content_charset(), parsed.notes, "body").replace("\r\n", "\n")
             (html if ctype == "text/html" else plain).append(text)
             continue
-        aside = _set_aside_attachment(part, filename, parsed.notes)
-        if aside is not None:
-            parsed.attachments.append(aside)
+        if aside is not None:  # decoded before parsing: never decoded or hashed again
+            parsed.attachments.append(_attachment(part, filename, aside.size, aside.sha256, aside.payload, cap,
+                                                  parsed.notes))
             continue
         payload = _part_bytes(part)
-        parsed.attachments.append(_attachment(part, payload, filename, cap, parsed.notes))
+        parsed.attachments.append(_attachment(part, filename, len(payload), hashlib.sha256(payload).hexdigest(),
+                                              payload, cap, parsed.notes))
     body = "\n\n".join(t.strip("\n") for t in plain if t.strip())
     if not body:
         body = "\n\n".join(html_to_text(t) for t in html if t.strip())
     parsed.body_full = body
-
-
-def _part_text(part: Message, notes: list[str]) -> str:
-    data = _part_bytes(part)
-    return _decode_bytes(data, part.get_content_charset(), notes, "body").replace("\r\n", "\n")
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -552,19 +604,16 @@ def safe_filename(name: str, content_type: str) -> str:
     return name
 
 
-def _attachment(part: Message, payload: bytes, filename: str, cap: int, notes: list[str]) -> ParsedAttachment:
+def _attachment(part: Message, filename: str, size: int, sha256: str, payload: bytes | None, cap: int,
+                notes: list[str]) -> ParsedAttachment:
+    """An attachment's record; over *cap* (or measured without its bytes) it is omitted, said in notes."""
     ctype = part.get_content_type()
     name = safe_filename(filename, ctype)
-    over = len(payload) > cap
-    if over:
-        notes.append(f"attachment {name!r} omitted: {len(payload)} bytes over the {cap}-byte cap")
-    return ParsedAttachment(
-        filename=name,
-        content_type=ctype,
-        size=len(payload),
-        sha256=hashlib.sha256(payload).hexdigest(),
-        payload=None if over else payload,
-    )
+    if payload is None or size > cap:
+        notes.append(f"attachment {name!r} omitted: {size} bytes over the [intake] max_attachment_bytes cap "
+                     f"({cap})")
+        payload = None
+    return ParsedAttachment(filename=name, content_type=ctype, size=size, sha256=sha256, payload=payload)
 
 
 def html_to_text(html: str) -> str:
