@@ -179,8 +179,20 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
                     parsed.language = opener.language_of(parsed.subject, parsed.body)
             except Exception:  # noqa: BLE001 - the storing process classifies again and shunts on failure
                 log.debug("<%s> classification in the parse worker failed", parsed.message_id)
+        if _worker_opener:
+            # The storing process holds these bytes already (``IngestPipeline._adopt`` puts them back):
+            # pickled back, a 47 MB mail crossed the process boundary twice and was held twice there.
+            parsed.raw = b""
         out.append(parsed)
     return out
+
+
+def _with_raw(mail: RawMail, parsed: ParsedMessage | str) -> ParsedMessage | str:
+    """*parsed* with the raw bytes a parse worker left out put back (a parsed mail is never empty, so
+    b"" means "left out"): this process received them and still holds them."""
+    if isinstance(parsed, ParsedMessage) and not parsed.raw:
+        parsed.raw = bytes(mail.raw)
+    return parsed
 
 
 class IngestPipeline:
@@ -213,7 +225,7 @@ class IngestPipeline:
         # Parse before the transaction: parsing is the slow part and must not hold SQLite's write lock.
         if prepared is None or len(prepared) != len(mails):
             prepared = parse_mails(mails, self.config.intake)
-        parsed = [(mail, self._adopt(item)) for mail, item in zip(mails, prepared, strict=True)]
+        parsed = [(mail, self._adopt(_with_raw(mail, item))) for mail, item in zip(mails, prepared, strict=True)]
         good = [p for _mail, p in parsed if isinstance(p, ParsedMessage)]
         try:
             with self.store.session() as session:
