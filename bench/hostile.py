@@ -198,13 +198,14 @@ def over_cli(path: Path, small: Path) -> tuple[float, float, int]:
     return big_seconds, small_seconds, peak
 
 
-CLI_WITH_PEAK = """import atexit, runpy, sys
+CLI_WITH_PEAK = """import atexit, os, runpy, sys
 def peak():
     for line in open('/proc/self/status'):
         if line.startswith('VmHWM:'):
             print(f"peak={int(line.split()[1]) * 1024}", file=sys.stderr)
 atexit.register(peak)
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # this tree's modules, as `python service.py` would
 runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
