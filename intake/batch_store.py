@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from intake.guards.rules import GuardContext, first_hit
 from intake.opening import OpenedTicket, TicketOpener
 from intake.parse.message import ParsedMessage
-from intake.rows import attachment_values, message_values
+from intake.rows import attachment_values, hold_big_raws, message_values, write_raw
 from tickets.attachments import AttachmentStore
 from tickets.lifecycle import allocate_keys
 from tickets.models import Attachment, Base, BouncingRecipient, Event, Message, OutboxItem, Participant, Ticket
@@ -171,7 +171,12 @@ class BatchStore(Generic[R]):
         for hook in self.hooks or ():
             for table, values in hook.rows(session, opened, self.now):
                 rows.setdefault(table, []).append(values)
-        message_ids = _insert_with_ids(session, _MESSAGES, [new.request for new in opened] + rows.pop(_MESSAGES, []))
+        messages = [new.request for new in opened] + rows.pop(_MESSAGES, [])
+        held = hold_big_raws(session.connection(), messages)  # SQLite: big raw bytes go in after the row
+        message_ids = _insert_with_ids(session, _MESSAGES, messages)
+        for values, raw in held:
+            write_raw(session.connection(), values["id"], raw)
+            values["raw"] = raw
         for new, message_id in zip(opened, message_ids, strict=False):
             new.request["id"] = message_id
             ticket_id = new.ticket["id"]

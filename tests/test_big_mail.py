@@ -18,7 +18,7 @@ from email.message import Message as EmailMessage
 import pytest
 from hostile_mails import big_attachment, big_attachments
 from mailkit import free_port
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 import intake.parse.parser as parser_module
 from config import Config, IntakeSettings, SmtpInSettings
@@ -26,6 +26,7 @@ from intake.parse.message import ParsedMessage
 from intake.parse.parser import normalize_newlines, parse_message
 from intake.pipeline import RawMail, classify_in_worker, parse_mails
 from intake.receive.smtp import SmtpReceiver, read_data
+from intake.rows import BIG_RAW_BYTES
 from tickets.models import Attachment, Message
 
 MB = 1024 * 1024
@@ -178,3 +179,29 @@ def test_the_parse_worker_does_not_send_the_raw_mail_back(make_app, tmp_path) ->
         [stored] = session.scalars(select(Message).where(Message.message_id == "worker-big@customer.example"))
         # Its attachment was over the cap: the raw kept is the headers and an excerpt of the mail received.
         assert stored.raw and raw.startswith(stored.raw.split(b"\n[hypercare:")[0])
+
+
+def test_big_raw_bytes_reach_sqlite_in_pieces_on_both_write_paths(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite holds two copies of a bound blob while inserting it (+100 MB for a 48 MB mail): the raw bytes
+    of a big mail are written through incremental blob I/O instead, 1 MiB at a time, on the batched path
+    (a new ticket) and the per-message path (a reply on it), and read back whole."""
+    app = make_app(Config(base_dir=tmp_path, intake=IntakeSettings(max_attachment_bytes=2 * MB)))
+    app.store.upgrade()
+    bound: list[int] = []
+
+    def largest_parameter(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:  # type: ignore[no-untyped-def]
+        rows = parameters if isinstance(parameters, list) else [parameters]
+        for row in rows:
+            values = row.values() if isinstance(row, dict) else row
+            bound.append(max((len(v) for v in values if isinstance(v, bytes | memoryview)), default=0))
+
+    event.listen(app.store.engine, "before_cursor_execute", largest_parameter)
+    first = big_attachments("first", 3 * MB, parts=2)
+    reply = big_attachments("reply", 3 * MB, parts=2).replace(b"Subject: Export fails",
+                                                              b"Subject: Re: [HC-1] Export fails")
+    results = [app.pipeline.ingest(first), app.pipeline.ingest(reply)]
+    assert [r.action for r in results] == ["created", "threaded"] and results[1].key == "HC-1"
+    assert bound and max(bound) <= BIG_RAW_BYTES
+    with app.store.read() as session:
+        stored = {m.message_id: m.raw for m in session.scalars(select(Message).where(Message.direction == "in"))}
+    assert stored == {"first-big-parts@customer.example": first, "reply-big-parts@customer.example": reply}
