@@ -180,7 +180,7 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
             except Exception:  # noqa: BLE001 - the storing process classifies again and shunts on failure
                 log.debug("<%s> classification in the parse worker failed", parsed.message_id)
         if _worker_opener:
-            # The storing process holds these bytes already (``IngestPipeline._adopt`` puts them back):
+            # The storing process holds these bytes already (``_with_raw`` puts them back in ingest_batch):
             # pickled back, a 47 MB mail crossed the process boundary twice and was held twice there.
             parsed.raw = b""
         out.append(parsed)
