@@ -39,6 +39,21 @@ class FloodVerdict:
     first: bool = False  # the first grouped mail of this flood: alert the team
 
 
+def must_page_in_flood(severity: str, grouped_into: Ticket | None) -> bool:
+    """Whether a new request past the flood limit must open a ticket of its own after all.
+
+    Why (issue 14): grouping kept a flooding sender's P1 ("the CRM is down") on their latest ticket
+    without a page, so an outage reported by a busy key user reached nobody.  A P1 opens its own
+    ticket - still without an acknowledgement (``tickets.lifecycle.FLOOD_OPENED``) - and is paged
+    like any P1 (or joins its incident; the page-storm limit still holds).  Once that P1 is open, the
+    sender's further mail is grouped into it (it is their latest open ticket), so a flood of P1
+    mails opens one ticket and pages once, not once per mail.
+    """
+    if severity != "P1":
+        return False
+    return grouped_into is None or grouped_into.severity != "P1" or grouped_into.status not in OPEN_STATUSES
+
+
 def _same_subject(subject: str) -> str:
     return _REPLY_PREFIX.sub("", subject).strip().lower()
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from classifier import Classifier, MailFacts, Verdict
 from config import Config
 from intake.parse.message import ParsedMessage
-from tickets.lifecycle import add_participant, allocate_key, choose_cc, record_event
+from tickets.lifecycle import FLOOD_OPENED, add_participant, allocate_key, choose_cc, record_event
 from tickets.models import Message, Ticket
 from tickets.sla import SlaPolicy
 
@@ -128,7 +128,9 @@ class TicketOpener:
         return OpenedTicket(parsed, verdict, ticket, participants, events)
 
     def open(self, session: Session, parsed: ParsedMessage, message: Message, now: datetime,
-             linked: Ticket | None = None, verdict: Verdict | None = None) -> Ticket:
+             linked: Ticket | None = None, verdict: Verdict | None = None, flood: str | None = None) -> Ticket:
+        """Store the new ticket and run the ``on_opened`` hooks; *flood*: why a P1 past the sender's flood
+        limit opens a ticket after all (recorded before the hooks, which then send no acknowledgement)."""
         opened = self.plan(parsed, now, verdict, linked)
         number, key = allocate_key(session, self.config.support.ticket_prefix)
         ticket = Ticket(number=number, key=key, **opened.ticket)
@@ -145,6 +147,9 @@ class TicketOpener:
         if linked is not None:
             record_event(session, ticket, "linked", now, detail=f"linked to {linked.key}",
                          data={"ticket": linked.key}, message=message)
+        if flood is not None:
+            record_event(session, ticket, FLOOD_OPENED, now, actor=parsed.from_addr, message=message,
+                         detail=f"a P1 past the flood limit opens its own ticket (no acknowledgement): {flood}")
         for hook in self.on_opened:
             hook(session, ticket, message, now)
         return ticket

@@ -30,7 +30,7 @@ from core.errors import HypercareError, TryLater
 from core.untrusted_text import storable_text
 from intake.batch_store import BatchStore
 from intake.dedup import KnownMessages, find_duplicate, judge_conflict
-from intake.flood import GROUPED, FloodControl, FloodHook, FloodVerdict
+from intake.flood import GROUPED, FloodControl, FloodHook, FloodVerdict, must_page_in_flood
 from intake.guards.rules import GuardContext, GuardHit, first_hit
 from intake.opening import OpenedTicket, TicketOpener
 from intake.parse.message import ParsedMessage, UnparseableMessage
@@ -372,11 +372,15 @@ class IngestPipeline:
             return IngestResult(action, parsed.message_id, "", detail)
 
         flood = self.flood.check(session, parsed, now, memo.opened_last_hour(session, parsed.from_addr, now))
+        verdict = None
         if flood is not None:
-            return self._flooded(session, parsed, source, now, flood)
+            verdict = self.opener.verdict(parsed, now) if flood.ticket is not None else None
+            if verdict is None or not must_page_in_flood(verdict.severity, flood.ticket):
+                return self._flooded(session, parsed, source, now, flood)
 
         message = self._message_row(parsed, source, now, disposition="created")
-        ticket = self.opener.open(session, parsed, message, now, linked=match.linked)
+        ticket = self.opener.open(session, parsed, message, now, linked=match.linked, verdict=verdict,
+                                  flood=flood.detail if flood is not None else None)
         detail = f"{ticket.severity} {ticket.role}"
         if match.linked is not None:
             detail += f" linked to {match.linked.key}"

@@ -23,6 +23,7 @@ from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue, outgoing_rows, queued_keys, short_key
 from notifier.render import Renderer
 from tickets.incidents import is_follow_up, latest_update
+from tickets.lifecycle import opened_in_flood
 from tickets.models import Incident, Message, OutboxItem, Ticket
 
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
@@ -47,6 +48,8 @@ class Acknowledger:
         """The ``on_opened`` hook; a later report of a known incident (``tickets.incidents``) gets the
         "known issue" acknowledgement: the problem is known and being worked on, with the latest ``#update``.
         (The batch path never sees such a report: ``IncidentGrouper.batch_accepts`` refuses it.)"""
+        if opened_in_flood(ticket):
+            return  # a P1 past the sender's flood limit: paged, but the flood rule holds for the reporter
         mail = self.mail(ticket, request, ticket.incident if is_follow_up(ticket) else None)
         # The ticket may not be flushed yet (TicketOpener): pass the object, let its flush store all.
         enqueue(session, mail, key=self.key(request.message_id), support=self.config.support,

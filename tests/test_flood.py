@@ -7,6 +7,7 @@ reply on his own ticket was dropped, and a genuine burst of 500 mails gave 10 ti
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 from desk_kit import ADA, OLGA, REPORTER, desk_config, team_reply, ticket
@@ -79,3 +80,32 @@ def test_the_reporters_reply_on_his_own_ticket_still_threads_during_his_flood(ma
     reply = app.pipeline.ingest(make_mail(subject=f"Re: [{opened[0].key}] Issue 0", body="More details: error 42.",
                                           in_reply_to="r0@customer.example", message_id="reply@customer.example"))
     assert reply.action == "threaded" and reply.key == opened[0].key and "flood" not in reply.detail
+
+
+def test_a_p1_from_a_flooding_sender_still_pages_the_on_call_once(make_app, tmp_path, db_url):
+    """Issue 14: grouping kept a flooding key user's P1 on his latest ticket without a page."""
+    from desk_kit import P1_MAIL, PAM
+
+    app = flood_app(make_app, tmp_path, db_url, limit=3)
+    burst = [RawMail(make_mail(subject=f"Report {i} layout", body=f"The report {i} layout is off by one column.",
+                               message_id=f"b{i}@customer.example")) for i in range(5)]
+    assert [r.action for r in app.pipeline.ingest_batch(burst)] == ["created"] * 3 + ["threaded"] * 2
+    outage = app.pipeline.ingest(make_mail(subject=P1_MAIL[0], body=P1_MAIL[1], message_id="p1@customer.example"))
+    assert outage.action == "created" and outage.key == "HC-4", outage  # its own ticket, not grouped into HC-3
+    p1 = ticket(app, outage.key)
+    assert p1.severity == "P1" and "flood_opened" in [e.kind for e in p1.events]
+    pages = [i for i in outbox(app, "escalation") if i.ticket_id == p1.id]
+    told = {r for page in pages for r in page.recipients}
+    assert OLGA.email in told and PAM.email in told  # on-call and the project manager: paged at once
+    with app.store.read() as s:  # the flood rule still holds for the reporter: no acknowledgement
+        acks = s.scalars(select(OutboxItem).where(OutboxItem.ticket_id == p1.id,
+                                                  OutboxItem.kind.in_(("ack", "ack_known")))).all()
+    assert acks == []
+    # A second P1 (even with CR/LF and NUL in its subject) joins the open P1 ticket: one page per flood, not per mail.
+    hostile = "=?utf-8?b?" + base64.b64encode(b"CRM is down\r\nBcc: x@evil.example\x00 again").decode() + "?="
+    again = app.pipeline.ingest(make_mail(subject=hostile,
+                                          body=P1_MAIL[1] + " Still!", message_id="p1b@customer.example"))
+    assert again.action == "threaded" and again.key == outage.key and "not acknowledged" in again.detail
+    assert len([i for i in outbox(app, "escalation") if i.ticket_id == p1.id]) == len(pages)
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 4

@@ -53,6 +53,16 @@ def allocate_keys(session: Session, prefix: str, count: int) -> list[tuple[int, 
     return [(number, ticket_key(prefix, number)) for number in range(last - count + 1, last + 1)]
 
 
+# A P1 that arrived past its sender's flood limit opened a ticket of its own (intake.flood): it is paged
+# like any P1, but the flood rule still holds for the reporter - no acknowledgement.
+FLOOD_OPENED = "flood_opened"
+
+
+def opened_in_flood(ticket: Ticket) -> bool:
+    """True for a ticket opened past its sender's flood limit (its acknowledgement is not sent)."""
+    return any(event.kind == FLOOD_OPENED for event in ticket.events)
+
+
 def record_event(
     session: Session,
     ticket: Ticket,
