@@ -31,6 +31,7 @@ from notifier.page_storm import PageStorm
 from notifier.render import Renderer
 from notifier.reporter_update import ReporterUpdates
 from notifier.resolution_ladder import ResolutionLadder
+from notifier.send_time import SendTimeFill
 from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
 from notifier.triage import TriageNotices
@@ -118,7 +119,9 @@ class App:
 
     @cached_property
     def outbox(self) -> Outbox:
-        return Outbox(self.store, self.clock, self.config.notifier, sign=self.tokens.sign_mail,
+        # At send time: the incident's reports filled in, reply addresses signed (notifier.send_time).
+        fill = SendTimeFill(self.config, self.store, self.tokens)
+        return Outbox(self.store, self.clock, self.config.notifier, sign=fill,
                       relay=relay_key(self.config), protected=protected_addresses(self.config))
 
     def transport(self) -> Transport:

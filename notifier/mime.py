@@ -186,6 +186,13 @@ def _sender_header(address: str, name: str) -> BaseHeader:
     return header
 
 
+def parse_outgoing(data: bytes) -> EmailMessage:
+    """Our own stored mail as a message again (``notifier.send_time`` fills it in and builds it anew)."""
+    from email import message_from_bytes
+
+    return message_from_bytes(data, _class=EmailMessage, policy=_BUILD_POLICY)
+
+
 def as_smtp_bytes(msg: EmailMessage) -> bytes:
     """*msg* as the bytes smtplib sends: ``policy.SMTP`` (CRLF line ends), shared header folds."""
     buffer = BytesIO()

@@ -28,7 +28,14 @@ from config import Config
 from notifier.mime import OutgoingMail
 from notifier.outbox import short_key
 from notifier.render import Renderer
-from notifier.team_notice import PUBLIC_SOURCES, Headline, TeamNotices, enqueue_per_member, team_members_for
+from notifier.team_notice import (
+    PUBLIC_SOURCES,
+    Headline,
+    TeamNotices,
+    enqueue_per_member,
+    team_headers,
+    team_members_for,
+)
 from tickets.lifecycle import first_inbound, is_participant
 from tickets.models import Message, OutboxItem, Ticket
 from tickets.tokens import ReplyTokens
@@ -76,7 +83,7 @@ class ReporterUpdates:
             kind="reporter_update", to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             reply_to=self.tokens.unsigned_address(ticket.key), in_reply_to=message.message_id,
             references=list(dict.fromkeys(references)), auto_submitted="auto-generated",
-            extra_headers={"X-Hypercare-Ticket": ticket.key, "X-Hypercare-Severity": ticket.severity},
+            extra_headers=team_headers(ticket),
         )
         items = enqueue_per_member(session, mail, key=f"reporter-update:{short_key(message.message_id)}",
                                    support=self.config.support, now=now, ticket_id=ticket.id)

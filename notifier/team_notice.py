@@ -26,6 +26,7 @@ from notifier.labels import role_label, severity_label, status_label
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue
 from notifier.render import Renderer
+from notifier.send_time import FILL_HEADER, INCIDENT, incident_marker
 from tickets.lifecycle import first_inbound
 from tickets.models import OutboxItem, Ticket
 from tickets.response_clock import describe_left
@@ -95,7 +96,7 @@ class TeamNotices:
             in_reply_to=first.message_id if first is not None else None,
             references=[first.message_id] if first is not None else [],
             auto_submitted="auto-generated",
-            extra_headers={"X-Hypercare-Ticket": ticket.key, "X-Hypercare-Severity": ticket.severity},
+            extra_headers=team_headers(ticket),
         )
         return enqueue_per_member(session, mail, key=key, support=self.config.support, now=now, ticket_id=ticket.id)
 
@@ -122,7 +123,8 @@ class TeamNotices:
             "triage": triage_lines(ticket.triage),
             "uncertain": bool(ticket.uncertain),
             "thread": thread_of(ticket),
-            "incident": incident_facts(ticket),
+            # The incident's reports as they are when the mail leaves (notifier.send_time), not as queued.
+            "incident_marker": incident_marker(ticket.key) if may_be_incident(ticket) else None,
             "commands": self.command_help,
             "token_days": round(self.tokens.lifetime.total_seconds() / 86400),
             "support": self.config.support,
@@ -137,15 +139,18 @@ class TeamNotices:
         return describe_left(self.sla, ticket.severity, ticket.response_due, now)
 
 
-def incident_facts(ticket: Ticket) -> dict[str, Any] | None:
-    """The incident the ticket belongs to, as the team mail shows it: key, count, reporters, first and last."""
-    incident = ticket.incident
-    if incident is None:
-        return None
-    reports = list(incident.tickets)
-    return {"key": incident.key, "title": incident.title, "count": len(reports),
-            "reporters": [t.reporter for t in reports], "first": incident.created_at,
-            "last": incident.last_report_at, "status": incident.status}
+def team_headers(ticket: Ticket) -> dict[str, str]:
+    """The headers of a team mail about *ticket*; one that may show incident facts asks for them at send time."""
+    headers = {"X-Hypercare-Ticket": ticket.key, "X-Hypercare-Severity": ticket.severity}
+    if may_be_incident(ticket):
+        headers[FILL_HEADER] = INCIDENT
+    return headers
+
+
+def may_be_incident(ticket: Ticket) -> bool:
+    """Whether a team mail about *ticket* shows incident facts: it is in one, or it is a P1 (an outage's
+    first report is paged before anyone else reports it)."""
+    return ticket.incident is not None or ticket.severity == "P1"
 
 
 def thread_of(ticket: Ticket) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from desk_kit import (
     desk_config,
     events,
     flush,
+    html_of,
     outbox,
     report,
     team_reply,
@@ -59,6 +60,11 @@ def test_storm_of_eight_reports_is_one_incident_one_page_eight_acks_one_resoluti
     assert {p.idempotency_key.split(">")[0] for p in pages} == {f"escalation:{keys[0]}:0:p1-new"}
     team_mail = Counter(r for d in relay.deliveries for r in d.recipients if r in {m.email for m in TEAM})
     assert team_mail == {TIM.email: 1, OLGA.email: 1, PAM.email: 1}
+    # The page was queued with the first report and left after the eighth: it shows the count as it left.
+    for page in (d for d in relay.deliveries if set(d.recipients) & {m.email for m in TEAM}):
+        assert "INC-1, 8 reports (" in text_of(page) and "user7@customer.example" in text_of(page)
+        assert "filled in when this mail is sent" not in page.data.decode()
+        assert "X-Hypercare-Fill" not in page.data.decode()
 
     # Eight acknowledgements, one per reporter in their own language; the seven later ones say "known issue".
     acks = {d.recipients[0]: d for d in relay.deliveries if d.recipients[0].startswith("user")}
@@ -101,6 +107,35 @@ def test_storm_of_eight_reports_is_one_incident_one_page_eight_acks_one_resoluti
         notice = notices[f"user{i}@customer.example"]
         assert notice.message["In-Reply-To"] == f"<storm{i}@c.example>" and "SSO proxy was restarted" in text_of(notice)
     assert len({d.message["Message-ID"] for d in notices.values()}) == 9
+
+
+def test_every_team_mail_about_the_incident_shows_the_count_at_the_time_it_left(make_app, clock, tmp_path, relay,
+                                                                                db_url):
+    """The outbox sends every second in `run`: the page leaves with the first report ("1 so far"), no later
+    report pages again, and the next team mail about the incident (an assignment) shows all eight."""
+    app = make_app(desk_config(tmp_path, relay=relay, db_url=db_url))
+    team = {m.email for m in TEAM}
+    keys, seen = [], []
+    for i, (_, subject, body) in enumerate(STORM):
+        keys.append(report(app, (subject, body), sender=f"user{i}@customer.example", message_id=f"s{i}@c.example"))
+        flush(app)
+        seen.append([d for d in relay.deliveries if set(d.recipients) & team])
+        relay.deliveries.clear()
+        clock.advance(minutes=1)
+    assert Counter(r for d in seen[0] for r in d.recipients) == {TIM.email: 1, OLGA.email: 1, PAM.email: 1}
+    for page in seen[0]:
+        assert f"Reports:         1 so far ({keys[0]}, " in text_of(page) and "INC-" not in text_of(page)
+    assert all(batch == [] for batch in seen[1:])  # seven more reports of the open incident: no second page
+
+    team_reply(app, keys[0], "#assign business_analyst", sender=TIM.email)
+    flush(app)
+    [assigned] = [d for d in relay.deliveries if d.recipients == [OLGA.email]]
+    assert "Assigned to you" in assigned.message["Subject"]
+    assert "INC-1, 8 reports (" in text_of(assigned) and "user7@customer.example" in text_of(assigned)
+    assert "INC-1, 8 reports" in html_of(assigned)
+    # What is stored keeps the marker, not the figures of one moment (and never a signed address).
+    item = next(i for i in outbox(app, "assignment"))
+    assert b"filled in when this mail is sent" in item.mime and b".unsigned@" in item.mime
 
 
 def test_incident_updates_are_stored_for_the_status_page(make_app, clock, tmp_path, db_url):

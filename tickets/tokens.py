@@ -106,6 +106,7 @@ class ReplyTokens:
             rf"\[(?P<key>{prefix}-\d+)(?:\.(?P<token>[0-9a-f]{{{REPLY_TOKEN_LENGTH}}}))?\]", re.IGNORECASE)
         self._placeholder = re.compile(
             rf"{local}\+(?P<key>{keys}-\d+)\.{UNSIGNED}@{domain}".encode(), re.IGNORECASE)
+        self._placeholder_text = re.compile(rf"{local}\+(?P<key>{keys}-\d+)\.{UNSIGNED}@{domain}", re.IGNORECASE)
         # One case-sensitive pattern per spelling of the prefix ("HC-", "hc-"): a pattern that starts with
         # a literal is found by a fast substring search, an IGNORECASE one is tried at every byte.
         token = rf"-\d+\.)[0-9a-fA-F]{{{REPLY_TOKEN_LENGTH}}}(?![0-9a-fA-F])"
@@ -202,6 +203,27 @@ class ReplyTokens:
             return self.reply_address(key, recipients[0], now).encode()
 
         return self._placeholder.sub(signed, head) + data[end:]
+
+    def sign_text(self, text: str, recipients: Sequence[str], now: datetime) -> str:
+        """Every placeholder in *text* (a mail body) signed for its one recipient, for its own ticket.
+
+        Why in a body: the triage digest lists many tickets, and the member acts on each by writing
+        to that ticket's address (``notifier.send_time``, only for mail that asks for it).  Text from
+        outside that a body quotes must be passed through ``neutralise`` first, so only the
+        placeholders the desk itself wrote become credentials.
+        """
+        def signed(match: re.Match[str]) -> str:
+            key = match["key"].upper()
+            if len(recipients) != 1:
+                return self.plain_address(key)
+            return self.reply_address(key, recipients[0], now)
+
+        return self._placeholder_text.sub(signed, text)
+
+    def neutralise(self, text: str) -> str:
+        """*text* (a subject, a name: anything a stranger wrote) with every placeholder made a plain
+        address, so a mail signed at send time never turns a stranger's text into a credential."""
+        return self._placeholder_text.sub(lambda m: self.plain_address(m["key"].upper()), text)
 
     def carries_token(self, text: str) -> bool:
         """Does *text* name a reply token anywhere (it must then be stored redacted)?"""
