@@ -35,6 +35,7 @@ from notifier.send_time import SendTimeFill
 from notifier.team_notice import TeamNotices
 from notifier.transports import Transport, transport_for
 from notifier.triage import TriageNotices
+from notifier.triage_digest import TriageDigest
 from replies.command_syntax import COMMANDS
 from replies.ratings import FeedbackDesk
 from replies.reporter_reply import ReporterReplies
@@ -53,7 +54,7 @@ from tickets.tokens import ReplyTokens
 
 MAIL_TEMPLATES = ("ack", "ack_known", "de/ack", "de/ack_known", "fr/ack", "fr/ack_known", "escalation",
                   "confirmation", "resolved", "answer", "reporter_update", "member_notice", "exit_decision",
-                  "stakeholder_reply")
+                  "stakeholder_reply", "triage_digest", "digest_reply")
 
 
 class App:
@@ -176,7 +177,13 @@ class App:
     @cached_property
     def triage(self) -> TriageNotices:
         """The triage notice of every new P2-P4 ticket to its role (issue 14)."""
-        return TriageNotices(self.config, self.escalator.notices, self.sla, self.store, self.clock)
+        return TriageNotices(self.config, self.escalator.notices, self.sla, self.store, self.clock,
+                             batches=self.triage_digest.batches)
+
+    @cached_property
+    def triage_digest(self) -> TriageDigest:
+        """``[triage] low_severity = "digest"``: new P3/P4 tickets listed per member at fixed times."""
+        return TriageDigest(self.config, self.store, self.clock, self.renderer, self.tokens, self.sla, self.calendar)
 
     @cached_property
     def replies(self) -> ReplyRouter:

@@ -171,7 +171,8 @@ def periodic_jobs(app: App) -> list[tuple[str, Callable[[], str]]]:
     # The mailbox first, so acknowledgements of new mail leave on the same beat.
     # Digests and the SLA sweep before the outbox, so what falls due leaves on the same beat.
     return [*intake.poll_cli.periodic_job(app), *notifier.digest_cli.periodic_job(app),
-            *notifier.sla_cli.periodic_job(app), ("page storms", app.escalator.storm.coalesce),
+            *notifier.sla_cli.periodic_job(app), ("triage digest", app.triage_digest.run),
+            ("page storms", app.escalator.storm.coalesce),
             ("outbox", flush_outbox)]
 
 

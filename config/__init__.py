@@ -37,6 +37,7 @@ from config.settings import (
     StakeholderSettings,
     SupportSettings,
     TeamMember,
+    TriageSettings,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "ReplySettings",
     "RulesSettings",
     "SlaSettings", "SmtpInSettings", "SmtpOutSettings", "StakeholderSettings", "SupportSettings", "TeamMember",
+    "TriageSettings",
     "find_config_path", "load_config", "parse_config", "parse_date", "parse_time", "parse_weekday",
     "parse_weekdays",
 ]

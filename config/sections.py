@@ -33,6 +33,7 @@ from config.settings import (
     StakeholderSettings,
     SupportSettings,
     TeamMember,
+    TriageSettings,
 )
 
 # What a TOML value of each Python type is called in an error ("must be a whole number", never "a int").
@@ -378,6 +379,35 @@ def _limit(value: Any) -> int:
     return value
 
 
+def _triage(reader: Reader, raw: Any) -> TriageSettings:
+    def mode(value: Any) -> str:
+        if value not in ("immediate", "digest"):
+            raise ValueError(f'must be "immediate" (a notice per ticket) or "digest" (at digest_times), got {value!r}')
+        return str(value)
+
+    def times(value: Any) -> tuple[time, ...]:
+        if not isinstance(value, list) or not 1 <= len(value) <= 24:
+            raise ValueError(f'expected a list of 1 to 24 local times like ["09:00", "14:00"], got {value!r}'[:200])
+        parsed = []
+        for item in value:
+            try:
+                parsed.append(parse_time(item))
+            except ValueError:  # also 25:00 (time() refuses it)
+                raise ValueError(f"expected HH:MM from 00:00 to 23:59, got {item!r}"[:200]) from None
+        if len(set(parsed)) != len(parsed):
+            raise ValueError("a time is listed twice")
+        return tuple(sorted(parsed))
+
+    def url(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(r"https?://[!-~]{1,500}", value):
+            raise ValueError(f"expected an http(s) URL without spaces, got {value!r}"[:200])
+        return value
+
+    return reader.fill("triage", raw, TriageSettings, {
+        "low_severity": mode, "digest_times": times, "digest_max_tickets": _bounded("digest_max_tickets", 1, 500),
+        "dashboard_url": url})
+
+
 def _simple(name: str, cls: type) -> Callable[[Reader, Any], Any]:
     return lambda reader, raw: reader.fill(name, raw, cls, {})
 
@@ -405,6 +435,7 @@ SECTIONS: dict[str, Callable[[Reader, Any], Any]] = {
     "replies": lambda reader, raw: reader.fill("replies", raw, ReplySettings, {
         "token_days": _positive, "secret_grace_hours": _not_negative, "cc_limit": _count}),
     "exit": _exit,
+    "triage": _triage,
     "incidents": lambda reader, raw: reader.fill("incidents", raw, IncidentSettings, {
         "window_minutes": _bounded("window_minutes", 1, 24 * 60),
         "min_shared_terms": _bounded("min_shared_terms", 0, 20),

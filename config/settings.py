@@ -203,6 +203,21 @@ class IncidentSettings:
 
 
 @dataclass(frozen=True)
+class TriageSettings:
+    """``[triage]``: how the triage notice of a new P3/P4 ticket reaches its role (issue 14; notifier.triage).
+
+    ``immediate``: one notice per ticket when it is opened (as P2).  ``digest``: one mail per member
+    at each of ``digest_times`` (local, business days) listing the new P3/P4 tickets since the last one,
+    each with its own signed reply address; at most ``digest_max_tickets`` listed, then "and N more".
+    """
+
+    low_severity: str = "immediate"  # immediate | digest
+    digest_times: tuple[time, ...] = (time(9, 0), time(14, 0))
+    digest_max_tickets: int = 50
+    dashboard_url: str = ""  # where the digest points for the tickets it does not list; "" = [dashboard] host:port
+
+
+@dataclass(frozen=True)
 class ExitSettings:
     """Thresholds of the go/no-go exit report (``[exit]``); the dashboard's outlook uses the same."""
 
@@ -238,6 +253,7 @@ class Config:
     replies: ReplySettings = field(default_factory=ReplySettings)
     exit: ExitSettings = field(default_factory=ExitSettings)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""

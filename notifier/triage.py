@@ -13,6 +13,7 @@ incident gets none either (its incident was already paged: ``tickets.incidents``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -33,8 +34,10 @@ LOOK_BACK = timedelta(days=1)  # how far the beat looks for new tickets without 
 
 class TriageNotices:
     def __init__(self, config: Config, notices: TeamNotices, sla: SlaPolicy, store: Store | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, batches: Callable[[str], bool] = lambda severity: False) -> None:
         self.config = config
+        # Whether a severity's notice waits for the triage digest (notifier.triage_digest, [triage] low_severity).
+        self.batches = batches
         self.notices = notices
         self.sla = sla
         self.store = store
@@ -54,16 +57,19 @@ class TriageNotices:
         now = self.clock.now()
         triaged = select(Event.id).where(Event.ticket_id == Ticket.id, Event.kind == "triaged").exists()
         sent = 0
+        immediate = [s for s in ("P2", "P3", "P4") if not self.batches(s)]
         with self.store.session() as session:
             for ticket in session.scalars(select(Ticket).where(
                     Ticket.created_at >= now - LOOK_BACK, Ticket.status.in_(OPEN_STATUSES),
-                    Ticket.severity != "P1", ~triaged).order_by(Ticket.id).limit(500)):
+                    Ticket.severity.in_(immediate), ~triaged).order_by(Ticket.id).limit(500)):
                 sent += self.notify(session, ticket, now)
         return sent
 
     def notify(self, session: Session, ticket: Ticket, now: datetime) -> int:
         if ticket.severity == "P1" or ticket.incident is not None:
             return 0  # paged already (the P1 page, or the incident's page)
+        if self.batches(ticket.severity):
+            return 0  # listed in the next triage digest (no "triaged" event until then)
         to = team_members_for(self.config, ticket)
         if not to:
             return 0

@@ -38,6 +38,7 @@ from tickets.tokens import SignedCheck
 
 log = logging.getLogger("hypercare.intake")
 KIND = "stakeholder_reply"
+TRIAGE_DIGEST = "triage_digest"  # notifier.triage_digest: its tickets each have their own address
 
 
 class StakeholderReplies:
@@ -47,6 +48,8 @@ class StakeholderReplies:
 
     def __call__(self, session: Session, sent: OutboxItem, message: Message, parsed: ParsedMessage,
                  now: datetime, exit_token: SignedCheck | None = None) -> str:
+        if sent.kind == TRIAGE_DIGEST:
+            return self._digest_reply(session, sent, parsed, now)
         reply = parse_reply_commands(new_text(parsed.body_full or parsed.body))
         decision = next((c for c in reply.commands if c.name == "decision"), None)
         note = ""
@@ -100,3 +103,20 @@ class StakeholderReplies:
         enqueue(session, mail, key=f"{KIND}:{short_key(message.message_id)}", support=self.config.support, now=now)
         told = f"; #decision not recorded: {note}" if note else ""
         return f"reply to {sent.kind} from {parsed.from_addr}: sent to the project managers as a comment{told}"
+
+    def _digest_reply(self, session: Session, sent: OutboxItem, parsed: ParsedMessage, now: datetime) -> str:
+        """A reply to a triage digest acts on no ticket (which one?): the member is told where to write.
+
+        Kept as a comment; a team member gets one short answer per hour (a forger chooses the From), anyone
+        else nothing.
+        """
+        member = self.config.team_member(parsed.authority_address or "")
+        if member is None:
+            return f"reply to {sent.kind} from {parsed.from_addr}: kept as a comment (not a team member)"
+        rendered = self.renderer.render("digest_reply", member_name=member.name, sent=sent, support=self.config.support)
+        mail = OutgoingMail(kind="digest_reply", to=[member.email], subject=rendered.subject, text=rendered.text,
+                            html=rendered.html, in_reply_to=parsed.message_id or None,
+                            references=[sent.message_id], auto_submitted="auto-replied")
+        enqueue(session, mail, key=f"digest-reply:{member.email.lower()}:{now:%Y-%m-%dT%H}",
+                support=self.config.support, now=now)
+        return f"reply to {sent.kind} from {parsed.from_addr}: no ticket named; told to write to a ticket's address"
