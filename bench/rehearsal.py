@@ -8,6 +8,7 @@ time) and prints the mails queued for each person.  It uses only what every vers
 (``#ack``, answers, ``#resolve``), so the same script measures the desk before and after a change:
 
     .venv/bin/python bench/rehearsal.py            # prints one line per person and the total
+    .venv/bin/python bench/rehearsal.py --triage digest   # P3/P4 triage notices batched (09:00, 14:00)
 
 The scripted team acts like the real one: the owner of each ticket (its assignee, else the first
 member holding its role) acknowledges it 40 minutes after it arrives (10 minutes for a P1), answers
@@ -18,6 +19,8 @@ the incident's first report only (as a person would: the later reports are answe
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import heapq
 import sys
 import tempfile
@@ -103,11 +106,19 @@ def mail(subject: str, body: str, sender: str, *, to: str = SUPPORT, in_reply_to
 
 
 class Rehearsal:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, triage: str = "immediate", per_day: int = 2) -> None:
+        # New requests per business day: 2 (10:00, 14:00) is the rehearsal of issue 14; more spreads them
+        # over the business day, to see where batching the P3/P4 notices starts to pay.
+        self.hours = (10, 14) if per_day == 2 else tuple(9 + (8 * i) // per_day for i in range(per_day))
+        self.minutes = (0,) if per_day == 2 else tuple((480 * i // per_day) % 60 for i in range(per_day))
         config = Config(base_dir=workdir, support=SupportSettings(address=SUPPORT),
                         hypercare=HypercareSettings(timezone="Europe/Berlin", holidays="DE", go_live=GO_LIVE),
                         database=DatabaseSettings(url=f"sqlite:///{workdir}/rehearsal.db"), team=TEAM,
                         stakeholders=STAKEHOLDERS)
+        if triage != "immediate":  # [triage] low_severity (issue 14); a desk before it has no such section
+            from config import TriageSettings
+
+            config = dataclasses.replace(config, triage=TriageSettings(low_severity=triage))
         self.clock = FrozenClock(berlin(GO_LIVE, 8))
         self.app = App(config, self.clock)
         self.actions: list[tuple[datetime, int, Callable[[], None]]] = []
@@ -125,9 +136,10 @@ class Rehearsal:
         day, n = GO_LIVE, 0
         while day < GO_LIVE + timedelta(days=28):
             if self.app.calendar.is_business_day(day):
-                for hour in (10, 14):
+                for i, hour in enumerate(self.hours):
                     lang, subject, body = REQUESTS[n % len(REQUESTS)]
-                    self.at(berlin(day, hour), lambda s=subject, b=body, i=n, lg=lang: self.report(s, b, i, lg))
+                    when = berlin(day, hour, self.minutes[i % len(self.minutes)])
+                    self.at(when, lambda s=subject, b=body, i=n, lg=lang: self.report(s, b, i, lg))
                     n += 1
             day += timedelta(days=1)
         for i, (lang, subject, body) in enumerate(STORM):  # Tuesday of week 1, 09:00-09:07
@@ -151,6 +163,8 @@ class Rehearsal:
 
         for _, job in periodic_job(self.app):  # the SLA sweeps (and, since issue 14, triage of batched tickets)
             job()
+        if hasattr(self.app, "triage_digest"):  # the P3/P4 triage digest's beat (off unless [triage] says digest)
+            self.app.triage_digest.run()
         from notifier.digests import for_app
         from notifier.scheduler import DigestScheduler
 
@@ -238,6 +252,7 @@ class Rehearsal:
     def report_counts(self) -> dict[str, Any]:
         with self.app.store.read() as session:
             items = list(session.scalars(select(OutboxItem)))
+            severity = {row[0]: row[1] for row in session.execute(select(Ticket.id, Ticket.severity))}
         team = {m.email for m in TEAM}
         per_person: Counter[str] = Counter()
         per_kind: dict[str, Counter[str]] = {m.email: Counter() for m in TEAM}
@@ -246,14 +261,23 @@ class Rehearsal:
                 if rcpt in team:
                     per_person[rcpt] += 1
                     per_kind[rcpt][item.kind] += 1
+        triage = Counter(severity.get(item.ticket_id or 0, "?") for item in items if item.kind == "triage")
         return {"per_person": {m.email: per_person[m.email] for m in TEAM}, "per_kind": per_kind,
+                "triage_by_severity": dict(triage),
                 "new_mails": self.new_mails, "replies": self.replies, "outbox": len(items)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--triage", choices=("immediate", "digest"), default="immediate",
+                        help="[triage] low_severity: P3/P4 triage notices one by one or in the digest")
+    parser.add_argument("--per-day", type=int, default=2, choices=range(1, 41), metavar="N",
+                        help="new requests per business day (default 2, the rehearsal of issue 14)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        figures = Rehearsal(Path(tmp)).run()
-    print(f"rehearsal: {figures['new_mails']} new mails, {figures['replies']} replies, "
+        figures = Rehearsal(Path(tmp), triage=args.triage, per_day=args.per_day).run()
+    print(f"rehearsal ([triage] low_severity = {args.triage!r}, {args.per_day} new requests a business day): "
+          f"{figures['new_mails']} new mails, {figures['replies']} replies, "
           f"{figures['outbox']} mails queued in all")
     for email, n in figures["per_person"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in figures["per_kind"][email].most_common())

@@ -173,6 +173,8 @@ class TriageDigest:
         target = self.sla.target_label(ticket.severity)
         due = ("scheduled for the next sprint" if self.sla.is_scheduled(ticket.severity)
                else f"first response within {target}")
+        if ticket.first_response_at is not None:
+            due = f"{ticket.status.replace('_', ' ')}, first response given"
         reporter = self._clean(ticket.reporter, 120)
         if ticket.reporter_name:
             reporter = f"{self._clean(ticket.reporter_name, 60)} <{reporter}>"
