@@ -372,15 +372,16 @@ class IngestPipeline:
             return IngestResult(action, parsed.message_id, "", detail)
 
         flood = self.flood.check(session, parsed, now, memo.opened_last_hour(session, parsed.from_addr, now))
-        verdict = None
+        message = self._message_row(parsed, source, now, disposition="created")
         if flood is not None:
             verdict = self.opener.verdict(parsed, now) if flood.ticket is not None else None
             if verdict is None or not must_page_in_flood(verdict.severity, flood.ticket):
                 return self._flooded(session, parsed, source, now, flood)
-
-        message = self._message_row(parsed, source, now, disposition="created")
-        ticket = self.opener.open(session, parsed, message, now, linked=match.linked, verdict=verdict,
-                                  flood=flood.detail if flood is not None else None)
+            # A P1 past the flood limit: its own ticket and page, still no acknowledgement (intake.flood).
+            ticket = self.opener.open(session, parsed, message, now, linked=match.linked, verdict=verdict,
+                                      flood=flood.detail)
+        else:
+            ticket = self.opener.open(session, parsed, message, now, linked=match.linked)
         detail = f"{ticket.severity} {ticket.role}"
         if match.linked is not None:
             detail += f" linked to {match.linked.key}"

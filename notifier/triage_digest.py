@@ -105,19 +105,27 @@ class TriageDigest:
         slot = self.latest_slot(now)
         if slot is None:
             return "no slot yet"
-        with self.store.read() as session:
-            if session.scalar(select(ScheduleRun.id).where(ScheduleRun.job == JOB,
-                                                           ScheduleRun.period_key == slot.period)) is not None:
-                return f"{slot.period}: sent"
+        if self._recorded(slot):
+            return f"{slot.period}: sent"
         try:
             with self.store.session() as session:
                 detail = self._send(session, slot, now)
                 session.add(ScheduleRun(job=JOB, period_key=slot.period, ran_at=now, detail=detail))
                 session.flush()
         except IntegrityError:
-            return f"{slot.period}: already sent by another instance"
+            # Only our own period key taken means "another instance sent it"; any other uniqueness error
+            # (a stale id sequence after a restore) must not drop the slot: it is raised, nothing is
+            # recorded, and the next beat tries again (as DigestScheduler does).
+            if self._recorded(slot):
+                return f"{slot.period}: already sent by another instance"
+            raise
         log.info("triage digest %s: %s", slot.period, detail)
         return f"{slot.period}: {detail}"
+
+    def _recorded(self, slot: Slot) -> bool:
+        with self.store.read() as session:
+            return session.scalar(select(ScheduleRun.id).where(
+                ScheduleRun.job == JOB, ScheduleRun.period_key == slot.period)) is not None
 
     def pending(self, session: Session, until: datetime) -> list[Ticket]:
         """Open P3/P4 tickets opened before *until* (the slot) without a triage notice yet, oldest first.
