@@ -216,3 +216,28 @@ def test_the_beat_never_sends_a_missed_slot_early_and_survives_a_restart(make_ap
     assert len(digests(relay)) == len(_owners(app, key)) and len(events(app, key, "triaged")) == 1
     clock.set(berlin(2026, 11, 25, 9, 0))  # the next slot does not list it again
     assert again.triage_digest.run() == "2026-11-25T09:00: 0 digest(s) listing 0 ticket(s)"
+
+
+def test_a_uniqueness_error_that_is_not_the_slot_is_raised_and_the_next_beat_sends(make_app, clock, tmp_path, relay,
+                                                                                  monkeypatch):
+    """Only the slot's own ScheduleRun means "sent by another instance" (a stale id sequence must not drop it)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from notifier.triage_digest import TriageDigest
+
+    clock.set(berlin(2026, 11, 23, 8, 30))
+    app = digest_app(make_app, tmp_path, relay)
+    key = report(app, P3_MAIL)
+    clock.set(berlin(2026, 11, 23, 9, 1))
+    real_send = TriageDigest._send
+
+    def collide(self, session, slot, now):  # type: ignore[no-untyped-def]
+        real_send(self, session, slot, now)
+        raise IntegrityError("INSERT INTO outbox", {}, Exception("duplicate key value violates outbox_pkey"))
+
+    monkeypatch.setattr(TriageDigest, "_send", collide)
+    with pytest.raises(IntegrityError):
+        app.triage_digest.run()
+    assert outbox(app, "triage_digest") == [] and not events(app, key, "triaged")  # rolled back, not recorded
+    monkeypatch.setattr(TriageDigest, "_send", real_send)
+    assert app.triage_digest.run().endswith("listing 1 ticket(s)")
