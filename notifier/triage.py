@@ -8,7 +8,9 @@ classifier's reasons, the thread, the reply commands, the signed Reply-To), sent
 
 Who gets what: a P1 keeps its immediate page to role + on-call + project managers
 (``Escalator.on_new_ticket``), so it gets no second mail; a later report of a known
-incident gets none either (its incident was already paged: ``tickets.incidents``).
+incident gets none either (its incident was already paged: ``tickets.incidents``).  With
+``[triage] low_severity = "digest"`` a P3/P4 gets no notice here: ``notifier.triage_digest`` lists it
+in the next digest of its role's members (``batches``), with its own signed reply address.
 """
 
 from __future__ import annotations
