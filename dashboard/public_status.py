@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, selectinload
 from config import Config
 from core.errors import UserError
 from notifier.labels import role_label, severity_label
-from tickets.models import Incident, Ticket
-from tickets.public_text import names_of, neutral_title, public_line
+from tickets.models import Incident
+from tickets.public_text import incident_names, incident_title, public_line
 
 MAX_INCIDENTS = 50  # per list: a status page, not an archive
 MAX_DAYS = 90
@@ -87,15 +87,14 @@ def public_status(session: Session, config: Config, now: datetime, days: int) ->
 
 
 def public_incident(incident: Incident, team: set[tuple[str, str]]) -> PublicIncident:
-    reports: list[Ticket] = list(incident.tickets)
-    names = names_of({*team, *((t.reporter_name, t.reporter) for t in reports)})
+    names = incident_names(incident, team)
     kinds = ("update",) if incident.status == "open" else ("update", "resolved")
     updates = [u for u in incident.updates if u.kind in kinds]
     latest = updates[-1] if updates else None
     return PublicIncident(
-        key=incident.key, title=neutral_title([t.subject for t in reports], names, role_label(incident.role)),
+        key=incident.key, title=incident_title(incident, names, role_label(incident.role)),
         severity=severity_label(incident.severity),
-        since=incident.created_at, reports=len(reports),
+        since=incident.created_at, reports=len(incident.tickets),
         update=public_line(latest.text, names) if latest is not None else "",
         update_at=latest.at if latest is not None else None,
         resolved_at=incident.resolved_at if incident.status != "open" else None)

@@ -10,6 +10,7 @@ hook's ``intake.opening.BatchForm``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -25,9 +26,18 @@ from notifier.render import Renderer
 from tickets.incidents import is_follow_up, latest_update
 from tickets.lifecycle import opened_in_flood
 from tickets.models import Incident, Message, OutboxItem, Ticket
+from tickets.public_text import incident_names, incident_title, public_line
 
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class PublicUpdate:
+    """An ``#update`` as the "known issue" acknowledgement quotes it (redacted, one line)."""
+
+    at: datetime
+    text: str
 
 
 class NewTicket(Protocol):
@@ -69,6 +79,24 @@ class Acknowledger:
             yield _OUTBOX, item
             yield _MESSAGES, outbound
 
+    def public_title(self, incident: Incident | None) -> str:
+        """The incident's neutral title (``tickets.public_text``), not its stored one: that is the first
+        reporter's subject ("Maria's CRM is down"), and every later reporter reads this mail."""
+        if incident is None:
+            return ""
+        return incident_title(incident, self._names(incident), role_label(incident.role))
+
+    def public_update(self, incident: Incident | None) -> PublicUpdate | None:
+        """The latest ``#update``, as one line with the reporters' and the team's names and any address
+        or phone number redacted: the same text the status page shows."""
+        update = latest_update(incident)
+        if incident is None or update is None:
+            return None
+        return PublicUpdate(at=update.at, text=public_line(update.text, self._names(incident)))
+
+    def _names(self, incident: Incident) -> set[str]:
+        return incident_names(incident, {(m.name, m.email) for m in self.config.team})
+
     @staticmethod
     def key(request_message_id: str) -> str:
         return f"ack:{short_key(request_message_id)}"
@@ -87,8 +115,9 @@ class Acknowledger:
             kind,
             lang=language or detect_language(_field(request, "subject"), _field(request, "body")),
             incident=incident,
+            incident_title=self.public_title(incident),
             reports=len(incident.tickets) if incident is not None else 0,
-            update=latest_update(incident),
+            update=self.public_update(incident),
             ticket=ticket,
             request=request,
             severity=severity_label(severity),

@@ -230,3 +230,28 @@ def test_known_issue_acknowledgement_links_the_status_page_in_three_languages(ma
         texts = [message_from_bytes(bytes(item.mime), policy=policy.default).get_body(("plain",)).get_content()
                  for item in session.scalars(select(OutboxItem).where(OutboxItem.kind == "ack_known"))]
     assert len(texts) == 7 and not any("status" in t.lower() for t in texts)
+
+
+def test_known_issue_acknowledgement_shows_the_neutral_title_and_a_redacted_update(make_app, clock, tmp_path):
+    """Every later reporter reads the known-issue acknowledgement: it must not carry the first reporter's
+    subject (their name in it) nor a name or address the team pasted into ``#update``."""
+    from email import message_from_bytes, policy
+
+    app = make_app(desk_config(tmp_path))
+    first = report(app, ("Maria Keller: CRM is down", STORM[0][2]), sender="maria.keller@customer.example",
+                   message_id="first@c.example")
+    team_reply(app, first, f"#update {HOSTILE_UPDATE}", sender=TIM.email)
+    for i, (_, subject, body) in enumerate(STORM[1:4], start=1):
+        clock.advance(minutes=1)
+        report(app, (subject, body), sender=f"user{i}@customer.example", message_id=f"later{i}@c.example",
+               name=f"Reporter Number{i}")
+    with app.store.read() as session:
+        items = session.scalars(select(OutboxItem).where(OutboxItem.kind == "ack_known")).all()
+        texts = [message_from_bytes(bytes(item.mime), policy=policy.default).get_body(("plain",)).get_content()
+                 for item in items]
+    assert len(texts) == 3
+    for text in texts:
+        assert "INC-1: " in text or "INC-1 : " in text
+        for private in ("Maria", "Keller", "maria.keller", "user3@customer.example", "0123456789abcdef"):
+            assert private not in text, (private, text)
+        assert "Proxy restarted for [email] ([name] called us), ETA 10:30" in text

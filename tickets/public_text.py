@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from core.untrusted_text import storable_text
 from tickets.incidents import significant_terms
+from tickets.models import Incident
 
 # Anything shaped like an address, also without a dot in the domain (``maria@localhost``).
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']{1,200}@[^\s@<>()\[\],;:\"']{1,255}")
@@ -96,3 +97,16 @@ def neutral_title(subjects: Iterable[str], names: Iterable[str], area: str) -> s
         return f"Problem in {area}"
     title = " ".join(words)
     return f"{title[0].upper()}{title[1:]} ({area})"
+
+
+
+def incident_names(incident: Incident, team: Iterable[tuple[str, str]]) -> set[str]:
+    """The names to keep out of text about *incident* for readers outside the desk: those of its
+    reporters and of the *team* (display name, address pairs)."""
+    return names_of({*team, *((t.reporter_name, t.reporter) for t in incident.tickets)})
+
+
+def incident_title(incident: Incident, names: Iterable[str], area: str) -> str:
+    """*incident*'s title as shown outside the desk (the status page, and each later reporter's
+    "known issue" acknowledgement): ``neutral_title`` over its reports' subjects, without *names*."""
+    return neutral_title([t.subject for t in incident.tickets], names, area)
