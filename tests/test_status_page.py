@@ -25,7 +25,7 @@ from config import DashboardSettings
 from dashboard.public_status import public_status
 from dashboard.web import DashboardApp
 from tickets.models import Incident, IncidentUpdate, Message, OutboxItem, Ticket
-from tickets.public_text import public_line, redact
+from tickets.public_text import names_of, public_line, redact
 
 TOKEN = "s3cret-token-0123456789"
 HOSTILE_UPDATE = ("Proxy restarted for user3@customer.example (Maria Keller called us), ETA 10:30 "
@@ -154,6 +154,30 @@ def test_public_text_rules():
     assert public_line("a\x00b\r\nc\u2028d\ud800e", limit=50) == "ab c d\ufffde"
     assert public_line("y" * 10_000, limit=20) == "y" * 19 + "…"
     assert public_line("Call +49 30 1234567 at 08:00 on 2026-11-23") == "Call [phone] at 08:00 on 2026-11-23"
+
+
+def test_redacting_with_thousands_of_reporters_is_one_pass_over_the_text(monkeypatch):
+    """An incident may have thousands of reporters; every later report's acknowledgement and every
+    status page redacts their names. One regex per name made that seconds per mail (5,000 names:
+    1.4 s per line, 3.6 s per title); now the text's words are looked up in a set: no per-name regex."""
+    import tickets.public_text as public_text
+
+    calls = {"sub": 0}
+    real_sub = public_text.re.sub
+
+    def counting_sub(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["sub"] += 1
+        return real_sub(*args, **kwargs)
+
+    monkeypatch.setattr(public_text.re, "sub", counting_sub)
+    people = [(f"Person{i} Name{i}", f"p{i}.x@c.example") for i in range(5000)] + [("Maria Keller", "mk@c.example")]
+    names = names_of(people)
+    hostile = "Maria Keller\x00 and person42\r\nName42 and Jean-Pierre, " + "ok " * 300_000
+    text = redact(hostile, names | {"Jean-Pierre"})
+    assert calls["sub"] == 0
+    assert text.startswith("[name]\x00 and [name]\r\n[name] and [name], ok ok")  # one name per person
+    assert public_line("Proxy restarted for Maria Keller (ring person4999)", names) == \
+        "Proxy restarted for [name] (ring [name])"
 
 
 def test_an_incident_of_one_report_has_a_neutral_title(make_app, clock, tmp_path):

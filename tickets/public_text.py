@@ -24,6 +24,9 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MIN_NAME = 3  # shorter "names" (initials) would blank out ordinary words
 MAX_TITLE_WORDS = 3
 SUBJECT_CHARS = 2000  # of each report's subject read for the title words
+_NAME_PART = re.compile(r"[^\W_]+")  # a name is matched by its words: "Jean-Pierre" by jean and pierre
+_NAME_RUN = re.compile(r"\[name\](?:[ \t.'’-]{1,3}\[name\])+")
+TITLE_REPORTS = 200  # the first reports an incident's title is made of: enough to agree on its words
 _WORD = re.compile(r"[^\W\d_]{3,}|\d{3,}")  # the words tickets.incidents.significant_terms counts
 
 
@@ -38,8 +41,12 @@ def redact(text: str, names: Iterable[str] = ()) -> str:
         return "[phone]"
 
     text = _PHONE.sub(phone, text)
-    for name in sorted({n for n in names if n and len(n) >= MIN_NAME}, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "[name]", text, flags=re.IGNORECASE)
+    # One pass over the text's words, each looked up in a set: an incident may have thousands of
+    # reporters, and a regex per name made one status page or acknowledgement cost seconds.
+    parts = {part.lower() for name in names for part in _NAME_PART.findall(name or "") if len(part) >= MIN_NAME}
+    if parts:
+        text = _NAME_PART.sub(lambda m: "[name]" if m.group().lower() in parts else m.group(), text)
+        text = _NAME_RUN.sub("[name]", text)  # "Maria Keller" is one name, not two
     return text
 
 
@@ -108,5 +115,7 @@ def incident_names(incident: Incident, team: Iterable[tuple[str, str]]) -> set[s
 
 def incident_title(incident: Incident, names: Iterable[str], area: str) -> str:
     """*incident*'s title as shown outside the desk (the status page, and each later reporter's
-    "known issue" acknowledgement): ``neutral_title`` over its reports' subjects, without *names*."""
-    return neutral_title([t.subject for t in incident.tickets], names, area)
+    "known issue" acknowledgement): ``neutral_title`` over its first ``TITLE_REPORTS`` reports'
+    subjects, without *names* (bounded: every later report's acknowledgement shows it)."""
+    first = sorted(incident.tickets, key=lambda t: (t.created_at, t.id or 0))[:TITLE_REPORTS]
+    return neutral_title([t.subject for t in first], names, area)
