@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Table, delete, func, insert, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from intake.guards.rules import GuardContext, first_hit
@@ -38,6 +37,7 @@ from intake.rows import attachment_values, hold_big_raws, message_values, write_
 from tickets.attachments import AttachmentStore
 from tickets.lifecycle import allocate_keys
 from tickets.models import Attachment, Base, BouncingRecipient, Event, Message, OutboxItem, Participant, Ticket
+from tickets.store import database_unreachable, savepoint
 from tickets.tokens import ReplyTokens
 
 R = TypeVar("R")
@@ -139,15 +139,12 @@ class BatchStore(Generic[R]):
         self.taken, self._saved = [], None
         if not taken:
             return {}
-        savepoint = self.session.begin_nested()
         try:
-            self._write([t.opened for t in taken])
-            savepoint.commit()
-        except OperationalError:
-            savepoint.rollback()
-            raise  # the database is gone or locked: the pipeline's IngestUnavailable
-        except Exception:  # noqa: BLE001 - IntegrityError (stored concurrently) or any other: the per-message path decides
-            savepoint.rollback()
+            with savepoint(self.session):
+                self._write([t.opened for t in taken])
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise  # the database is gone, locked or full: the pipeline's IngestUnavailable
             if saved is not None:
                 self.memo.dedup.ids, self.memo.dedup.hashes = saved[0], saved[1]
                 self.memo.tickets_by_sender.clear()

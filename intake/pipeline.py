@@ -16,12 +16,11 @@ import errno
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import Config, IntakeSettings
@@ -43,7 +42,7 @@ from tickets.clock import Clock
 from tickets.lifecycle import record_event
 from tickets.models import Attachment, BouncingRecipient, Message, OutboxItem, QuarantineItem, Ticket
 from tickets.our_mail import is_our_address
-from tickets.store import Store
+from tickets.store import Store, database_unreachable, savepoint
 from tickets.tokens import ReplyTokens
 
 log = logging.getLogger("hypercare.intake")
@@ -55,19 +54,6 @@ class IngestUnavailable(TryLater):
 
 class Shunted(HypercareError):
     """A stage decided this mail goes to quarantine with the reason (never acknowledged, kept for replay)."""
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """True when *exc* says the database cannot be reached now (retry), not that a value was refused.
-
-    Why the distinction: a refused value (PostgreSQL's DataError for NUL or an over-long string, an
-    encoding error of the driver) would be refused again on every retry, so treating it as
-    "unavailable" turned one mail into a 451 forever and a blocked mailbox; it is that message's
-    outcome (quarantine) instead.  Lost connections, locks and timeouts are the database's state.
-    """
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def _reason(exc: BaseException) -> str:
@@ -287,13 +273,10 @@ class IngestPipeline:
         attempt = 0
         while True:
             attempt += 1
-            savepoint = session.begin_nested()
             try:
-                result = self._store(session, parsed, mail.source, memo)
-                savepoint.commit()
-                return result
+                with savepoint(session):
+                    return self._store(session, parsed, mail.source, memo)
             except IntegrityError as exc:
-                savepoint.rollback()
                 conflict = judge_conflict(session, parsed, exc, attempt)
                 if conflict.verdict == "duplicate":
                     return IngestResult("duplicate", parsed.message_id, detail=conflict.reason)
@@ -302,23 +285,16 @@ class IngestPipeline:
                     return self._quarantine(session, mail, conflict.reason, shunt)
                 log.warning("<%s> %s; storing it again", parsed.message_id, conflict.reason)
             except Shunted as exc:
-                savepoint.rollback()
                 log.warning("<%s> quarantined: %s", parsed.message_id, exc)
                 return self._quarantine(session, mail, str(exc), shunt)
             except OSError as exc:
-                savepoint.rollback()
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the attachments disk: retry later, never quarantine
                     raise IngestUnavailable(f"cannot store attachments: {exc.strerror}") from None
                 log.exception("<%s> stage failed, quarantined", parsed.message_id)
                 return self._quarantine(session, mail, _reason(exc), shunt)
             except Exception as exc:
                 if database_unreachable(exc):
-                    # A full disk makes SQLite drop the whole transaction: the rollback would only add
-                    # "no such savepoint" to the real error, which is what the sender must hear (451 / 75).
-                    with suppress(SQLAlchemyError):
-                        savepoint.rollback()
-                    raise
-                savepoint.rollback()
+                    raise  # the whole batch's transaction is gone (a full disk, a lost connection): 451 / 75
                 # A value the database refused, or a stage that crashed: this message's outcome, not the batch's.
                 log.exception("<%s> stage failed, quarantined", parsed.message_id)
                 return self._quarantine(session, mail, _reason(exc), shunt)

@@ -37,7 +37,7 @@ from tickets.lifecycle import record_event
 from tickets.models import OPEN_STATUSES, Escalation, Event, Message, Ticket
 from tickets.response_clock import PAUSE_KINDS, SEVERITY_CHANGED, cycle_of, fraction, pauses_from
 from tickets.sla import SlaPolicy
-from tickets.store import Store
+from tickets.store import Store, database_unreachable, savepoint
 
 log = logging.getLogger("hypercare.escalation")
 
@@ -86,6 +86,8 @@ class SweepReport:
         try:
             escalated = step()
         except Exception as exc:
+            if database_unreachable(exc):
+                raise  # the sweep's transaction is gone (full disk, lost connection): the whole sweep tries later
             log.exception("%s escalation failed", ticket.key)
             self.errors.append(f"{ticket.key}: {type(exc).__name__}: {exc}")
             return
@@ -208,7 +210,7 @@ class Escalator:
         try:
             # One SAVEPOINT for the rows, the mail and the event: a failure anywhere leaves the level
             # unrecorded (so the next sweep tries again), never recorded without its mail.
-            with session.begin_nested():
+            with savepoint(session):
                 for lower in skipped:
                     session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=lower, at=now, recipients=[]))
                 session.add(Escalation(ticket_id=ticket.id, cycle=cycle, level=level, at=now, recipients=to))

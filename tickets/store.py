@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -67,6 +67,53 @@ def database_error(url: str, exc: BaseException) -> DatabaseUnavailable | Databa
     if any(marker in detail.lower() for marker in _CONFIG_MARKERS):
         return DatabaseMisconfigured(f"database {url}: {detail}; check [database] url")
     return DatabaseUnavailable(f"database {url}: {detail}")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when *exc* says the database cannot be used now (retry later), not that a value was refused.
+
+    Why the distinction: a refused value (PostgreSQL's DataError for NUL or an over-long string, an
+    encoding error of the driver) would be refused again on every retry, so treating it as
+    "unavailable" turned one mail into a 451 forever and a blocked mailbox; it is that message's
+    outcome (quarantine) instead.  Lost connections, locks, timeouts and a full disk are the
+    database's state.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT around one unit (a mail, an escalation) that fails with the unit's error, never the rollback's.
+
+    Why: SQLite that meets a full disk (SQLITE_FULL), an I/O error or an interrupt rolls the whole
+    transaction back by itself, and a lost PostgreSQL connection takes it along too.  ``ROLLBACK TO``
+    then fails ("no such savepoint"), and that error used to replace the real one: a full database disk
+    was reported as "no such savepoint", and a loop that caught it per item went on outside any
+    transaction.  The caller sees the first error; one that says the database is unusable
+    (``database_unreachable``) must end the whole unit of work (retry later), not just this item.
+    """
+    nested = session.begin_nested()
+    try:
+        yield
+        nested.commit()  # flushes what is pending: a full disk may surface here too
+    except BaseException as exc:
+        with suppress(SQLAlchemyError):
+            nested.rollback()  # also after a failed flush deactivated it (the session is unusable until then)
+        first = _before_rollback(exc)
+        if first is not exc:
+            raise first from None
+        raise
+
+
+def _before_rollback(exc: BaseException) -> BaseException:
+    """The error a failed ``ROLLBACK TO SAVEPOINT`` replaced (SQLAlchemy rolls back a failed flush's
+    savepoint itself, and raises the rollback's error with the real one as its context)."""
+    while (isinstance(exc, DBAPIError) and (exc.statement or "").startswith("ROLLBACK TO SAVEPOINT")
+           and isinstance(exc.__context__, Exception)):
+        exc = exc.__context__
+    return exc
 
 
 @dataclass(frozen=True)
