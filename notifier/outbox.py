@@ -20,19 +20,19 @@ import random
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from config import NotifierSettings, SupportSettings
 from notifier.mime import BadAddress, OutgoingMail, clean_address, new_message_id
 from notifier.plain_mime import smtp_bytes
+from notifier.sent_marks import SentMarks
 from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
 from tickets.models import BouncingRecipient, Message, OutboxItem, RelayState, Ticket
@@ -43,13 +43,12 @@ log = logging.getLogger("hypercare.outbox")
 CLAIM_SECONDS = 300
 _OUTBOX = OutboxItem.__table__
 # Each accepted message is recorded at once, in its own statement, committed: a crash resends at most the
-# one message in flight (grouping 20 per commit resent up to 19, issue 11).  The mark writes only
-# ``sent_at`` (no indexed column, so PostgreSQL can update the row in place); a row marked so is never
-# claimed again, and ``_FOLD_SENT`` turns the batch's marked rows into ``sent`` in one statement.  Writing
-# status per message cost 4 index entries and the row's bytes each time: 5x a bare smtplib loop.
+# one message in flight (grouping 20 per commit resent up to 19, issue 11); ``notifier.sent_marks`` writes
+# these marks while the next message is on the wire.  The mark writes only ``sent_at`` (no indexed column,
+# so PostgreSQL can update the row in place); a row marked so is never claimed again, and ``_FOLD_SENT``
+# turns the batch's marked rows into ``sent`` in one statement.  Writing status per message cost 4 index
+# entries and the row's bytes each time: 5x a bare smtplib loop.
 _MARK_SENT = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id")).values(sent_at=bindparam("mark_at"))
-_MARK_SQL_SQLITE = "UPDATE outbox SET sent_at = ? WHERE id = ?"
-_MARK_SQL_PG = "UPDATE outbox SET sent_at = %s WHERE id = %s"
 _FOLD_SENT = (update(_OUTBOX).where(_OUTBOX.c.status == "sending", _OUTBOX.c.sent_at.is_not(None))
               .values(attempts=_OUTBOX.c.attempts + 1, claimed_until=None, claimed_by=None, status="sent"))
 _QUEUED = select(_OUTBOX.c.id).where(_OUTBOX.c.idempotency_key == bindparam("key"))
@@ -203,7 +202,7 @@ class Outbox:
         self.worker = (worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")[:120]
         # Set (from a signal handler or another thread) to stop between two messages.
         self.stopping = threading.Event()
-        self._marks: Callable[[int], None] | None = None  # during a batch: record one row as sent, at once
+        self._marks: SentMarks | None = None  # during a batch: each accepted row recorded as sent, at once
 
     def claim_due(self, limit: int) -> list[OutboxItem]:
         """Mark up to *limit* due rows as ``sending`` (ours for claim_seconds) and return them."""
@@ -222,10 +221,15 @@ class Outbox:
             if self.store.dialect == "postgresql":
                 due = due.with_for_update(skip_locked=True)
             items = list(session.scalars(due))
+            if not items:
+                return []
+            # One UPDATE for the batch, not the ORM's one per row (a round trip's worth of work each).
+            claim = {"status": "sending", "claimed_until": now + timedelta(seconds=self.claim_seconds),
+                     "claimed_by": self.worker}
+            session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_([item.id for item in items])).values(**claim))
             for item in items:
-                item.status = "sending"
-                item.claimed_until = now + timedelta(seconds=self.claim_seconds)
-                item.claimed_by = self.worker
+                for column, value in claim.items():
+                    set_committed_value(item, column, value)
             return items
 
     def flush(self, transport: Transport, max_items: int | None = None) -> FlushReport:
@@ -267,9 +271,10 @@ class Outbox:
         """Send a claimed batch one message at a time, renewing the claim; False: stop the flush."""
         bouncing = self._bouncing(batch)
         try:
-            with self._recording():
+            with SentMarks(self.store) as self._marks:
                 return self._send_batch(transport, list(batch), bouncing, report)
         finally:
+            self._marks = None
             with self.store.engine.begin() as connection:
                 connection.execute(_FOLD_SENT)
 
@@ -298,6 +303,7 @@ class Outbox:
 
     def _renew(self, items: list[OutboxItem]) -> list[OutboxItem]:
         """Extend our claim on *items*; keep only the rows still ours (a lost claim is never sent)."""
+        self._settle()
         until = self.clock.now() + timedelta(seconds=self.claim_seconds)
         with self.store.engine.begin() as connection:
             mine = set(connection.execute(
@@ -313,6 +319,7 @@ class Outbox:
         """Put unsent claimed rows back, due now, no attempt counted: a stop is nobody's failure."""
         if not items:
             return
+        self._settle()
         with self.store.engine.begin() as connection:
             connection.execute(
                 update(_OUTBOX).where(_OUTBOX.c.id.in_([i.id for i in items]), _OUTBOX.c.claimed_by == self.worker,
@@ -343,7 +350,8 @@ class Outbox:
             return True
         data = item.mime if self.sign is None else self.sign(item.mime, recipients, self.clock.now())
         try:
-            refused = transport.send(item.sender, recipients, data)
+            # The previous mail's record is committed before this one's DATA (at most one unrecorded per crash).
+            refused = transport.send(item.sender, recipients, data, before_data=self._settle)
         except RelayUnavailable as exc:
             report.errors.append(str(exc))  # the caller puts this row and the rest back
             return False
@@ -362,48 +370,15 @@ class Outbox:
                  ",".join(r for r in recipients if r not in refused))
         return True
 
-    @contextmanager
-    def _recording(self) -> Iterator[None]:
-        """One driver connection for a batch's "sent" marks: each mark is one prepared, autocommitted UPDATE.
-
-        Why the driver's connection: the mark runs once per message sent, and SQLAlchemy's begin/commit
-        around it cost as much as the UPDATE.  On SQLite the connection autocommits already (the pool
-        sets ``isolation_level = None``); on PostgreSQL it is switched to autocommit and its commits do not
-        wait for the WAL flush (``synchronous_commit`` off for this session): a crash of *our* process
-        loses no mark, a crash of the database server may forget the last fraction of a second of them
-        (those mails go out once more).  Figures: docs/performance.md.
-        """
-        with self.store.engine.connect() as connection:
-            postgres = self.store.dialect == "postgresql"
-            if postgres:
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-                with connection.begin():
-                    connection.exec_driver_sql("SET synchronous_commit TO OFF")
-            driver = connection.connection.driver_connection
-            sql = _MARK_SQL_PG if postgres else _MARK_SQL_SQLITE
-            to_db = _OUTBOX.c.sent_at.type.bind_processor(connection.dialect)
-
-            def mark(item_id: int) -> None:
-                at = self.clock.now()
-                params = (to_db(at) if to_db else at, item_id)
-                if postgres:
-                    driver.execute(sql, params, prepare=True)
-                else:
-                    driver.execute(sql, params)
-
-            self._marks = mark
-            try:
-                yield
-            finally:
-                self._marks = None
-                if postgres:
-                    with suppress(SQLAlchemyError), connection.begin():
-                        connection.exec_driver_sql("RESET synchronous_commit")
+    def _settle(self) -> None:
+        """Wait for the batch's outstanding "sent" mark: before the next DATA, and before any other write."""
+        if self._marks is not None:
+            self._marks.settle()
 
     def _mark_sent(self, item: OutboxItem) -> None:
         """Record one accepted message at once (a crash resends at most the message in flight)."""
         if self._marks is not None:
-            self._marks(item.id)
+            self._marks.mark(item.id, self.clock.now())  # committed while the next message is on the wire
             return
         with self.store.engine.begin() as connection:
             connection.execute(_MARK_SENT, {"item_id": item.id, "mark_at": self.clock.now()})
@@ -417,6 +392,7 @@ class Outbox:
 
     def _finish(self, item: OutboxItem, *, status: str, suppressed: list[str], refused: Refused | None = None) -> None:
         """Record the outcome in its own short transaction: a crash resends at most the message in flight."""
+        self._settle()
         now = self.clock.now()
         if refused:
             with self.store.session() as session:
@@ -451,6 +427,7 @@ class Outbox:
 
         The relay being unavailable is not this: see ``_relay_down``.
         """
+        self._settle()
         now = self.clock.now()
         with self.store.session() as session:
             row = session.get(OutboxItem, item.id)
@@ -479,6 +456,7 @@ class Outbox:
         No attempt is counted (a one-hour outage once used up max_attempts, and the first ordinary
         451 afterwards killed the mail); the backoff grows with the outage instead.
         """
+        self._settle()
         now = self.clock.now()
         with self.store.session() as session:
             state = self._relay_state(session)

@@ -13,7 +13,7 @@ import mailbox
 import os
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -43,9 +43,16 @@ class PermanentFailure(HypercareError):
 Refused = dict[str, tuple[int, str]]
 
 
+# Called once per message at the last moment before the relay could accept it (SMTP: before DATA); it may
+# raise, and then the message is not given to the relay.  The outbox waits there for the previous mail's
+# "sent" record, which is written while this mail's MAIL and RCPT are on the wire.
+BeforeData = Callable[[], None]
+
+
 class Transport(Protocol):
     def open(self) -> None: ...
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused: ...
+    def send(self, sender: str, recipients: Sequence[str], data: bytes,
+             before_data: BeforeData | None = None) -> Refused: ...
     def close(self) -> None: ...
 
 
@@ -59,7 +66,10 @@ class MaildirTransport:
         self.path.parent.mkdir(parents=True, exist_ok=True)  # Maildir(create=True) makes only the last folder
         self._box = mailbox.Maildir(str(self.path), create=True)
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes,
+             before_data: BeforeData | None = None) -> Refused:
+        if before_data is not None:
+            before_data()
         try:
             self._box.add(data)
         except OSError as exc:
@@ -72,23 +82,45 @@ class MaildirTransport:
         self._box = None  # type: ignore[assignment]
 
 
+class _HookedData:
+    """``smtplib``'s client with ``before_data`` called just before the DATA command of ``sendmail``.
+
+    Why there: until DATA the relay cannot accept the message, and MAIL FROM and RCPT TO before it
+    are round trips the caller can use (the outbox records the previous mail meanwhile).
+    """
+
+    before_data: BeforeData | None = None
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        if self.before_data is not None:
+            self.before_data()
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _Smtp(_HookedData, smtplib.SMTP):
+    pass
+
+
+class _SmtpSsl(_HookedData, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """An SMTP relay, one connection reused for a whole batch."""
 
     def __init__(self, settings: SmtpOutSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.environ = os.environ if environ is None else environ
-        self._smtp: smtplib.SMTP | None = None
+        self._smtp: _Smtp | _SmtpSsl | None = None
 
     def open(self) -> None:
         s = self.settings
         try:
             if s.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
-                )
+                smtp: _Smtp | _SmtpSsl = _SmtpSsl(s.host, s.port, timeout=s.timeout,
+                                                  context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                smtp = _Smtp(s.host, s.port, timeout=s.timeout)
                 if s.security == "starttls":
                     smtp.starttls(context=ssl.create_default_context())
             if s.username:
@@ -102,16 +134,19 @@ class SmtpTransport:
             raise RelayUnavailable(f"relay {s.host}:{s.port} unreachable: {exc or type(exc).__name__}") from None
         self._smtp = smtp
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Refused:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes,
+             before_data: BeforeData | None = None) -> Refused:
         """Send one message; return the recipients refused while others were accepted.
 
         4xx (including 421 "closing") -> TransientFailure; 5xx -> PermanentFailure with the
         server's answer; a dropped connection or a timeout -> TransientFailure, and the next
-        message reconnects (RelayUnavailable if that fails).
+        message reconnects (RelayUnavailable if that fails).  *before_data* raising: the
+        transaction is reset (the relay never got the message) and its error goes up as it is.
         """
         if self._smtp is None:
             self.open()
         assert self._smtp is not None
+        self._smtp.before_data = before_data
         try:
             refused = self._smtp.sendmail(sender, list(recipients), data)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -128,6 +163,12 @@ class SmtpTransport:
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise TransientFailure(f"connection lost: {exc or type(exc).__name__}") from None
+        except BaseException:
+            self._reset()  # before_data failed between RCPT and DATA: end this mail's transaction
+            raise
+        finally:
+            if self._smtp is not None:
+                self._smtp.before_data = None
         return {rcpt: (code, _text(msg)) for rcpt, (code, msg) in refused.items()}
 
     def close(self) -> None:

@@ -21,12 +21,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from mailkit import Relay, free_port
-from sqlalchemy import select
+from mailkit import CapturingHandler, Relay, free_port
+from sqlalchemy import create_engine, select, text
 
 from config import Config, DatabaseSettings, NotifierSettings, SmtpOutSettings
 from notifier.mime import OutgoingMail
-from notifier.outbox import Outbox, enqueue
+from notifier.outbox import FlushReport, Outbox, enqueue
 from notifier.transports import SmtpTransport
 from tickets.clock import SystemClock
 from tickets.models import OutboxItem, RelayState
@@ -71,8 +71,8 @@ class CrashAfter(SmtpTransport):
         super().__init__(settings, {})
         self.left = n
 
-    def send(self, sender, recipients, data):  # type: ignore[no-untyped-def]
-        refused = super().send(sender, recipients, data)
+    def send(self, sender, recipients, data, before_data=None):  # type: ignore[no-untyped-def]
+        refused = super().send(sender, recipients, data, before_data)
         self.left -= 1
         if self.left == 0:
             raise Crash
@@ -222,8 +222,8 @@ def test_a_stop_request_ends_the_flush_between_messages_and_puts_rows_back(make_
     class StopAfterTwo(SmtpTransport):
         sent = 0
 
-        def send(self, sender, recipients, data):  # type: ignore[no-untyped-def]
-            refused = super().send(sender, recipients, data)
+        def send(self, sender, recipients, data, before_data=None):  # type: ignore[no-untyped-def]
+            refused = super().send(sender, recipients, data, before_data)
             StopAfterTwo.sent += 1
             if StopAfterTwo.sent == 2:
                 app.outbox.stopping.set()
@@ -279,3 +279,54 @@ def test_sigterm_stops_run_within_10_seconds_with_a_slow_relay(tmp_path, relay):
     assert statuses["sending"] == 0 and statuses["sent"] + statuses["pending"] == 40
     assert statuses["sent"] == delivered  # every accepted message recorded, the rest put back
     assert all(i.attempts == 0 for i in items if i.status == "pending")
+
+
+class CountingRcpt(CapturingHandler):
+    """Also counts RCPT TO: what of the next mail the relay saw before its DATA."""
+
+    rcpts: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        self.rcpts += 1
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_next_mail_s_data_waits_for_the_previous_mail_s_record(make_app, tmp_path, db_url):
+    """The record of mail k is written while mail k+1's MAIL FROM and RCPT TO are on the wire (the speed);
+    mail k+1's DATA waits for it (the guarantee: never two accepted mails unrecorded, one copy per crash)."""
+    relay = Relay(handler=CountingRcpt()).start()
+    locker = create_engine(db_url, isolation_level="AUTOCOMMIT").connect()
+    try:
+        app = _app(make_app, tmp_path, relay.port, db=db_url)
+        _queue(app, 3)
+        relay.handler.faults.append("slow:1.0")  # time to lock the first row once it is claimed
+        reports: list[FlushReport] = []
+        flushing = threading.Thread(target=lambda: reports.append(app.outbox.flush(app.transport())))
+        flushing.start()
+        assert _wait(lambda: locker.execute(text("SELECT count(*) FROM outbox WHERE status = 'sending'")).scalar() == 3)
+        locker.execute(text("BEGIN"))
+        locker.execute(text("SELECT id FROM outbox ORDER BY id LIMIT 1 FOR UPDATE"))  # the first record must wait
+        # (a prepared statement's execution leaves the previous query's text in pg_stat_activity)
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                   " AND datname = current_database() AND pid <> pg_backend_pid()")
+        assert _wait(lambda: locker.execute(text(waiting)).scalar() == 1, timeout=10)
+        assert _wait(lambda: relay.handler.rcpts == 2)  # the second mail's envelope went out meanwhile ...
+        time.sleep(0.5)
+        assert len(relay.deliveries) == 1  # ... but not its DATA: the relay could not accept it yet
+        locker.execute(text("COMMIT"))
+        flushing.join(30)
+        assert reports[0].sent == 3 and len(relay.deliveries) == 3
+        assert [i.status for i in _items(app)] == ["sent"] * 3
+    finally:
+        locker.close()
+        relay.stop()
+
+
+def _wait(condition, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
