@@ -141,7 +141,7 @@ class SmtpTransport:
         4xx (including 421 "closing") -> TransientFailure; 5xx -> PermanentFailure with the
         server's answer; a dropped connection or a timeout -> TransientFailure, and the next
         message reconnects (RelayUnavailable if that fails).  *before_data* raising: the
-        transaction is reset (the relay never got the message) and its error goes up as it is.
+        connection is closed (the relay discards the unfinished mail) and its error goes up as it is.
         """
         if self._smtp is None:
             self.open()
@@ -164,7 +164,7 @@ class SmtpTransport:
             self._drop()
             raise TransientFailure(f"connection lost: {exc or type(exc).__name__}") from None
         except BaseException:
-            self._reset()  # before_data failed between RCPT and DATA: end this mail's transaction
+            self._drop()  # before_data failed (or we were interrupted) mid-transaction: the relay discards it
             raise
         finally:
             if self._smtp is not None:

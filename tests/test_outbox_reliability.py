@@ -25,6 +25,7 @@ from mailkit import CapturingHandler, Relay, free_port
 from sqlalchemy import create_engine, select, text
 
 from config import Config, DatabaseSettings, NotifierSettings, SmtpOutSettings
+from core.errors import TryLater
 from notifier.mime import OutgoingMail
 from notifier.outbox import FlushReport, Outbox, enqueue
 from notifier.transports import SmtpTransport
@@ -322,6 +323,46 @@ def test_the_next_mail_s_data_waits_for_the_previous_mail_s_record(make_app, tmp
         locker.close()
         relay.stop()
 
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_record_that_fails_stops_the_flush_before_the_next_mail_is_accepted(make_app, tmp_path, db_url, clock):
+    """The database goes away while mail 1's record waits: mail 2 never gets its DATA, the flush says
+    "try later", and the next flush resends mail 1 once (one extra copy for one failure) and the rest."""
+    relay = Relay(handler=CountingRcpt()).start()
+    locker = create_engine(db_url, isolation_level="AUTOCOMMIT").connect()
+    try:
+        app = _app(make_app, tmp_path, relay.port, db=db_url)
+        _queue(app, 3)
+        relay.handler.faults.append("slow:1.0")
+        errors: list[BaseException] = []
+
+        def flush() -> None:
+            try:
+                app.outbox.flush(app.transport())
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        flushing = threading.Thread(target=flush)
+        flushing.start()
+        assert _wait(lambda: locker.execute(text("SELECT count(*) FROM outbox WHERE status = 'sending'")).scalar() == 3)
+        locker.execute(text("BEGIN"))
+        locker.execute(text("SELECT id FROM outbox ORDER BY id LIMIT 1 FOR UPDATE"))
+        waiter = ("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                  " AND datname = current_database() AND pid <> pg_backend_pid()")
+        assert _wait(lambda: locker.execute(text(waiter)).first() is not None, timeout=10)
+        assert _wait(lambda: relay.handler.rcpts == 2)
+        locker.execute(text(f"SELECT pg_terminate_backend(pid) FROM ({waiter}) AS w"))  # the recording connection dies
+        flushing.join(30)
+        locker.execute(text("COMMIT"))
+        assert len(errors) == 1 and isinstance(errors[0], TryLater), errors  # exit 75 for `outbox flush`
+        assert len(relay.deliveries) == 1  # mail 2 was never accepted: its record could not follow mail 1's
+        clock.advance(minutes=10)  # the failed flush's claims expire
+        assert app.outbox.flush(app.transport()).sent == 3
+        assert sorted(_copies(relay).values()) == [1, 1, 2]
+    finally:
+        locker.close()
+        relay.stop()
 
 def _wait(condition, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
