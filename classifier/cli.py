@@ -28,6 +28,7 @@ from classifier.evaluation import (
     override_stats,
     replay,
 )
+from classifier.learned import EXPORT_TERMS, MAX_TERMS
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
 from classifier.suggest import count_corrections, format_suggestions, suggest
@@ -46,7 +47,7 @@ def register(subparsers: Any, common: Any) -> None:
 
     rules = subparsers.add_parser("rules", parents=parents, help="check, evaluate and replay classifier rules",
                                   description="Prove a rule file before it goes live.")
-    sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,suggest,replay}")
+    sub = rules.add_subparsers(dest="rules_command", metavar="{check,eval,suggest,replay,train}")
     sub.required = True
     check = sub.add_parser("check", parents=parents, help="validate a rule file (default: the rules in force)")
     check.add_argument("file", nargs="?", help="candidate rule file (combined with [rules] mode)")
@@ -67,6 +68,17 @@ def register(subparsers: Any, common: Any) -> None:
     rp.add_argument("--since", metavar="DATE", help="only tickets created on or after DATE (2026-11-23)")
     rp.add_argument("--rules", metavar="FILE", help="candidate rule file (default: the rules in force)")
     rp.set_defaults(handler=cmd_replay)
+    tr = sub.add_parser("train", parents=parents, help="learn term weights from labelled folders and team corrections",
+                        description="Fit the learned weights (classifier/learned.py) on labelled folders (.eml files "
+                                    "with labels.csv) and the team's #severity/#assign corrections; needs the "
+                                    "optional extra [train] (scikit-learn). Point [rules] learned at the result.")
+    tr.add_argument("dirs", nargs="*", metavar="DIR", help="folder of .eml files with labels.csv")
+    tr.add_argument("--out", metavar="FILE", default="learned_weights.json",
+                    help="weights file to write (default: learned_weights.json)")
+    tr.add_argument("--no-corrections", action="store_true", help="do not read the team's corrections")
+    tr.add_argument("--terms", type=int, default=EXPORT_TERMS, metavar="N",
+                    help=f"terms kept per head (default {EXPORT_TERMS})")
+    tr.set_defaults(handler=cmd_train)
 
 
 def _fail(message: str) -> int:
@@ -193,4 +205,28 @@ def cmd_replay(app: Any, args: argparse.Namespace) -> int:
     with app.store.session() as session:
         rows, problems = replay(session, classifier, since, app.config.intake.max_attachment_bytes)
     print(format_replay(rows, problems), file=app.out)
+    return 0
+
+
+def cmd_train(app: Any, args: argparse.Namespace) -> int:
+    from classifier.training import examples_from_corrections, examples_from_folder, fit_and_write
+
+    if not 1 <= args.terms <= MAX_TERMS:
+        return _fail(f"--terms {args.terms}: give a number from 1 to {MAX_TERMS}")
+    severity: list[tuple[dict[str, str], str]] = []
+    role: list[tuple[dict[str, str], str]] = []
+    try:
+        for folder in args.dirs:
+            more_severity, more_role = examples_from_folder(Path(folder), app.clock.now(),
+                                                            app.config.intake.max_attachment_bytes)
+            severity += more_severity
+            role += more_role
+        if not args.no_corrections:
+            with app.store.session() as session:
+                more_severity, more_role = examples_from_corrections(session)
+            severity += more_severity
+            role += more_role
+        print(fit_and_write(severity, role, Path(args.out), args.terms), file=app.out)
+    except (EvalError, RuleFileError) as exc:
+        return _fail(str(exc))
     return 0

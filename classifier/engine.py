@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from classifier.conditions import MatchContext, Outcome, Trigger, sender_keys
 from classifier.facts import MailFacts
+from classifier.learned import LearnedModel, combine, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
 from classifier.regexes import RegexScanner
 from classifier.rules import DEFAULT_RULES, Rule, RuleFileError, RuleSet, read_rule_files
@@ -78,7 +79,9 @@ class Classifier:
         business_start: time = time(9, 0),
         business_end: time = time(17, 0),
         business_days: Iterable[int] = range(5),
+        learned: LearnedModel | None = None,
     ) -> None:
+        self.learned = learned
         try:
             self.tz = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(str(timezone))
         except (ZoneInfoNotFoundError, ValueError):
@@ -116,23 +119,27 @@ class Classifier:
         business_start: time = time(9, 0),
         business_end: time = time(17, 0),
         business_days: Iterable[int] = range(5),
+        learned: LearnedModel | None = None,
     ) -> Classifier:
         """Rules from *paths* in order (later files extend earlier ones); RuleFileError if unusable."""
         return cls(read_rule_files(paths), timezone=timezone, business_start=business_start,
-                   business_end=business_end, business_days=business_days)
+                   business_end=business_end, business_days=business_days, learned=learned)
 
     @classmethod
     def from_config(cls, config: Config, rules_file: str | Path | None = None) -> Classifier:
-        """Built-in rules, extended or replaced by ``[rules] file`` (or *rules_file*, a candidate)."""
+        """Built-in rules, extended or replaced by ``[rules] file`` (or *rules_file*, a candidate),
+        with the learned weights of ``[rules] learned`` (classifier/learned.py)."""
         return cls.from_files(rule_paths(config, rules_file), timezone=config.hypercare.timezone,
                               business_start=config.hypercare.business_start,
                               business_end=config.hypercare.business_end,
-                              business_days=config.hypercare.business_days)
+                              business_days=config.hypercare.business_days,
+                              learned=load_configured(config.rules.learned, config.path))
 
     # --- classification --------------------------------------------------------------------
 
     def classify(self, facts: MailFacts) -> Verdict:
-        ctx = self.context(facts)
+        fields = self.fields(facts)
+        ctx = self.context(facts, fields)
         candidates = set(self._always)
         index = self._by_trigger
         for pid in ctx.phrase_hits:
@@ -148,18 +155,24 @@ class Classifier:
             outcome = rule.condition.check(ctx)
             if outcome is not None and outcome.score >= rule.min_score:
                 fired.append(_Fired(rule, outcome))
-        return decide(fired, self.ruleset.matrix)
+        verdict = decide(fired, self.ruleset.matrix)
+        if self.learned is None:
+            return verdict
+        return combine(verdict, self.learned.opinion(tokens for _, _, tokens in fields), self.learned)
 
-    def context(self, facts: MailFacts) -> MatchContext:
-        """Run the compiled matchers over the mail once; conditions read only this."""
-        body = unquoted(facts.body)
+    @staticmethod
+    def fields(facts: MailFacts) -> list[tuple[str, str, list[str]]]:
+        """(field, text, words) of what the classifier reads: the subject unless a reply's, the unquoted body."""
         subject = "" if _REPLY_SUBJECT.match(facts.subject) else facts.subject
+        return [(field, text, tokenize(text)) for field, text in (("subject", subject), ("body", unquoted(facts.body)))
+                if text]
+
+    def context(self, facts: MailFacts, fields: list[tuple[str, str, list[str]]] | None = None) -> MatchContext:
+        """Run the compiled matchers over the mail once; conditions read only this."""
         phrase_hits: dict[int, list[PhraseHit]] = {}
         regex_hits: dict[int, list[tuple[str, str, bool]]] = {}
-        for field, text in (("subject", subject), ("body", body)):
-            if not text:
-                continue
-            for hit in self._matcher.find(tokenize(text), field, self._negation):
+        for field, text, tokens in self.fields(facts) if fields is None else fields:
+            for hit in self._matcher.find(tokens, field, self._negation):
                 phrase_hits.setdefault(hit.phrase, []).append(hit)
             if self._regexes is not None:
                 self._regexes.scan(text, field, regex_hits)

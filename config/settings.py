@@ -135,6 +135,7 @@ class StakeholderSettings:
 class RulesSettings:
     file: str = ""  # empty: the built-in classifier/default_rules.toml
     mode: str = "extend"  # extend | replace
+    learned: str = ""  # learned weights: empty = built-in classifier/learned_weights.json, "off", or a JSON file
 
 
 @dataclass(frozen=True)

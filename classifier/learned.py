@@ -1,0 +1,334 @@
+"""A small learned opinion next to the rules: linear weights over the classifier's own terms.
+
+Why: keyword rules plateau on mail written by people who never read them (classifier/README.md,
+"Fresh tuning batches": 48-60 % severity and 23-31 % P1 recall before tuning on each batch).  A
+logistic regression over the same normalised words, stemmed in EN/DE/FR, measured leave-one-batch-out
+(``bench/classifier_learned.py``), generalises clearly better.  It stays explainable: the verdict
+lists the terms that weighed most ("learned: 'keine rechnung' +1.30"), and the weights are a plain
+JSON file a person can read and a site can replace (``[rules] learned``).
+
+How it is combined with the rules (``combine``), as measured:
+- the rules decide when they are sure (no doubt in the triage);
+- when the rules are unsure (no rule recognised what is hit or the owner, one weak word, conflicting
+  hits), the learned severity and role decide; the verdict stays marked uncertain;
+- a learned P1 probability of at least ``p1_threshold`` raises any verdict to P1 (a missed P1 costs
+  most), with a doubt so the owner confirms.
+
+Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mail.  Training
+(``train``, ``hypercare rules train``) imports scikit-learn, the optional extra ``[train]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from classifier.rules import RuleFileError
+from classifier.verdict import RuleHit, Triage, Verdict
+from classifier.word_forms import SHARED
+from config import ROLES, SEVERITIES
+
+FORMAT = "hypercare-learned/1"
+BUILTIN_WEIGHTS = Path(__file__).with_name("learned_weights.json")
+MAX_FILE_BYTES = 1_000_000  # a few thousand terms are ~150 KB; a megabyte file is a mistake
+MAX_TERMS = 5_000  # per head
+MAX_WEIGHT = 100.0  # |weight| beyond this is not a trained logistic regression
+MAX_TERM_CHARS = 200
+EXPORT_TERMS = 3_000  # terms kept per head when exporting: the largest |weight| first
+DEFAULT_P1_THRESHOLD = 0.5
+EVIDENCE_TERMS = 4
+LEARNED_RULE = "learned"
+_STEMS_LIMIT = 100_000
+
+
+class LearnedFileError(RuleFileError):
+    """The learned weights file cannot be used; one line naming the file and the fix (exit 2)."""
+
+
+_stems: dict[str, str] = {}
+
+
+def stem(word: str) -> str:
+    """One term per word: the shortest of its EN/DE/FR Snowball stems ("gelöscht", "löschen" -> "losch").
+
+    Numbers are one term ("0"): which number is written says nothing about the kind of mail.
+    """
+    found = _stems.get(word)
+    if found is None:
+        if word.isdigit():
+            found = "0"
+        else:
+            found = min((k.split(":", 1)[1] for k in SHARED.keys(word)), key=lambda s: (len(s), s))
+        if len(_stems) >= _STEMS_LIMIT:
+            _stems.clear()
+        _stems[word] = found
+    return found
+
+
+def mail_terms(token_lists: Iterable[Sequence[str]]) -> dict[str, str]:
+    """Term -> the mail's words it came from: stems and in-clause stem pairs (clause breaks are "")."""
+    found: dict[str, str] = {}
+    for tokens in token_lists:
+        previous, previous_word = "", ""
+        for token in tokens:
+            if not token:
+                previous = ""
+                continue
+            term = stem(token)
+            if term not in found:
+                found[term] = token
+            if previous:
+                pair = f"{previous} {term}"
+                if pair not in found:
+                    found[pair] = f"{previous_word} {token}"
+            previous, previous_word = term, token
+    return found
+
+
+@dataclass(frozen=True)
+class Head:
+    """One multinomial logistic regression: classes, intercepts, and per term one weight per class."""
+
+    classes: tuple[str, ...]
+    intercept: tuple[float, ...]
+    weights: dict[str, tuple[float, ...]]
+
+    def predict(self, terms: dict[str, str]) -> tuple[str, float, list[float], list[tuple[str, tuple[float, ...]]]]:
+        """(best class, its probability, all probabilities, the terms found with their weights)."""
+        logits = list(self.intercept)
+        used: list[tuple[str, tuple[float, ...]]] = []
+        weights = self.weights
+        for term in terms:
+            w = weights.get(term)
+            if w is not None:
+                used.append((term, w))
+                for i, x in enumerate(w):
+                    logits[i] += x
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        total = sum(exps)
+        probabilities = [x / total for x in exps]
+        best = max(range(len(self.classes)), key=lambda i: (probabilities[i], -i))
+        return self.classes[best], probabilities[best], probabilities, used
+
+    def to_json(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "intercept": list(self.intercept),
+                "weights": {t: list(self.weights[t]) for t in sorted(self.weights)}}
+
+
+@dataclass(frozen=True)
+class Opinion:
+    severity: str
+    severity_p: float
+    p1: float
+    role: str
+    role_p: float
+    severity_evidence: tuple[str, ...]
+    role_evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    severity: Head
+    role: Head
+    p1_threshold: float
+    source: str
+
+    def opinion(self, token_lists: Iterable[Sequence[str]]) -> Opinion:
+        terms = mail_terms(token_lists)
+        severity, severity_p, probabilities, severity_used = self.severity.predict(terms)
+        role, role_p, _, role_used = self.role.predict(terms)
+        p1 = probabilities[self.severity.classes.index("P1")]
+        return Opinion(severity, severity_p, p1, role, role_p,
+                       _evidence(terms, severity_used, self.severity.classes.index(severity)),
+                       _evidence(terms, role_used, self.role.classes.index(role)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "p1_threshold": self.p1_threshold,
+                "severity": self.severity.to_json(), "role": self.role.to_json()}
+
+    @classmethod
+    def load(cls, path: Path) -> LearnedModel:
+        """Read and validate a weights file; LearnedFileError names what is wrong."""
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise LearnedFileError(f"{path}: {size} bytes; a learned weights file is at most {MAX_FILE_BYTES} "
+                                       "(export fewer terms with 'hypercare rules train')")
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise LearnedFileError(f"{path}: learned weights file not found; fix [rules] learned "
+                                   "or write it with 'hypercare rules train'") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the configured path
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise LearnedFileError(f"{path!s:.200}: cannot read learned weights ({reason}); "
+                                   "fix [rules] learned") from None
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise LearnedFileError(f"{path}: not valid JSON ({reason}); "
+                                   "write it with 'hypercare rules train'") from None
+        return cls.from_json(data, str(path))
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> LearnedModel:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LearnedFileError(f"{source}: not a learned weights file (\"format\" must be {FORMAT!r})")
+        threshold = data.get("p1_threshold", DEFAULT_P1_THRESHOLD)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            raise LearnedFileError(f"{source}: p1_threshold must be a number in (0, 1], got {threshold!r}")
+        return cls(_head(data.get("severity"), SEVERITIES, "severity", source),
+                   _head(data.get("role"), ROLES, "role", source), float(threshold), source)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a weight")
+
+
+def _head(data: Any, allowed: Sequence[str], what: str, source: str) -> Head:
+    def fail(message: str) -> LearnedFileError:
+        return LearnedFileError(f"{source}: {what}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail("missing; expected {\"classes\": [...], \"intercept\": [...], \"weights\": {...}}")
+    classes = data.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes) \
+            or any(c not in allowed for c in classes):
+        raise fail(f"classes must be two or more of {', '.join(allowed)}")
+    if what == "severity" and "P1" not in classes:
+        raise fail("classes must include P1")
+    width = len(classes)
+    intercept = _numbers(data.get("intercept"), width, fail, "intercept")
+    weights = data.get("weights")
+    if not isinstance(weights, dict):
+        raise fail("weights must be an object of term -> list of numbers")
+    if len(weights) > MAX_TERMS:
+        raise fail(f"{len(weights)} terms; at most {MAX_TERMS}")
+    checked: dict[str, tuple[float, ...]] = {}
+    for term, row in weights.items():
+        if not term or len(term) > MAX_TERM_CHARS or not term.isprintable():
+            raise fail(f"term {term[:40]!r} is not a term (empty, control characters or over {MAX_TERM_CHARS} chars)")
+        checked[term] = _numbers(row, width, fail, f"term {term!r}")
+    return Head(tuple(classes), intercept, checked)
+
+
+def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != width:
+        raise fail(f"{what}: expected a list of {width} numbers")
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > MAX_WEIGHT:
+            raise fail(f"{what}: {x!r} is not a finite weight of at most {MAX_WEIGHT:g}")
+    return tuple(float(x) for x in value)
+
+
+def _evidence(terms: dict[str, str], used: list[tuple[str, tuple[float, ...]]], column: int) -> tuple[str, ...]:
+    """The mail's words whose weights pushed most towards the chosen class, strongest first."""
+    ranked = sorted(((w[column], term) for term, w in used if w[column] > 0), key=lambda x: (-x[0], x[1]))
+    return tuple(f"learned: '{terms[term]}' {weight:+.2f}" for weight, term in ranked[:EVIDENCE_TERMS])
+
+
+def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel) -> Verdict:
+    """The rules' verdict with the learned opinion folded in, as measured (module docstring)."""
+    unsure = verdict.triage.uncertain
+    raise_p1 = opinion.p1 >= model.p1_threshold and verdict.severity != "P1"
+    if not unsure and not raise_p1:
+        return verdict
+    severity, role = verdict.severity, verdict.role
+    notes = list(verdict.notes)
+    doubts = list(verdict.triage.doubts)
+    decided_severity = decided_role = False
+    if unsure:
+        if opinion.severity != severity:
+            notes.append(f"severity {severity} -> {opinion.severity} by the learned weights "
+                         f"(p={opinion.severity_p:.2f}; the rules were unsure)")
+            severity, decided_severity = opinion.severity, True
+        if opinion.role != role:
+            notes.append(f"role {role} -> {opinion.role} by the learned weights (p={opinion.role_p:.2f})")
+            role, decided_role = opinion.role, True
+    if opinion.p1 >= model.p1_threshold and severity != "P1":
+        notes.append(f"raised {severity} -> P1 by the learned weights (P1 p={opinion.p1:.2f})")
+        if not unsure:
+            doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")
+        severity, decided_severity = "P1", True
+    if not (decided_severity or decided_role):
+        return verdict
+    evidence = (opinion.severity_evidence if decided_severity else ()) + \
+        (opinion.role_evidence if decided_role else ())
+    hit = RuleHit(LEARNED_RULE, f"Learned weights ({Path(model.source).name}): terms of labelled mail and team "
+                  "corrections", tuple(dict.fromkeys(evidence)), severity if decided_severity else None,
+                  role if decided_role else None)
+    triage = Triage(verdict.triage.scope, verdict.triage.hit, verdict.triage.matrix_severity, tuple(doubts))
+    return replace(verdict, severity=severity, role=role, rules=(hit, *verdict.rules), notes=tuple(notes),
+                   triage=triage)
+
+
+def load_configured(setting: str, resolve: Any) -> LearnedModel | None:
+    """``[rules] learned``: "" = the built-in weights, "off" = none, else a path (*resolve* makes it absolute)."""
+    if setting == "off":
+        return None
+    return LearnedModel.load(BUILTIN_WEIGHTS if not setting else Path(resolve(setting)))
+
+
+# --- training (scikit-learn, optional extra [train]) -------------------------------------------------
+
+
+class TrainingUnavailable(RuleFileError):
+    """scikit-learn is not installed: one line saying how to get it (exit 2)."""
+
+
+def train(severity_examples: Sequence[tuple[dict[str, str], str]], role_examples: Sequence[tuple[dict[str, str], str]],
+          *, c: float = 4.0, terms: int = EXPORT_TERMS, p1_threshold: float = DEFAULT_P1_THRESHOLD,
+          source: str = "trained") -> LearnedModel:
+    """Fit the two heads on (terms, label) examples and keep the *terms* strongest per head."""
+    return LearnedModel(_fit(severity_examples, SEVERITIES, c, terms, "severity"),
+                        _fit(role_examples, ROLES, c, terms, "role"), p1_threshold, source)
+
+
+def _fit(examples: Sequence[tuple[dict[str, str], str]], order: Sequence[str], c: float, keep: int,
+         what: str) -> Head:
+    try:
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        raise TrainingUnavailable("training needs scikit-learn: pip install 'hypercare-desk[train]'") from None
+    labels = [label for _, label in examples]
+    present = [x for x in order if x in labels]
+    if len(present) < 2 or (what == "severity" and "P1" not in present):
+        need = "P1 and one other severity" if what == "severity" else "two roles"
+        raise RuleFileError(f"training: the {what} examples need at least {need}; add labelled mail")
+    vectorizer = DictVectorizer(sort=True)
+    matrix = vectorizer.fit_transform([dict.fromkeys(sorted(t), 1) for t, _ in examples])
+    model = LogisticRegression(C=c, max_iter=5000)
+    model.fit(matrix, labels)
+    columns = [list(model.classes_).index(x) for x in present]
+    coef = model.coef_ if len(model.classes_) > 2 else _binary_as_two(model.coef_)
+    intercept = model.intercept_ if len(model.classes_) > 2 else [-model.intercept_[0] / 2, model.intercept_[0] / 2]
+    names = vectorizer.get_feature_names_out()
+    strength = sorted(range(len(names)), key=lambda j: (-max(abs(coef[i][j]) for i in columns), names[j]))
+    weights = {str(names[j]): tuple(round(float(coef[i][j]), 4) for i in columns) for j in strength[:keep]}
+    return Head(tuple(present), tuple(round(float(intercept[i]), 4) for i in columns), weights)
+
+
+def _binary_as_two(coef: Any) -> list[list[float]]:
+    """scikit-learn keeps one row for two classes (logit of the second); split it symmetrically."""
+    return [[-x / 2 for x in coef[0]], [x / 2 for x in coef[0]]]
+
+
+def write(model: LearnedModel, path: Path) -> None:
+    """Deterministic JSON, one term per line (readable, diffable): the same data give the same bytes."""
+    data = model.to_json()
+    lines = ["{", f'"format": {json.dumps(FORMAT)},', f'"p1_threshold": {json.dumps(model.p1_threshold)},']
+    for name in ("severity", "role"):
+        head = data[name]
+        lines.append(f'"{name}": {{"classes": {json.dumps(head["classes"])}, '
+                     f'"intercept": {json.dumps(head["intercept"])}, "weights": {{')
+        rows = [f"{json.dumps(term, ensure_ascii=False)}: {json.dumps(w)}" for term, w in head["weights"].items()]
+        lines.append(",\n".join(rows))
+        lines.append("}}" + ("," if name == "severity" else ""))
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,80 @@
+"""``hypercare rules train``: learned weights from labelled folders and the team's corrections.
+
+Why corrections count: every ``#severity``/``#assign`` a team member sends is a label for a real
+mail, kept with the subject and text the classifier read (``tickets.corrections``).  Training on
+them lets the desk learn the site's own words without anyone writing a rule; the result is a
+weights file a person can read and point ``[rules] learned`` at (or not).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from classifier.engine import Classifier
+from classifier.evaluation import EvalError, read_labels
+from classifier.facts import MailFacts
+from classifier.learned import EXPORT_TERMS, LearnedFileError, mail_terms, train, write
+from classifier.mailfile import UnreadableMail, facts_from_bytes
+from config import ROLES, SEVERITIES
+
+Example = tuple[dict[str, str], str]
+
+
+def terms_of(facts: MailFacts) -> dict[str, str]:
+    """The terms the runtime scores for this mail (the same fields and words)."""
+    return mail_terms(tokens for _, _, tokens in Classifier.fields(facts))
+
+
+def examples_from_folder(folder: Path, now: datetime, max_attachment_bytes: int) -> tuple[list[Example], list[Example]]:
+    """(severity examples, role examples) of a labelled folder; EvalError names what to fix."""
+    severity: list[Example] = []
+    role: list[Example] = []
+    for name, label_severity, label_role in read_labels(folder):
+        try:
+            facts = facts_from_bytes((folder / name).read_bytes(), now, max_attachment_bytes)
+        except UnreadableMail as exc:
+            raise EvalError(f"{folder / name}: unreadable mail ({exc}); fix or remove it from labels.csv") from None
+        terms = terms_of(facts)
+        severity.append((terms, label_severity))
+        role.append((terms, label_role))
+    return severity, role
+
+
+def examples_from_corrections(session: Session) -> tuple[list[Example], list[Example]]:
+    """The team's last word per ticket and kind: #severity gives a severity example, #assign a role one."""
+    from tickets.models import Correction
+
+    latest: dict[tuple[int, str], Correction] = {}
+    for row in session.scalars(select(Correction).order_by(Correction.id)):
+        latest[(row.ticket_id, row.kind)] = row
+    severity: list[Example] = []
+    role: list[Example] = []
+    for (_, kind), row in sorted(latest.items()):
+        evidence = row.evidence if isinstance(row.evidence, dict) else {}
+        subject, text = evidence.get("subject"), evidence.get("text")
+        facts = MailFacts(subject=subject if isinstance(subject, str) else "",
+                          body=text if isinstance(text, str) else "", sender="")
+        if kind == "severity" and row.new in SEVERITIES:
+            severity.append((terms_of(facts), row.new))
+        elif kind == "role" and row.new in ROLES:
+            role.append((terms_of(facts), row.new))
+    return severity, role
+
+
+def fit_and_write(severity: list[Example], role: list[Example], out: Path, terms: int = EXPORT_TERMS) -> str:
+    """Fit, write *out* deterministically, and return the one-line summary."""
+    if not severity or not role:
+        raise LearnedFileError("training: no labelled mail; give labelled folders (DIR with labels.csv) "
+                               "or let the team correct verdicts with #severity/#assign")
+    model = train(severity, role, terms=terms, source=str(out))
+    try:
+        write(model, out)
+    except OSError as exc:
+        raise LearnedFileError(f"{out}: cannot write the weights ({exc.strerror or exc}); "
+                               "choose another --out") from None
+    return (f"wrote {out}: severity from {len(severity)} mails ({len(model.severity.weights)} terms), "
+            f"role from {len(role)} mails ({len(model.role.weights)} terms); set [rules] learned = \"{out}\"")

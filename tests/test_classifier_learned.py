@@ -1,0 +1,212 @@
+"""The learned weights next to the rules (classifier/learned.py): decisions, evidence, files, training."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from desk_kit import desk_config, report, team_reply, ticket
+
+from classifier import Classifier, MailFacts
+from classifier.cli import cmd_check, cmd_classify, cmd_train
+from classifier.learned import BUILTIN_WEIGHTS, FORMAT, MAX_FILE_BYTES, LearnedFileError, LearnedModel, stem
+from config import Config, RulesSettings
+
+# A P1 word no rule knows ("zahnrad", a made-up failure word) and an owner word for it.
+WEIGHTS = {
+    "format": FORMAT,
+    "p1_threshold": 0.5,
+    "severity": {"classes": ["P1", "P2", "P3", "P4"], "intercept": [0.0, 0.0, 1.0, 0.0],
+                 "weights": {stem("zahnrad"): [4.0, 0.0, -1.0, -1.0], "danke": [-1.0, -1.0, -1.0, 3.0]}},
+    "role": {"classes": ["crm_admin", "business_analyst", "technical_consultant", "project_manager"],
+             "intercept": [0.5, 0.0, 0.0, 0.0],
+             "weights": {f"{stem('zahnrad')} {stem('klemmt')}": [0.0, 0.0, 3.0, 0.0]}},
+}
+UNKNOWN_P1 = MailFacts("Frage", "Das Zahnrad klemmt seit heute morgen", "anna@customer.example")
+
+
+def weights_file(tmp_path: Path, data: object = WEIGHTS, name: str = "weights.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def with_learned(tmp_path: Path, setting: str) -> Classifier:
+    return Classifier.from_config(Config(base_dir=tmp_path, rules=RulesSettings(learned=setting)))
+
+
+def test_a_mail_no_rule_knows_gets_the_learned_severity_and_owner_with_the_terms_as_evidence(tmp_path: Path) -> None:
+    weights_file(tmp_path)
+    rules_only = with_learned(tmp_path, "off").classify(UNKNOWN_P1)
+    assert rules_only.severity == "P3" and rules_only.uncertain  # the fallback: no rule recognised it
+
+    verdict = with_learned(tmp_path, "weights.json").classify(UNKNOWN_P1)
+    assert (verdict.severity, verdict.role) == ("P1", "technical_consultant")
+    learned = verdict.rules[0]
+    assert learned.name == "learned" and learned.severity == "P1" and learned.role == "technical_consultant"
+    assert learned.evidence == ("learned: 'zahnrad' +4.00", "learned: 'zahnrad klemmt' +3.00")
+    assert verdict.uncertain  # the rules did not know: the owner still confirms
+    assert any("by the learned weights" in note for note in verdict.notes)
+
+
+def test_classify_prints_the_learned_terms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from tickets.clock import FrozenClock
+
+    weights_file(tmp_path)
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(b"From: anna@customer.example\r\nTo: support@x.example\r\nSubject: Frage\r\n\r\n"
+                     b"Das Zahnrad klemmt seit heute morgen\r\n")
+    config = Config(base_dir=tmp_path, rules=RulesSettings(learned="weights.json"))
+    app = SimpleNamespace(config=config, clock=FrozenClock(datetime(2026, 11, 23, 9, tzinfo=UTC)), out=io.StringIO(),
+                          classifier=Classifier.from_config(config))
+    assert cmd_classify(app, argparse.Namespace(files=[str(mail)], json=False)) == 0
+    out = app.out.getvalue()
+    assert ": P1 technical_consultant" in out
+    assert "learned (P1, technical_consultant): learned: 'zahnrad' +4.00; learned: 'zahnrad klemmt' +3.00" in out
+
+
+def test_a_sure_rule_verdict_stands_and_a_learned_p1_raises_with_a_doubt(tmp_path: Path) -> None:
+    weights_file(tmp_path)
+    classifier = with_learned(tmp_path, "weights.json")
+    down = classifier.classify(MailFacts("CRM is down", "Nobody can log in since 8am, the whole company is waiting.",
+                                         "a@customer.example"))
+    assert down.severity == "P1" and all(h.name != "learned" for h in down.rules)
+    typo = MailFacts("Typo on the account page", "The label says 'Acount'. Also the Zahnrad klemmt.", "a@x.example")
+    assert with_learned(tmp_path, "off").classify(typo).severity != "P1"
+    raised = classifier.classify(typo)
+    assert raised.severity == "P1" and raised.rules[0].name == "learned"
+    assert any(d.startswith("the learned weights say P1") for d in raised.triage.doubts)
+
+
+def test_show_and_the_team_notice_print_the_learned_evidence(make_app, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    weights_file(tmp_path)
+    config = dataclasses.replace(desk_config(tmp_path, db_url=db_url), rules=RulesSettings(learned="weights.json"))
+    app = make_app(config)
+    key = report(app, ("Frage", "Das Zahnrad klemmt seit heute morgen"))
+    row = ticket(app, key)
+    assert row.severity == "P1" and row.classification[0]["name"] == "learned"
+    assert row.classification[0]["evidence"][0] == "learned: 'zahnrad' +4.00"
+    from tickets.cli import cmd_show
+
+    assert cmd_show(app, argparse.Namespace(key=key, json=False)) == 0
+    assert "learned: 'zahnrad' +4.00" in app.out.getvalue()
+
+
+def test_the_built_in_weights_load_deterministically_within_limits() -> None:
+    first, second = LearnedModel.load(BUILTIN_WEIGHTS), LearnedModel.load(BUILTIN_WEIGHTS)
+    assert first == second and first.to_json() == second.to_json()
+    assert BUILTIN_WEIGHTS.stat().st_size < MAX_FILE_BYTES
+    assert 100 < len(first.severity.weights) <= 5000 and 100 < len(first.role.weights) <= 5000
+    assert first.severity.classes == ("P1", "P2", "P3", "P4")
+    default = Classifier.from_config(Config())
+    assert default.learned == first
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "learned weights file not found"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00garbage", "not valid JSON"),
+    (b'{"format": "x"}', "not a learned weights file"),
+    (json.dumps({**WEIGHTS, "severity": {**WEIGHTS["severity"], "intercept": [0, 0, 0]}}).encode(), "intercept"),
+    (json.dumps(WEIGHTS).replace("4.0", "NaN").encode(), "NaN is not a weight"),
+    (json.dumps(WEIGHTS).replace("4.0", "1e308").encode(), "not a finite weight"),
+    (json.dumps(WEIGHTS).replace("4.0", "Infinity").encode(), "Infinity is not a weight"),
+    (json.dumps(WEIGHTS).replace("4.0", "true").encode(), "not a finite weight"),
+    (json.dumps({**WEIGHTS, "p1_threshold": 7}).encode(), "p1_threshold"),
+    (json.dumps({**WEIGHTS, "role": {**WEIGHTS["role"], "classes": ["crm_admin", "ceo", "x", "y"]}}).encode(),
+     "classes must be"),
+    (json.dumps({**WEIGHTS, "severity": {**WEIGHTS["severity"], "weights": {"a\x00b": [0, 0, 0, 0]}}}).encode(),
+     "is not a term"),
+    (json.dumps({**WEIGHTS, "severity": {**WEIGHTS["severity"],
+                                         "weights": {f"t{n}": [0, 0, 0, 0] for n in range(5001)}}}).encode(),
+     "5001 terms"),
+    (b" " * (MAX_FILE_BYTES + 1), "a learned weights file is at most"),
+])
+def test_hostile_weight_files_are_one_line_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / "weights.json").write_bytes(content)
+    with pytest.raises(LearnedFileError) as caught:
+        with_learned(tmp_path, "weights.json")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_nul_in_the_configured_path_and_rules_check_exit_2(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(LearnedFileError, match="cannot read learned weights"):
+        with_learned(tmp_path, "weights\x00.json")
+    from types import SimpleNamespace
+
+    (tmp_path / "weights.json").write_text('{"format": "hypercare-learned/1", "severity": 1}', encoding="utf-8")
+    app = SimpleNamespace(config=Config(base_dir=tmp_path, rules=RulesSettings(learned="weights.json")))
+    assert cmd_check(app, argparse.Namespace(file=None)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights.json: severity: missing" in err
+
+
+def test_the_config_key_must_be_a_string(tmp_path: Path) -> None:
+    from config import ConfigError, load_config
+
+    path = tmp_path / "hypercare.toml"
+    path.write_text("[rules]\nlearned = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="learned"):
+        load_config(path)
+
+
+def _tiny_folder(folder: Path) -> None:
+    folder.mkdir()
+    mails = [("p1-a", "P1", "technical_consultant", "Alles steht, das Zahnrad klemmt"),
+             ("p1-b", "P1", "technical_consultant", "Zahnrad klemmt wieder, niemand kann arbeiten"),
+             ("p3-a", "P3", "crm_admin", "Bitte ein neues Feld im Kontakt anlegen"),
+             ("p3-b", "P3", "crm_admin", "Kannst du ein Feld im Formular verschieben"),
+             ("p4-a", "P4", "business_analyst", "Danke, eine Idee: Kanban Ansicht"),
+             ("p4-b", "P4", "business_analyst", "Idee: eine Kanban Ansicht waere schoen, danke")]
+    rows = ["file,severity,role"]
+    for name, severity, role, body in mails:
+        (folder / f"{name}.eml").write_bytes(f"From: a@customer.example\r\nSubject: Anliegen\r\n\r\n{body}\r\n"
+                                             .encode())
+        rows.append(f"{name}.eml,{severity},{role}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_train_round_trips_a_tiny_folder_and_the_teams_corrections(make_app, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    key = report(app, ("Lagerbestand", "Der Lagerbestand im Shop ist seit heute tot"))
+    team_reply(app, key, "#severity P2\n#assign project_manager")
+    folder = tmp_path / "labelled"
+    _tiny_folder(folder)
+    out = tmp_path / "site-weights.json"
+    args = argparse.Namespace(dirs=[str(folder)], out=str(out), no_corrections=False, terms=3000)
+    assert cmd_train(app, args) == 0
+    assert "severity from 7 mails" in app.out.getvalue() and "role from 7 mails" in app.out.getvalue()
+    first = out.read_bytes()
+    model = LearnedModel.load(out)
+    assert stem("lagerbestand") in model.severity.weights  # learnt from the team's correction
+    assert model.severity.classes == ("P1", "P2", "P3", "P4") and "project_manager" in model.role.classes
+    assert cmd_train(app, args) == 0 and out.read_bytes() == first  # deterministic
+    site = Classifier.from_config(Config(base_dir=tmp_path, rules=RulesSettings(learned=str(out))))
+    verdict = site.classify(MailFacts("Anliegen", "Zahnrad klemmt", "b@customer.example"))
+    assert verdict.severity == "P1" and verdict.rules[0].name == "learned"
+
+
+def test_train_errors_are_one_line_exit_2(make_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    app = make_app(desk_config(tmp_path))
+    folder = tmp_path / "labelled"
+    _tiny_folder(folder)
+    base = dict(out=str(tmp_path / "w.json"), no_corrections=True, terms=3000)
+    assert cmd_train(app, argparse.Namespace(dirs=[str(tmp_path / "missing")], **base)) == 2
+    assert cmd_train(app, argparse.Namespace(dirs=[], **base)) == 2
+    assert cmd_train(app, argparse.Namespace(dirs=[str(folder)], **{**base, "terms": 0})) == 2
+    for module in ("sklearn", "sklearn.feature_extraction", "sklearn.linear_model"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if the [train] extra were not installed
+    assert cmd_train(app, argparse.Namespace(dirs=[str(folder)], **base)) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and "pip install 'hypercare-desk[train]'" in lines[-1]
