@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
+from classifier.learned import BUILTIN_WEIGHTS, LearnedModel  # noqa: E402
 from classifier.mailfile import facts_from_bytes  # noqa: E402
 from classifier.rules import DEFAULT_RULES  # noqa: E402
 
@@ -138,6 +139,21 @@ def main() -> None:
     if len(rates) > 1:
         small, large = min(rates), max(rates)
         print(f"cost of {large} rules / cost of {small} rules: {rates[small] / rates[large]:.2f}x")
+    compare_learned(mails, long_mails, args.seconds)
+
+
+def compare_learned(mails: list[MailFacts], long_mails: list[MailFacts], seconds: float) -> None:
+    """The built-in rules alone and with the built-in learned weights (classifier/learned.py), same run."""
+    alone = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin")
+    start = time.perf_counter()
+    learned = LearnedModel.load(BUILTIN_WEIGHTS)
+    load_ms = (time.perf_counter() - start) * 1000
+    both = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin", learned=learned)
+    rate_alone, rate_both = measure(alone, mails, seconds), measure(both, mails, seconds)
+    long_alone, long_both = measure(alone, long_mails, seconds / 2), measure(both, long_mails, seconds / 2)
+    print(f"built-in rules alone: {rate_alone:.0f} msgs/s (long {long_alone:.0f}); with learned weights "
+          f"({len(learned.severity.weights)}+{len(learned.role.weights)} terms, loaded in {load_ms:.0f} ms): "
+          f"{rate_both:.0f} msgs/s (long {long_both:.0f}); cost ratio {rate_alone / rate_both:.2f}x")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,11 @@ def stem(word: str) -> str:
     return found
 
 
-def mail_terms(token_lists: Iterable[Sequence[str]]) -> dict[str, str]:
-    """Term -> the mail's words it came from: stems and in-clause stem pairs (clause breaks are "")."""
+def mail_terms(token_lists: Iterable[Sequence[str]], vocabulary: Container[str] | None = None) -> dict[str, str]:
+    """Term -> the mail's words it came from: stems and in-clause stem pairs (clause breaks are "").
+
+    With *vocabulary*, only terms in it are kept: scoring then never builds terms no weight knows.
+    """
     found: dict[str, str] = {}
     for tokens in token_lists:
         previous, previous_word = "", ""
@@ -79,11 +82,11 @@ def mail_terms(token_lists: Iterable[Sequence[str]]) -> dict[str, str]:
                 previous = ""
                 continue
             term = stem(token)
-            if term not in found:
+            if term not in found and (vocabulary is None or term in vocabulary):
                 found[term] = token
             if previous:
                 pair = f"{previous} {term}"
-                if pair not in found:
+                if pair not in found and (vocabulary is None or pair in vocabulary):
                     found[pair] = f"{previous_word} {token}"
             previous, previous_word = term, token
     return found
@@ -97,17 +100,11 @@ class Head:
     intercept: tuple[float, ...]
     weights: dict[str, tuple[float, ...]]
 
-    def predict(self, terms: dict[str, str]) -> tuple[str, float, list[float], list[tuple[str, tuple[float, ...]]]]:
+    def predict(self, terms: Iterable[str]) -> tuple[str, float, list[float], list[tuple[str, tuple[float, ...]]]]:
         """(best class, its probability, all probabilities, the terms found with their weights)."""
-        logits = list(self.intercept)
-        used: list[tuple[str, tuple[float, ...]]] = []
         weights = self.weights
-        for term in terms:
-            w = weights.get(term)
-            if w is not None:
-                used.append((term, w))
-                for i, x in enumerate(w):
-                    logits[i] += x
+        used = [(term, w) for term in terms if (w := weights.get(term)) is not None]
+        logits = [sum(column) for column in zip(self.intercept, *(w for _, w in used), strict=True)]
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
         total = sum(exps)
@@ -122,13 +119,26 @@ class Head:
 
 @dataclass(frozen=True)
 class Opinion:
+    """What the weights say about one mail; the evidence is worded only when the opinion is used."""
+
     severity: str
     severity_p: float
     p1: float
     role: str
     role_p: float
-    severity_evidence: tuple[str, ...]
-    role_evidence: tuple[str, ...]
+    terms: dict[str, str]
+    severity_used: list[tuple[str, tuple[float, ...]]]
+    severity_column: int
+    role_used: list[tuple[str, tuple[float, ...]]]
+    role_column: int
+
+    @property
+    def severity_evidence(self) -> tuple[str, ...]:
+        return _evidence(self.terms, self.severity_used, self.severity_column)
+
+    @property
+    def role_evidence(self) -> tuple[str, ...]:
+        return _evidence(self.terms, self.role_used, self.role_column)
 
 
 @dataclass(frozen=True)
@@ -137,15 +147,18 @@ class LearnedModel:
     role: Head
     p1_threshold: float
     source: str
+    vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", frozenset(self.severity.weights) | frozenset(self.role.weights))
 
     def opinion(self, token_lists: Iterable[Sequence[str]]) -> Opinion:
-        terms = mail_terms(token_lists)
+        terms = mail_terms(token_lists, self.vocabulary)
         severity, severity_p, probabilities, severity_used = self.severity.predict(terms)
         role, role_p, _, role_used = self.role.predict(terms)
         p1 = probabilities[self.severity.classes.index("P1")]
-        return Opinion(severity, severity_p, p1, role, role_p,
-                       _evidence(terms, severity_used, self.severity.classes.index(severity)),
-                       _evidence(terms, role_used, self.role.classes.index(role)))
+        return Opinion(severity, severity_p, p1, role, role_p, terms, severity_used,
+                       self.severity.classes.index(severity), role_used, self.role.classes.index(role))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "p1_threshold": self.p1_threshold,
