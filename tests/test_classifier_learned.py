@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from desk_kit import desk_config, report, team_reply, ticket
+from desk_kit import desk_config, outbox, report, team_reply, ticket
 
 from classifier import Classifier, MailFacts
 from classifier.cli import cmd_check, cmd_classify, cmd_train
@@ -98,6 +98,11 @@ def test_show_and_the_team_notice_print_the_learned_evidence(make_app, tmp_path:
 
     assert cmd_show(app, argparse.Namespace(key=key, json=False)) == 0
     assert "learned: 'zahnrad' +4.00" in app.out.getvalue()
+    from email import message_from_bytes, policy
+
+    page = message_from_bytes(outbox(app, "escalation")[0].mime, policy=policy.default)
+    text = str(page.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert "learned: Learned weights (weights.json)" in text and "learned: 'zahnrad' +4.00" in text
 
 
 def test_the_built_in_weights_load_deterministically_within_limits() -> None:
