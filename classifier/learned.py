@@ -10,7 +10,8 @@ JSON file a person can read and a site can replace (``[rules] learned``).
 How it is combined with the rules (``combine``), as measured:
 - the rules decide when they are sure (no doubt in the triage);
 - when the rules are unsure (no rule recognised what is hit or the owner, one weak word, conflicting
-  hits), the learned severity and role decide; the verdict stays marked uncertain;
+  hits), the learned severity and role decide, except that a P1 is never lowered; the verdict stays
+  marked uncertain;
 - a learned P1 probability of at least ``p1_threshold`` raises any verdict to P1 (a missed P1 costs
   most), with a doubt so the owner confirms.
 
@@ -256,7 +257,8 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel) -> Verdict:
     doubts = list(verdict.triage.doubts)
     decided_severity = decided_role = False
     if unsure:
-        if opinion.severity != severity:
+        # A P1 is never lowered: a missed P1 costs most, and a weak "CRM Ausfall" is still an outage.
+        if opinion.severity != severity and severity != "P1":
             notes.append(f"severity {severity} -> {opinion.severity} by the learned weights "
                          f"(p={opinion.severity_p:.2f}; the rules were unsure)")
             severity, decided_severity = opinion.severity, True
