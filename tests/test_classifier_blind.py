@@ -1,13 +1,14 @@
-"""The built-in rules on the blind set of issue 15: the figure that estimates accuracy on unseen mail.
+"""The built-in classifier on the blind sets of issue 15: the figures that estimate accuracy on unseen mail.
 
-tests/data/blind/ (165 mails, labels.csv) was written and labelled by a helper who had read only the
-severity matrix and the owner-role definitions: not the rules, their docs or the tuning sets. The
-rules of issue 15 were tuned on NEW mails written into tests/data/labelled/; the blind set was run
-once, after the rules were final (see classifier/README.md, "Blind set of issue 15").
+tests/data/blind/ (165 mails) and tests/data/blind2/ (164 mails, written later by another helper) were
+written and labelled by helpers who had read only the severity matrix and the owner-role definitions:
+not the rules, their docs, the learned weights or the tuning sets. Rules and weights were tuned only on
+mails written afresh into tests/data/labelled/; the lead scores the blind sets with bench/blind_score.py
+(aggregates only) after a tuning round is final (classifier/README.md, "Blind sets").
 
-NEVER tune rules against this set, never read its mails to fix a rule, and never relabel it: a
-failure found here becomes a new mail written afresh in the tuning set. The thresholds are the one
-measurement (2026-11-29: 52.1 % severity, 55.8 % role, P1 recall 22/41) rounded down to 5 %, a
+NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
+them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
+measurement (2026-11-29, second round, rules + learned weights as shipped) rounded down to 5 %: a
 regression floor, not a target. On failure this prints the summary only, never the per-mail lines.
 """
 
@@ -17,15 +18,17 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from classifier import Classifier
 from classifier.evaluation import EvalReport, evaluate, read_labels
 from config import Config, HypercareSettings
 
-BLIND = Path(__file__).parent / "data" / "blind"
+DATA = Path(__file__).parent / "data"
 
-MIN_SEVERITY_PERCENT = 50
-MIN_ROLE_PERCENT = 55
-MIN_P1_RECALL_PERCENT = 50
+# set -> (mails, severity %, role %, P1 recall %); measured: blind 64.2 / 64.2 / 39 of 41,
+# blind2 77.4 / 71.3 / 40 of 41
+FLOORS = {"blind": (165, 60, 60, 90), "blind2": (164, 75, 70, 95)}
 
 
 def summary(report: EvalReport) -> str:
@@ -35,20 +38,24 @@ def summary(report: EvalReport) -> str:
             f"{cells}")
 
 
-def test_blind_set_is_intact() -> None:
-    rows = read_labels(BLIND)
-    assert len(rows) == 165
-    assert len({name for name, _, _ in rows}) == 165
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_blind_set_is_intact(name: str) -> None:
+    mails = FLOORS[name][0]
+    rows = read_labels(DATA / name)
+    assert len(rows) == mails
+    assert len({file for file, _, _ in rows}) == mails
     assert {r[1] for r in rows} == {"P1", "P2", "P3", "P4"}
 
 
-def test_default_rules_hold_their_blind_accuracy() -> None:
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_default_classifier_holds_its_blind_accuracy(name: str) -> None:
+    mails, min_severity, min_role, min_p1_recall = FLOORS[name]
     config = Config(hypercare=HypercareSettings(timezone="Europe/Berlin"))
     now = datetime(2026, 11, 30, 9, tzinfo=ZoneInfo("Europe/Berlin"))
-    report = evaluate(Classifier.from_config(config), BLIND, now)
-    assert report.total == 165
-    assert 100 * report.severity_correct >= MIN_SEVERITY_PERCENT * report.total, summary(report)
-    assert 100 * report.role_correct >= MIN_ROLE_PERCENT * report.total, summary(report)
+    report = evaluate(Classifier.from_config(config), DATA / name, now)
+    assert report.total == mails
+    assert 100 * report.severity_correct >= min_severity * report.total, summary(report)
+    assert 100 * report.role_correct >= min_role * report.total, summary(report)
     p1 = sum(n for (label, _), n in report.severity_confusion.items() if label == "P1")
     found = report.severity_confusion[("P1", "P1")]
-    assert 100 * found >= MIN_P1_RECALL_PERCENT * p1, summary(report)
+    assert 100 * found >= min_p1_recall * p1, summary(report)
