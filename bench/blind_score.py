@@ -20,10 +20,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifier import Classifier
-from classifier.evaluation import evaluate
+from classifier.evaluation import SEVERITIES, confusion_table, evaluate
 from config import Config, HypercareSettings
-
-SEVERITIES = ("P1", "P2", "P3", "P4")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,20 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, rules=dataclasses.replace(config.rules, learned=args.learned))
     now = datetime(2026, 11, 30, 9, tzinfo=ZoneInfo("Europe/Berlin"))
     report = evaluate(Classifier.from_config(config), args.folder, now)
-    n = report.total
-    confusion = report.severity_confusion
-    print(f"mails {n}: severity {report.severity_correct}/{n} = {100 * report.severity_correct / n:.1f} %, "
-          f"role {report.role_correct}/{n} = {100 * report.role_correct / n:.1f} %")
-    print("severity (rows = label)  " + "  ".join(SEVERITIES))
-    for label in SEVERITIES:
-        print(f"{label:24} " + "  ".join(f"{confusion.get((label, got), 0):2}" for got in SEVERITIES))
-    found = confusion.get(("P1", "P1"), 0)
-    labelled = sum(count for (label, _), count in confusion.items() if label == "P1")
-    paged = sum(count for (_, got), count in confusion.items() if got == "P1")
-    print(f"P1 recall {found}/{labelled}, precision {found}/{paged}")
-    print(f"fallback-severity {len(report.unmatched)}/{n} = {100 * len(report.unmatched) / n:.1f} %")
-    raised = sum(confusion.get(("P4", got), 0) for got in ("P1", "P2"))
-    print(f"P4 mails above P3: {raised}")
+    # The aggregate lines of ``format_report`` (accuracy, the target figures, the severity confusion),
+    # never its per-mail lines.
+    print(f"mails {report.total}: severity {report.severity_accuracy:.1%} "
+          f"({report.severity_correct}/{report.total}), role {report.role_accuracy:.1%} "
+          f"({report.role_correct}/{report.total})")
+    print("\n".join(report.target_lines()))
+    print("\n".join(confusion_table(report.severity_confusion, SEVERITIES)))
     return 0
 
 
