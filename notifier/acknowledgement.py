@@ -79,23 +79,19 @@ class Acknowledger:
             yield _OUTBOX, item
             yield _MESSAGES, outbound
 
-    def public_title(self, incident: Incident | None) -> str:
-        """The incident's neutral title (``tickets.public_text``), not its stored one: that is the first
-        reporter's subject ("Maria's CRM is down"), and every later reporter reads this mail."""
+    def public_facts(self, incident: Incident | None) -> tuple[str, PublicUpdate | None]:
+        """The incident's neutral title and its latest ``#update`` as one redacted line: what the status
+        page shows (``tickets.public_text``), not the stored title, which is the first reporter's subject
+        ("Maria's CRM is down"); every later reporter reads this mail. The names (every reporter's and
+        the team's) are gathered once for both."""
         if incident is None:
-            return ""
-        return incident_title(incident, self._names(incident), role_label(incident.role))
-
-    def public_update(self, incident: Incident | None) -> PublicUpdate | None:
-        """The latest ``#update``, as one line with the reporters' and the team's names and any address
-        or phone number redacted: the same text the status page shows."""
+            return "", None
+        names = incident_names(incident, {(m.name, m.email) for m in self.config.team})
+        title = incident_title(incident, names, role_label(incident.role))
         update = latest_update(incident)
-        if incident is None or update is None:
-            return None
-        return PublicUpdate(at=update.at, text=public_line(update.text, self._names(incident)))
-
-    def _names(self, incident: Incident) -> set[str]:
-        return incident_names(incident, {(m.name, m.email) for m in self.config.team})
+        if update is None:
+            return title, None
+        return title, PublicUpdate(at=update.at, text=public_line(update.text, names))
 
     @staticmethod
     def key(request_message_id: str) -> str:
@@ -111,13 +107,14 @@ class Acknowledger:
         severity = _field(ticket, "severity")
         response_due = _field(ticket, "response_due")
         kind = "ack" if incident is None else "ack_known"
+        incident_title_text, update = self.public_facts(incident)
         rendered = self.renderer.render(
             kind,
             lang=language or detect_language(_field(request, "subject"), _field(request, "body")),
             incident=incident,
-            incident_title=self.public_title(incident),
+            incident_title=incident_title_text,
             reports=len(incident.tickets) if incident is not None else 0,
-            update=self.public_update(incident),
+            update=update,
             ticket=ticket,
             request=request,
             severity=severity_label(severity),
