@@ -16,7 +16,7 @@ from dovecot import PASSWORD, PASSWORD_ENV, Dovecot, dovecot_binary
 from mailkit import make_mail
 from sqlalchemy import func, select
 
-from config import Config, DatabaseSettings, SmtpInSettings
+from config import Config, DashboardSettings, DatabaseSettings, SmtpInSettings
 from intake.receive.imap_connect import ImapUnreachable
 from intake.receive.imap_poller import ImapPoller
 from intake.receive.imap_watch import ImapWatcher
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_app(make_app, tmp_path, dovecot, **overrides):  # type: ignore[no-untyped-def]
     cfg = Config(base_dir=tmp_path, database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'hc.db'}"),
-                 imap=dovecot.settings(**overrides), smtp_in=SmtpInSettings(enabled=False))
+                 imap=dovecot.settings(**overrides), smtp_in=SmtpInSettings(enabled=False),
+                 dashboard=DashboardSettings(port=0))  # any free port: a running `make run` holds 8025
     app = make_app(config=cfg)
     app.environ = dovecot.environ
     return app
