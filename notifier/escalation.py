@@ -224,11 +224,24 @@ class Escalator:
                 else:
                     # No [[team]] (embedded defaults, demo): the level is recorded as reached, nobody is mailed.
                     log.warning("%s %s: nobody in [[team]] to notify", ticket.key, headline.short)
-        except IntegrityError:
-            # Another instance (or an earlier sweep) recorded this level first.
-            log.info("%s escalation level=%s cycle=%s already recorded", ticket.key, level, cycle)
+        except IntegrityError as exc:
+            if self._recorded(session, ticket, cycle=cycle, level=level):
+                # Another instance (or an earlier sweep) recorded this level first.
+                log.info("%s escalation level=%s cycle=%s already recorded", ticket.key, level, cycle)
+            else:
+                # Any other uniqueness error left nothing recorded and nobody told: say so loudly.  The
+                # sweep tries the fraction levels again; a new-P1 page is not repeated, its ladder's
+                # first level (50 %) is the next page.
+                log.error("%s escalation level=%s cycle=%s NOT queued: %s", ticket.key, level, cycle,
+                          str(exc.orig).splitlines()[0] if exc.orig is not None else exc)
             return None
         return Escalated(ticket.key, level, cycle, tuple(to), tuple(skipped))
+
+    @staticmethod
+    def _recorded(session: Session, ticket: Ticket, *, cycle: int, level: str) -> bool:
+        """Whether *level* of *cycle* is in ``escalations`` (an uniqueness error means "done" only then)."""
+        return session.scalar(select(Escalation.id).where(
+            Escalation.ticket_id == ticket.id, Escalation.cycle == cycle, Escalation.level == level)) is not None
 
     def _headline(self, ticket: Ticket, level: str, now: datetime) -> Headline:
         target = self.sla.target_label(ticket.severity)

@@ -63,6 +63,37 @@ def test_new_p1_pages_role_on_call_and_managers_at_once_in_the_same_transaction(
     assert "<strong>outage</strong>" in html and "Thread so far" in html
 
 
+_REFUSE_P1_PAGES = {
+    "sqlite": ["CREATE TRIGGER refuse_page BEFORE INSERT ON outbox WHEN NEW.idempotency_key LIKE 'escalation:%' "
+               "BEGIN SELECT RAISE(ABORT, 'injected refusal'); END"],
+    # psycopg reads % as a placeholder: %% is one percent sign.
+    "postgresql": ["CREATE FUNCTION refuse_page() RETURNS trigger AS $$ BEGIN IF NEW.idempotency_key LIKE "
+                   "'escalation:%%' THEN RAISE unique_violation USING MESSAGE = 'injected refusal'; END IF; "
+                   "RETURN NEW; END $$ LANGUAGE plpgsql",
+                   "CREATE TRIGGER refuse_page BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse_page()"],
+}
+
+
+def test_a_uniqueness_error_that_is_not_the_level_is_logged_as_not_queued(make_app, clock, tmp_path, db_url,
+                                                                        caplog):
+    """Only a recorded level is "already recorded"; any other uniqueness error (here a trigger standing in for
+    a conflicting row) left no page queued, and the log says so instead of calling it done."""
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    with app.store.engine.begin() as conn:
+        for statement in _REFUSE_P1_PAGES[app.store.engine.dialect.name]:
+            conn.exec_driver_sql(statement)
+    caplog.set_level("INFO", logger="hypercare.escalation")
+    key = report(app, P1_MAIL)
+    assert outbox(app, "escalation") == [] and _escalation_rows(app) == []
+    assert f"{key} escalation level=p1-new cycle=0 NOT queued: injected refusal" in caplog.text
+    assert "already recorded" not in caplog.text
+    with app.store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_page" + (" ON outbox" if "postgresql" in db_url else ""))
+    clock.advance(minutes=30)
+    [first] = app.escalator.sweep().escalated  # the ladder's first level is the next page
+    assert first.key == key and first.level == "0.5"
+
+
 def test_escalation_mail_shows_overdue_thread_and_escapes_html(make_app, clock, tmp_path, db_url):
     app = make_app(desk_config(tmp_path, db_url=db_url))
     key = report(app, ("<b>Sync</b> to ERP failing", P2_MAIL[1]))
