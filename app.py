@@ -114,7 +114,8 @@ class App:
     @cached_property
     def renderer(self) -> Renderer:
         override = self.config.notifier.templates_dir
-        renderer = Renderer(self.config.path(override) if override else None)
+        renderer = Renderer(self.config.path(override) if override else None,
+                            cache_dir=self.config.path("var/cache/templates"))
         renderer.check(MAIL_TEMPLATES)
         return renderer
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import stat
 from datetime import UTC, date, datetime, time, timedelta
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
@@ -244,6 +246,28 @@ def test_template_override_is_used_and_a_typo_fails_at_start(make_app, tmp_path,
     (overrides / "weekly_summary.txt.j2").write_text("Subject: x\n{% for t in topics %}{{ t.nmae }}{% endfor %}\n")
     with pytest.raises(TemplateProblem, match="weekly_summary"):
         periodic_job(make_app(cfg))  # built when the daemon starts: before the first Monday
+
+
+def test_compiled_templates_are_cached_privately_and_an_edited_or_broken_entry_recompiles(make_app, tmp_path):
+    """A one-shot command (``ingest -`` per piped mail) reads compiled templates from var/cache/templates;
+    jinja keys each entry by the source's checksum, so an edit is never served stale, and a damaged
+    entry is compiled afresh instead of failing the start."""
+    overrides = tmp_path / "mytemplates"
+    overrides.mkdir()
+    template = overrides / "status_daily.txt.j2"
+    template.write_text("Subject: First\nOpen: {{ open.total }}\n")
+    cfg = _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", notifier=NotifierSettings(templates_dir="mytemplates"))
+    assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "First"
+    cache = tmp_path / "var" / "cache" / "templates"
+    entries = sorted(cache.iterdir())
+    assert len(entries) >= 20 and stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(e.stat().st_mode) for e in entries} == {0o600}
+    template.write_text("Subject: Second\nOpen: {{ open.total }}\n")
+    assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "Second"
+    for entry in cache.iterdir():  # garbage, a NUL-filled and a truncated entry
+        entry.write_bytes(random.Random(entry.name).choice([b"\xff\xfe garbage", b"\0" * 4096,
+                                                              entry.read_bytes()[:40]]))
+    assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "Second"
 
 
 def test_cli_digest_print_send_and_errors(tmp_path):
