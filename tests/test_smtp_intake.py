@@ -124,6 +124,55 @@ def test_parallel_sessions_share_transactions_and_each_gets_its_own_answer(recei
         assert len(s.scalars(select(Ticket)).all()) == 8
 
 
+def test_a_group_waits_for_the_open_sessions_mail_and_a_lone_session_is_stored_at_once(receiver, monkeypatch):
+    """Group commit timing: with three sessions open, the first mail waits for the other two (one commit for
+    three); with one session open its mail is stored at once, however long the group could wait."""
+    from intake.receive import group_commit
+
+    app, rx = receiver
+    monkeypatch.setattr(group_commit, "LINGER_MAX", 60.0)  # so long that only joining can end the wait
+    rx.handler.store._last_store = 1000.0
+    original = app.pipeline.ingest_batch
+    sizes: list[int] = []
+
+    def observed(mails, **kw):  # type: ignore[no-untyped-def]
+        mails = list(mails)
+        sizes.append(len(mails))
+        return original(mails, **kw)
+
+    monkeypatch.setattr(app.pipeline, "ingest_batch", observed)
+    sessions = [smtplib.SMTP("127.0.0.1", rx.port, timeout=30) for _ in range(3)]
+    answers: dict[int, tuple[int, bytes]] = {}
+
+    def send(i: int) -> None:
+        raw = make_mail(message_id=f"w{i}@customer.example", sender=f"w{i}@customer.example",
+                        subject=f"Report export broken #{i}", body="The export button does nothing.")
+        smtp = sessions[i]
+        smtp.ehlo()
+        smtp.mail(f"w{i}@customer.example")
+        smtp.rcpt("support@localhost")
+        answers[i] = smtp.data(raw)
+
+    try:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for smtp in sessions[1:]:
+            smtp.quit()
+    assert sizes == [3] and [answers[i][0] for i in range(3)] == [250, 250, 250]
+    deadline = time.monotonic() + 30
+    while rx.slots.sessions > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the closed sessions' connection_lost, not an SLA
+    raw = make_mail(message_id="alone@customer.example", sender="alone@customer.example",
+                    subject="Invoice layout shifted", body="The invoice layout shifted.")
+    with sessions[0]:
+        sessions[0].sendmail("alone@customer.example", ["support@localhost"], raw)  # within its 30 s timeout
+    assert sizes == [3, 1]
+
+
 @pytest.fixture
 def pooled_receiver(make_app):  # type: ignore[no-untyped-def]
     """The receiver as ``run`` builds it: a forked parse worker (before the controller's thread starts)."""

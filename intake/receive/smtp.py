@@ -33,11 +33,14 @@ class PortInUse(UserError):
 
 
 class SupportAddressHandler:
-    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, parse_pool: Executor | None = None) -> None:
+    def __init__(self, pipeline: IngestPipeline, support: SupportSettings, parse_pool: Executor | None = None,
+                 slots: TransferSlots | None = None) -> None:
         self.pipeline = pipeline
         self.support = support
-        # Concurrent sessions share transactions; with a parse pool, parsing runs in its worker.
-        self.store = GroupCommitter(pipeline, parse_pool=parse_pool)
+        # Concurrent sessions share transactions (a group waits a moment for the open sessions' mail);
+        # with a parse pool, parsing runs in its worker.
+        self.store = GroupCommitter(pipeline, parse_pool=parse_pool,
+                                    sessions=None if slots is None else lambda: slots.sessions)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -75,6 +78,7 @@ class TransferSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
+        self.sessions = 0  # open connections (the group commit waits a moment for their mail)
 
 
 DATA_BLOCK = 1 << 20  # bytes the reader may hold while DATA is read in blocks (commands keep aiosmtpd's 1001)
@@ -125,6 +129,19 @@ class _Bounded:
     and reads the message in blocks (``read_data``) instead of line by line."""
 
     slots: TransferSlots
+    _counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if not self._counted:  # once per connection (STARTTLS calls this again)
+            self._counted = True
+            self.slots.sessions += 1
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.slots.sessions -= 1
+        super().connection_lost(error)  # type: ignore[misc]
 
     async def smtp_DATA(self, arg: str) -> None:
         if self.slots.active >= self.slots.limit:
@@ -196,9 +213,9 @@ class SmtpReceiver:
     def __init__(self, pipeline: IngestPipeline, support: SupportSettings, settings: SmtpInSettings,
                  parse_pool: Executor | None = None) -> None:
         self.settings = settings
-        self.handler = SupportAddressHandler(pipeline, support, parse_pool)
-        self.max_message_bytes = pipeline.config.intake.max_message_bytes
         self.slots = TransferSlots(settings.max_transfers)
+        self.handler = SupportAddressHandler(pipeline, support, parse_pool, self.slots)
+        self.max_message_bytes = pipeline.config.intake.max_message_bytes
         self.controller: Controller | None = None
 
     def start(self) -> None:
