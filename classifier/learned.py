@@ -106,11 +106,7 @@ class Head:
         weights = self.weights
         used = [(term, w) for term in terms if (w := weights.get(term)) is not None]
         logits = [sum(column) for column in zip(self.intercept, *(w for _, w in used), strict=True)]
-        top = max(logits)
-        exps = [math.exp(x - top) for x in logits]
-        total = sum(exps)
-        probabilities = [x / total for x in exps]
-        best = max(range(len(self.classes)), key=lambda i: (probabilities[i], -i))
+        probabilities, best = _softmax(logits)
         return self.classes[best], probabilities[best], probabilities, used
 
     def to_json(self) -> dict[str, Any]:
@@ -118,28 +114,70 @@ class Head:
                 "weights": {t: list(self.weights[t]) for t in sorted(self.weights)}}
 
 
-@dataclass(frozen=True)
+# A term the weights know, as scoring keeps it: a stem, or the two stems of an in-clause pair.
+TermKey = str | tuple[str, str]
+
+
+@dataclass(slots=True)  # not frozen: built for every mail, and a frozen init costs a setattr per field
 class Opinion:
-    """What the weights say about one mail; the evidence is worded only when the opinion is used."""
+    """What the weights say about one mail; the evidence is worded only when the opinion is used.
+
+    *found*: every term of the mail the weights know (a stem, or a pair of stems) -> its weights,
+    the severity classes then the role classes (*split*: where the role weights start); *tokens*:
+    the mail's words, read again only to word the evidence.
+    """
 
     severity: str
     severity_p: float
     p1: float
     role: str
     role_p: float
-    terms: dict[str, str]
-    severity_used: list[tuple[str, tuple[float, ...]]]
+    found: dict[TermKey, tuple[float, ...]]
+    split: int
     severity_column: int
-    role_used: list[tuple[str, tuple[float, ...]]]
     role_column: int
+    tokens: tuple[Sequence[str], ...] = ()
+
+    @property
+    def terms(self) -> dict[str, str]:
+        """The known terms of the mail ("kein rechnung") -> the mail's words they came from first."""
+        found = self.found
+        words: dict[str, str] = {}
+        for tokens in self.tokens:
+            previous, previous_word = "", ""
+            for token in tokens:
+                if not token:
+                    previous = ""
+                    continue
+                term = stem(token)
+                if term in found and term not in words:
+                    words[term] = token
+                if previous and (previous, term) in found:
+                    words.setdefault(f"{previous} {term}", f"{previous_word} {token}")
+                previous, previous_word = term, token
+        return words
 
     @property
     def severity_evidence(self) -> tuple[str, ...]:
-        return _evidence(self.terms, self.severity_used, self.severity_column)
+        return self._evidence(self.severity_column)
 
     @property
     def role_evidence(self) -> tuple[str, ...]:
-        return _evidence(self.terms, self.role_used, self.role_column)
+        return self._evidence(self.split + self.role_column)
+
+    def _evidence(self, column: int) -> tuple[str, ...]:
+        """The mail's words whose weights pushed most towards the chosen class, strongest first."""
+        ranked = sorted((row[column], key if isinstance(key, str) else " ".join(key))
+                        for key, row in self.found.items() if row[column] > 0)
+        ranked.sort(key=lambda x: -x[0])  # stable: equal weights stay in term order
+        words = self.terms
+        return tuple(f"learned: '{words[term]}' {weight:+.2f}" for weight, term in ranked[:EVIDENCE_TERMS])
+
+
+# Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
+# it starts (second term -> weights; None: none).
+_Entry = tuple[str, "tuple[float, ...] | None", "dict[str, tuple[float, ...]] | None"]
+_BOUNDARY: _Entry = ("", None, None)  # a clause break: no weights, starts no pair
 
 
 @dataclass(frozen=True)
@@ -149,17 +187,77 @@ class LearnedModel:
     p1_threshold: float
     source: str
     vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
+    # Scoring tables (built once): both heads' weights of a term in one row, so a mail word costs one
+    # dict lookup, and a pair term is found from its first word without building the pair's string.
+    _rows: dict[str, tuple[float, ...]] = field(init=False, repr=False, compare=False)
+    _pairs: dict[str, dict[str, tuple[float, ...]]] = field(init=False, repr=False, compare=False)
+    _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
+    _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vocabulary", frozenset(self.severity.weights) | frozenset(self.role.weights))
+        none_s, none_r = (0.0,) * len(self.severity.classes), (0.0,) * len(self.role.classes)
+        rows: dict[str, tuple[float, ...]] = {}
+        pairs: dict[str, dict[str, tuple[float, ...]]] = {}
+        for term in sorted(self.vocabulary):
+            row = self.severity.weights.get(term, none_s) + self.role.weights.get(term, none_r)
+            first, space, second = term.partition(" ")
+            if not space:
+                rows[term] = row
+            elif " " not in second:  # a pair of two stems; anything else no mail can produce
+                pairs.setdefault(first, {})[second] = row
+        object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_pairs", pairs)
+        object.__setattr__(self, "_words", {"": _BOUNDARY})
+        object.__setattr__(self, "_intercept", self.severity.intercept + self.role.intercept)
+
+    def _entry(self, word: str) -> _Entry:
+        """The scoring entry of a mail word not seen before; remembered (bounded, like the stems)."""
+        words = self._words
+        term = stem(word)
+        entry = (term, self._rows.get(term), self._pairs.get(term))
+        if len(words) >= _STEMS_LIMIT:
+            words.clear()
+            words[""] = _BOUNDARY
+        words[word] = entry
+        return entry
 
     def opinion(self, token_lists: Iterable[Sequence[str]]) -> Opinion:
-        terms = mail_terms(token_lists, self.vocabulary)
-        severity, severity_p, probabilities, severity_used = self.severity.predict(terms)
-        role, role_p, _, role_used = self.role.predict(terms)
-        p1 = probabilities[self.severity.classes.index("P1")]
-        return Opinion(severity, severity_p, p1, role, role_p, terms, severity_used,
-                       self.severity.classes.index(severity), role_used, self.role.classes.index(role))
+        """The terms of ``mail_terms`` (stems and in-clause pairs, each counted once), scored.
+
+        The hot path of every classification: one dict lookup per word, a pair looked up only after
+        a word that starts one, no string built.  ``tests/test_classifier_learned.py`` holds it to
+        ``mail_terms`` + ``Head.predict``.
+        """
+        get, entry_of = self._words.get, self._entry
+        found: dict[TermKey, tuple[float, ...]] = {}
+        lists = tuple(token_lists)
+        for tokens in lists:
+            follow: dict[str, tuple[float, ...]] | None = None
+            previous = ""
+            for token in tokens:
+                term, row, starts = get(token) or entry_of(token)
+                if row is not None:
+                    found[term] = row  # a term counts once: present or not
+                if follow is not None:
+                    pair_row = follow.get(term)
+                    if pair_row is not None:
+                        found[(previous, term)] = pair_row
+                follow, previous = starts, term
+        severity, role = self.severity, self.role
+        logits = list(map(sum, zip(self._intercept, *found.values())))
+        split = len(severity.classes)
+        s_logits, r_logits = logits[:split], logits[split:]
+        s_best, r_best = s_logits.index(max(s_logits)), r_logits.index(max(r_logits))
+        s_total = sum(math.exp(x - s_logits[s_best]) for x in s_logits)
+        r_total = sum(math.exp(x - r_logits[r_best]) for x in r_logits)
+        p1 = math.exp(s_logits[self._p1_column] - s_logits[s_best]) / s_total
+        return Opinion(severity.classes[s_best], 1 / s_total, p1, role.classes[r_best], 1 / r_total,
+                       found, split, s_best, r_best, lists)
+
+    @property
+    def _p1_column(self) -> int:
+        return self.severity.classes.index("P1")
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "p1_threshold": self.p1_threshold,
@@ -240,10 +338,12 @@ def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
     return tuple(float(x) for x in value)
 
 
-def _evidence(terms: dict[str, str], used: list[tuple[str, tuple[float, ...]]], column: int) -> tuple[str, ...]:
-    """The mail's words whose weights pushed most towards the chosen class, strongest first."""
-    ranked = sorted(((w[column], term) for term, w in used if w[column] > 0), key=lambda x: (-x[0], x[1]))
-    return tuple(f"learned: '{terms[term]}' {weight:+.2f}" for weight, term in ranked[:EVIDENCE_TERMS])
+def _softmax(logits: list[float]) -> tuple[list[float], int]:
+    """Probabilities and the best column (ties: the first)."""
+    top = max(logits)
+    exps = [math.exp(x - top) for x in logits]
+    total = sum(exps)
+    return [x / total for x in exps], logits.index(top)
 
 
 def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel) -> Verdict:

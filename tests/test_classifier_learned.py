@@ -215,3 +215,38 @@ def test_train_errors_are_one_line_exit_2(make_app, tmp_path: Path, monkeypatch:
     assert cmd_train(app, argparse.Namespace(dirs=[str(folder)], **base)) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and "pip install 'hypercare-desk[train]'" in lines[-1]
+
+
+def test_the_fast_scorer_gives_what_mail_terms_and_the_heads_give_on_the_labelled_mails() -> None:
+    """``LearnedModel.opinion`` (one lookup per word, pairs without strings) is ``mail_terms`` + ``Head.predict``."""
+    from datetime import UTC, datetime
+
+    from classifier.learned import mail_terms
+    from classifier.mailfile import facts_from_bytes
+
+    model = LearnedModel.load(BUILTIN_WEIGHTS)
+    folder = Path(__file__).parent / "data" / "labelled"
+    for path in sorted(folder.glob("*.eml"))[::7]:
+        tokens = [t for _, _, t in Classifier.fields(facts_from_bytes(path.read_bytes(), datetime(2026, 11, 30, tzinfo=UTC)))]
+        terms = mail_terms(tokens, model.vocabulary)
+        severity, severity_p, probabilities, _ = model.severity.predict(terms)
+        role, role_p, _, _ = model.role.predict(terms)
+        opinion = model.opinion(tokens)
+        assert (opinion.severity, opinion.role) == (severity, role), path.name
+        assert opinion.severity_p == pytest.approx(severity_p) and opinion.role_p == pytest.approx(role_p)
+        assert opinion.p1 == pytest.approx(probabilities[0])
+        assert opinion.terms == terms, path.name
+
+
+def test_the_fast_scorer_counts_a_term_once_and_no_pair_across_a_clause_break() -> None:
+    zahnrad, klemmt = stem("zahnrad"), stem("klemmt")
+    data = {**WEIGHTS, "severity": {**WEIGHTS["severity"], "weights": {zahnrad: [1.0, 0.0, 0.0, 0.0]}},
+            "role": {**WEIGHTS["role"], "weights": {f"{zahnrad} {klemmt}": [0.0, 0.0, 2.0, 0.0]}}}
+    model = LearnedModel.from_json(data, "w.json")
+    once = model.opinion([["zahnrad", "zahnrad", "zahnrad"]])
+    assert list(once.found) == [zahnrad] and once.p1 == pytest.approx(model.opinion([["zahnrad"]]).p1)
+    broken = model.opinion([["das", "zahnrad", "", "klemmt"]])
+    assert (zahnrad, klemmt) not in broken.found and broken.role == "crm_admin"
+    joined = model.opinion([["das", "zahnrad", "klemmt"], ["zahnrad", "klemmt"]])
+    assert joined.role == "technical_consultant" and joined.role_evidence == ("learned: 'zahnrad klemmt' +2.00",)
+    assert model.opinion([]).severity == "P3" and model.opinion([[""] * 1000]).found == {}
