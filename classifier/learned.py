@@ -245,7 +245,7 @@ class LearnedModel:
                         found[(previous, term)] = pair_row
                 follow, previous = starts, term
         severity, role = self.severity, self.role
-        logits = list(map(sum, zip(self._intercept, *found.values())))
+        logits = list(map(sum, zip(self._intercept, *found.values(), strict=True)))
         split = len(severity.classes)
         s_logits, r_logits = logits[:split], logits[split:]
         s_best, r_best = s_logits.index(max(s_logits)), r_logits.index(max(r_logits))

@@ -227,7 +227,8 @@ def test_the_fast_scorer_gives_what_mail_terms_and_the_heads_give_on_the_labelle
     model = LearnedModel.load(BUILTIN_WEIGHTS)
     folder = Path(__file__).parent / "data" / "labelled"
     for path in sorted(folder.glob("*.eml"))[::7]:
-        tokens = [t for _, _, t in Classifier.fields(facts_from_bytes(path.read_bytes(), datetime(2026, 11, 30, tzinfo=UTC)))]
+        facts = facts_from_bytes(path.read_bytes(), datetime(2026, 11, 30, tzinfo=UTC))
+        tokens = [t for _, _, t in Classifier.fields(facts)]
         terms = mail_terms(tokens, model.vocabulary)
         severity, severity_p, probabilities, _ = model.severity.predict(terms)
         role, role_p, _, _ = model.role.predict(terms)
