@@ -165,6 +165,13 @@ def _queued(session: Session, key: str) -> OutboxItem | None:
     return None if item_id is None else session.get(OutboxItem, item_id)
 
 
+def _maildir_name(item: OutboxItem) -> str:
+    """The file name of *item* in a Maildir: the same on every attempt (a resend after a crash finds it),
+    unique per row and per database (the row id and its Message-ID)."""
+    digest = hashlib.sha256(item.message_id.encode(errors="replace")).hexdigest()[:16]
+    return f"{int(item.created_at.timestamp())}.hc{item.id}x{digest}"
+
+
 def _split_addresses(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
     """Plain addresses go out; anything that could inject a header or an SMTP command is left out."""
     good, bad = [], []
@@ -203,6 +210,7 @@ class Outbox:
         # Set (from a signal handler or another thread) to stop between two messages.
         self.stopping = threading.Event()
         self._marks: SentMarks | None = None  # during a batch: each accepted row recorded as sent, at once
+        self._resent: set[int] = set()  # rows of the last claim whose earlier claim ran out (a crashed worker's)
 
     def claim_due(self, limit: int) -> list[OutboxItem]:
         """Mark up to *limit* due rows as ``sending`` (ours for claim_seconds) and return them."""
@@ -223,6 +231,7 @@ class Outbox:
             items = list(session.scalars(due))
             if not items:
                 return []
+            self._resent = {item.id for item in items if item.status == "sending"}
             # One UPDATE for the batch, not the ORM's one per row (a round trip's worth of work each).
             claim = {"status": "sending", "claimed_until": now + timedelta(seconds=self.claim_seconds),
                      "claimed_by": self.worker}
@@ -270,6 +279,9 @@ class Outbox:
     def _work_through(self, transport: Transport, batch: list[OutboxItem], report: FlushReport) -> bool:
         """Send a claimed batch one message at a time, renewing the claim; False: stop the flush."""
         bouncing = self._bouncing(batch)
+        deliver = getattr(transport, "deliver", None)
+        if deliver is not None:
+            return self._deliver_batch(deliver, batch, bouncing, report)
         try:
             with SentMarks(self.store) as self._marks:
                 return self._send_batch(transport, list(batch), bouncing, report)
@@ -277,6 +289,64 @@ class Outbox:
             self._marks = None
             with self.store.engine.begin() as connection:
                 connection.execute(_FOLD_SENT)
+
+    def _deliver_batch(self, deliver: Callable[..., list[Exception | None]], batch: list[OutboxItem],
+                       bouncing: set[str], report: FlushReport) -> bool:
+        """A local transport (the Maildir) takes the whole claimed batch at once; False: stop the flush.
+
+        Why: one fsync per mail and one "sent" record per mail (each taking SQLite's write lock between
+        two intake commits) made the outbox of ``run`` cost ~11 % of the daemon at SMTP intake rates.
+        Here the transport writes the batch with one wait for the disk, and one statement records it.
+        A crash between the two cannot send twice: each row's file name is fixed (``_maildir_name``),
+        and the transport skips a name already delivered.
+        """
+        if self.stopping.is_set():
+            self._release(batch)
+            return False
+        now = self.clock.now()
+        todo: list[tuple[OutboxItem, list[str]]] = []
+        mails: list[tuple[str, bytes]] = []
+        for item in batch:
+            recipients = [r for r in item.recipients if r.lower() not in bouncing]
+            suppressed = [r for r in item.recipients if r.lower() in bouncing]
+            if not recipients:
+                self._finish(item, status="suppressed", suppressed=suppressed)
+                report.suppressed += 1
+                log.info("%s outbox item %s suppressed: all recipients bouncing", item.message_id, item.id)
+                continue
+            todo.append((item, suppressed))
+            data = item.mime if self.sign is None else self.sign(item.mime, recipients, now)
+            mails.append((_maildir_name(item), data))
+        if not todo:
+            return True
+        try:
+            outcomes = deliver(mails, maybe_delivered=any(item.id in self._resent for item, _s in todo))
+        except RelayUnavailable as exc:
+            report.errors.append(str(exc))
+            self._relay_down([item for item, _s in todo], str(exc), report)
+            return False
+        sent: list[int] = []
+        for (item, suppressed), outcome in zip(todo, outcomes, strict=True):
+            if outcome is not None:
+                kind = "permanent" if isinstance(outcome, PermanentFailure) else "transient"
+                self._record_failure(item, str(outcome), kind=kind, report=report)
+                continue
+            if suppressed:
+                self._finish(item, status="sent", suppressed=suppressed)
+            else:
+                sent.append(item.id)
+            report.sent += 1
+            log.info("%s sent kind=%s to=%s", item.message_id, item.kind,
+                     ",".join(r for r in item.recipients if r not in suppressed))
+        if sent or report.sent:
+            with self.store.session() as session:  # the batch's record and the relay's health: one commit
+                for start in range(0, len(sent), 500):
+                    session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent[start:start + 500])).values(
+                        status="sent", sent_at=now, attempts=_OUTBOX.c.attempts + 1, claimed_until=None,
+                        claimed_by=None))
+                state = self._relay_state(session)
+                state.last_success_at, state.failing_since = now, None
+        return True
 
     def _send_batch(self, transport: Transport, todo: list[OutboxItem], bouncing: set[str],
                     report: FlushReport) -> bool:

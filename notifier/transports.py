@@ -12,8 +12,10 @@ import logging
 import mailbox
 import os
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -57,10 +59,17 @@ class Transport(Protocol):
 
 
 class MaildirTransport:
-    """Writes each message into a Maildir (``new/``), as a local mail client would find it."""
+    """Writes each message into a Maildir (``new/``), as a local mail client would find it.
+
+    ``deliver`` writes a whole batch with one wait for the disk (the outbox uses it): each file is
+    written to ``tmp/`` under a name fixed by the outbox row, all are fsynced at once, renamed into
+    ``new/``, and the directory is fsynced once.  A name already in ``new/`` (or ``cur/``) was delivered
+    before a crash cut the batch's "sent" record short: it is not written again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072").replace(".", "_") or "localhost"
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)  # Maildir(create=True) makes only the last folder
@@ -73,13 +82,111 @@ class MaildirTransport:
         try:
             self._box.add(data)
         except OSError as exc:
-            # A full disk is the outbox's trouble, not the mail's: back off, count no attempt, never dead.
-            failure = RelayUnavailable if exc.errno in (errno.ENOSPC, errno.EDQUOT) else TransientFailure
-            raise failure(f"maildir {self.path}: {exc.strerror}") from None
+            raise _disk_failure(self.path, exc) from None
         return {}
+
+    def deliver(self, mails: Sequence[tuple[str, bytes]], *, maybe_delivered: bool = False) -> list[Exception | None]:
+        """Write *mails* (``(name, bytes)``; the name unique and the same on every attempt) durably into ``new/``.
+
+        Returns one entry per mail: None when it is in ``new/`` (now or from an attempt before a crash),
+        else its ``TransientFailure``.  A full disk raises ``RelayUnavailable`` for the whole batch (nothing
+        of it is in ``new/``).  *maybe_delivered*: some of the names may have been delivered already and
+        moved to ``cur/`` by a mail client since (``cur/`` is listed once for them).
+        """
+        tmp, new, cur = self.path / "tmp", self.path / "new", self.path / "cur"
+        names = [f"{_safe_name(name)}.{self._host}" for name, _data in mails]
+        there: set[str] = set()
+        if maybe_delivered:
+            try:
+                there = {entry.split(":", 1)[0] for entry in os.listdir(cur)}
+            except OSError:
+                pass
+        outcomes: list[Exception | None] = [None] * len(mails)
+        written: list[tuple[int, int]] = []  # (index, open file descriptor)
+        try:
+            for index, (name, (_key, data)) in enumerate(zip(names, mails, strict=True)):
+                if name in there or os.path.exists(new / name):
+                    continue  # delivered before a crash: the batch's record is what was missing
+                try:
+                    written.append((index, self._write_file(tmp / name, data)))
+                except OSError as exc:
+                    failure = _disk_failure(self.path, exc)
+                    if isinstance(failure, RelayUnavailable):
+                        raise failure from None  # nothing of this batch goes to new/ now
+                    outcomes[index] = failure
+            # One wait for the disk instead of one per mail: concurrent fsyncs share the journal's commits.
+            with ThreadPoolExecutor(max_workers=min(8, len(written) or 1)) as sync:
+                synced = list(sync.map(_fsync_quietly, [fd for _index, fd in written]))
+            for (index, fd), error in zip(written, synced, strict=True):
+                os.close(fd)
+                if error is None:
+                    try:
+                        os.rename(tmp / names[index], new / names[index])
+                        continue
+                    except OSError as exc:
+                        error = exc
+                outcomes[index] = _disk_failure(self.path, error)
+                _unlink_quietly(tmp / names[index])
+            written = []
+            _fsync_dir(new)
+        except BaseException:
+            for index, fd in written:
+                os.close(fd)
+                _unlink_quietly(tmp / names[index])
+            raise
+        full = [outcome for outcome in outcomes if isinstance(outcome, RelayUnavailable)]
+        if full:  # the rows go back; those renamed into new/ already are found there next time
+            raise full[0]
+        return outcomes
+
+    @staticmethod
+    def _write_file(path: Path, data: bytes) -> int:
+        """*data* into a new file at *path* (a leftover of a crashed attempt is overwritten); its open fd."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def close(self) -> None:
         self._box = None  # type: ignore[assignment]
+
+
+def _disk_failure(path: Path, exc: OSError) -> TransientFailure:
+    """A full disk is the outbox's trouble, not the mail's: back off, count no attempt, never dead."""
+    failure = RelayUnavailable if exc.errno in (errno.ENOSPC, errno.EDQUOT) else TransientFailure
+    return failure(f"maildir {path}: {exc.strerror or exc}")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200]
+
+
+def _fsync_quietly(fd: int) -> OSError | None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class _HookedData:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from intake.pipeline import IngestUnavailable, RawMail
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue
+from notifier.transports import MaildirTransport
 from tickets.attachments import AttachmentStore
 from tickets.models import Message, OutboxItem, QuarantineItem
 
@@ -76,10 +77,11 @@ def test_a_full_outbox_disk_backs_off_and_never_kills_the_mail(make_app, tmp_pat
         enqueue(s, OutgoingMail(kind="ack", to=["a@customer.example"], subject="s", text="t"), key="k",
                 support=app.config.support, now=clock.now())
 
-    def full(self, message):  # type: ignore[no-untyped-def]
+    def full(*args):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(mailbox.Maildir, "add", full)
+    monkeypatch.setattr(mailbox.Maildir, "add", full)  # one mail at a time
+    monkeypatch.setattr(MaildirTransport, "_write_file", full)  # a batch (what the outbox uses)
     for _ in range(app.config.notifier.max_attempts + 3):
         app.outbox.flush(app.transport())
         clock.advance(hours=2)

@@ -165,3 +165,62 @@ def test_smtp_transport_logs_in_with_the_password_from_the_environment(make_app,
     finally:
         controller.stop()
     assert seen == [(b"desk", b"s3cret"), (b"desk", b"nope")] and len(handler.deliveries) == 1
+
+
+def test_maildir_batch_cut_short_before_its_record_is_not_delivered_twice(make_app, tmp_path, clock, monkeypatch):
+    """The Maildir takes a claimed batch at once and one statement records it; a crash between the two
+    leaves the files in new/ (one already read into cur/ by a mail client) and the rows unrecorded:
+    the resend after the claim ran out finds every file by its name and writes none again."""
+    app = make_app()
+    for i in range(3):
+        app.pipeline.ingest(make_mail(message_id=f"b{i}@x", sender=f"b{i}@customer.example", subject=f"Broken {i}"))
+    real = MaildirTransport.deliver
+    calls: list[int] = []
+
+    def crash_after_delivery(self, mails, **kw):  # type: ignore[no-untyped-def]
+        calls.append(len(mails))
+        real(self, mails, **kw)
+        raise KeyboardInterrupt  # the process dies before the batch is recorded
+
+    monkeypatch.setattr(MaildirTransport, "deliver", crash_after_delivery)
+    try:
+        app.outbox.flush(app.transport())
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    folder = tmp_path / "var" / "outbox"
+    delivered = sorted(p.name for p in (folder / "new").iterdir())
+    assert calls == [3] and len(delivered) == 3 and not list((folder / "tmp").iterdir())
+    (folder / "new" / delivered[0]).rename(folder / "cur" / f"{delivered[0]}:2,S")  # a client read one
+    clock.advance(minutes=6)  # the claim runs out
+    restarted = make_app()
+    assert restarted.outbox.flush(restarted.transport()).sent == 3
+    box = mailbox.Maildir(str(folder), create=False)
+    assert sorted(parse(box.get_bytes(k))["To"] for k in box.iterkeys()) == [f"b{i}@customer.example" for i in range(3)]
+    with restarted.store.read() as s:
+        assert [(i.status, i.attempts) for i in s.scalars(select(OutboxItem))] == [("sent", 1)] * 3
+
+
+def test_maildir_batch_one_unwritable_file_retries_alone(make_app, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    app = make_app()
+    for i in range(3):
+        app.pipeline.ingest(make_mail(message_id=f"e{i}@x", sender=f"e{i}@customer.example", subject=f"Broken {i}"))
+    real_write = MaildirTransport._write_file
+    seen: list[str] = []
+
+    def flaky(path, data):  # type: ignore[no-untyped-def]
+        seen.append(path.name)
+        if len(seen) == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_write(path, data)
+
+    monkeypatch.setattr(MaildirTransport, "_write_file", staticmethod(flaky))
+    report = app.outbox.flush(app.transport())
+    assert (report.sent, report.retried, report.dead) == (2, 1, 0)
+    with app.store.read() as s:
+        states = sorted((i.status, i.attempts) for i in s.scalars(select(OutboxItem)))
+    assert states == [("pending", 1), ("sent", 1), ("sent", 1)]
+    assert len(list((tmp_path / "var" / "outbox" / "new").iterdir())) == 2
