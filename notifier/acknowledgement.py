@@ -108,15 +108,12 @@ class Acknowledger:
         response_due = _field(ticket, "response_due")
         kind = "ack" if incident is None else "ack_known"
         incident_title_text, update = self.public_facts(incident)
-        rendered = self.renderer.render(
-            kind,
-            lang=language or detect_language(_field(request, "subject"), _field(request, "body")),
+        lang = language or detect_language(_field(request, "subject"), _field(request, "body"))
+        context = dict(
             incident=incident,
             incident_title=incident_title_text,
             reports=len(incident.tickets) if incident is not None else 0,
             update=update,
-            ticket=ticket,
-            request=request,
             severity=severity_label(severity),
             role=role_label(_field(ticket, "role")),
             response_target=self.target_label(severity),
@@ -126,6 +123,10 @@ class Acknowledger:
             # The public status page ([dashboard] public_status_url, validated http/https without line breaks).
             status_url=self.config.dashboard.public_status_url if incident is not None else "",
         )
+        if isinstance(ticket, dict) and isinstance(request, dict):  # the batched write path: column values
+            rendered = self.renderer.render_rows(kind, lang, {"ticket": ticket, "request": request}, **context)
+        else:
+            rendered = self.renderer.render(kind, lang, ticket=ticket, request=request, **context)
         return OutgoingMail(
             kind=kind,
             to=[_field(ticket, "reporter")],

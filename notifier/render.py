@@ -26,6 +26,7 @@ from jinja2.bccache import Bucket
 
 from core.errors import UserError
 from core.private_files import private_dir
+from notifier.template_slots import SlotCache
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -85,6 +86,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters["when"] = _format_when
+        self.slots = SlotCache(self.env)
 
     def check(self, keys: tuple[str, ...]) -> None:
         """Compile every template now so a syntax error stops the start, naming the file."""
@@ -119,6 +121,25 @@ class Renderer:
             html = self._render_optional(f"{key}.html.j2", context)
         except TemplateError as exc:
             raise TemplateProblem(f"template {key}: {exc}; fix the template or its data") from None
+        return self._rendered(key, text, html)
+
+    def render_rows(self, key: str, lang: str | None, rows: dict[str, dict[str, Any]], **context: Any) -> Rendered:
+        """``render(key, lang, **rows, **context)`` for rows given as column values (dicts): the same text,
+        through ``notifier.template_slots`` (a batch of acknowledgements renders each template shape once)."""
+        key = self.localized(key, lang)
+        try:
+            text = self.slots.render(self.env.get_template(f"{key}.txt.j2"), rows, context)
+            try:
+                template = self.env.get_template(f"{key}.html.j2")
+            except TemplateNotFound:
+                html = None
+            else:
+                html = self.slots.render(template, rows, context)
+        except TemplateError as exc:
+            raise TemplateProblem(f"template {key}: {exc}; fix the template or its data") from None
+        return self._rendered(key, text, html)
+
+    def _rendered(self, key: str, text: str, html: str | None) -> Rendered:
         first, _, body = text.partition("\n")
         if not first.startswith("Subject:"):
             raise TemplateProblem(f"template {key}.txt.j2 must start with a 'Subject:' line")

@@ -1,0 +1,206 @@
+"""A template rendered once per shape, then filled with each row's printed values.
+
+Why: the batched write path renders an acknowledgement for every new ticket, two Jinja
+templates each, although from one ticket to the next only a few printed values differ (the
+key, the subject, the reporter's name) and the rest (severity, owner, due time) takes a
+handful of values per batch.  Here a template is rendered with a placeholder for each value
+it only prints, once per combination of everything else it reads, and split at the
+placeholders; each ticket's text is then the pieces joined with its own values, escaped as
+Jinja escapes them.  The bytes are Jinja's own (``tests/test_template_slots.py``).
+
+Only where that is provably the same: the template (read from its AST) may use a row's
+attribute in any way, but only an attribute that is printed as it is (``{{ ticket.key }}``,
+or ``{{ a or b or "const" }}`` of such attributes) gets a placeholder; every other value the
+template reads keys the cache.  A template that includes, imports, extends, defines macros,
+calls anything but a pure method (``dict.get``, ``str.upper``) or uses ``random`` is never
+cached, nor is a row value that is not a string: those are rendered by Jinja every time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, Template, nodes
+from markupsafe import escape
+
+_SLOT = "\ue000{}\ue001"  # private-use characters: never escaped, never in a template's own text
+_SLOT_PATTERN = re.compile("\ue000(\\d+)\ue001")
+_MAX_ENTRIES = 512
+_FORBIDDEN = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro, nodes.CallBlock,
+              nodes.FilterBlock, nodes.Scope, nodes.ScopedEvalContextModifier)
+# Methods a template may call (on a value that keys the cache): pure on dicts and strings.
+_PURE_METHODS = frozenset({"get", "upper", "lower", "strip", "title", "capitalize", "startswith", "endswith",
+                           "replace", "split", "items", "keys", "values"})
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a template reads: plain names, row attributes that key the cache, row attributes it only prints."""
+
+    names: tuple[str, ...]
+    read: tuple[tuple[str, str], ...]
+    printed: tuple[tuple[str, str], ...]
+
+
+def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Shape | None:
+    """The template's shape, or None when it cannot be filled by slots safely."""
+    name = template.name
+    if name is None or env.loader is None:
+        return None
+    try:
+        source = env.loader.get_source(env, name)[0]
+        tree = env.parse(source)
+    except Exception:  # noqa: BLE001 - anything unexpected: render it the ordinary way
+        return None
+    names: set[str] = set()
+    read: set[tuple[str, str]] = set()
+    printed: set[tuple[str, str]] = set()
+    ok = True
+
+    def visit(node: nodes.Node, parents: tuple[nodes.Node, ...]) -> None:
+        nonlocal ok
+        if not ok:
+            return
+        if isinstance(node, _FORBIDDEN) or (isinstance(node, nodes.Filter) and node.name == "random") or (
+                isinstance(node, nodes.Call) and not (isinstance(node.node, nodes.Getattr)
+                                                      and node.node.attr in _PURE_METHODS)):
+            ok = False  # another template, a macro, a global function (``lipsum`` is random): Jinja's to render
+            return
+        if isinstance(node, nodes.Name):
+            if node.name in rows:
+                parent = parents[-1] if parents else None
+                if node.ctx != "load" or not (isinstance(parent, nodes.Getattr) and parent.node is node):
+                    ok = False  # the row itself used (printed whole, subscripted, assigned): not ours to slot
+                    return
+            elif node.ctx == "load":
+                names.add(node.name)
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in rows:
+            if hasattr(dict, node.attr):
+                ok = False  # ``ticket.keys`` is the dict's method to Jinja, not a column
+                return
+            attr = (node.node.name, node.attr)
+            (printed if _only_printed(node, parents, rows) else read).add(attr)
+        for child in node.iter_child_nodes():
+            visit(child, (*parents, node))
+
+    visit(tree, ())
+    if not ok:
+        return None
+    return Shape(tuple(sorted(names)), tuple(sorted(read)), tuple(sorted(printed - read)))
+
+
+def _only_printed(node: nodes.Node, parents: tuple[nodes.Node, ...], rows: tuple[str, ...]) -> bool:
+    """*node* is an output expression itself, or an operand of an ``or`` chain that is one, whose operands
+    are all row attributes or constants (then only their truth decides which one is printed)."""
+    index = len(parents) - 1
+    while index >= 0 and isinstance(parents[index], nodes.Or):
+        chain = parents[index]
+        for operand in (chain.left, chain.right):
+            plain = isinstance(operand, nodes.Const | nodes.Or) or (
+                isinstance(operand, nodes.Getattr) and isinstance(operand.node, nodes.Name)
+                and operand.node.name in rows)
+            if not plain:
+                return False
+        index -= 1
+    return index >= 0 and isinstance(parents[index], nodes.Output)
+
+
+class SlotCache:
+    """Filled renderings of templates, keyed by everything each one reads but its printed row values."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._shapes: dict[int, tuple[Template, Shape | None]] = {}
+        self._pieces: dict[tuple[Any, ...], tuple[Template, list[str | int], tuple[tuple[str, str], ...]] | None] = {}
+        self._lock = threading.Lock()
+
+    def render(self, template: Template, rows: Mapping[str, Mapping[str, Any]], context: dict[str, Any]) -> str:
+        """``template.render(**context, **rows)``, from the cache when the template's shape allows."""
+        filled = self._fill(template, rows, context)
+        return template.render(**context, **rows) if filled is None else filled
+
+    def _fill(self, template: Template, rows: Mapping[str, Mapping[str, Any]], context: dict[str, Any]) -> str | None:
+        shape = self._shape(template, tuple(rows))
+        if shape is None:
+            return None
+        try:
+            key = (id(template), tuple(sorted(rows)),
+                   tuple(context.get(name, _MISSING) for name in shape.names),
+                   tuple(rows[row][attr] for row, attr in shape.read),
+                   tuple(_truth(rows[row][attr]) for row, attr in shape.printed))
+            hash(key)
+        except (KeyError, TypeError):
+            return None  # a missing attribute (Jinja says which) or a value that cannot key a cache
+        if any(isinstance(k, _Unsloted) for k in key[4]):
+            return None
+        entry = self._pieces.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = self._build(template, shape, rows, context)
+            with self._lock:
+                if len(self._pieces) >= _MAX_ENTRIES:
+                    self._pieces.clear()
+                self._pieces[key] = entry
+        if entry is None or entry[0] is not template:
+            return None
+        _template, pieces, slots = entry
+        quote = _autoescape(self.env, template)
+        values = [str(escape(rows[row][attr]) if quote else rows[row][attr]) for row, attr in slots]
+        return "".join(piece if isinstance(piece, str) else values[piece] for piece in pieces)
+
+    def _shape(self, template: Template, rows: tuple[str, ...]) -> Shape | None:
+        known = self._shapes.get(id(template))
+        if known is not None and known[0] is template:
+            return known[1]
+        shape = shape_of(self.env, template, rows)
+        with self._lock:
+            self._shapes[id(template)] = (template, shape)
+        return shape
+
+    def _build(self, template: Template, shape: Shape, rows: Mapping[str, Mapping[str, Any]],
+               context: dict[str, Any]) -> tuple[Template, list[str | int], tuple[tuple[str, str], ...]] | None:
+        """Render once with a placeholder for each truthy printed value; None if the output is not splittable."""
+        slots = tuple((row, attr) for row, attr in shape.printed if rows[row][attr])
+        stand_ins = {row: dict(values) for row, values in rows.items()}
+        for index, (row, attr) in enumerate(slots):
+            stand_ins[row][attr] = _SLOT.format(index)
+        text = template.render(**context, **stand_ins)
+        pieces: list[str | int] = []
+        position = 0
+        for match in _SLOT_PATTERN.finditer(text):
+            pieces.append(text[position:match.start()])
+            pieces.append(int(match.group(1)))
+            position = match.end()
+        pieces.append(text[position:])
+        if any(isinstance(p, str) and ("\ue000" in p or "\ue001" in p) for p in pieces):
+            return None
+        if any(isinstance(p, int) and p >= len(slots) for p in pieces):
+            return None
+        return template, [p for p in pieces if p != ""], slots
+
+
+class _Missing:
+    pass
+
+
+class _Unsloted:
+    """A truthy printed value that is not a string: Jinja's str() of it is its business, not the cache's."""
+
+
+_MISSING: Any = _Missing()
+_UNSLOTED = _Unsloted()
+
+
+def _truth(value: Any) -> Any:
+    """The printed value's part of the key: the falsy value itself (Jinja prints "" and None apart), or True."""
+    if not value:
+        return value
+    return True if isinstance(value, str) else _UNSLOTED
+
+
+def _autoescape(env: Environment, template: Template) -> bool:
+    setting = env.autoescape
+    return bool(setting(template.name) if callable(setting) else setting)

@@ -1,0 +1,89 @@
+"""Templates filled by slots (notifier.template_slots): Jinja's own text, every time, for any value."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2 import Template
+
+from config import SupportSettings
+from notifier.render import Renderer
+
+HOSTILE = ["Report export broken", "", "<script>alert('x')</script> & \"quotes\"", "caf\u00e9 \u65e5\u672c",
+           "\ue000" + "0" + "\ue001 slot look-alike", "line\r\nBcc: evil@example.com", "nul \x00 byte",
+           "{{ 7 * 7 }} {% raw %}", "x" * 1_000_000, "\ufffd\udcff surrogate", "   ", "0"]
+
+
+def _rows(i: int, subject: str, name: Any) -> dict[str, dict[str, Any]]:
+    ticket = {"key": f"HC-{i}", "subject": subject, "reporter": f"user{i}@customer.example",
+              "reporter_name": name, "severity": "P3", "role": "developer"}
+    request = {"message_id": f"m{i}@x", "subject": subject, "body": "b", "references": []}
+    return {"ticket": ticket, "request": request}
+
+
+def _context(due: datetime | None) -> dict[str, Any]:
+    return dict(incident=None, incident_title="", reports=0, update=None, severity="P3 Minor",
+                role="Developer", response_target="1 business day", response_due=due,
+                support=SupportSettings(), tz=UTC, status_url="")
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+def test_the_acknowledgement_by_slots_is_jinjas_text_for_any_value(lang: str) -> None:
+    renderer = Renderer()
+    due = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    for i, subject in enumerate(HOSTILE):
+        for name in (subject, "", None, "Anna <b>Ö</b>"):
+            for when in (due, None):
+                rows = _rows(i, subject, name)
+                slotted = renderer.render_rows("ack", lang, rows, **_context(when))
+                plain = renderer.render("ack", lang, **rows, **_context(when))
+                assert slotted == plain, (lang, subject[:40], name)
+
+
+def test_a_batch_renders_each_template_shape_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = Renderer()
+    calls: list[str | None] = []
+    original = Template.render
+
+    def counting(self: Template, *args: Any, **kwargs: Any) -> str:
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Template, "render", counting)
+    due = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    texts = [renderer.render_rows("ack", "en", _rows(i, f"Export broken #{i}", f"User {i}"), **_context(due))
+             for i in range(200)]
+    assert len(calls) == 2  # ack.txt.j2 and ack.html.j2, once each for the whole batch
+    assert "HC-199" in texts[-1].subject and "User 199" in texts[-1].text and "User 199" in (texts[-1].html or "")
+
+
+def _site(tmp_path: Path, text: str) -> Renderer:
+    (tmp_path / "ack.txt.j2").write_text(text, encoding="utf-8")
+    (tmp_path / "ack.html.j2").write_text("<p>{{ ticket.subject }}</p>\n", encoding="utf-8")
+    return Renderer(tmp_path)
+
+
+@pytest.mark.parametrize("text", [
+    # a value that decides something keys the cache instead of being slotted
+    'Subject: {{ ticket.key }}\n{% if ticket.subject.startswith("Re") %}re{% endif %} {{ ticket.subject }}\n',
+    'Subject: {{ ticket.key }}\n{{ ticket.subject | upper }} {{ ticket.subject|length }}\n',
+    'Subject: {{ ticket.key }}\n{{ ticket.subject[:5] }}|{{ ticket.reporter_name or "-" }}\n',
+    # never slotted: the row itself, a call, a random pick, a dict method
+    'Subject: {{ ticket.key }}\n{{ ticket }}\n',
+    'Subject: {{ ticket.key }}\n{{ ticket.subject.upper() }}\n',
+    'Subject: {{ ticket.key }}\n{{ [1, 2, 3] | random }}{{ ticket.subject }}\n',
+    'Subject: {{ ticket.key }}\n{{ ticket.keys }}\n',
+    'Subject: {{ ticket["key"] }}\n{% set s = ticket.subject %}{{ s }}\n',
+])
+def test_a_site_template_that_uses_values_otherwise_is_still_rendered_right(tmp_path: Path, text: str) -> None:
+    renderer = _site(tmp_path, text)
+    for i, subject in enumerate(["Re: broken", "new & broken", "", "Reply <b>", "R"]):
+        rows = _rows(i, subject, None if i % 2 else "Name")
+        slotted = renderer.render_rows("ack", "en", rows, **_context(None))
+        if "random" in text:
+            assert slotted.subject == f"HC-{i}"
+            continue
+        assert slotted == renderer.render("ack", "en", **rows, **_context(None)), subject
