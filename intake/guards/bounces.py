@@ -59,17 +59,20 @@ _SES_RECIPIENT = re.compile(rf'"emailAddress\\?"\s*:\s*\\?"({_ADDR})')
 
 def has_part(parsed: ParsedMessage, *content_types: str) -> bool:
     """True when any part (not inside an attached message) has one of *content_types*."""
-    if parsed.msg is None:
-        return False
-    stack: list[tuple[Message, int]] = [(parsed.msg, 0)]
+    return not parsed.part_types(_part_types).isdisjoint(content_types)
+
+
+def _part_types(msg: Message) -> frozenset[str]:
+    """The content type of every part not inside an attached message (nested at most 20 deep)."""
+    found: set[str] = set()
+    stack: list[tuple[Message, int]] = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
-        if part.get_content_type() in content_types:
-            return True
+        found.add(part.get_content_type())
         payload = part.get_payload()
         if depth < 20 and part.get_content_maintype() == "multipart" and isinstance(payload, list):
             stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
-    return False
+    return frozenset(found)
 
 
 def is_daemon_address(address: str) -> bool:
@@ -140,7 +143,8 @@ def our_message_ids(parsed: ParsedMessage, domain: str, prefix: str, limit: int 
 def report_type(parsed: ParsedMessage) -> str:
     """The report-type of a top-level multipart/report (lower case), or "" for any other mail."""
     msg = parsed.msg
-    if msg is None or msg.get_content_type() != "multipart/report":
+    if msg is None or "multipart/report" not in parsed.part_types(_part_types) \
+            or msg.get_content_type() != "multipart/report":
         return ""
     try:
         return str(msg.get_param("report-type", "") or "").lower()

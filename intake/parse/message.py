@@ -6,6 +6,7 @@ same facts; none of them should touch ``email.message`` decoding quirks again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -52,6 +53,8 @@ class ParsedMessage:
     verdict: Any = None  # the classifier's Verdict when the parse worker computed it (intake.pipeline)
     language: str = ""  # the reporter's language ("en", "de", "fr") when the parse worker computed it
     _present: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    _values: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    _part_types: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str:
         """A header's decoded value ("" when absent or undecodable); never raises.
@@ -63,13 +66,25 @@ class ParsedMessage:
             return ""
         if self._present is None:
             self._present = frozenset(key.lower() for key in self.msg.keys())
-        if name.lower() not in self._present:
+        lower = name.lower()
+        if lower not in self._present:
             return ""
+        if self._values is None:
+            self._values = {}
+        elif lower in self._values:
+            return self._values[lower]  # several guards read the same header (Return-Path, Sender)
         try:
             value = self.msg.get(name)
         except Exception:  # noqa: BLE001 - malformed headers must not stop a guard
             return ""
-        return "" if value is None else str(value)
+        text = self._values[lower] = "" if value is None else str(value)
+        return text
+
+    def part_types(self, walk: Callable[[EmailMessage], frozenset[str]]) -> frozenset[str]:
+        """The content types *walk* finds in the tree, worked out once per mail (three guards ask)."""
+        if self._part_types is None:
+            self._part_types = walk(self.msg) if self.msg is not None else frozenset()
+        return self._part_types
 
     @property
     def authority_address(self) -> str:
