@@ -71,7 +71,8 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     if not args.once:
         return _poll_forever(app, poller)
     progress = Progress(app.out)
-    poller.parse_pool = start_parse_pool(app)
+    # Forked now, while this process has one thread (the drain talks to the server from a thread of its own).
+    poller.parse_pool = start_parse_pool(app, started=True)
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -171,27 +171,56 @@ class ImapPoller:
         report.waiting = len(uids)
         size = max(1, self.settings.batch_size)
         chunks = [uids[start:start + size] for start in range(0, len(uids), size)]
-        upcoming = self._fetch(client, chunks[0]) if chunks else None
-        for index, chunk in enumerate(chunks):
-            assert upcoming is not None
-            present, mails, parsing = upcoming
-            # Fetch the next batch (and let the worker parse it) while this one is stored: two cores busy.
-            upcoming = self._fetch(client, chunks[index + 1]) if index + 1 < len(chunks) else None
-            results = self.pipeline.ingest_batch(mails, prepared=_result(parsing))
-            del mails
-            # Committed: only now may the mail leave the inbox.
-            self._settle(client, present)
-            report.waiting = len(uids) - sum(len(c) for c in chunks[:index + 1])
-            self._advance(uidvalidity, chunk[-1], report.waiting)
-            report.fetched += len(present)
-            if self.settings.processed_folder:
-                report.moved += len(present)
-            else:
-                report.flagged += len(present)
-            report.batches += 1
-            report.outcomes.update(r.action for r in results)
-            if on_batch is not None:
-                on_batch(report, results)
+        if not chunks:
+            return
+        # One thread does the batch's IMAP round trips (FETCH of the next batch, MOVE of the last one) while
+        # this one stores: the server's time overlaps the store's instead of adding to it.  The order on the
+        # connection stays FETCH n+1, MOVE n; a MOVE is sent only once its batch has committed, and the
+        # progress (last UID) is recorded only once its MOVE is done, as before.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap io") as io:
+            upcoming = io.submit(self._fetch, client, chunks[0])
+            settling: Future[None] | None = None
+            done: tuple[list[int], int, list[IngestResult]] | None = None  # the batch being settled
+            try:
+                for index in range(len(chunks)):
+                    present, mails, parsing = upcoming.result()
+                    # Fetch the next batch (and let the worker parse it) while this one is stored: two cores busy.
+                    if index + 1 < len(chunks):
+                        upcoming = io.submit(self._fetch, client, chunks[index + 1])
+                    results = self.pipeline.ingest_batch(mails, prepared=_result(parsing))
+                    del mails
+                    if settling is not None and done is not None:
+                        settling.result()
+                        settling = None
+                        self._settled(report, uidvalidity, uids, chunks, done, on_batch)
+                    # Committed: only now may the mail leave the inbox.
+                    settling, done = io.submit(self._settle, client, present), (present, index, results)
+                if settling is not None and done is not None:
+                    settling.result()
+                    settling = None
+                    self._settled(report, uidvalidity, uids, chunks, done, on_batch)
+            except BaseException:
+                # A later batch failed (database gone, connection lost): a MOVE already under way is recorded
+                # if it went through, so the report and the mailbox's progress say what really happened.
+                if settling is not None and done is not None and settling.exception() is None:
+                    self._settled(report, uidvalidity, uids, chunks, done, None)
+                raise
+
+    def _settled(self, report: PollReport, uidvalidity: int, uids: list[int], chunks: list[list[int]],
+                 done: tuple[list[int], int, list[IngestResult]], on_batch: BatchHook | None) -> None:
+        """A batch is stored and out of the inbox: record the progress (the mailbox's last UID, the report)."""
+        present, index, results = done
+        report.waiting = len(uids) - sum(len(c) for c in chunks[:index + 1])
+        self._advance(uidvalidity, chunks[index][-1], report.waiting)
+        report.fetched += len(present)
+        if self.settings.processed_folder:
+            report.moved += len(present)
+        else:
+            report.flagged += len(present)
+        report.batches += 1
+        report.outcomes.update(r.action for r in results)
+        if on_batch is not None:
+            on_batch(report, results)
 
     def _ensure_processed_folder(self, client: IMAPClient) -> None:
         """Create processed_folder once; one the server refuses is a config error, found before any mail is read.
