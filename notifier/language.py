@@ -70,11 +70,23 @@ def _build() -> Any:
 _CODES = {"ENGLISH": "en", "GERMAN": "de", "FRENCH": "fr"}
 
 
+def _enough_letters(text: str) -> bool:
+    """At least ``MIN_LETTERS`` letters (``str.isalpha``); stops counting there (a mail has them in its first
+    line: counting every character of 2,000 was a tenth of the parse worker's time per mail)."""
+    letters = 0
+    for ch in text:
+        if ch.isalpha():
+            letters += 1
+            if letters >= MIN_LETTERS:
+                return True
+    return False
+
+
 def detect_language(*texts: str) -> str:
     """``"en"``, ``"de"`` or ``"fr"`` for the text of a mail (subject, body); English when unsure."""
     text = " ".join(t for t in texts if t)[:MAX_CHARS]
     text = text.replace("\x00", " ")
-    if sum(ch.isalpha() for ch in text) < MIN_LETTERS:
+    if not _enough_letters(text):
         return FALLBACK
     if _plainly_english(text):
         return "en"

@@ -570,6 +570,9 @@ def _part_bytes(part: Message) -> bytes:
 
 
 def _filename(part: Message, notes: list[str]) -> str:
+    if not any("name" in str(value).lower() for key, value in part.raw_items()
+               if key.lower() in ("content-disposition", "content-type")):
+        return ""  # neither filename= nor name= (nor RFC 2231 filename*=): the common body part, without parsing
     try:
         name = part.get_filename() or ""
     except Exception:  # noqa: BLE001 - malformed RFC 2231 parameters
