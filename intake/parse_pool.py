@@ -10,6 +10,7 @@ pipeline parses in process, just slower, and a broken worker costs speed, never 
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -44,7 +45,21 @@ def start_parse_pool(app: Any, *, started: bool = False) -> Executor | None:
 def _start_worker(parent: int, opener: Any) -> None:
     """Initializer of the parse worker: die with the parent, then classify beside the parsing."""
     _die_with_parent(parent)
+    fewer_collections()
     classify_in_worker(opener)
+
+
+def fewer_collections() -> None:
+    """For a process that drains mail in batches: the cyclic garbage collector runs less often.
+
+    Why: parsing and storing a mail allocate thousands of objects, nearly all freed by reference counting
+    at once, yet every 700 allocations the collector scanned the young ones, and often the long-lived
+    objects of the start (SQLAlchemy, the rules, the templates) too: ~0.1 ms of the storing process's
+    ~0.9 ms per mail (``bench/store_cpu.py``).  Objects that exist now are frozen out of the scans;
+    collections come every 20,000 allocations.  Cyclic garbage is still collected; memory stays flat.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from core.errors import EX_TEMPFAIL
 from core.progress import ProgressLine
-from intake.parse_pool import start_parse_pool
+from intake.parse_pool import fewer_collections, start_parse_pool
 from intake.pipeline import IngestResult, IngestUnavailable
 from intake.receive.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
 from intake.receive.imap_poller import ImapPoller, PollReport
@@ -73,6 +73,7 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
     progress = Progress(app.out)
     # Forked now, while this process has one thread (the drain talks to the server from a thread of its own).
     poller.parse_pool = start_parse_pool(app, started=True)
+    fewer_collections()
     try:
         report = poller.poll(on_batch=progress.batch)
     except ImapConfigProblem:
