@@ -95,6 +95,20 @@ def empty_processed(server: Dovecot) -> None:
                 path.unlink(missing_ok=True)
 
 
+def compile_tree(tree: Path) -> None:
+    """Write the tree's bytecode (``__pycache__``) before measuring, as ``pip install`` does for an installed package.
+
+    Why: an editable install under ``PYTHONDONTWRITEBYTECODE=1`` (this machine's environment) never keeps
+    bytecode, so every ``poll --once`` compiled the project's ~150 modules from source first, 0.2-0.4 s of
+    CPU per start that an installed service does not spend.  Stale files are harmless: Python checks each
+    source's time stamp and compiles a changed module in memory.  ``--no-compile`` measures without.
+    """
+    exclude = r"[\\/](\.venv|tests|bench|docs|handover)[\\/]"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-x", exclude, str(tree)], check=False,
+                   stdout=subprocess.DEVNULL)
+    print(f"compiled the bytecode of {tree} (python -m compileall; --no-compile to measure without)")
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -159,6 +173,8 @@ def main() -> int:
                         help="another checkout (e.g. git archive of the commit before a change): each round "
                              "also runs its poll --once on the same mailbox, so before and after share one run")
     parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="do not compile the trees' bytecode first (see compile_tree)")
     args = parser.parse_args()
     args.incidents = "true" if args.incidents == "on" else "false"
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -167,6 +183,9 @@ def main() -> int:
 
     server = Dovecot(user="support")
     trees = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())] if args.baseline else [])
+    if args.compile:
+        for _name, tree in trees:
+            compile_tree(tree)
     figures: dict[str, list[dict[str, float]]] = {b + name: [] for b in backends for name, _tree in trees}
     try:
         server.start()
