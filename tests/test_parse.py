@@ -281,3 +281,40 @@ def test_corpus_undecodable_utf8_helpdesk_mail(corpus_dir: Path) -> None:
     parsed = parse_message((corpus_dir / "django-helpdesk" / "utf-nondecodable.eml").read_bytes())
     assert parsed.subject.startswith("Fwd: Cyklozaměstnavatel")
     assert parsed.body_full
+
+
+def test_plain_address_lists_are_read_as_getaddresses_reads_them() -> None:
+    """The fast path for plain address headers (intake.parse.parser._plain_addresses) agrees with the stdlib,
+    and leaves everything else (quotes, comments, groups, odd dots, encoded words) to it."""
+    import random
+
+    from email.utils import getaddresses
+
+    from intake.parse.parser import _plain_addresses
+
+    rng = random.Random(17)
+    atoms = ["a", "B0", "x.y", "x..y", "-a", "a-", "_", "+tag", "q", "CamelCase", "9"]
+    domains = ["example.com", "b", "c-d.e", "-x.y", "a..b", "x.y.", "EXAMPLE.org"]
+    names = ["", "Anna", "Anna Maria", "A  B", "\tA", "Jo 1", '"Quoted"', "(c)", "=?utf-8?q?x?="]
+    spaces = ["", " ", "  ", "\t", " \t "]
+
+    def item() -> str:
+        address = f"{rng.choice(atoms)}@{rng.choice(domains)}"
+        if rng.random() < 0.5:
+            return rng.choice(spaces) + address + rng.choice(spaces)
+        return f"{rng.choice(spaces)}{rng.choice(names)}{rng.choice(spaces)}<{address}>{rng.choice(spaces)}"
+
+    fast = 0
+    cases = [["User 0 <user0@customer0.example>"], ["support@example.com, Ops Team <ops@example.com>"], [""],
+             ["a@b.c,"], [",a@b.c"], ["a@b.c,,b@c.d"], ["Name<a@b.c>"], ["<a@b.c>"], ["a@b.c", "D <d@e.f>"]]
+    cases += [[", ".join(item() for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 2))]
+              for _ in range(20000)]
+    for values in cases:
+        plain = _plain_addresses(values)
+        if plain is None:
+            continue
+        fast += 1
+        expected = [(" ".join(d.split()), a.strip().strip("<>").lower()) for d, a in getaddresses(values)]
+        got = [(" ".join(d.split()), a.strip().strip("<>").lower()) for d, a in plain]
+        assert [p for p in got if p[1]] == [p for p in expected if p[1]], values
+    assert fast > 2000  # the common forms do take the fast path
