@@ -47,8 +47,9 @@ def raw_fetch_rate(server: Dovecot, batch_size: int) -> tuple[int, float]:
         client.logout()
 
 
-def run_poll(workdir: Path, profile: str | None, tree: Path = ROOT) -> tuple[int, float, int, str]:
-    """``hypercare poll --once`` of the code in *tree*, in its own process: (exit, seconds, peak RSS KiB, output)."""
+def run_poll(workdir: Path, profile: str | None, tree: Path = ROOT) -> tuple[int, float, int, str, float]:
+    """``hypercare poll --once`` of the code in *tree*, in its own process: (exit, seconds, peak RSS KiB, output,
+    CPU seconds of the process and its parse worker, which it waits for)."""
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-o", profile]
@@ -61,7 +62,7 @@ def run_poll(workdir: Path, profile: str | None, tree: Path = ROOT) -> tuple[int
     _pid, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, seconds, int(usage.ru_maxrss), output
+    return process.returncode, seconds, int(usage.ru_maxrss), output, usage.ru_utime + usage.ru_stime
 
 
 def fresh_postgres(admin_url: str) -> tuple[str, object]:
@@ -139,16 +140,17 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
             f'[intake]\nflood_per_hour = {args.flood_limit}\n[incidents]\nenabled = {args.incidents}\n'
             f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
             f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
-        code, seconds, peak_kib, output = run_poll(workdir, args.profile or None, tree)
+        code, seconds, peak_kib, output, cpu = run_poll(workdir, args.profile or None, tree)
         print("  " + output.strip())
         left = len(server.uids("INBOX"))
         rate = args.messages / seconds
         print(f"  hypercare poll --once: exit {code}, {args.messages} messages in {seconds:.2f}s = "
               f"{rate:,.0f} msg/s end to end (process start included), peak RSS {peak_kib / 1024:.0f} MB, "
-              f"{left} left in INBOX; ratio to raw fetch {100 * rate / raw:.2f} %; {load_average()}")
+              f"{left} left in INBOX; ratio to raw fetch {100 * rate / raw:.2f} %; "
+              f"CPU {1000 * cpu / args.messages:.2f} ms/mail (with its parse worker); {load_average()}")
         if code != 0 or left:
             raise SystemExit(f"poll failed (exit {code}, {left} left); see {workdir / 'poll.log'}")
-        return {"raw": raw, "rate": rate, "rss": peak_kib / 1024}
+        return {"raw": raw, "rate": rate, "rss": peak_kib / 1024, "cpu": 1000 * cpu / args.messages}
     finally:
         if drop is not None:
             drop()
@@ -200,9 +202,10 @@ def main() -> int:
     for backend, rows in figures.items():
         ratios = sorted(100 * r["rate"] / r["raw"] for r in rows)
         rates = sorted(r["rate"] for r in rows)
+        cpus = sorted(r["cpu"] for r in rows)
         print(f"  {backend:21s} median {rates[len(rates) // 2]:,.0f} msg/s, ratio to raw fetch "
               f"median {ratios[len(ratios) // 2]:.2f} % (all: {', '.join(f'{x:.2f}' for x in ratios)}), "
-              f"peak RSS max {max(r['rss'] for r in rows):.0f} MB")
+              f"CPU median {cpus[len(cpus) // 2]:.2f} ms/mail, peak RSS max {max(r['rss'] for r in rows):.0f} MB")
     return 0
 
 

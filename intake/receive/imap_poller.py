@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from tickets.models import ImapState
 from tickets.store import Store
 
 log = logging.getLogger("hypercare.imap")
+PREFETCH_BYTES = 8 << 20  # a batch of at most this much raw mail may have two more fetched behind it
 
 
 @dataclass
@@ -173,20 +174,25 @@ class ImapPoller:
         chunks = [uids[start:start + size] for start in range(0, len(uids), size)]
         if not chunks:
             return
-        # One thread does the batch's IMAP round trips (FETCH of the next batch, MOVE of the last one) while
-        # this one stores: the server's time overlaps the store's instead of adding to it.  The order on the
-        # connection stays FETCH n+1, MOVE n; a MOVE is sent only once its batch has committed, and the
-        # progress (last UID) is recorded only once its MOVE is done, as before.
+        # One thread does the IMAP round trips (FETCH of the next batches, MOVE of the last one) while this one
+        # stores: the server's time overlaps the store's instead of adding to it.  A MOVE is sent only once its
+        # batch has committed, and the progress (last UID) is recorded only once its MOVE is done, as before.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap io") as io:
-            upcoming = io.submit(self._fetch, client, chunks[0])
+            ahead: deque[Future[tuple[list[int], list[RawMail], Future[Any] | None]]] = deque()
+            ahead.append(io.submit(self._fetch, client, chunks[0]))
+            wanted = 1  # the next chunk to fetch
             settling: Future[None] | None = None
             done: tuple[list[int], int, list[IngestResult]] | None = None  # the batch being settled
             try:
                 for index in range(len(chunks)):
-                    present, mails, parsing = upcoming.result()
-                    # Fetch the next batch (and let the worker parse it) while this one is stored: two cores busy.
-                    if index + 1 < len(chunks):
-                        upcoming = io.submit(self._fetch, client, chunks[index + 1])
+                    present, mails, parsing = ahead.popleft().result()
+                    # Fetch the next batches (and let the worker parse them) while this one is stored: two cores
+                    # busy.  Two ahead, so the worker has the next batch queued when it finishes one, unless the
+                    # mail is big (the batch is the unit of memory).
+                    depth = 2 if sum(len(mail.raw) for mail in mails) <= PREFETCH_BYTES else 1
+                    while wanted < len(chunks) and len(ahead) < depth:
+                        ahead.append(io.submit(self._fetch, client, chunks[wanted]))
+                        wanted += 1
                     results = self.pipeline.ingest_batch(mails, prepared=_result(parsing))
                     del mails
                     if settling is not None and done is not None:
