@@ -287,7 +287,6 @@ def test_plain_address_lists_are_read_as_getaddresses_reads_them() -> None:
     """The fast path for plain address headers (intake.parse.parser._plain_addresses) agrees with the stdlib,
     and leaves everything else (quotes, comments, groups, odd dots, encoded words) to it."""
     import random
-
     from email.utils import getaddresses
 
     from intake.parse.parser import _plain_addresses
