@@ -212,10 +212,13 @@ class Outbox:
         self._marks: SentMarks | None = None  # during a batch: each accepted row recorded as sent, at once
         self._resent: set[int] = set()  # rows of the last claim whose earlier claim ran out (a crashed worker's)
 
-    def claim_due(self, limit: int) -> list[OutboxItem]:
-        """Mark up to *limit* due rows as ``sending`` (ours for claim_seconds) and return them."""
+    def claim_due(self, limit: int, due_by: datetime | None = None) -> list[OutboxItem]:
+        """Mark up to *limit* due rows as ``sending`` (ours for claim_seconds) and return them.
+
+        *due_by*: only rows due by then (``flush``: when it began), not those queued meanwhile.
+        """
         now = self.clock.now()
-        is_due = ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now)) | (
+        is_due = ((OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= (due_by or now))) | (
             (OutboxItem.status == "sending") & (OutboxItem.claimed_until < now) & OutboxItem.sent_at.is_(None))
         unfolded = (OutboxItem.status == "sending") & OutboxItem.sent_at.is_not(None)  # a crashed worker's sends
         with self.store.read() as session:
@@ -252,10 +255,14 @@ class Outbox:
         report = FlushReport()
         remaining = max_items
         opened = False
+        # What is due now, not what arrives meanwhile: under a steady stream of new tickets the flush
+        # once went on in batches of a few mails each, every batch paying its claim and its record;
+        # the next beat (a second later in ``run``) takes those together.
+        began = self.clock.now()
         try:
             while (remaining is None or remaining > 0) and not self.stopping.is_set():
                 batch = self.claim_due(self.settings.batch_size if remaining is None
-                                       else min(remaining, self.settings.batch_size))
+                                       else min(remaining, self.settings.batch_size), due_by=began)
                 if not batch:
                     break
                 if remaining is not None:

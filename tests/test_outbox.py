@@ -224,3 +224,23 @@ def test_maildir_batch_one_unwritable_file_retries_alone(make_app, tmp_path, mon
         states = sorted((i.status, i.attempts) for i in s.scalars(select(OutboxItem)))
     assert states == [("pending", 1), ("sent", 1), ("sent", 1)]
     assert len(list((tmp_path / "var" / "outbox" / "new").iterdir())) == 2
+
+
+def test_a_flush_takes_what_was_due_when_it_began_not_what_arrives_meanwhile(make_app, clock, monkeypatch):
+    """Under a steady stream of new tickets a flush once went on forever in batches of a few mails, each
+    paying its claim and its record; what arrives meanwhile waits for the next beat."""
+    app = make_app()
+    app.pipeline.ingest(make_mail(message_id="first@x", sender="first@customer.example", subject="Broken one"))
+    real = MaildirTransport.deliver
+
+    def meanwhile(self, mails, **kw):  # type: ignore[no-untyped-def]
+        if not meanwhile.done:  # type: ignore[attr-defined]
+            meanwhile.done = True  # type: ignore[attr-defined]
+            clock.advance(seconds=1)
+            app.pipeline.ingest(make_mail(message_id="later@x", sender="later@customer.example", subject="Broken two"))
+        return real(self, mails, **kw)
+
+    meanwhile.done = False  # type: ignore[attr-defined]
+    monkeypatch.setattr(MaildirTransport, "deliver", meanwhile)
+    assert app.outbox.flush(app.transport()).sent == 1
+    assert app.outbox.flush(app.transport()).sent == 1  # the next beat
