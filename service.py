@@ -22,6 +22,8 @@ from core.errors import EX_TEMPFAIL, EX_USAGE, TryLater, UserError
 from core.untrusted_text import PrintableLogFilter, PrintableStream, printable
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from app import App
     from dashboard.server import DashboardServer
     from intake.receive.imap_watch import ImapWatcher
@@ -195,6 +197,7 @@ class Daemon:
         self.receiver: SmtpReceiver | None = None
         self.imap: ImapWatcher | None = None
         self.dashboard: DashboardServer | None = None
+        self.parse_pool: Executor | None = None
         self.scheduler = schedule.Scheduler()
         self.beat_seconds = beat_seconds
 
@@ -206,13 +209,15 @@ class Daemon:
         app = self.app
         app.store  # noqa: B018 - create or migrate the schema before accepting mail
         app.pipeline  # noqa: B018 - compile rules and templates now: fail at start, not on first mail
+        if app.config.smtp_in.enabled:
+            # Forked now, while this process has one thread; the SMTP intake parses and classifies there.
+            from intake.parse_pool import start_parse_pool
+
+            self.parse_pool = start_parse_pool(app, started=True)
         if app.config.dashboard.enabled:  # first: a network-exposed dashboard without token refuses to start
             self.dashboard = DashboardServer(app).start()
         if app.config.smtp_in.enabled:
-            # No parse worker here: the SMTP intake parses in its storing thread.  Measured (docs/performance.md,
-            # issue 17 third pass): handing 8 sessions' mail to a worker cost more CPU in this process
-            # (pickled trees back, the pool's threads) than parsing and classifying it here.
-            self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in)
+            self.receiver = SmtpReceiver(app.pipeline, app.config.support, app.config.smtp_in, self.parse_pool)
             self.receiver.start()
         # The mailbox gets its own thread (poll every poll_seconds or IDLE): it may block for minutes.
         self.imap = intake.poll_cli.start_watcher(app)
@@ -232,6 +237,9 @@ class Daemon:
         if self.receiver is not None:
             self.receiver.stop()
             self.receiver = None
+        if self.parse_pool is not None:
+            self.parse_pool.shutdown(cancel_futures=True)
+            self.parse_pool = None
         if self.imap is not None:
             self.imap.stop()
             self.imap = None
