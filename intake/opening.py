@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from classifier import Classifier, MailFacts, Verdict
 from config import Config
 from intake.parse.message import ParsedMessage
+from tickets.incidents import grouping_facts
 from tickets.lifecycle import FLOOD_OPENED, add_participant, allocate_key, choose_cc, record_event
 from tickets.models import Message, Ticket
 from tickets.sla import SlaPolicy
@@ -104,14 +105,18 @@ class TicketOpener:
                 self._due.clear()
             due = self._due[verdict.severity, now] = (self.sla.response_due(verdict.severity, now),
                                                       self.sla.resolution_due(verdict.severity, now))
+        classification = verdict.to_json()
         ticket = {
             "subject": parsed.subject, "reporter": parsed.from_addr, "reporter_name": parsed.from_name,
             "severity": verdict.severity, "role": verdict.role, "status": "new", "created_at": now,
             "updated_at": now, "response_due": due[0], "resolution_due": due[1],
-            "classification": verdict.to_json(), "triage": verdict.triage.to_json(), "uncertain": verdict.uncertain,
+            "classification": classification, "triage": verdict.triage.to_json(), "uncertain": verdict.uncertain,
             "original_severity": verdict.severity,
             "original_role": verdict.role, "tags": list(verdict.tags), "reopened_count": 0,
             "linked_ticket_id": linked.id if linked is not None else None,
+            # What incident grouping compares, computed once here rather than for every later report.
+            **(grouping_facts(parsed.subject, parsed.body, classification) if self.config.incidents.enabled
+               else {"incident_rule": None, "incident_terms": None}),
         }
         participants = [(parsed.from_addr.lower(), "reporter")] if parsed.from_addr else []
         copied = choose_cc(self.config, parsed.from_addr, parsed.cc + parsed.to)

@@ -23,10 +23,10 @@ from notifier.language import detect_language
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue, outgoing_rows, queued_keys, short_key
 from notifier.render import Renderer
-from tickets.incidents import is_follow_up, latest_update
+from tickets.incidents import is_follow_up, latest_update, report_count
 from tickets.lifecycle import opened_in_flood
 from tickets.models import Incident, Message, OutboxItem, Ticket
-from tickets.public_text import incident_names, incident_title, public_line
+from tickets.public_text import IncidentPeople, public_line
 
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
@@ -53,6 +53,8 @@ class Acknowledger:
         self.config = config
         self.renderer = renderer
         self.target_label = target_label
+        # An incident's reporters' names and title words, kept per incident (a storm's later reports).
+        self.people = IncidentPeople((m.name, m.email) for m in config.team)
 
     def enqueue(self, session: Session, ticket: Ticket, request: Message, now: datetime) -> None:
         """The ``on_opened`` hook; a later report of a known incident (``tickets.incidents``) gets the
@@ -86,12 +88,11 @@ class Acknowledger:
         the team's) are gathered once for both."""
         if incident is None:
             return "", None
-        names = incident_names(incident, {(m.name, m.email) for m in self.config.team})
-        title = incident_title(incident, names, role_label(incident.role))
+        title, parts = self.people.title_and_parts(incident, role_label(incident.role))
         update = latest_update(incident)
         if update is None:
             return title, None
-        return title, PublicUpdate(at=update.at, text=public_line(update.text, names))
+        return title, PublicUpdate(at=update.at, text=public_line(update.text, parts=parts))
 
     @staticmethod
     def key(request_message_id: str) -> str:
@@ -112,7 +113,7 @@ class Acknowledger:
         context = dict(
             incident=incident,
             incident_title=incident_title_text,
-            reports=len(incident.tickets) if incident is not None else 0,
+            reports=report_count(incident) if incident is not None else 0,
             update=update,
             severity=severity_label(severity),
             role=role_label(_field(ticket, "role")),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from config import Config
@@ -40,6 +40,7 @@ from tickets.sla import SlaPolicy
 from tickets.store import Store, next_number
 
 INCIDENT_COUNTER = "incident"
+MEMBERSHIP_CHANGES = [0]  # reports linked or taken out by the team in this process (public_text.IncidentPeople)
 LINKED = "incident_linked"
 UNLINKED = "incident_unlinked"
 MAX_TERMS = 60  # significant terms kept per report: enough for a mail's gist, bounded for a megabyte body
@@ -118,9 +119,55 @@ class NewReport(Protocol):
     verdict: Any  # classifier.Verdict: ``rules`` with ``name``
 
 
+def grouping_facts(subject: str, body: str, classification: Iterable[Any]) -> dict[str, str]:
+    """The ``incident_rule`` and ``incident_terms`` columns of a new ticket (``intake.opening`` fills them):
+    what ``find_match`` compares, computed once from the opening mail instead of once per later report."""
+    rule = rule_of(str(hit.get("name", "")) if isinstance(hit, dict) else "" for hit in classification or [])
+    return {"incident_rule": rule or "", "incident_terms": " ".join(significant_terms(subject, body))}
+
+
+def _stored(rule: str | None, terms: str | None) -> tuple[str | None, tuple[str, ...]] | None:
+    """The stored (rule, terms) of a ticket, or None when it was opened without them (before revision 0006)."""
+    if rule is None or terms is None:
+        return None
+    return rule or None, tuple(terms.split())
+
+
 def terms_of(ticket: Ticket, message: Message | None = None) -> tuple[str, ...]:
+    stored = _stored(ticket.incident_rule, ticket.incident_terms) if message is None else None
+    if stored is not None:
+        return stored[1]
     first = message if message is not None else first_inbound(ticket)
     return significant_terms(ticket.subject, first.body if first is not None else "")
+
+
+def unflushed_reports(incident: Incident) -> list[Ticket] | None:
+    """The reports of *incident* that are new in this session (not stored yet), when the stored rows plus
+    these are all its reports; None when only ``incident.tickets`` can tell: the incident is new itself,
+    or a stored ticket has changes not flushed (a ``#link``, ``#unlink``, ``#ack`` in this session).
+
+    Why: a later report of a storm asked "am I the first?", "has anyone answered?", "how many are we?"
+    by walking every report of the incident; with this the same questions are one indexed query each."""
+    state = inspect(incident)
+    session = state.session
+    if session is None or state.key is None:
+        return None
+    if any(isinstance(obj, Ticket) and _membership_changed(obj) for obj in session.dirty):
+        return None
+    return [obj for obj in session.new if isinstance(obj, Ticket) and inspect(obj).dict.get("incident") is incident]
+
+
+def _membership_changed(ticket: Ticket) -> bool:
+    """True when a stored *ticket* joined or left an incident, or got its first response, in memory only."""
+    attrs = inspect(ticket).attrs
+    return any(getattr(attrs, name).history.has_changes()
+               for name in ("incident", "incident_id", "first_response_at", "created_at", "status"))
+
+
+def _session(incident: Incident) -> Session:
+    session = inspect(incident).session
+    assert session is not None
+    return session
 
 
 def is_follow_up(ticket: Ticket) -> bool:
@@ -128,10 +175,47 @@ def is_follow_up(ticket: Ticket) -> bool:
     incident = ticket.incident
     if incident is None:
         return False
+    pending = unflushed_reports(incident)
+    if pending is not None and all(t is ticket for t in pending):
+        # One query: a stored report that came before (by arrival, then id; a ticket not flushed yet is the
+        # newest of its instant). Not flushed: the hooks run before the opener's one flush.
+        at = ticket.created_at
+        earlier = (Ticket.created_at <= at if ticket.id is None else
+                   and_(Ticket.id != ticket.id, or_(Ticket.created_at < at,
+                                                    and_(Ticket.created_at == at, Ticket.id < ticket.id))))
+        session = _session(incident)
+        with session.no_autoflush:
+            return session.scalar(select(Ticket.id).where(Ticket.incident_id == incident.id, earlier)
+                                  .limit(1)) is not None
     # By arrival, then id; a ticket not flushed yet (no id) is the newest of its instant.
     first = min(incident.tickets, key=lambda t: (t.created_at, t.id if t.id is not None else float("inf")),
                 default=None)
     return first is not None and first is not ticket
+
+
+def report_count(incident: Incident) -> int:
+    """How many reports *incident* has (the stored ones counted by the database)."""
+    pending = unflushed_reports(incident)
+    if pending is None:
+        return len(incident.tickets)
+    session = _session(incident)
+    with session.no_autoflush:
+        stored = session.scalar(select(func.count(Ticket.id)).where(Ticket.incident_id == incident.id)) or 0
+    return stored + len(pending)
+
+
+def answered_before(incident: Incident, ticket: Ticket) -> bool:
+    """True when a report of *incident* other than *ticket* has its first response (the team is on it)."""
+    pending = unflushed_reports(incident)
+    if pending is None:
+        return any(t.first_response_at is not None for t in incident.tickets if t is not ticket)
+    if any(t is not ticket and t.first_response_at is not None for t in pending):
+        return True
+    other = Ticket.id != ticket.id if ticket.id is not None else Ticket.id.is_not(None)
+    session = _session(incident)
+    with session.no_autoflush:
+        return session.scalar(select(Ticket.id).where(Ticket.incident_id == incident.id, other,
+                                                      Ticket.first_response_at.is_not(None)).limit(1)) is not None
 
 
 def open_reports(incident: Incident) -> list[Ticket]:
@@ -202,8 +286,17 @@ class IncidentGrouper:
             return
         self._loaded_at = now
         with self.store.read() as session:
+            recent = (Ticket.status.in_(OPEN_STATUSES), Ticket.created_at >= now - self._window)
+            # The latest report per stored (rule, role), counted by the database: a storm's reports are not
+            # loaded every RELOAD; tickets opened before revision 0006 are read as objects.
+            for rule, role, latest in session.execute(
+                    select(Ticket.incident_rule, Ticket.role, func.max(Ticket.created_at))
+                    .where(*recent, Ticket.incident_rule.is_not(None), Ticket.incident_terms.is_not(None))
+                    .group_by(Ticket.incident_rule, Ticket.role)):
+                if rule:
+                    self._remember(rule, role, latest)
             for ticket in session.scalars(select(Ticket).where(
-                    Ticket.status.in_(OPEN_STATUSES), Ticket.created_at >= now - self._window)):
+                    *recent, or_(Ticket.incident_rule.is_(None), Ticket.incident_terms.is_(None)))):
                 rule = deciding_rule(ticket)
                 if rule is not None:
                     self._remember(rule, ticket.role, ticket.created_at)
@@ -224,11 +317,18 @@ class IncidentGrouper:
             return
         self._open.add((rule, ticket.role))
         earlier, reason = match
-        incident = earlier.incident or start_incident(session, earlier, now, rule=rule, terms=terms_of(earlier))
-        join(session, incident, ticket, reason, now)
-        if any(t.first_response_at is not None for t in incident.tickets if t is not ticket):
-            # The team is already on it: the "known issue" acknowledgement is this report's response.
-            record_first_response(self.sla, ticket, (), now)
+        # No autoflush: the new ticket stays pending until the opener's one flush (flushed here, the link
+        # below would make it a changed stored ticket, which the questions of ``unflushed_reports`` avoid).
+        with session.no_autoflush:
+            incident = earlier.incident or start_incident(session, earlier, now, rule=rule,
+                                                          terms=terms_of(earlier))
+            join(session, incident, ticket, reason, now)
+            if answered_before(incident, ticket):
+                # The team is already on it: the "known issue" acknowledgement is this report's response.
+                record_first_response(self.sla, ticket, (), now)
+
+    FIRST_PAGE = 8  # candidates read first: in a storm the newest report of the topic matches
+    CANDIDATES = 200
 
     def find_match(self, session: Session, ticket: Ticket, rule: str, terms: tuple[str, ...],
                    now: datetime) -> tuple[Ticket, LinkReason] | None:
@@ -238,24 +338,64 @@ class IncidentGrouper:
             # Lone reports within the window, and the reports of incidents still open (an outage that
             # is being worked on collects its late reports too, however long it lasts).
             in_open_incident = Ticket.incident_id.in_(select(Incident.id).where(Incident.status == "open"))
-            candidates = list(session.scalars(
-                select(Ticket).where(Ticket.status.in_(OPEN_STATUSES), Ticket.created_at <= now,
-                                     Ticket.role == ticket.role,
-                                     or_(Ticket.created_at >= since, in_open_incident))
-                .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(200)))
-            return self._first_match(ticket, rule, terms, candidates, now)
+            where = (Ticket.status.in_(OPEN_STATUSES), Ticket.created_at <= now, Ticket.role == ticket.role,
+                     or_(Ticket.created_at >= since, in_open_incident))
+            order = (Ticket.created_at.desc(), Ticket.id.desc())
+            if any(isinstance(obj, (Ticket, Incident)) for obj in session.dirty):
+                # Stored tickets or incidents changed in this session and not flushed: judge the objects.
+                candidates = list(session.scalars(select(Ticket).where(*where).order_by(*order)
+                                                  .limit(self.CANDIDATES)))
+                return self._first_match(ticket, rule, terms, candidates, now)
+            # The same candidates in the same order, as plain rows with the stored rule and terms (the ticket
+            # objects, their JSON columns and their first mails were read for every report: a storm was O(n²)),
+            # read in two pages: the first few decide a storm.
+            rows = (select(Ticket.id, Ticket.key, Ticket.created_at, Ticket.incident_rule, Ticket.incident_terms,
+                           Incident.status).outerjoin(Incident, Ticket.incident_id == Incident.id)
+                    .where(*where).order_by(*order))
+            for offset, limit in ((0, self.FIRST_PAGE), (self.FIRST_PAGE, self.CANDIDATES - self.FIRST_PAGE)):
+                page = session.execute(rows.offset(offset).limit(limit)).all()
+                for row in page:
+                    match = self._row_match(session, ticket, rule, terms, row, now)
+                    if match is not None:
+                        return match
+                if len(page) < limit:
+                    break
+            return None
+
+    def _row_match(self, session: Session, ticket: Ticket, rule: str, terms: tuple[str, ...], row: Any,
+                   now: datetime) -> tuple[Ticket, LinkReason] | None:
+        if row.status is not None and row.status != "open":
+            return None
+        stored = _stored(row.incident_rule, row.incident_terms)
+        if stored is None:  # opened before revision 0006: judged as before, from the object
+            earlier = session.get(Ticket, row.id)
+            return None if earlier is None else self._first_match(ticket, rule, terms, [earlier], now)
+        if stored[0] != rule:
+            return None
+        shared = self._shared(ticket, terms, stored[1])
+        if shared is None:
+            return None
+        earlier = session.get(Ticket, row.id)
+        if earlier is None:
+            return None
+        minutes = (now - row.created_at).total_seconds() / 60
+        return earlier, LinkReason(rule, ticket.role, shared[:8], minutes, row.key)
+
+    def _shared(self, ticket: Ticket, terms: tuple[str, ...], earlier: tuple[str, ...]) -> tuple[str, ...] | None:
+        wanted = set(terms)
+        shared = tuple(t for t in earlier if t in wanted)
+        needed = self.settings.min_shared_terms_p1 if ticket.severity == "P1" else self.settings.min_shared_terms
+        return shared if len(shared) >= needed else None
 
     def _first_match(self, ticket: Ticket, rule: str, terms: tuple[str, ...], candidates: list[Ticket],
                      now: datetime) -> tuple[Ticket, LinkReason] | None:
-        wanted = set(terms)
         for earlier in candidates:
             if earlier is ticket or deciding_rule(earlier) != rule:
                 continue
             if earlier.incident is not None and earlier.incident.status != "open":
                 continue
-            shared = tuple(t for t in terms_of(earlier) if t in wanted)
-            needed = self.settings.min_shared_terms_p1 if ticket.severity == "P1" else self.settings.min_shared_terms
-            if len(shared) < needed:
+            shared = self._shared(ticket, terms, terms_of(earlier))
+            if shared is None:
                 continue
             minutes = (now - earlier.created_at).total_seconds() / 60
             return earlier, LinkReason(rule, ticket.role, shared[:8], minutes, earlier.key)
@@ -278,6 +418,8 @@ def start_incident(session: Session, first: Ticket, now: datetime, *, rule: str,
 
 def join(session: Session, incident: Incident, ticket: Ticket, reason: LinkReason, now: datetime,
          actor: str = "system") -> None:
+    if actor != "system":
+        MEMBERSHIP_CHANGES[0] += 1
     ticket.incident = incident
     incident.last_report_at = max(incident.last_report_at, ticket.created_at)
     record_event(session, ticket, LINKED, now, actor=actor,
@@ -290,6 +432,7 @@ def unlink(session: Session, ticket: Ticket, now: datetime, actor: str) -> Incid
     incident = ticket.incident
     if incident is None:
         return None
+    MEMBERSHIP_CHANGES[0] += 1
     ticket.incident = None
     if ticket in incident.tickets:
         incident.tickets.remove(ticket)

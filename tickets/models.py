@@ -77,6 +77,8 @@ class Setting(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    # The incident's reports in id order (the known-issue acknowledgement reads only the new ones).
+    __table_args__ = (Index("ix_tickets_incident_id_id", "incident_id", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)
     key: Mapped[str] = mapped_column(String(32), unique=True)
@@ -111,6 +113,11 @@ class Ticket(Base):
     # The incident this ticket reports (issue 14): several reports of one problem share one incident.
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
     incident: Mapped[Incident | None] = relationship(back_populates="tickets", foreign_keys=[incident_id])
+    # What grouping compares, fixed when the ticket is opened (tickets.incidents.grouping_facts): the deciding
+    # rule ("" for a fallback verdict) and the significant terms of subject and first mail, space-separated.
+    # NULL: opened before revision 0006 or with [incidents] off; then read from classification and first mail.
+    incident_rule: Mapped[str | None] = mapped_column(Text)
+    incident_terms: Mapped[str | None] = mapped_column(Text)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
