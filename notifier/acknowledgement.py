@@ -23,7 +23,7 @@ from notifier.language import detect_language
 from notifier.mime import OutgoingMail
 from notifier.outbox import enqueue, outgoing_rows, queued_keys, short_key
 from notifier.render import Renderer
-from tickets.incidents import is_follow_up, latest_update, report_count
+from tickets.incidents import is_follow_up, latest_update
 from tickets.lifecycle import opened_in_flood
 from tickets.models import Incident, Message, OutboxItem, Ticket
 from tickets.public_text import IncidentPeople, public_line
@@ -81,18 +81,18 @@ class Acknowledger:
             yield _OUTBOX, item
             yield _MESSAGES, outbound
 
-    def public_facts(self, incident: Incident | None) -> tuple[str, PublicUpdate | None]:
-        """The incident's neutral title and its latest ``#update`` as one redacted line: what the status
-        page shows (``tickets.public_text``), not the stored title, which is the first reporter's subject
-        ("Maria's CRM is down"); every later reporter reads this mail. The names (every reporter's and
-        the team's) are gathered once for both."""
+    def public_facts(self, incident: Incident | None) -> tuple[str, PublicUpdate | None, int]:
+        """The incident's neutral title, its latest ``#update`` as one redacted line and its number of
+        reports: what the status page shows (``tickets.public_text``), not the stored title, which is the
+        first reporter's subject ("Maria's CRM is down"); every later reporter reads this mail. The names
+        (every reporter's and the team's) are kept per incident (``IncidentPeople``)."""
         if incident is None:
-            return "", None
-        title, parts = self.people.title_and_parts(incident, role_label(incident.role))
+            return "", None, 0
+        title, parts, reports = self.people.facts(incident, role_label(incident.role))
         update = latest_update(incident)
         if update is None:
-            return title, None
-        return title, PublicUpdate(at=update.at, text=public_line(update.text, parts=parts))
+            return title, None, reports
+        return title, PublicUpdate(at=update.at, text=public_line(update.text, parts=parts)), reports
 
     @staticmethod
     def key(request_message_id: str) -> str:
@@ -108,12 +108,12 @@ class Acknowledger:
         severity = _field(ticket, "severity")
         response_due = _field(ticket, "response_due")
         kind = "ack" if incident is None else "ack_known"
-        incident_title_text, update = self.public_facts(incident)
+        incident_title_text, update, reports = self.public_facts(incident)
         lang = language or detect_language(_field(request, "subject"), _field(request, "body"))
         context = dict(
             incident=incident,
             incident_title=incident_title_text,
-            reports=report_count(incident) if incident is not None else 0,
+            reports=reports,
             update=update,
             severity=severity_label(severity),
             role=role_label(_field(ticket, "role")),

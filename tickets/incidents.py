@@ -193,17 +193,6 @@ def is_follow_up(ticket: Ticket) -> bool:
     return first is not None and first is not ticket
 
 
-def report_count(incident: Incident) -> int:
-    """How many reports *incident* has (the stored ones counted by the database)."""
-    pending = unflushed_reports(incident)
-    if pending is None:
-        return len(incident.tickets)
-    session = _session(incident)
-    with session.no_autoflush:
-        stored = session.scalar(select(func.count(Ticket.id)).where(Ticket.incident_id == incident.id)) or 0
-    return stored + len(pending)
-
-
 def answered_before(incident: Incident, ticket: Ticket) -> bool:
     """True when a report of *incident* other than *ticket* has its first response (the team is on it)."""
     pending = unflushed_reports(incident)

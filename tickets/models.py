@@ -77,8 +77,12 @@ class Setting(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    # The incident's reports in id order (the known-issue acknowledgement reads only the new ones).
-    __table_args__ = (Index("ix_tickets_incident_id_id", "incident_id", "id"),)
+    # Issue 17, a storm of one problem: the incident's reports in id order (the known-issue acknowledgement
+    # reads only the new ones), "has the team answered one of them?", and the newest reports of a topic
+    # (IncidentGrouper.find_match: read backwards from now, a storm's first candidate matches).
+    __table_args__ = (Index("ix_tickets_incident_id_id", "incident_id", "id"),
+                      Index("ix_tickets_incident_answered", "incident_id", "first_response_at"),
+                      Index("ix_tickets_role_created", "role", "created_at", "id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)
     key: Mapped[str] = mapped_column(String(32), unique=True)

@@ -210,12 +210,13 @@ class IncidentPeople:
         self._generation = (-1, -1)
         self.rows_read = 0  # reports read from the database: one per later report of a storm (tests)
 
-    def title_and_parts(self, incident: Incident, area: str) -> tuple[str, Container[str]]:
-        """*incident*'s public title and the name words to redact from text about it (``public_line(parts=)``)."""
+    def facts(self, incident: Incident, area: str) -> tuple[str, Container[str], int]:
+        """*incident*'s public title, the name words to redact from text about it (``public_line(parts=)``)
+        and its number of reports."""
         pending = unflushed_reports(incident)
         if pending is None:  # unflushed changes to stored reports: only incident.tickets tells
             names = incident_names(incident, self.team)
-            return incident_title(incident, names, area), name_parts(names)
+            return incident_title(incident, names, area), name_parts(names), len(incident.tickets)
         people = self._people(incident)
         new = [t for t in pending if t.id is None]
         extra = names_of((t.reporter_name, t.reporter) for t in new) - people.names
@@ -235,7 +236,7 @@ class IncidentPeople:
                 first = sorted([*people.first, *entries], key=lambda e: e[:2])[:TITLE_REPORTS]
                 words = TitleWords().extended(s for _, _, s in first)
         title = words.title(lowered, lowered_parts, area)
-        return title, _Either(people.parts, name_parts(extra))
+        return title, _Either(people.parts, name_parts(extra)), people.fingerprint[0] + len(pending)
 
     def _people(self, incident: Incident) -> _People:
         session = inspect_session(incident)

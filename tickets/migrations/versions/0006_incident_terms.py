@@ -22,10 +22,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column('incident_rule', sa.Text(), nullable=True))
         batch.add_column(sa.Column('incident_terms', sa.Text(), nullable=True))
         batch.create_index('ix_tickets_incident_id_id', ['incident_id', 'id'])
+        batch.create_index('ix_tickets_incident_answered', ['incident_id', 'first_response_at'])
+        batch.create_index('ix_tickets_role_created', ['role', 'created_at', 'id'])
 
 
 def downgrade() -> None:
     with op.batch_alter_table('tickets') as batch:
+        batch.drop_index('ix_tickets_role_created')
+        batch.drop_index('ix_tickets_incident_answered')
         batch.drop_index('ix_tickets_incident_id_id')
         batch.drop_column('incident_terms')
         batch.drop_column('incident_rule')
