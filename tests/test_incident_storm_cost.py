@@ -14,6 +14,7 @@ from email import message_from_bytes
 from email.policy import default
 
 from desk_kit import desk_config, outbox, report, ticket
+from hostile_mails import _mail
 from sqlalchemy import event, insert, select
 
 from tickets.incidents import add_update
@@ -96,3 +97,33 @@ def test_the_known_issue_acknowledgement_counts_and_redacts_every_reporter_of_a_
     [ack] = [i for i in outbox(app, "ack_known") if "late@customer.example" in i.recipients]
     text = message_from_bytes(ack.mime, policy=default).get_body(("plain",)).get_content()
     assert "41 reports so far" in text and "Person30" not in text and "SSO proxy" in text, text
+
+
+def test_hostile_reports_of_a_storm_store_bounded_terms_and_are_grouped_and_acknowledged(
+        make_app, clock, tmp_path, db_url):
+    """The stored grouping facts come from mail text: NUL, invalid UTF-8, CR/LF in encoded words, a megabyte
+    of repeats and a 78,000-character subject give at most 60 plain words each, and the storm stays one."""
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    report(app, MAIL, sender="first@customer.example")
+    repeats = ("The CRM is down, error 503. " * 40_000).encode()  # ~1 MB, thousands of repeats
+    raws = [
+        _mail([], b"Nobody can log in to the CRM, error 503 \x00 again.\r\n", mid="h1@customer.example",
+              sender=b"=?utf-8?q?Nul=00Name?= <nul@customer.example>", subject=b"CRM is down\x00 NUL"),
+        _mail([], b"The CRM \xff\xfe is down, error 503.\r\n", mid="h2@customer.example",
+              sender=b"Bj\xc3\xb6rn \xff <bjorn@customer.example>", subject=b"CRM is down \xc3\x28"),
+        _mail([], repeats, mid="h3@customer.example", sender=b"Rep <rep@customer.example>", subject=b"CRM is down"),
+        _mail([], b"The CRM is down, error 503.\r\n", mid="h4@customer.example",
+              sender=b"=?utf-8?q?Evil=0D=0AName?= <evil@customer.example>",
+              subject=b"CRM is down =?utf-8?q?a=0D=0Ab?= " + b"x" * 78_000),
+    ]
+    for raw in raws:
+        assert app.pipeline.ingest(raw).action == "created"
+        clock.advance(seconds=20)
+    with app.store.read() as s:
+        tickets = list(s.scalars(select(Ticket).order_by(Ticket.id)))
+    assert len(tickets) == 5 and len({t.incident_id for t in tickets}) == 1 and tickets[0].incident_id
+    for t in tickets:
+        terms = (t.incident_terms or "").split()
+        assert t.incident_rule and 0 < len(terms) <= 60, (t.key, t.incident_rule, terms[:5])
+        assert all(len(w) <= 40 and w.isalnum() for w in terms), terms
+    assert len(outbox(app, "ack_known")) == 4

@@ -204,6 +204,8 @@ class IncidentPeople:
     Reports not flushed yet (the new one) are added for this use only.
     """
 
+    KEEP = 32  # incidents kept (a long-running daemon sees many; each holds names and 200 subjects)
+
     def __init__(self, team: Iterable[tuple[str, str]]) -> None:
         self.team = set(team)
         self._kept: dict[int, _People] = {}
@@ -283,7 +285,10 @@ class IncidentPeople:
         else:
             kept.first = sorted([*kept.first, *entries], key=lambda e: e[:2])[:TITLE_REPORTS]
             kept.words = TitleWords().extended(s for _, _, s in kept.first)
-        self._kept[incident.id] = kept
+        self._kept.pop(incident.id, None)
+        self._kept[incident.id] = kept  # the most recently used last
+        while len(self._kept) > self.KEEP:
+            del self._kept[next(iter(self._kept))]
         return kept
 
 
