@@ -60,7 +60,8 @@ def load(folder: Path) -> list[Mail]:
     mails = []
     for name, severity, role in read_labels(folder):
         facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
-        number = int(name[:3]) if name[:3].isdigit() else -1
+        head = name.split("-", 1)[0]
+        number = int(head) if head.isdigit() else -1  # 530-1781: the author batches (bench/classifier_cv.py)
         terms = mail_terms(tokens for _, _, tokens in Classifier.fields(facts))
         mails.append(Mail(name, number, severity, role, facts, terms))
     return mails

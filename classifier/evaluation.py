@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from classifier.engine import Classifier
+from classifier.learned import LEARNED_RULE
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.verdict import FALLBACK_SEVERITY, RuleHit, Verdict
 from config import ROLES, SEVERITIES
@@ -37,6 +38,7 @@ class EvalReport:
     fired: Counter[str] = field(default_factory=Counter)
     never_fired: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)  # severity fell back: no rule decided
+    no_evidence: list[str] = field(default_factory=list)  # ... and the learned weights had no evidence either
     mistakes: list[tuple[str, str, str, str, str, Verdict]] = field(default_factory=list)
 
     @property
@@ -61,7 +63,8 @@ class EvalReport:
         return [
             f"P1 recall:    {_share(right_p1, labelled_p1)}",
             f"P1 precision: {_share(right_p1, called_p1)}",
-            f"no severity evidence (fallback-severity): {_share(len(self.unmatched), self.total)}",
+            f"no severity rule fired (fallback-severity): {_share(len(self.unmatched), self.total)}",
+            f"no evidence at all (no rule, no learned evidence): {_share(len(self.no_evidence), self.total)}",
             f"P4 mails classified above P3: {p4_raised}",
         ]
 
@@ -116,10 +119,22 @@ def evaluate(classifier: Classifier, folder: Path, fallback_time: datetime,
             report.fired[hit.name] += 1
         if any(h.name == FALLBACK_SEVERITY for h in verdict.rules):
             report.unmatched.append(name)
+            if no_evidence(verdict):
+                report.no_evidence.append(name)
         if verdict.severity != severity or verdict.role != role:
             report.mistakes.append((name, severity, verdict.severity, role, verdict.role, verdict))
     report.never_fired = [r.name for r in classifier.rules if report.fired[r.name] == 0]
     return report
+
+
+def no_evidence(verdict: Verdict) -> bool:
+    """No rule decided the severity and the learned weights did not either (classifier/README.md, "Fallback").
+
+    The learned weights decide a mail no rule knew only when one of its terms supports their class and
+    that class leads the next by ``Policy.min_margin``; otherwise the P3 is a default, nothing more.
+    """
+    return any(h.name == FALLBACK_SEVERITY for h in verdict.rules) and \
+        not any(h.name == LEARNED_RULE and h.severity for h in verdict.rules)
 
 
 def confusion_table(confusion: Counter[tuple[str, str]], labels: tuple[str, ...]) -> list[str]:
@@ -141,6 +156,7 @@ def format_report(report: EvalReport) -> str:
         "", "role confusion (rows = label):", *confusion_table(report.role_confusion, ROLES),
         "", f"rules that never fired ({len(report.never_fired)}): {', '.join(report.never_fired) or '-'}",
         f"mails no severity rule matched ({len(report.unmatched)}): {', '.join(report.unmatched) or '-'}",
+        f"mails with no evidence at all ({len(report.no_evidence)}): {', '.join(report.no_evidence) or '-'}",
     ]
     if report.mistakes:
         lines += ["", "mismatches (file: label -> classified; rules):"]

@@ -7,13 +7,16 @@ logistic regression over the same normalised words, stemmed in EN/DE/FR, measure
 lists the terms that weighed most ("learned: 'keine rechnung' +1.30"), and the weights are a plain
 JSON file a person can read and a site can replace (``[rules] learned``).
 
-How it is combined with the rules (``combine``), as measured:
-- the rules decide when they are sure (no doubt in the triage);
-- when the rules are unsure (no rule recognised what is hit or the owner, one weak word, conflicting
-  hits), the learned severity and role decide, except that a P1 is never lowered; the verdict stays
-  marked uncertain;
-- a learned P1 probability of at least ``p1_threshold`` raises any verdict to P1 (a missed P1 costs
-  most), with a doubt so the owner confirms.
+How it is combined with the rules (``combine``, ``Policy``), chosen on leave-one-author-out
+cross-validation (``bench/classifier_cv.py``), never on a blind set:
+- a mail no rule knew gets the learned severity and role when a term supports them and the class leads
+  clearly (``min_margin``); otherwise it has no evidence at all and stays the P3 fallback;
+- when the rules are unsure, the learned severity and role decide; when they are sure, the learned class
+  replaces theirs only when its probability reaches ``severity_sure`` / ``role_sure``;
+- a learned P1 probability of at least ``p1_threshold`` raises the verdict to P1; a rule's P1 is lowered
+  only when the weights give P1 under ``lower_p1`` (then the rule stays listed and a doubt says so);
+- a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3.
+Every change carries a note, a doubt when the rules were sure, and the terms that weighed most.
 
 Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mail.  Training
 (``train``, ``hypercare rules train``) imports scikit-learn, the optional extra ``[train]``.
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.rules import RuleFileError
-from classifier.verdict import RuleHit, Triage, Verdict
+from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY, RuleHit, Triage, Verdict
 from classifier.word_forms import SHARED
 from config import ROLES, SEVERITIES
 
@@ -137,6 +140,8 @@ class Opinion:
     severity_column: int
     role_column: int
     tokens: tuple[Sequence[str], ...] = ()
+    severity_second: float = 0.0  # the next class's probability: how clearly the weights chose
+    role_second: float = 0.0
 
     @property
     def terms(self) -> dict[str, str]:
@@ -248,12 +253,15 @@ class LearnedModel:
         logits = list(map(sum, zip(self._intercept, *found.values(), strict=True)))
         split = len(severity.classes)
         s_logits, r_logits = logits[:split], logits[split:]
-        s_best, r_best = s_logits.index(max(s_logits)), r_logits.index(max(r_logits))
-        s_total = sum(math.exp(x - s_logits[s_best]) for x in s_logits)
-        r_total = sum(math.exp(x - r_logits[r_best]) for x in r_logits)
-        p1 = math.exp(s_logits[self._p1_column] - s_logits[s_best]) / s_total
-        return Opinion(severity.classes[s_best], 1 / s_total, p1, role.classes[r_best], 1 / r_total,
-                       found, split, s_best, r_best, lists)
+        s_top, r_top = max(s_logits), max(r_logits)
+        s_exps = [math.exp(x - s_top) for x in s_logits]
+        r_exps = [math.exp(x - r_top) for x in r_logits]
+        s_total, r_total = sum(s_exps), sum(r_exps)
+        s_best, r_best = s_logits.index(s_top), r_logits.index(r_top)
+        s_exps[s_best] = r_exps[r_best] = -1.0  # the next class: the largest of the rest
+        return Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
+                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, lists,
+                       max(s_exps) / s_total, max(r_exps) / r_total)
 
     @property
     def _p1_column(self) -> int:
@@ -346,30 +354,113 @@ def _softmax(logits: list[float]) -> tuple[list[float], int]:
     return [x / total for x in exps], logits.index(top)
 
 
-def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel) -> Verdict:
-    """The rules' verdict with the learned opinion folded in, as measured (module docstring)."""
+@dataclass(frozen=True)
+class Policy:
+    """How the learned opinion is folded into the rules' verdict; chosen on author-out cross-validation
+    (``bench/classifier_cv.py``, classifier/README.md "Measured: leave one author out"), never on a blind set.
+
+    *p1_unsure* / *p1_sure*: the learned P1 probability that raises a verdict the rules were unsure /
+    sure about to P1 (None: the weights file's ``p1_threshold``).  *severity_sure* / *role_sure*: the
+    learned probability at which the learned class replaces a verdict the rules were sure about (above 1:
+    never).  *min_margin*: the learned opinion is evidence when a term of the mail supports its class and
+    its probability leads the next class by at least this; otherwise a mail no rule knew has **no
+    evidence at all** (the fallback stays).  *guard_p4*: when the rules saw a wish or a thanks and no
+    impact (no hit at P1/P2), the weights never lift the verdict above P3.  *lower_p1*: a P1 the rules
+    were unsure about is lowered to the learned class when the learned P1 probability is below this
+    (0: a rule's P1 is never lowered); *lower_p1_sure*: the same for a P1 the rules were sure about
+    (the learned class must also reach *severity_sure*).
+    """
+
+    p1_unsure: float | None = None
+    p1_sure: float | None = None
+    severity_sure: float = 0.6
+    role_sure: float = 0.7
+    min_margin: float = 0.2
+    guard_p4: bool = True
+    lower_p1: float = 0.1
+    lower_p1_sure: float = 0.1
+
+
+DEFAULT_POLICY = Policy()
+_LEVEL = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _has_evidence(opinion: Opinion, column: int, probability: float, second: float, policy: Policy) -> bool:
+    return probability - second >= policy.min_margin and any(row[column] > 0 for row in opinion.found.values())
+
+
+def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool) -> tuple[str, str]:
+    """(the most severe, the mildest) severity the weights may give this verdict.
+
+    A wish or a thanks the rules saw, with no impact hit beside it, is never paged for (at most P3).
+    What a rule said explicitly holds: a ceiling ("a workaround exists": at most P3, a test system) is
+    never exceeded, a fixed severity or a floor (a site's "SAP errors are P2") never undercut.
+    """
+    cap, floor = SEVERITIES[0], SEVERITIES[-1]
+    if policy.guard_p4:
+        cells = [h.severity for h in verdict.rules if h.severity and h.name not in (FALLBACK_SEVERITY, LEARNED_RULE)]
+        if "P4" in cells and not any(c in ("P1", "P2") for c in cells):
+            cap = "P3"
+    severity, matrix = verdict.severity, verdict.triage.matrix_severity
+    if not no_severity_rule and matrix != severity:
+        if matrix is not None and _LEVEL[severity] > _LEVEL[matrix]:
+            cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap
+        else:
+            floor = severity
+    return cap, floor
+
+
+def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
+            policy: Policy = DEFAULT_POLICY) -> Verdict:
+    """The rules' verdict with the learned opinion folded in, as measured (``Policy``, module docstring)."""
     unsure = verdict.triage.uncertain
-    raise_p1 = opinion.p1 >= model.p1_threshold and verdict.severity != "P1"
-    if not unsure and not raise_p1:
-        return verdict
+    named = {h.name for h in verdict.rules}
+    no_severity_rule, no_role_rule = FALLBACK_SEVERITY in named, FALLBACK_ROLE in named
+    p1_raise = (policy.p1_unsure if unsure else policy.p1_sure) or model.p1_threshold
     severity, role = verdict.severity, verdict.role
     notes = list(verdict.notes)
     doubts = list(verdict.triage.doubts)
     decided_severity = decided_role = False
-    if unsure:
-        # A P1 is never lowered: a missed P1 costs most, and a weak "CRM Ausfall" is still an outage.
-        if opinion.severity != severity and severity != "P1":
-            notes.append(f"severity {severity} -> {opinion.severity} by the learned weights "
-                         f"(p={opinion.severity_p:.2f}; the rules were unsure)")
-            severity, decided_severity = opinion.severity, True
-        if opinion.role != role:
-            notes.append(f"role {role} -> {opinion.role} by the learned weights (p={opinion.role_p:.2f})")
-            role, decided_role = opinion.role, True
-    if opinion.p1 >= model.p1_threshold and severity != "P1":
+    severity_evidence = _has_evidence(opinion, opinion.severity_column, opinion.severity_p,
+                                      opinion.severity_second, policy)
+    cap, floor = _limits(verdict, policy, no_severity_rule)
+
+    def allowed(level: str) -> str:
+        if _LEVEL[level] > _LEVEL[floor]:
+            return floor
+        return level if _LEVEL[level] >= _LEVEL[cap] else cap
+
+    wanted = severity
+    if no_severity_rule:
+        if severity_evidence:
+            wanted = opinion.severity
+            decided_severity = True  # even when it agrees with the default: the mail has evidence now
+    elif unsure or opinion.severity_p >= policy.severity_sure:
+        wanted = opinion.severity
+    if severity == "P1" and wanted != "P1" and opinion.p1 >= (policy.lower_p1 if unsure else policy.lower_p1_sure):
+        wanted = "P1"  # a rule's P1 stands (a weak "CRM Ausfall" is still an outage) unless the policy lowers it
+    wanted = allowed(wanted) if wanted != severity else wanted
+    if wanted != severity or decided_severity:
+        why = "the rules were unsure" if unsure else f"p >= {policy.severity_sure:.2f}"
+        if no_severity_rule:
+            why = "no rule recognised what is hit"
+        change = f"{severity} -> {wanted}" if wanted != severity else wanted
+        notes.append(f"severity {change} by the learned weights (p={opinion.severity_p:.2f}; {why})")
+        if not unsure:
+            doubts.append(f"the learned weights say {wanted} (p={opinion.severity_p:.2f}) "
+                          f"where the rules said {severity}")
+        severity, decided_severity = wanted, True
+    if opinion.p1 >= p1_raise and severity != "P1" and allowed("P1") == "P1":
         notes.append(f"raised {severity} -> P1 by the learned weights (P1 p={opinion.p1:.2f})")
         if not unsure:
             doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")
         severity, decided_severity = "P1", True
+    role_evidence = _has_evidence(opinion, opinion.split + opinion.role_column, opinion.role_p,
+                                  opinion.role_second, policy)
+    if (no_role_rule and role_evidence) or (opinion.role != role and (unsure or opinion.role_p >= policy.role_sure)):
+        change = f"{role} -> {opinion.role}" if opinion.role != role else role
+        notes.append(f"role {change} by the learned weights (p={opinion.role_p:.2f})")
+        role, decided_role = opinion.role, True
     if not (decided_severity or decided_role):
         return verdict
     evidence = (opinion.severity_evidence if decided_severity else ()) + \
@@ -378,8 +469,10 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel) -> Verdict:
                   "corrections", tuple(dict.fromkeys(evidence)), severity if decided_severity else None,
                   role if decided_role else None)
     triage = Triage(verdict.triage.scope, verdict.triage.hit, verdict.triage.matrix_severity, tuple(doubts))
+    # Still a fallback only where neither a rule nor the weights had evidence (README "Fallback").
+    fallback = (no_severity_rule and not decided_severity) or (no_role_rule and not decided_role)
     return replace(verdict, severity=severity, role=role, rules=(hit, *verdict.rules), notes=tuple(notes),
-                   triage=triage)
+                   triage=triage, fallback=fallback)
 
 
 def load_configured(setting: str, resolve: Any) -> LearnedModel | None:

@@ -251,3 +251,52 @@ def test_the_fast_scorer_counts_a_term_once_and_no_pair_across_a_clause_break() 
     joined = model.opinion([["das", "zahnrad", "klemmt"], ["zahnrad", "klemmt"]])
     assert joined.role == "technical_consultant" and joined.role_evidence == ("learned: 'zahnrad klemmt' +2.00",)
     assert model.opinion([]).severity == "P3" and model.opinion([[""] * 1000]).found == {}
+
+
+def _model(severity: dict[str, list[float]], role: dict[str, list[float]] | None = None) -> LearnedModel:
+    data = {**WEIGHTS, "severity": {**WEIGHTS["severity"], "intercept": [0.0, 0.0, 0.0, 0.0], "weights": severity},
+            "role": {**WEIGHTS["role"], "weights": role or {}}}
+    return LearnedModel.from_json(data, "w.json")
+
+
+def test_a_wish_is_never_paged_by_the_weights_unless_a_rule_saw_an_impact() -> None:
+    from classifier.rules import DEFAULT_RULES
+
+    model = _model({stem("kanban"): [6.0, 0.0, 0.0, 0.0]})
+    classifier = Classifier.from_files([DEFAULT_RULES], learned=model)
+    wish = MailFacts("Idea", "Would be great to have a Kanban view for opportunities.", "a@x.example")
+    assert Classifier.from_files([DEFAULT_RULES]).classify(wish).severity == "P4"
+    verdict = classifier.classify(wish)
+    assert verdict.severity == "P3" and verdict.rules[0].name == "learned"  # at most P3, never a page
+    outage = MailFacts("CRM is down", "Nobody can log in since 8am. Also: would be great to have a Kanban view.",
+                       "a@x.example")
+    assert classifier.classify(outage).severity == "P1"
+
+
+def test_a_rule_p1_is_lowered_only_when_the_weights_clearly_disagree_and_it_says_so() -> None:
+    from classifier.rules import DEFAULT_RULES
+
+    body = "Nobody can log in since 8am, the whole company is waiting."
+    sure_p3 = _model({stem("nobody"): [-4.0, 0.0, 3.0, 0.0]})
+    lowered = Classifier.from_files([DEFAULT_RULES], learned=sure_p3).classify(MailFacts("CRM is down", body, "a@x"))
+    assert lowered.severity == "P3" and lowered.rules[0].name == "learned"
+    assert any(r.severity == "P1" for r in lowered.rules[1:])  # the rule's P1 is still listed
+    assert any("where the rules said P1" in d for d in lowered.triage.doubts)  # uncertain: the owner confirms
+    unsure_p3 = _model({stem("nobody"): [-1.0, 0.0, 0.5, 0.0]})  # P(P1) not below the policy's 0.1
+    kept = Classifier.from_files([DEFAULT_RULES], learned=unsure_p3).classify(MailFacts("CRM is down", body, "a@x"))
+    assert kept.severity == "P1"
+
+
+def test_no_evidence_at_all_is_no_rule_and_no_learned_term() -> None:
+    from classifier.evaluation import no_evidence
+    from classifier.rules import DEFAULT_RULES
+
+    model = _model({stem("zahnrad"): [4.0, 0.0, -1.0, -1.0], stem("frage"): [0.0, 0.0, 3.0, 0.0]},
+                   {stem("frage"): [0.0, 3.0, 0.0, 0.0]})
+    classifier = Classifier.from_files([DEFAULT_RULES], learned=model)
+    nothing = classifier.classify(MailFacts("Hallo", "Bitte melden Sie sich bei mir.", "a@x.example"))
+    assert nothing.severity == "P3" and no_evidence(nothing) and nothing.fallback
+    known = classifier.classify(MailFacts("Frage", "Bitte melden Sie sich bei mir.", "a@x.example"))
+    assert known.severity == "P3" and not no_evidence(known)  # the weights agree with P3, from a term
+    assert known.rules[0].evidence == ("learned: 'frage' +3.00",) and known.role == "business_analyst"
+    assert not known.fallback and "fallback-severity" in [r.name for r in known.rules]  # no rule, but evidence

@@ -304,3 +304,11 @@ def test_the_batched_write_path_groups_a_storm_and_triages_on_the_next_beat(make
     flush(app)
     pages = [d for d in relay.deliveries if "New P1" in d.message["Subject"]]
     assert len(pages) == 3  # one page, one copy each for role, on-call and PM
+
+
+def test_the_learned_weights_entry_names_no_incident() -> None:
+    from tickets.incidents import rule_of
+
+    assert rule_of(["learned", "outage", "topic-technical"]) == "outage"
+    assert rule_of(["learned", "topic-admin", "fallback-severity"]) is None  # judged by the weights alone
+    assert rule_of(["topic-admin", "learned"]) is None

@@ -103,11 +103,15 @@ def deciding_rule(ticket: Ticket) -> str | None:
 
 
 def rule_of(names: Iterable[str]) -> str | None:
-    """The first rule name that is neither a topic rule nor a fallback (None when a fallback decided)."""
+    """The first rule name that is neither a topic rule nor a fallback (None when a fallback decided).
+
+    The learned weights' entry (``learned``, first when they changed the verdict) names no kind of
+    problem: two unrelated mails the weights judged are not one incident, so it is passed over.
+    """
     for name in names:
         if not name or name.startswith("fallback"):
             return None
-        if not name.startswith("topic-"):
+        if not name.startswith("topic-") and name != "learned":
             return name
     return None
 

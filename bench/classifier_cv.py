@@ -1,0 +1,320 @@
+"""Leave one AUTHOR out: the classifier as integrated (rules + learned weights), scored on authors it never saw.
+
+Why this script: a blind set can be scored once; choosing the combination's parameters needs a proxy
+for mail from unknown writers that may be used as often as needed.  Each group of the tuning set is
+written by one author (or, for the oldest mails, a mix of authors); for every group the weights are
+trained on all *other* groups, and that group is scored with the full classifier, the built-in rules
+plus ``classifier.learned.combine``.  The mean over groups is the estimate; the parameters of
+``Policy`` are chosen on it (classifier/README.md, "Measured: leave one author out").
+
+    .venv/bin/pip install scikit-learn      # offline only; the desk does not need it
+    .venv/bin/python bench/classifier_cv.py [--grid] [--c 4] [--terms 3000] [--groups A,B,...]
+
+Groups: ``old`` = labelled 1-329 and the held-out set (several authors), ``b1-4`` = 330-529 (one
+author), ``A``..``H`` = ``NNN-tX-*.eml`` (one author each).  The built-in rules were tuned on ``old``
+and ``b1-4`` (and on any batch a rule was later written from: see the README), so those groups' figures
+flatter the rules; ``new`` is the mean of the author groups the rules were not tuned on.
+
+Columns: severity %, role %, P1 recall, P1 precision (counts summed over groups), share of mails no
+severity rule matched ("no rule"), share with no evidence at all (no rule and no learned evidence),
+P4 mails classified P1/P2.  Rows: the rules alone, the learned weights alone, and the combination
+as integrated (``Policy`` defaults); ``--grid`` adds a search over the policy's parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from classifier import Classifier, MailFacts  # noqa: E402
+from classifier.evaluation import read_labels  # noqa: E402
+from classifier.learned import (  # noqa: E402
+    DEFAULT_POLICY,
+    LEARNED_RULE,
+    LearnedModel,
+    Opinion,
+    Policy,
+    combine,
+    mail_terms,
+    train,
+    write,
+)
+from classifier.mailfile import facts_from_bytes  # noqa: E402
+from classifier.rules import DEFAULT_RULES  # noqa: E402
+from classifier.verdict import FALLBACK_SEVERITY, Verdict  # noqa: E402
+
+WHEN = datetime(2026, 11, 30, 8, tzinfo=UTC)
+_AUTHOR = re.compile(r"^\d+-t([A-Z])-")
+RULES_TUNED_ON = ("old", "b1-4")  # groups the built-in rules were written from
+
+
+@dataclass
+class Mail:
+    name: str
+    group: str
+    severity: str
+    role: str
+    facts: MailFacts
+    tokens: list[list[str]]
+    terms: dict[str, str]
+
+
+def group_of(name: str, folder: str) -> str:
+    found = _AUTHOR.match(name)
+    if found:
+        return found.group(1)
+    number = int(name.split("-", 1)[0]) if folder == "labelled" else 0
+    return "b1-4" if 330 <= number <= 529 else "old"
+
+
+def load(folders: Iterable[Path]) -> list[Mail]:
+    mails = []
+    for folder in folders:
+        for name, severity, role in read_labels(folder):
+            facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
+            tokens = [t for _, _, t in Classifier.fields(facts)]
+            mails.append(Mail(name, group_of(name, folder.name), severity, role, facts, tokens, mail_terms(tokens)))
+    return mails
+
+
+@dataclass
+class Scores:
+    n: int = 0
+    severity: int = 0
+    role: int = 0
+    p1_found: int = 0
+    p1_total: int = 0
+    p1_said: int = 0
+    no_rule: int = 0
+    no_evidence: int = 0
+    p4_high: int = 0
+
+    def add(self, mail: Mail, severity: str, role: str, no_rule: bool, no_evidence: bool) -> None:
+        self.n += 1
+        self.severity += severity == mail.severity
+        self.role += role == mail.role
+        self.p1_found += mail.severity == "P1" and severity == "P1"
+        self.p1_total += mail.severity == "P1"
+        self.p1_said += severity == "P1"
+        self.no_rule += no_rule
+        self.no_evidence += no_evidence
+        self.p4_high += mail.severity == "P4" and severity in ("P1", "P2")
+
+
+@dataclass
+class Summary:
+    severity: float
+    role: float
+    p1_found: int
+    p1_total: int
+    p1_said: int
+    no_rule: float
+    no_evidence: float
+    p4_high: int
+
+    @classmethod
+    def of(cls, rows: list[Scores]) -> Summary:
+        k = len(rows)
+        return cls(sum(100 * r.severity / r.n for r in rows) / k, sum(100 * r.role / r.n for r in rows) / k,
+                   sum(r.p1_found for r in rows), sum(r.p1_total for r in rows), sum(r.p1_said for r in rows),
+                   sum(100 * r.no_rule / r.n for r in rows) / k, sum(100 * r.no_evidence / r.n for r in rows) / k,
+                   sum(r.p4_high for r in rows))
+
+    @property
+    def recall(self) -> float:
+        return 100 * self.p1_found / self.p1_total if self.p1_total else 0.0
+
+    @property
+    def precision(self) -> float:
+        return 100 * self.p1_found / self.p1_said if self.p1_said else 0.0
+
+    def row(self, label: str) -> str:
+        return (f"{label:<34}{self.severity:>6.1f}{self.role:>7.1f}  {self.p1_found:>4}/{self.p1_total:<4}"
+                f"{self.recall:>5.1f}  {self.p1_found:>4}/{self.p1_said:<4}{self.precision:>5.1f}"
+                f"{self.no_rule:>8.1f}{self.no_evidence:>8.1f}{self.p4_high:>6}")
+
+
+HEADER = (f"{'':<34}{'sev%':>6}{'role%':>7}  {'P1 recall':>14}  {'P1 precision':>14}{'no rule':>8}"
+          f"{'no evid':>8}{'P4>P3':>6}")
+
+
+def is_no_rule(verdict: Verdict) -> bool:
+    return any(h.name == FALLBACK_SEVERITY for h in verdict.rules)
+
+
+def is_no_evidence(verdict: Verdict) -> bool:
+    """No severity rule and the learned weights did not decide the severity: nothing known about the mail."""
+    return is_no_rule(verdict) and not any(h.name == LEARNED_RULE and h.severity for h in verdict.rules)
+
+
+Judge = Callable[[Mail, Verdict, Opinion, LearnedModel], tuple[str, str, bool, bool]]
+
+
+def as_integrated(policy: Policy) -> Judge:
+    def judge(mail: Mail, verdict: Verdict, opinion: Opinion, model: LearnedModel) -> tuple[str, str, bool, bool]:
+        final = combine(verdict, opinion, model, policy)
+        return final.severity, final.role, is_no_rule(final), is_no_evidence(final)
+    return judge
+
+
+def rules_alone(mail: Mail, verdict: Verdict, opinion: Opinion, model: LearnedModel) -> tuple[str, str, bool, bool]:
+    return verdict.severity, verdict.role, is_no_rule(verdict), is_no_rule(verdict)
+
+
+def learned_alone(mail: Mail, verdict: Verdict, opinion: Opinion, model: LearnedModel) -> tuple[str, str, bool, bool]:
+    return opinion.severity, opinion.role, is_no_rule(verdict), False
+
+
+@dataclass
+class Fold:
+    group: str
+    mails: list[Mail]
+    verdicts: list[Verdict]
+    opinions: list[Opinion]
+    model: LearnedModel
+
+
+def folds(mails: list[Mail], groups: list[str], c: float, terms: int, p1: float,
+          cache: Path | None = None) -> list[Fold]:
+    """Train without each group and score it; *cache*: a folder keeping the trained weights between runs
+    (keyed by the training mails' names and labels, C and terms: a changed label retrains)."""
+    rules = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin")
+    out = []
+    for group in groups:
+        test = [m for m in mails if m.group == group]
+        rest = [m for m in mails if m.group != group]
+        start = time.perf_counter()
+        key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role) for m in rest), c, terms)).encode()).hexdigest()
+        path = cache / f"cv-{group}-{key[:16]}.json" if cache else None
+        if path is not None and path.exists():
+            model = LearnedModel.load(path)
+        else:
+            model = train([(m.terms, m.severity) for m in rest], [(m.terms, m.role) for m in rest], c=c,
+                          terms=terms, p1_threshold=p1, source=f"cv-without-{group}")
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write(model, path)
+        print(f"# group {group}: {len(test)} mails scored, trained on {len(rest)} "
+              f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+        out.append(Fold(group, test, [rules.classify(m.facts) for m in test],
+                        [model.opinion(m.tokens) for m in test], model))
+    return out
+
+
+def score(fold: Fold, judge: Judge) -> Scores:
+    scores = Scores()
+    for mail, verdict, opinion in zip(fold.mails, fold.verdicts, fold.opinions, strict=True):
+        scores.add(mail, *judge(mail, verdict, opinion, fold.model))
+    return scores
+
+
+def summaries(all_folds: list[Fold], judge: Judge) -> tuple[dict[str, Scores], Summary, Summary]:
+    per = {f.group: score(f, judge) for f in all_folds}
+    new = [s for g, s in per.items() if g not in RULES_TUNED_ON] or list(per.values())
+    return per, Summary.of(new), Summary.of(list(per.values()))
+
+
+def check_integration(all_folds: list[Fold]) -> None:
+    """The judge ``as_integrated`` is what ``Classifier.classify`` does with the same weights."""
+    fold = all_folds[0]
+    both = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin", learned=fold.model)
+    for mail, verdict, opinion in list(zip(fold.mails, fold.verdicts, fold.opinions, strict=True))[:40]:
+        direct = both.classify(mail.facts)
+        via = combine(verdict, opinion, fold.model)
+        assert (direct.severity, direct.role) == (via.severity, via.role), mail.name
+
+
+GRID = {
+    "p1_unsure": (0.35, 0.5, 0.6, 0.7),
+    "p1_sure": (0.5, 0.6, 0.7, 0.8, 0.9),
+    "severity_sure": (0.6, 0.7, 0.8, 1.01),
+    "role_sure": (0.5, 0.6, 0.7, 0.8, 1.01),
+    "min_margin": (0.0, 0.1, 0.2),
+    "guard_p4": (False, True),
+    "lower_p1": (0.0, 0.1, 0.2),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--c", type=float, default=4.0, help="inverse regularisation of the logistic regression")
+    parser.add_argument("--terms", type=int, default=3000, help="terms kept per head (as exported)")
+    parser.add_argument("--groups", default="", help="comma-separated groups to hold out (default: all)")
+    parser.add_argument("--grid", action="store_true", help="search the Policy parameters (one at a time, then "
+                        "the best pairs)")
+    parser.add_argument("--cache", type=Path, help="folder keeping the trained weights between runs")
+    parser.add_argument("--per-group", action="store_true", help="print every group's row for the integrated policy")
+    args = parser.parse_args()
+    mails = load([ROOT / "tests" / "data" / "labelled", ROOT / "tests" / "data" / "holdout"])
+    groups = sorted({m.group for m in mails}, key=lambda g: (len(g) == 1, g))
+    if args.groups:
+        groups = [g for g in groups if g in args.groups.split(",")]
+    print(f"{len(mails)} mails; groups: " + ", ".join(f"{g} ({sum(m.group == g for m in mails)})" for g in groups)
+          + f"; C={args.c}, {args.terms} terms per head")
+    all_folds = folds(mails, groups, args.c, args.terms, DEFAULT_POLICY.p1_unsure or 0.5, args.cache)
+    check_integration(all_folds)
+    print("mean over groups; 'new' = author groups the rules were not written from "
+          f"(all but {', '.join(RULES_TUNED_ON)}); P1 counts summed")
+    print(HEADER)
+    for label, judge in (("rules alone", rules_alone), ("learned alone", learned_alone),
+                         ("rules + learned (as integrated)", as_integrated(DEFAULT_POLICY))):
+        per, new, everything = summaries(all_folds, judge)
+        print(new.row(f"new: {label}"))
+        print(everything.row(f"all: {label}"))
+        if args.per_group and label.startswith("rules + learned"):
+            for group, scores in per.items():
+                print(Summary.of([scores]).row(f"  group {group} ({scores.n})"))
+    if args.grid:
+        grid_search(all_folds)
+    return 0
+
+
+def grid_search(all_folds: list[Fold]) -> None:
+    """One parameter at a time from the defaults, then every combination of the two best values of each."""
+    print("\ngrid (mean of the 'new' groups; one parameter changed from the integrated defaults)")
+    print(HEADER)
+    best: dict[str, list[object]] = {}
+    for name, values in GRID.items():
+        ranked = []
+        for value in values:
+            policy = replace(DEFAULT_POLICY, **{name: value})
+            _, new, _ = summaries(all_folds, as_integrated(policy))
+            print(new.row(f"{name}={value}"))
+            ranked.append((objective(new), value))
+        best[name] = [v for _, v in sorted(ranked, key=lambda x: -x[0])[:2]]
+    print("\nbest pairs combined (top 15 by severity + role with P1 recall >= 95 %, then precision)")
+    print(HEADER)
+    results = []
+    names = [f.name for f in fields(Policy)]
+    for combo in itertools.product(*(best.get(n, [getattr(DEFAULT_POLICY, n)]) for n in names)):
+        policy = Policy(**dict(zip(names, combo, strict=True)))
+        _, new, everything = summaries(all_folds, as_integrated(policy))
+        results.append((objective(new), policy, new, everything))
+    for _, policy, new, everything in sorted(results, key=lambda x: -x[0])[:15]:
+        changed = ", ".join(f"{n}={getattr(policy, n)}" for n in names
+                            if getattr(policy, n) != getattr(DEFAULT_POLICY, n))
+        print(new.row(f"new: {changed or 'defaults'}"[:34]))
+        print(everything.row("  all"))
+        print(f"  ({changed or 'defaults'})")
+
+
+def objective(s: Summary) -> float:
+    """Severity and role accuracy, a false page and a P4 raised cost, a missed P1 costs more."""
+    missed = s.p1_total - s.p1_found
+    false_pages = s.p1_said - s.p1_found
+    return s.severity + s.role - 0.5 * missed - 0.2 * false_pages - 0.5 * s.p4_high
+
+
+if __name__ == "__main__":
+    sys.exit(main())
