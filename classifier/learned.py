@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,11 @@ class Head:
                 "weights": {t: list(self.weights[t]) for t in sorted(self.weights)}}
 
 
+# Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
+# it starts (second term -> weights; None: none).
+_Entry = tuple[str, "tuple[float, ...] | None", "dict[str, tuple[float, ...]] | None"]
+
+
 # A term the weights know, as scoring keeps it: a stem, or the two stems of an in-clause pair.
 TermKey = str | tuple[str, str]
 
@@ -127,7 +133,7 @@ class Opinion:
 
     *found*: every term of the mail the weights know (a stem, or a pair of stems) -> its weights,
     the severity classes then the role classes (*split*: where the role weights start); *tokens*:
-    the mail's words, read again only to word the evidence.
+    the mail's words, read again (through the model's word cache, *entries*) only to word the evidence.
     """
 
     severity: str
@@ -140,48 +146,58 @@ class Opinion:
     severity_column: int
     role_column: int
     tokens: tuple[Sequence[str], ...] = ()
+    entries: dict[str, _Entry] = field(default_factory=dict)  # the model's word cache: word -> its term
     severity_second: float = 0.0  # the next class's probability: how clearly the weights chose
     role_second: float = 0.0
 
     @property
     def terms(self) -> dict[str, str]:
         """The known terms of the mail ("kein rechnung") -> the mail's words they came from first."""
-        found = self.found
-        words: dict[str, str] = {}
+        origin = self._origin(set(self.found))
+        return {_term_text(key): origin[key] for key in self.found}
+
+    def _origin(self, wanted: set[TermKey]) -> dict[TermKey, str]:
+        """The mail's word(s) each wanted term came from first; the walk ends when all are found."""
+        out: dict[TermKey, str] = {}
+        entries = self.entries
         for tokens in self.tokens:
-            previous, previous_word = "", ""
+            previous = previous_word = ""
             for token in tokens:
-                if not token:
-                    previous = ""
-                    continue
-                term = stem(token)
-                if term in found and term not in words:
-                    words[term] = token
-                if previous and (previous, term) in found:
-                    words.setdefault(f"{previous} {term}", f"{previous_word} {token}")
+                entry = entries.get(token)
+                term = entry[0] if entry is not None else stem(token)
+                if term in wanted and term not in out:
+                    out[term] = token
+                if previous and (previous, term) in wanted and (previous, term) not in out:
+                    out[(previous, term)] = f"{previous_word} {token}"
+                if len(out) == len(wanted):
+                    return out
                 previous, previous_word = term, token
-        return words
+        return out
 
     @property
     def severity_evidence(self) -> tuple[str, ...]:
-        return self._evidence(self.severity_column)
+        return self.evidence(self.severity_column)
 
     @property
     def role_evidence(self) -> tuple[str, ...]:
-        return self._evidence(self.split + self.role_column)
+        return self.evidence(self.split + self.role_column)
 
-    def _evidence(self, column: int) -> tuple[str, ...]:
-        """The mail's words whose weights pushed most towards the chosen class, strongest first."""
-        ranked = sorted((row[column], key if isinstance(key, str) else " ".join(key))
-                        for key, row in self.found.items() if row[column] > 0)
-        ranked.sort(key=lambda x: -x[0])  # stable: equal weights stay in term order
-        words = self.terms
-        return tuple(f"learned: '{words[term]}' {weight:+.2f}" for weight, term in ranked[:EVIDENCE_TERMS])
+    def evidence(self, *columns: int) -> tuple[str, ...]:
+        """Per column (a class), the mail's words whose weights pushed most towards it, strongest first
+        (equal weights: in the order the mail has them)."""
+        chosen: list[tuple[float, TermKey]] = []
+        for column in columns:
+            ranked = [(row[column], key) for key, row in self.found.items() if row[column] > 0]
+            ranked.sort(key=itemgetter(0), reverse=True)  # stable
+            chosen += ranked[:EVIDENCE_TERMS]
+        origin = self._origin({key for _, key in chosen})
+        return tuple(dict.fromkeys(f"learned: '{origin[key]}' {weight:+.2f}" for weight, key in chosen))
 
 
-# Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
-# it starts (second term -> weights; None: none).
-_Entry = tuple[str, "tuple[float, ...] | None", "dict[str, tuple[float, ...]] | None"]
+def _term_text(key: TermKey) -> str:
+    return key if isinstance(key, str) else " ".join(key)
+
+
 _BOUNDARY: _Entry = ("", None, None)  # a clause break: no weights, starts no pair
 
 
@@ -198,6 +214,7 @@ class LearnedModel:
     _pairs: dict[str, dict[str, tuple[float, ...]]] = field(init=False, repr=False, compare=False)
     _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vocabulary", frozenset(self.severity.weights) | frozenset(self.role.weights))
@@ -215,6 +232,9 @@ class LearnedModel:
         object.__setattr__(self, "_pairs", pairs)
         object.__setattr__(self, "_words", {"": _BOUNDARY})
         object.__setattr__(self, "_intercept", self.severity.intercept + self.role.intercept)
+        object.__setattr__(self, "description", f"Learned weights ({Path(self.source).name}): terms of labelled "
+                           "mail and team corrections")
+
 
     def _entry(self, word: str) -> _Entry:
         """The scoring entry of a mail word not seen before; remembered (bounded, like the stems)."""
@@ -260,7 +280,7 @@ class LearnedModel:
         s_best, r_best = s_logits.index(s_top), r_logits.index(r_top)
         s_exps[s_best] = r_exps[r_best] = -1.0  # the next class: the largest of the rest
         return Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
-                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, lists,
+                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, lists, self._words,
                        max(s_exps) / s_total, max(r_exps) / r_total)
 
     @property
@@ -414,9 +434,12 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             policy: Policy = DEFAULT_POLICY) -> Verdict:
     """The rules' verdict with the learned opinion folded in, as measured (``Policy``, module docstring)."""
     unsure = verdict.triage.uncertain
+    p1_raise = (policy.p1_unsure if unsure else policy.p1_sure) or model.p1_threshold
+    if not unsure and opinion.p1 < p1_raise and opinion.severity_p < policy.severity_sure \
+            and opinion.role_p < policy.role_sure and (verdict.severity != "P1" or opinion.p1 >= policy.lower_p1_sure):
+        return verdict  # the rules were sure and the weights are not sure enough to differ: most mails
     named = {h.name for h in verdict.rules}
     no_severity_rule, no_role_rule = FALLBACK_SEVERITY in named, FALLBACK_ROLE in named
-    p1_raise = (policy.p1_unsure if unsure else policy.p1_sure) or model.p1_threshold
     severity, role = verdict.severity, verdict.role
     notes = list(verdict.notes)
     doubts = list(verdict.triage.doubts)
@@ -463,10 +486,9 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         role, decided_role = opinion.role, True
     if not (decided_severity or decided_role):
         return verdict
-    evidence = (opinion.severity_evidence if decided_severity else ()) + \
-        (opinion.role_evidence if decided_role else ())
-    hit = RuleHit(LEARNED_RULE, f"Learned weights ({Path(model.source).name}): terms of labelled mail and team "
-                  "corrections", tuple(dict.fromkeys(evidence)), severity if decided_severity else None,
+    columns = ((opinion.severity_column,) if decided_severity else ()) + \
+        ((opinion.split + opinion.role_column,) if decided_role else ())
+    hit = RuleHit(LEARNED_RULE, model.description, opinion.evidence(*columns), severity if decided_severity else None,
                   role if decided_role else None)
     triage = Triage(verdict.triage.scope, verdict.triage.hit, verdict.triage.matrix_severity, tuple(doubts))
     # Still a fallback only where neither a rule nor the weights had evidence (README "Fallback").
