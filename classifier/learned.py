@@ -14,7 +14,7 @@ cross-validation (``bench/classifier_cv.py``), never on a blind set:
 - when the rules are unsure, the learned severity and role decide; when they are sure, the learned class
   replaces theirs only when its probability reaches ``severity_sure`` / ``role_sure``;
 - a learned P1 probability of at least ``p1_threshold`` raises the verdict to P1; a rule's P1 is lowered
-  only when the weights give P1 under ``lower_p1`` (then the rule stays listed and a doubt says so);
+  only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed);
 - a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3.
 Every change carries a note, a doubt when the rules were sure, and the terms that weighed most.
 
@@ -398,7 +398,7 @@ class Policy:
     min_margin: float = 0.2
     guard_p4: bool = True
     lower_p1: float = 0.1
-    lower_p1_sure: float = 0.1
+    lower_p1_sure: float = 0.0
 
 
 DEFAULT_POLICY = Policy()
