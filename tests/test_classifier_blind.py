@@ -9,8 +9,8 @@ mails written afresh into tests/data/labelled/; the lead scores the blind sets w
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (2026-11-29, second round, rules + learned weights as shipped) rounded down to 5 %: a
-regression floor, not a target. On failure this prints the summary only, never the per-mail lines.
+measurement (third round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+this prints the summary only, never the per-mail lines.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from config import Config, HypercareSettings
 
 DATA = Path(__file__).parent / "data"
 
-# set -> (mails, severity %, role %, P1 recall %); measured: blind 64.2 / 64.2 / 39 of 41,
-# blind2 77.4 / 71.3 / 40 of 41; blind3 (2026-11-30, scored on arrival, main 4cd67b5) 76.7 / 69.2 / 41 of 43
-FLOORS = {"blind": (165, 60, 60, 90), "blind2": (164, 75, 70, 95), "blind3": (172, 75, 65, 95)}
+# set -> (mails, severity %, role %, P1 recall %), the third round's measurement (2026-11-30, main a4844e2,
+# rules + learned as shipped) rounded down to 5 %: blind 78.2 / 73.9 / 36 of 41 (was 39 of 41: the price of
+# the combination chosen on author-out CV, not moved back by looking here), blind2 90.2 / 86.6 / 39 of 41,
+# blind3 90.7 / 80.2 / 41 of 43
+FLOORS = {"blind": (165, 75, 70, 85), "blind2": (164, 90, 85, 95), "blind3": (172, 90, 80, 95)}
 
 
 def summary(report: EvalReport) -> str:
