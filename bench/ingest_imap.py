@@ -47,6 +47,16 @@ def raw_fetch_rate(server: Dovecot, batch_size: int) -> tuple[int, float]:
         client.logout()
 
 
+def write_config(workdir: Path, database: str, imap_port: int, *, flood_limit: int, incidents: str,
+                 batch_size: int) -> None:
+    """The desk's hypercare.toml for one run: the private Dovecot, *database*, the flood guard and grouping."""
+    (workdir / "hypercare.toml").write_text(
+        f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
+        f'[intake]\nflood_per_hour = {flood_limit}\n[incidents]\nenabled = {incidents}\n'
+        f'[imap]\nhost = "127.0.0.1"\nport = {imap_port}\nsecurity = "none"\nusername = "support"\n'
+        f'password_env = "{PASSWORD_ENV}"\nbatch_size = {batch_size}\n')
+
+
 def run_poll(workdir: Path, profile: str | None, tree: Path = ROOT) -> tuple[int, float, int, str, float]:
     """``hypercare poll --once`` of the code in *tree*, in its own process: (exit, seconds, peak RSS KiB, output,
     CPU seconds of the process and its parse worker, which it waits for)."""
@@ -136,11 +146,8 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
             database = f"sqlite:///{workdir / 'bench.db'}"
         else:
             database, drop = fresh_postgres(args.postgres)
-        (workdir / "hypercare.toml").write_text(
-            f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
-            f'[intake]\nflood_per_hour = {args.flood_limit}\n[incidents]\nenabled = {args.incidents}\n'
-            f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
-            f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
+        write_config(workdir, database, server.port, flood_limit=args.flood_limit, incidents=args.incidents,
+                     batch_size=args.batch_size)
         code, seconds, peak_kib, output, cpu = run_poll(workdir, args.profile or None, tree)
         print("  " + output.strip())
         left = len(server.uids("INBOX"))

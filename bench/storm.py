@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from dovecot import PASSWORD_ENV, Dovecot  # noqa: E402
-from ingest_imap import empty_processed, fresh_postgres, load_average, run_poll  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+from ingest_imap import empty_processed, fresh_postgres, load_average, run_poll, write_config  # noqa: E402
 
 STORM = (  # the rehearsal's outage (bench/rehearsal.py STORM), reported over and over
     ("CRM is down", "Nobody can log in since 8:00, the whole sales team is blocked."),
@@ -103,11 +103,8 @@ def one_run(server: Dovecot, args: argparse.Namespace, backend: str, kind: str, 
             database = f"sqlite:///{workdir / 'bench.db'}"
         else:
             database, drop = fresh_postgres(args.postgres)
-        (workdir / "hypercare.toml").write_text(
-            f'[support]\naddress = "support@example.com"\n[database]\nurl = "{database}"\n'
-            f'[intake]\nflood_per_hour = 1000000\n[incidents]\nenabled = true\n'
-            f'[imap]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nusername = "support"\n'
-            f'password_env = "{PASSWORD_ENV}"\nbatch_size = {args.batch_size}\n')
+        write_config(workdir, database, server.port, flood_limit=1_000_000, incidents="true",
+                     batch_size=args.batch_size)
         code, startup, _peak, _output = run_poll(workdir, None, tree)  # migrates the database, then finds nothing
         code, startup, _peak, _output = run_poll(workdir, None, tree)  # the start-up alone
         if code != 0:

@@ -314,12 +314,8 @@ class Outbox:
         todo: list[tuple[OutboxItem, list[str]]] = []
         mails: list[tuple[str, bytes]] = []
         for item in batch:
-            recipients = [r for r in item.recipients if r.lower() not in bouncing]
-            suppressed = [r for r in item.recipients if r.lower() in bouncing]
+            recipients, suppressed = self._split_bouncing(item, bouncing, report)
             if not recipients:
-                self._finish(item, status="suppressed", suppressed=suppressed)
-                report.suppressed += 1
-                log.info("%s outbox item %s suppressed: all recipients bouncing", item.message_id, item.id)
                 continue
             todo.append((item, suppressed))
             data = item.mime if self.sign is None else self.sign(item.mime, recipients, now)
@@ -416,14 +412,21 @@ class Outbox:
             item.claimed_by = None
             return True
 
-    def _send_one(self, transport: Transport, item: OutboxItem, bouncing: set[str], report: FlushReport) -> bool:
-        """Send one claimed row and record the outcome; False when the relay became unavailable."""
+    def _split_bouncing(self, item: OutboxItem, bouncing: set[str],
+                        report: FlushReport) -> tuple[list[str], list[str]]:
+        """(recipients to send to, bouncing ones left out); a row with nobody left is finished as suppressed."""
         recipients = [r for r in item.recipients if r.lower() not in bouncing]
         suppressed = [r for r in item.recipients if r.lower() in bouncing]
         if not recipients:
             self._finish(item, status="suppressed", suppressed=suppressed)
             report.suppressed += 1
             log.info("%s outbox item %s suppressed: all recipients bouncing", item.message_id, item.id)
+        return recipients, suppressed
+
+    def _send_one(self, transport: Transport, item: OutboxItem, bouncing: set[str], report: FlushReport) -> bool:
+        """Send one claimed row and record the outcome; False when the relay became unavailable."""
+        recipients, suppressed = self._split_bouncing(item, bouncing, report)
+        if not recipients:
             return True
         data = item.mime if self.sign is None else self.sign(item.mime, recipients, self.clock.now())
         try:
