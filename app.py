@@ -157,14 +157,14 @@ class App:
         # then the acknowledgement: the reporter hears from us before the team is paged or notified.
         ack, escalator, grouper, triage = self.acknowledger, self.escalator, self.incidents, self.triage
         # Each hook's batch form (intake.batch_store): the acknowledgements as rows for a whole batch;
-        # a ticket that pages at once (P1) or may join an incident is left to the per-message path, where
+        # a ticket that pages at once (P1) or joins an incident is left to the per-message path, where
         # on_new_ticket runs; the triage notices of a batch go out on the next beat (TriageNotices.sweep).
         batch_forms = {
             grouper.on_new_ticket: BatchForm(accepts=grouper.batch_accepts, rows=grouper.batch_rows),
-            ack.enqueue: BatchForm(accepts=lambda opened: True, rows=ack.batch_rows),
-            escalator.on_new_ticket: BatchForm(accepts=lambda opened: not escalator.pages_at_once(opened.severity),
+            ack.enqueue: BatchForm(accepts=lambda _s, opened: True, rows=ack.batch_rows),
+            escalator.on_new_ticket: BatchForm(accepts=lambda _s, opened: not escalator.pages_at_once(opened.severity),
                                                rows=lambda session, opened, now: ()),
-            triage.on_new_ticket: BatchForm(accepts=lambda opened: True, rows=lambda session, opened, now: ()),
+            triage.on_new_ticket: BatchForm(accepts=lambda _s, opened: True, rows=lambda session, opened, now: ()),
         }
         return TicketOpener(self.config, self.classifier, self.sla,
                             on_opened=(grouper.on_new_ticket, ack.enqueue, escalator.on_new_ticket,

@@ -108,7 +108,7 @@ class BatchStore(Generic[R]):
             if self.needs_care is not None and self.needs_care(parsed):
                 return False
             opened = self.opener.plan(parsed, self.now, parsed.verdict)
-            if not all(hook.accepts(opened) for hook in self.hooks):
+            if not all(hook.accepts(self.session, opened) for hook in self.hooks):
                 return False
             opened.request = message_values(parsed, source, self.now, disposition="created")
         except Exception:  # noqa: BLE001 - a failing stage is the per-message path's to report and shunt

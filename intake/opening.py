@@ -58,12 +58,12 @@ class OpenedTicket:
 class BatchForm:
     """How an ``on_opened`` hook does its work for many new tickets at once (``intake.batch_store``).
 
-    ``accepts`` is asked before anything is written: a ticket it refuses goes the per-message
-    way, where the hook itself runs.  ``rows`` gets the tickets with their ids and returns the
-    rows to insert, as (table, values) pairs; the batch path inserts them table by table.
+    ``accepts`` is asked before anything is written (it may read the batch's session): a ticket it
+    refuses goes the per-message way, where the hook itself runs.  ``rows`` gets the tickets with
+    their ids and returns the rows to insert, as (table, values) pairs; the batch path inserts them table by table.
     """
 
-    accepts: Callable[[OpenedTicket], bool]
+    accepts: Callable[[Session, OpenedTicket], bool]
     rows: Callable[[Session, Sequence[OpenedTicket], datetime], Iterable[tuple[Table, dict[str, Any]]]]
 
 

@@ -25,6 +25,7 @@ from config import Config
 from notifier.labels import role_label
 from notifier.team_notice import Headline, TeamNotices, team_members_for
 from tickets.clock import Clock
+from tickets.incidents import is_follow_up
 from tickets.lifecycle import record_event
 from tickets.models import OPEN_STATUSES, Event, Message, Ticket
 from tickets.sla import SlaPolicy
@@ -68,8 +69,10 @@ class TriageNotices:
         return sent
 
     def notify(self, session: Session, ticket: Ticket, now: datetime) -> int:
-        if ticket.severity == "P1" or ticket.incident is not None:
-            return 0  # paged already (the P1 page, or the incident's page)
+        if ticket.severity == "P1" or (ticket.incident is not None and is_follow_up(ticket)):
+            # Paged already (the P1 page, or the incident's page).  An incident's first report was told
+            # when it arrived alone; stored by the batched path, it may have been joined before this beat.
+            return 0
         if self.batches(ticket.severity):
             return 0  # listed in the next triage digest (no "triaged" event until then)
         to = team_members_for(self.config, ticket)

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import and_, func, inspect, or_, select
 from sqlalchemy.orm import Session
@@ -222,14 +222,27 @@ def latest_update(incident: Incident | None) -> IncidentUpdate | None:
     return updates[-1] if updates else None
 
 
+_PENDING = "incidents.batch_accepted"  # Session.info key: the reports batch_accepts accepted in that session
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A report not stored yet, as much of a ``Ticket`` as ``find_match`` reads of the new report."""
+
+    role: str
+    severity: str
+
+
 class IncidentGrouper:
     """The ``TicketOpener.on_opened`` hook that links a new report to the incident it belongs to.
 
-    Its batch form (``intake.batch_store``): a new report that *may* join an incident (an open
-    incident or a report within the window with the same rule and role) is refused, so it goes
-    the per-message way where ``on_new_ticket`` decides; the others are stored in the batch and
-    remembered.  What may join is kept in memory (``_recent``) and reloaded from the database
-    every ``RELOAD`` of rehearsed time, so a second instance's reports are seen within seconds.
+    Its batch form (``intake.batch_store``): a new report that joins an incident (``find_match`` finds
+    its match in the batch's session, or it matches a report accepted earlier in the same batch) is
+    refused, so it goes the per-message way where ``on_new_ticket`` decides; the others are stored in
+    the batch and remembered.  The match is asked only of a report that *may* join (an open incident or
+    a report within the window with the same rule and role), kept in memory (``_recent``) and reloaded
+    from the database every ``RELOAD`` of rehearsed time, so a second instance's reports are seen within
+    seconds.
     """
 
     RELOAD = timedelta(seconds=10)
@@ -245,7 +258,10 @@ class IncidentGrouper:
 
     # --- the batch form ----------------------------------------------------------------------
 
-    def batch_accepts(self, opened: NewReport) -> bool:
+    def batch_accepts(self, session: Session, opened: NewReport) -> bool:
+        """False for a report that joins an incident: what ``on_new_ticket`` would find in *session*
+        (``find_match``), or a report of this batch accepted before it and not written yet that it
+        matches by the same rule; every other report is accepted and remembered."""
         if not self.settings.enabled:
             return True
         rule = rule_of(hit.name for hit in opened.verdict.rules)
@@ -254,11 +270,24 @@ class IncidentGrouper:
         now = opened.ticket["created_at"]
         self._reload(now)
         key = (rule, str(opened.ticket["role"]))
+        terms_text = opened.ticket.get("incident_terms")
+        if terms_text is None:
+            return False  # planned without its grouping facts: the per-message path decides
+        terms = tuple(str(terms_text).split())
+        # This session's reports accepted so far (whether written yet or not): a later report of the same
+        # batch that matches one goes the per-message way, after the run holding it was written.
+        pending: dict[tuple[str, str], list[tuple[str, ...]]] = session.info.setdefault(_PENDING, {})
         last = self._recent.get(key)
         if key in self._open or (last is not None and now - last <= self._window):
-            return False
+            # It may join: ask what the per-message path asks (stand-in: only role and severity are read).
+            report = cast(Ticket, _Planned(key[1], str(opened.ticket["severity"])))
+            if any(self._shared(report, terms, earlier) is not None for earlier in pending.get(key, ())):
+                return False
+            if self.find_match(session, report, rule, terms, now) is not None:
+                return False
         # Remembered now, not when the batch is written: the next report of this batch must see it.
         self._remember(rule, key[1], now)
+        pending.setdefault(key, []).append(terms)
         return True
 
     @staticmethod
