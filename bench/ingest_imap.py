@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +123,34 @@ def compile_tree(tree: Path) -> None:
     print(f"compiled the bytecode of {tree} (python -m compileall; --no-compile to measure without)")
 
 
+def unrelated(count: int, senders: int, seed: int = 7) -> list[bytes]:
+    """``--mails unrelated``: one classifier rule ("broken": defect) and topic, each mail its own problem
+    (made-up words no other mail shares): with ``[incidents]`` on, none joins an incident."""
+    rng = random.Random(seed)
+    syllables = ("ka", "lo", "mi", "re", "tu", "sa", "ne", "vo", "pi", "da", "gu", "fe", "zo", "wi", "be", "ho")
+    seen: set[str] = set()
+
+    def word() -> str:
+        while True:
+            w = "".join(rng.choice(syllables) for _ in range(5))
+            if w not in seen:
+                seen.add(w)
+                return w
+
+    mails = []
+    for i in range(count):
+        who = i % senders
+        msg = EmailMessage()
+        msg["From"] = f"User {who} <user{who}@customer{who % 7}.example>"
+        msg["To"] = "support@example.com"
+        msg["Subject"] = f"{word().capitalize()} {word()}"
+        msg["Message-ID"] = f"<unrelated-{i}-{rng.getrandbits(48):x}@customer{who % 7}.example>"
+        msg["Date"] = "Mon, 23 Nov 2026 09:00:00 +0000"
+        msg.set_content(f"The {word()} {word()} is broken.\n")
+        mails.append(msg.as_bytes())
+    return mails
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -131,7 +161,8 @@ def one_round(server: Dovecot, args: argparse.Namespace, backend: str, round_no:
     workdir = Path(tempfile.mkdtemp(prefix="hc-bench-"))
     drop = None
     try:
-        mails = generate(args.messages, args.senders, seed=7 + round_no)
+        mails = (generate if args.mails == "repeating" else unrelated)(args.messages, args.senders,
+                                                                       seed=7 + round_no)
         t0 = time.perf_counter()
         server.deliver(mails)
         size = sum(len(m) for m in mails)
@@ -174,6 +205,8 @@ def main() -> int:
     parser.add_argument("--incidents", choices=("on", "off"), default="off",
                         help="[incidents] grouping (default off: the 10 generated subjects repeat, so with it on "
                              "nearly every mail joins one of ten incidents instead of opening a lone ticket)")
+    parser.add_argument("--mails", choices=("repeating", "unrelated"), default="repeating",
+                        help="repeating: bench_mails (10 subjects); unrelated: one rule and topic, no shared words")
     parser.add_argument("--backends", default="sqlite",
                         help="comma-separated: sqlite, postgresql (interleaved rounds in one run)")
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""),
