@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from bench_mails import generate  # noqa: E402
 from dovecot import PASSWORD, PASSWORD_ENV, Dovecot  # noqa: E402
+from mailkit import made_up_words  # noqa: E402
 
 
 def raw_fetch_rate(server: Dovecot, batch_size: int) -> tuple[int, float]:
@@ -127,15 +128,7 @@ def unrelated(count: int, senders: int, seed: int = 7) -> list[bytes]:
     """``--mails unrelated``: one classifier rule ("broken": defect) and topic, each mail its own problem
     (made-up words no other mail shares): with ``[incidents]`` on, none joins an incident."""
     rng = random.Random(seed)
-    syllables = ("ka", "lo", "mi", "re", "tu", "sa", "ne", "vo", "pi", "da", "gu", "fe", "zo", "wi", "be", "ho")
-    seen: set[str] = set()
-
-    def word() -> str:
-        while True:
-            w = "".join(rng.choice(syllables) for _ in range(5))
-            if w not in seen:
-                seen.add(w)
-                return w
+    word = made_up_words(rng, 5)
 
     mails = []
     for i in range(count):

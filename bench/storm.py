@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from dovecot import Dovecot  # noqa: E402
 from ingest_imap import empty_processed, fresh_postgres, load_average, run_poll, write_config  # noqa: E402
+from mailkit import made_up_words  # noqa: E402
 
 STORM = (  # the rehearsal's outage (bench/rehearsal.py STORM), reported over and over
     ("CRM is down", "Nobody can log in since 8:00, the whole sales team is blocked."),
@@ -41,7 +42,6 @@ STORM = (  # the rehearsal's outage (bench/rehearsal.py STORM), reported over an
     ("Outage: CRM not loading", "The CRM is down for our whole team, the page does not load at all."),
     ("CRM Ausfall", "Das CRM ist komplett ausgefallen, niemand im Team kann arbeiten."),
 )
-SYLLABLES = ("ka", "lo", "mi", "re", "tu", "sa", "ne", "vo", "pi", "da", "gu", "fe", "zo", "wi", "be", "ho")
 
 
 def _mail(i: int, subject: str, body: str, kind: str) -> bytes:
@@ -62,14 +62,7 @@ def storm_mails(count: int) -> list[bytes]:
 def unrelated_mails(count: int, seed: int = 17) -> list[bytes]:
     """Each its own problem: a made-up screen and field no other mail names, in the same few sentences."""
     rng = random.Random(seed)
-    seen: set[str] = set()
-
-    def word() -> str:
-        while True:
-            w = "".join(rng.choice(SYLLABLES) for _ in range(4))
-            if w not in seen:
-                seen.add(w)
-                return w
+    word = made_up_words(rng)
 
     mails = []
     for i in range(count):

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from desk_kit import desk_config
-from mailkit import make_mail
+from mailkit import made_up_words, make_mail
 from sqlalchemy import select
 
 from intake.batch_store import BatchStore
 from intake.pipeline import RawMail
 from tickets.models import Event, Incident, OutboxItem, Ticket
 
-SYLLABLES = ("ka", "lo", "mi", "re", "tu", "sa", "ne", "vo", "pi", "da", "gu", "fe", "zo", "wi", "be", "ho")
 # One problem, reported twice in other words (shared terms: export, wizard, invoices).
 REPORTS = (("Export wizard broken", "The export wizard is broken, invoices cannot be exported."),
            ("Export wizard is broken", "The invoices export wizard is broken, nothing is exported."))
@@ -25,14 +24,7 @@ REPORTS = (("Export wizard broken", "The export wizard is broken, invoices canno
 def unrelated(count: int, seed: int = 17) -> list[tuple[str, str]]:
     """Requests of the same rule ("broken": defect) and topic, each its own problem: no other word shared."""
     rng = random.Random(seed)
-    seen: set[str] = set()
-
-    def word() -> str:
-        while True:
-            w = "".join(rng.choice(SYLLABLES) for _ in range(4))
-            if w not in seen:
-                seen.add(w)
-                return w
+    word = made_up_words(rng)
 
     return [(f"{word().capitalize()} {word()}", f"The {word()} {word()} is broken.") for _ in range(count)]
 
