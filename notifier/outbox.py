@@ -328,7 +328,8 @@ class Outbox:
             report.errors.append(str(exc))
             self._relay_down([item for item, _s in todo], str(exc), report)
             return False
-        sent: list[int] = []
+        sent: list[int] = []  # rows recorded below; a row with suppressed recipients is finished at once
+        delivered = 0
         for (item, suppressed), outcome in zip(todo, outcomes, strict=True):
             if outcome is not None:
                 kind = "permanent" if isinstance(outcome, PermanentFailure) else "transient"
@@ -338,10 +339,11 @@ class Outbox:
                 self._finish(item, status="sent", suppressed=suppressed)
             else:
                 sent.append(item.id)
-            report.sent += 1
+            delivered += 1
             log.info("%s sent kind=%s to=%s", item.message_id, item.kind,
                      ",".join(r for r in item.recipients if r not in suppressed))
-        if sent or report.sent:
+        report.sent += delivered
+        if delivered:
             with self.store.session() as session:  # the batch's record and the relay's health: one commit
                 for start in range(0, len(sent), 500):
                     session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent[start:start + 500])).values(
