@@ -19,6 +19,7 @@ cached, nor is a row value that is not a string: those are rendered by Jinja eve
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from typing import Any
 from jinja2 import Environment, Template, nodes
 from markupsafe import escape
 
-_SLOT = "\ue000{}\ue001"  # private-use characters: never escaped, never in a template's own text
-_SLOT_PATTERN = re.compile("\ue000(\\d+)\ue001")
+# A slot is private-use characters around a nonce drawn per build and its index: never escaped, never in a
+# template's own text, and not forgeable by a value rendered into the pieces (a look-alike there keeps its
+# private-use characters outside any slot, and such a build is refused).
+_SLOT = "\ue000{}:{}\ue001"
 _MAX_ENTRIES = 512
 _FORBIDDEN = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro, nodes.CallBlock,
               nodes.FilterBlock, nodes.Scope, nodes.ScopedEvalContextModifier)
@@ -165,12 +168,13 @@ class SlotCache:
         """Render once with a placeholder for each truthy printed value; None if the output is not splittable."""
         slots = tuple((row, attr) for row, attr in shape.printed if rows[row][attr])
         stand_ins = {row: dict(values) for row, values in rows.items()}
+        nonce = secrets.token_hex(8)
         for index, (row, attr) in enumerate(slots):
-            stand_ins[row][attr] = _SLOT.format(index)
+            stand_ins[row][attr] = _SLOT.format(nonce, index)
         text = template.render(**context, **stand_ins)
         pieces: list[str | int] = []
         position = 0
-        for match in _SLOT_PATTERN.finditer(text):
+        for match in re.finditer(f"\ue000{nonce}:(\\d+)\ue001", text):
             pieces.append(text[position:match.start()])
             pieces.append(int(match.group(1)))
             position = match.end()

@@ -87,3 +87,15 @@ def test_a_site_template_that_uses_values_otherwise_is_still_rendered_right(tmp_
             assert slotted.subject == f"HC-{i}"
             continue
         assert slotted == renderer.render("ack", "en", **rows, **_context(None)), subject
+
+
+def test_a_slot_look_alike_in_a_value_that_keys_the_cache_is_printed_as_it_is() -> None:
+    """Values that key the cache (the owner's label, the severity) are rendered into the pieces; a look-alike
+    of a slot marker there must stay text, not become another row's subject."""
+    renderer = Renderer()
+    due = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    for marker in ("\ue000" + "0" + "\ue001", "\ue000" + "1" + "\ue001 and \ue000" + "2" + "\ue001"):
+        context = {**_context(due), "role": marker, "severity": f"P3 {marker}"}
+        for i in range(3):
+            rows = _rows(i, f"Export broken #{i}", f"User {i}")
+            assert renderer.render_rows("ack", "en", rows, **context) == renderer.render("ack", "en", **rows, **context)
