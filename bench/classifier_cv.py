@@ -8,7 +8,7 @@ plus ``classifier.learned.combine``.  The mean over groups is the estimate; the 
 ``Policy`` are chosen on it (classifier/README.md, "Measured: leave one author out").
 
     .venv/bin/pip install scikit-learn      # offline only; the desk does not need it
-    .venv/bin/python bench/classifier_cv.py [--grid] [--c 4] [--terms 3000] [--groups A,B,...]
+    .venv/bin/python bench/classifier_cv.py [--grid] [--c 10] [--terms 10000] [--groups A,B,...]
 
 Groups: ``old`` = labelled 1-329 and the held-out set (several authors), ``b1-4`` = 330-529 (one
 author), ``A``..``H`` = ``NNN-tX-*.eml`` (one author each).  The built-in rules were tuned on ``old``
@@ -40,13 +40,15 @@ sys.path.insert(0, str(ROOT))
 from classifier import Classifier, MailFacts  # noqa: E402
 from classifier.evaluation import read_labels  # noqa: E402
 from classifier.learned import (  # noqa: E402
+    DEFAULT_C,
     DEFAULT_POLICY,
+    EXPORT_TERMS,
     LEARNED_RULE,
     LearnedModel,
     Opinion,
     Policy,
     combine,
-    mail_terms,
+    term_counts,
     train,
     write,
 )
@@ -67,7 +69,7 @@ class Mail:
     role: str
     facts: MailFacts
     tokens: list[list[str]]
-    terms: dict[str, str]
+    terms: dict[str, int]
 
 
 def group_of(name: str, folder: str) -> str:
@@ -84,7 +86,7 @@ def load(folders: Iterable[Path]) -> list[Mail]:
         for name, severity, role in read_labels(folder):
             facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
             tokens = [t for _, _, t in Classifier.fields(facts)]
-            mails.append(Mail(name, group_of(name, folder.name), severity, role, facts, tokens, mail_terms(tokens)))
+            mails.append(Mail(name, group_of(name, folder.name), severity, role, facts, tokens, term_counts(tokens)))
     return mails
 
 
@@ -236,20 +238,21 @@ def check_integration(all_folds: list[Fold]) -> None:
 
 
 GRID = {
-    "p1_unsure": (0.35, 0.5, 0.6, 0.7),
-    "p1_sure": (0.5, 0.6, 0.7, 0.8, 0.9),
-    "severity_sure": (0.6, 0.7, 0.8, 1.01),
-    "role_sure": (0.5, 0.6, 0.7, 0.8, 1.01),
-    "min_margin": (0.0, 0.1, 0.2),
+    "p1_unsure": (0.3, 0.4, 0.5, 0.6),
+    "p1_sure": (0.4, 0.5, 0.6, 0.8),
+    "severity_sure": (0.0, 0.4, 0.5, 0.6, 0.7),
+    "role_sure": (0.0, 0.3, 0.4, 0.5, 0.6),
+    "min_margin": (0.0, 0.05, 0.1, 0.2),
     "guard_p4": (False, True),
-    "lower_p1": (0.0, 0.1, 0.2),
+    "lower_p1": (0.1, 0.2, 0.3, 0.4),
+    "lower_p1_sure": (0.0, 0.1, 0.2),
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--c", type=float, default=4.0, help="inverse regularisation of the logistic regression")
-    parser.add_argument("--terms", type=int, default=3000, help="terms kept per head (as exported)")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation of the logistic regression")
+    parser.add_argument("--terms", type=int, default=EXPORT_TERMS, help="vocabulary size (as trained)")
     parser.add_argument("--groups", default="", help="comma-separated groups to hold out (default: all)")
     parser.add_argument("--grid", action="store_true", help="search the Policy parameters (one at a time, then "
                         "the best pairs)")

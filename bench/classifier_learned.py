@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
 from classifier.evaluation import read_labels  # noqa: E402
-from classifier.learned import mail_terms, train  # noqa: E402
+from classifier.learned import DEFAULT_C, EXPORT_TERMS, term_counts, train  # noqa: E402
 from classifier.mailfile import facts_from_bytes  # noqa: E402
 from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY  # noqa: E402
 
@@ -53,7 +53,7 @@ class Mail:
     severity: str
     role: str
     facts: MailFacts
-    terms: dict[str, str]
+    terms: dict[str, int]
 
 
 def load(folder: Path) -> list[Mail]:
@@ -62,7 +62,7 @@ def load(folder: Path) -> list[Mail]:
         facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
         head = name.split("-", 1)[0]
         number = int(head) if head.isdigit() else -1  # 530-1781: the author batches (bench/classifier_cv.py)
-        terms = mail_terms(tokens for _, _, tokens in Classifier.fields(facts))
+        terms = term_counts(tokens for _, _, tokens in Classifier.fields(facts))
         mails.append(Mail(name, number, severity, role, facts, terms))
     return mails
 
@@ -116,11 +116,11 @@ def main() -> int:
                         help="more labelled folders, always in training (default: the held-out set)")
     parser.add_argument("--rules", type=Path, nargs="*",
                         help=f"rule files (default: main {BASELINE_REV} + question=P3)")
-    parser.add_argument("--c", type=float, default=4.0, help="inverse regularisation of the logistic regression")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation of the logistic regression")
     parser.add_argument("--train", choices=("others", "earlier", "none"), default="others",
                         help="fresh batches in training: all others (leave-one-out), only earlier ones, none")
     parser.add_argument("--p1", type=float, default=0.5, help="learned P1 probability that raises to P1")
-    parser.add_argument("--terms", type=int, default=3000, help="terms kept per head (as exported)")
+    parser.add_argument("--terms", type=int, default=EXPORT_TERMS, help="vocabulary size (as trained)")
     args = parser.parse_args()
 
     mails = load(args.labelled)

@@ -77,7 +77,7 @@ def register(subparsers: Any, common: Any) -> None:
                     help="weights file to write (default: learned_weights.json)")
     tr.add_argument("--no-corrections", action="store_true", help="do not read the team's corrections")
     tr.add_argument("--terms", type=int, default=EXPORT_TERMS, metavar="N",
-                    help=f"terms kept per head (default {EXPORT_TERMS})")
+                    help=f"vocabulary: the terms in most mails (default {EXPORT_TERMS})")
     tr.set_defaults(handler=cmd_train)
 
 

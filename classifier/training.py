@@ -17,16 +17,14 @@ from sqlalchemy.orm import Session
 from classifier.engine import Classifier
 from classifier.evaluation import EvalError, read_labels
 from classifier.facts import MailFacts
-from classifier.learned import EXPORT_TERMS, LearnedFileError, mail_terms, train, write
+from classifier.learned import EXPORT_TERMS, Example, LearnedFileError, term_counts, train, write
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from config import ROLES, SEVERITIES
 
-Example = tuple[dict[str, str], str]
 
-
-def terms_of(facts: MailFacts) -> dict[str, str]:
-    """The terms the runtime scores for this mail (the same fields and words)."""
-    return mail_terms(tokens for _, _, tokens in Classifier.fields(facts))
+def terms_of(facts: MailFacts) -> dict[str, int]:
+    """The terms the runtime scores for this mail (the same fields and words), counted."""
+    return term_counts(tokens for _, _, tokens in Classifier.fields(facts))
 
 
 def examples_from_folder(folder: Path, now: datetime, max_attachment_bytes: int) -> tuple[list[Example], list[Example]]:
