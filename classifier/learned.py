@@ -31,6 +31,7 @@ Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mai
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Container, Iterable, Mapping, Sequence
@@ -166,8 +167,8 @@ class Opinion:
     *found*: every term of the mail the weights know (a stem, or a pair of stems) -> its weights,
     the severity classes then the role classes (*split*: where the role weights start), multiplied by
     the term's TF-IDF value before normalisation; *scale* is the normalisation (1 / the vector's length;
-    1 for presence weights), so a term's share of a logit is ``row[column] * scale``; *tokens*: the
-    mail's words, read again (through the model's word cache, *entries*) only to word the evidence.
+    1 for presence weights), so a term's share of a logit is ``row[column] * scale``; *first*: the
+    mail's word (or a pair's two words) each found term came from first, to word the evidence.
     """
 
     severity: str
@@ -179,8 +180,7 @@ class Opinion:
     split: int
     severity_column: int
     role_column: int
-    tokens: tuple[Sequence[str], ...] = ()
-    entries: dict[str, _Entry] = field(default_factory=dict)  # the model's word cache: word -> its term
+    first: dict[TermKey, str | tuple[str, str]] = field(default_factory=dict)
     severity_second: float = 0.0  # the next class's probability: how clearly the weights chose
     role_second: float = 0.0
     scale: float = 1.0
@@ -188,26 +188,12 @@ class Opinion:
     @property
     def terms(self) -> dict[str, str]:
         """The known terms of the mail ("kein rechnung") -> the mail's words they came from first."""
-        origin = self._origin(set(self.found))
-        return {_term_text(key): origin[key] for key in self.found}
+        return {_term_text(key): self._origin(key) for key in self.found}
 
-    def _origin(self, wanted: set[TermKey]) -> dict[TermKey, str]:
-        """The mail's word(s) each wanted term came from first; the walk ends when all are found."""
-        out: dict[TermKey, str] = {}
-        entries = self.entries
-        for tokens in self.tokens:
-            previous = previous_word = ""
-            for token in tokens:
-                entry = entries.get(token)
-                term = entry[0] if entry is not None else stem(token)
-                if term in wanted and term not in out:
-                    out[term] = token
-                if previous and (previous, term) in wanted and (previous, term) not in out:
-                    out[(previous, term)] = f"{previous_word} {token}"
-                if len(out) == len(wanted):
-                    return out
-                previous, previous_word = term, token
-        return out
+    def _origin(self, key: TermKey) -> str:
+        """The mail's word(s) a term came from first (``first``: a word, or a pair's two words)."""
+        words = self.first[key]
+        return words if isinstance(words, str) else " ".join(words)
 
     @property
     def severity_evidence(self) -> tuple[str, ...]:
@@ -221,13 +207,12 @@ class Opinion:
         """Per column (a class), the mail's words whose weights pushed most towards it, strongest first
         (equal weights: in the order the mail has them)."""
         chosen: list[tuple[float, TermKey]] = []
-        scale = self.scale
+        keys, scale = list(self.found), self.scale
         for column in columns:
-            ranked = [(row[column] * scale, key) for key, row in self.found.items() if row[column] > 0]
-            ranked.sort(key=itemgetter(0), reverse=True)  # stable
-            chosen += ranked[:EVIDENCE_TERMS]
-        origin = self._origin({key for _, key in chosen})
-        return tuple(dict.fromkeys(f"learned: '{origin[key]}' {weight:+.2f}" for weight, key in chosen))
+            values = list(map(itemgetter(column), self.found.values()))
+            top = heapq.nlargest(EVIDENCE_TERMS, range(len(values)), key=values.__getitem__)  # ties: mail order
+            chosen += [(values[i] * scale, keys[i]) for i in top if values[i] > 0]
+        return tuple(dict.fromkeys(f"learned: '{self._origin(key)}' {weight:+.2f}" for weight, key in chosen))
 
 
 def _term_text(key: TermKey) -> str:
@@ -235,6 +220,7 @@ def _term_text(key: TermKey) -> str:
 
 
 _BOUNDARY: _Entry = ("", None, None)  # a clause break: no weights, starts no pair
+_SUBLINEAR = tuple(1 + math.log(1 + extra) for extra in range(64))  # tf of a term seen 1 + extra times
 
 
 @dataclass(frozen=True)
@@ -251,7 +237,6 @@ class LearnedModel:
     # word costs one dict lookup, and a pair term is found from its first word without building a string.
     _rows: dict[str, tuple[float, ...]] = field(init=False, repr=False, compare=False)
     _pairs: dict[str, dict[str, tuple[float, ...]]] = field(init=False, repr=False, compare=False)
-    _squares: dict[TermKey, float] = field(init=False, repr=False, compare=False)  # idf squared, for the norm
     _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
     description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
@@ -262,24 +247,20 @@ class LearnedModel:
         none_s, none_r = (0.0,) * len(self.severity.classes), (0.0,) * len(self.role.classes)
         rows: dict[str, tuple[float, ...]] = {}
         pairs: dict[str, dict[str, tuple[float, ...]]] = {}
-        squares: dict[TermKey, float] = {}
         for term in sorted(self.vocabulary):
             row = self.severity.weights.get(term, none_s) + self.role.weights.get(term, none_r)
             idf = 1.0 if self.idf is None else self.idf[term]
-            if idf != 1.0:
-                row = tuple(w * idf for w in row)
+            # The last column is idf squared: summing the rows' columns also sums the vector's squared length.
+            row = (*(w * idf for w in row), idf * idf)
             first, space, second = term.partition(" ")
             if not space:
                 rows[term] = row
-                squares[term] = idf * idf
             elif " " not in second:  # a pair of two stems; anything else no mail can produce
                 pairs.setdefault(first, {})[second] = row
-                squares[(first, second)] = idf * idf
         object.__setattr__(self, "_rows", rows)
         object.__setattr__(self, "_pairs", pairs)
-        object.__setattr__(self, "_squares", squares)
         object.__setattr__(self, "_words", {"": _BOUNDARY})
-        object.__setattr__(self, "_intercept", self.severity.intercept + self.role.intercept)
+        object.__setattr__(self, "_intercept", (*self.severity.intercept, *self.role.intercept))
         object.__setattr__(self, "description", f"Learned weights ({Path(self.source).name}): terms of labelled "
                            "mail and team corrections")
 
@@ -314,11 +295,11 @@ class LearnedModel:
         """
         get, entry_of = self._words.get, self._entry
         found: dict[TermKey, tuple[float, ...]] = {}
+        first: dict[TermKey, str | tuple[str, str]] = {}
         again: dict[TermKey, int] = {}  # occurrences after the first
-        lists = tuple(token_lists)
-        for tokens in lists:
+        for tokens in token_lists:
             follow: dict[str, tuple[float, ...]] | None = None
-            previous = ""
+            previous = previous_word = ""
             for token in tokens:
                 term, row, starts = get(token) or entry_of(token)
                 if row is not None:
@@ -326,6 +307,7 @@ class LearnedModel:
                         again[term] = again.get(term, 0) + 1
                     else:
                         found[term] = row
+                        first[term] = token
                 if follow is not None:
                     pair_row = follow.get(term)
                     if pair_row is not None:
@@ -334,19 +316,20 @@ class LearnedModel:
                             again[pair] = again.get(pair, 0) + 1
                         else:
                             found[pair] = pair_row
-                follow, previous = starts, term
-        scale = 1.0
-        if self.idf is not None and found:
-            squares = self._squares
-            for key, extra in again.items():
-                tf = 1 + math.log(1 + extra)
-                found[key] = tuple(w * tf for w in found[key])
-            total = sum(map(squares.__getitem__, found))
-            total += sum(squares[key] * ((1 + math.log(1 + extra)) ** 2 - 1) for key, extra in again.items())
-            scale = 1 / math.sqrt(total)
+                            first[pair] = (previous_word, token)
+                follow, previous, previous_word = starts, term, token
+        if self.idf is not None:  # presence weights count a term once
+            for key, extra in again.items():  # sublinear: (1 + ln count) x idf; the row already carries the idf
+                tf = _SUBLINEAR[extra] if extra < len(_SUBLINEAR) else 1 + math.log(1 + extra)
+                row = found[key]
+                found[key] = (*map(tf.__mul__, row[:-1]), row[-1] * tf * tf)
         severity, role = self.severity, self.role
         intercept = self._intercept
-        sums = map(sum, zip(*found.values(), strict=True)) if found else (0.0,) * len(intercept)
+        if found:
+            *sums, length2 = map(sum, zip(*found.values(), strict=True))
+        else:
+            sums, length2 = [0.0] * len(intercept), 1.0
+        scale = 1.0 if self.idf is None else 1 / math.sqrt(length2)
         logits = [b + scale * x for b, x in zip(intercept, sums, strict=True)]
         split = len(severity.classes)
         s_logits, r_logits = logits[:split], logits[split:]
@@ -357,7 +340,7 @@ class LearnedModel:
         s_best, r_best = s_logits.index(s_top), r_logits.index(r_top)
         s_exps[s_best] = r_exps[r_best] = -1.0  # the next class: the largest of the rest
         return Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
-                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, lists, self._words,
+                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, first,
                        max(s_exps) / s_total, max(r_exps) / r_total, scale)
 
     @property
