@@ -243,6 +243,7 @@ GRID = {
     "severity_sure": (0.0, 0.4, 0.5, 0.6, 0.7),
     "role_sure": (0.0, 0.3, 0.4, 0.5, 0.6),
     "min_margin": (0.0, 0.05, 0.1, 0.2),
+    "role_margin": (0.0, 0.1, 0.2),
     "guard_p4": (False, True),
     "lower_p1": (0.1, 0.2, 0.3, 0.4),
     "lower_p1_sure": (0.0, 0.1, 0.2),

@@ -473,8 +473,10 @@ class Policy:
     learned probability at which the learned class replaces a verdict the rules were sure about (above 1:
     never).  *min_margin*: the learned opinion is evidence when a term of the mail supports its class and
     its probability leads the next class by at least this; otherwise a mail no rule knew has **no
-    evidence at all** (the fallback stays).  *guard_p4*: when the rules saw a wish or a thanks and no
-    impact (no hit at P1/P2), the weights never lift the verdict above P3.  *lower_p1*: a P1 the rules
+    evidence at all** (the fallback stays); *role_margin*: the same lead for the owner (the rules' owner
+    is right less often than their severity, so the weights need less lead to replace it).  *guard_p4*:
+    when the rules saw a wish or a thanks and no impact (no hit at P1/P2), the weights never lift the
+    verdict above P3.  *lower_p1*: a P1 the rules
     were unsure about is lowered to the learned class when the learned P1 probability is below this
     (0: a rule's P1 is never lowered); *lower_p1_sure*: the same for a P1 the rules were sure about
     (the learned class must also reach *severity_sure*).
@@ -485,6 +487,7 @@ class Policy:
     severity_sure: float = 0.0
     role_sure: float = 0.0
     min_margin: float = 0.1
+    role_margin: float = 0.0
     guard_p4: bool = True
     lower_p1: float = 0.2
     lower_p1_sure: float = 0.0
@@ -494,8 +497,8 @@ DEFAULT_POLICY = Policy()
 _LEVEL = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def _has_evidence(opinion: Opinion, column: int, probability: float, second: float, policy: Policy) -> bool:
-    return probability - second >= policy.min_margin and any(row[column] > 0 for row in opinion.found.values())
+def _has_evidence(opinion: Opinion, column: int, probability: float, second: float, margin: float) -> bool:
+    return probability - second >= margin and any(row[column] > 0 for row in opinion.found.values())
 
 
 def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool) -> tuple[str, str]:
@@ -534,7 +537,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
     doubts = list(verdict.triage.doubts)
     decided_severity = decided_role = False
     severity_evidence = _has_evidence(opinion, opinion.severity_column, opinion.severity_p,
-                                      opinion.severity_second, policy)
+                                      opinion.severity_second, policy.min_margin)
     cap, floor = _limits(verdict, policy, no_severity_rule)
 
     def allowed(level: str) -> str:
@@ -568,7 +571,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")
         severity, decided_severity = "P1", True
     role_evidence = _has_evidence(opinion, opinion.split + opinion.role_column, opinion.role_p,
-                                  opinion.role_second, policy)
+                                  opinion.role_second, policy.role_margin)
     if (no_role_rule and role_evidence) or (opinion.role != role and (
             unsure or (opinion.role_p >= policy.role_sure and role_evidence))):
         change = f"{role} -> {opinion.role}" if opinion.role != role else role
