@@ -12,18 +12,19 @@ cross-validation (``bench/classifier_cv.py``), never on a blind set:
 - a mail no rule knew gets the learned severity and role when a term supports them and the class leads
   clearly (``min_margin``); otherwise it has no evidence at all and stays the P3 fallback;
 - when the rules are unsure, the learned severity and role decide; when they are sure, the learned class
-  replaces theirs only when its probability reaches ``severity_sure`` / ``role_sure``;
-- a learned P1 probability of at least ``p1_threshold`` raises the verdict to P1; a rule's P1 is lowered
-  only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed);
+  replaces theirs when a term of the mail supports it (``severity_sure`` / ``role_sure`` are 0 since the
+  TF-IDF weights: they are right more often than the rules), never on the intercept alone;
+- a learned P1 probability of at least ``p1_unsure`` / ``p1_sure`` raises the verdict to P1; a rule's P1
+  is lowered only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed);
 - a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3.
 Every change carries a note, a doubt when the rules were sure, and the terms that weighed most.
 
-How a mail's terms are weighed (``Weighting``): the built-in weights use sublinear TF-IDF, L2
-normalised, as the text-classification literature does: a term's value is (1 + ln count) x its idf
-(rare terms weigh more), divided by the length of the mail's vector, so a long mail does not shout
-over a short one.  On leave-one-author-out CV this beat the older presence weighting (a term is there
-or not, format ``hypercare-learned/1``, still read for site files) by +1.8 points severity and +4.4
-points role (classifier/README.md, "Fourth round").
+How a mail's terms are weighed: the built-in weights use sublinear TF-IDF, L2-normalised, as text
+classification usually does: a term's value is (1 + ln count) x its idf (rare terms weigh more), divided
+by the length of the mail's vector, so a long mail does not shout over a short one.  On leave-one-author-out
+CV (authors A-J, learned alone) this beat the older presence weighting (a term is there or not, format
+``hypercare-learned/1``, still read for site files) by +2.8 points severity and +5.5 points role
+(classifier/README.md, "Fourth round").
 
 Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mail.  Training
 (``train``, ``hypercare rules train``) imports scikit-learn, the optional extra ``[train]``.
@@ -34,7 +35,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from pathlib import Path
@@ -84,31 +85,8 @@ def stem(word: str) -> str:
     return found
 
 
-def mail_terms(token_lists: Iterable[Sequence[str]], vocabulary: Container[str] | None = None) -> dict[str, str]:
-    """Term -> the mail's words it came from: stems and in-clause stem pairs (clause breaks are "").
-
-    With *vocabulary*, only terms in it are kept: scoring then never builds terms no weight knows.
-    """
-    found: dict[str, str] = {}
-    for tokens in token_lists:
-        previous, previous_word = "", ""
-        for token in tokens:
-            if not token:
-                previous = ""
-                continue
-            term = stem(token)
-            if term not in found and (vocabulary is None or term in vocabulary):
-                found[term] = token
-            if previous:
-                pair = f"{previous} {term}"
-                if pair not in found and (vocabulary is None or pair in vocabulary):
-                    found[pair] = f"{previous_word} {token}"
-            previous, previous_word = term, token
-    return found
-
-
 def term_counts(token_lists: Iterable[Sequence[str]]) -> dict[str, int]:
-    """Term -> how often the mail has it: the terms of ``mail_terms``, counted (training's input)."""
+    """Term -> how often the mail has it: stems and in-clause stem pairs (clause breaks are "")."""
     counts: dict[str, int] = {}
     for tokens in token_lists:
         previous = ""
@@ -476,10 +454,10 @@ class Policy:
     evidence at all** (the fallback stays); *role_margin*: the same lead for the owner (the rules' owner
     is right less often than their severity, so the weights need less lead to replace it).  *guard_p4*:
     when the rules saw a wish or a thanks and no impact (no hit at P1/P2), the weights never lift the
-    verdict above P3.  *lower_p1*: a P1 the rules
-    were unsure about is lowered to the learned class when the learned P1 probability is below this
-    (0: a rule's P1 is never lowered); *lower_p1_sure*: the same for a P1 the rules were sure about
-    (the learned class must also reach *severity_sure*).
+    verdict above P3.  *lower_p1*: a P1 the rules were unsure about is lowered to the learned class when
+    the learned P1 probability is below this (0: a rule's P1 is never lowered); *lower_p1_sure*: the same
+    for a P1 the rules were sure about (0, as shipped: never; the learned class must also reach
+    *severity_sure*).
     """
 
     p1_unsure: float | None = 0.4

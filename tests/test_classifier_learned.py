@@ -204,8 +204,8 @@ def _tiny_folder(folder: Path) -> None:
 
 def test_train_round_trips_a_tiny_folder_and_the_teams_corrections(make_app, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
     app = make_app(desk_config(tmp_path, db_url=db_url))
-    key = report(app, ("Lagerbestand", "Der Lagerbestand im Shop ist seit heute tot"))
-    team_reply(app, key, "#severity P2\n#assign project_manager")
+    key = report(app, ("Lagerbestand", "Kurze Frage zum Lagerbestand im Shop"))  # the desk says P3
+    team_reply(app, key, "#severity P2\n#assign project_manager")  # both differ from the desk's verdict
     folder = tmp_path / "labelled"
     _tiny_folder(folder)
     out = tmp_path / "site-weights.json"
