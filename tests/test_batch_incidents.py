@@ -4,6 +4,7 @@ or another report of the same batch) goes the per-message way, and groups exactl
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -12,6 +13,7 @@ from desk_kit import desk_config
 from mailkit import made_up_words, make_mail
 from sqlalchemy import select
 
+from config import Config, RulesSettings
 from intake.batch_store import BatchStore
 from intake.pipeline import RawMail
 from tickets.models import Event, Incident, OutboxItem, Ticket
@@ -27,6 +29,12 @@ def unrelated(count: int, seed: int = 17) -> list[tuple[str, str]]:
     word = made_up_words(rng)
 
     return [(f"{word().capitalize()} {word()}", f"The {word()} {word()} is broken.") for _ in range(count)]
+
+
+def rules_only(tmp_path: Any, db_url: str) -> Config:
+    """The rules alone: every mail here must share one rule and owner, which the rules give from "broken";
+    the learned weights would weigh each made-up subject's neighbours (what is tested is the batching)."""
+    return dataclasses.replace(desk_config(tmp_path, db_url=db_url), rules=RulesSettings(learned="off"))
 
 
 def mails(texts: list[tuple[str, str]], prefix: str) -> list[RawMail]:
@@ -67,7 +75,7 @@ def outcome(app: Any) -> list[tuple[Any, ...]]:
 
 def test_reports_of_one_rule_that_join_nothing_are_stored_by_the_batched_path(make_app, clock, tmp_path,
                                                                                 db_url, batched):
-    app = make_app(desk_config(tmp_path, db_url=db_url))
+    app = make_app(rules_only(tmp_path, db_url))
     texts = unrelated(12)
     results = app.pipeline.ingest_batch(mails(texts, "u"))
     assert [r.action for r in results] == ["created"] * 12
@@ -98,11 +106,11 @@ def test_a_batch_holding_reports_of_one_problem_groups_as_the_per_message_path(m
         return outcome(app)
 
     start = clock.now()
-    fast = run(make_app(desk_config(tmp_path / "fast", db_url=db_url)))
+    fast = run(make_app(rules_only(tmp_path / "fast", db_url)))
     fast_runs = [list(r) for r in batched]
     batched.clear()
     clock.set(start)  # the same times for the reference run
-    slow_app = make_app(desk_config(tmp_path / "slow", db_url=f"sqlite:///{tmp_path / 'slow.db'}"))
+    slow_app = make_app(rules_only(tmp_path / "slow", f"sqlite:///{tmp_path / 'slow.db'}"))
     slow_app.opener.batch_forms = {}  # no batch forms: every mail the per-message way (the reference)
     assert run(slow_app) == fast
     assert batched == []
