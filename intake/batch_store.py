@@ -229,16 +229,19 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
             session.execute(insert(table), rows[start:end])
         else:
             sql, names, converters = plan
+            seen: dict[tuple[int, Any], Any] = {}  # see _processed
             if connection.dialect.positional:
-                params: list[Any] = [tuple([convert(row) for convert in converters]) for row in rows[start:end]]
+                params: list[Any] = [tuple([convert(row, seen) for convert in converters])
+                                     for row in rows[start:end]]
             else:
-                params = [dict(zip(names, [convert(row) for convert in converters], strict=True))
+                params = [dict(zip(names, [convert(row, seen) for convert in converters], strict=True))
                           for row in rows[start:end]]
             connection.exec_driver_sql(sql, params)
         start = end
 
 
-_Plan = tuple[str, tuple[str, ...], list[Callable[[dict[str, Any]], Any]]]
+_Converter = Callable[[dict[str, Any], dict[tuple[int, Any], Any]], Any]  # (row, seen) -> driver value
+_Plan = tuple[str, tuple[str, ...], list[_Converter]]
 _PLANS: dict[tuple[str, str, tuple[str, ...]], _Plan | None] = {}
 
 
@@ -265,22 +268,43 @@ def _insert_plan(dialect: Any, table: Table, keys: tuple[str, ...]) -> _Plan | N
     return plan
 
 
-def _converter(name: str, column: Any, process: Callable[[Any], Any] | None,
-               given: bool) -> Callable[[dict[str, Any]], Any] | None:
+def _converter(name: str, column: Any, process: Callable[[Any], Any] | None, given: bool) -> _Converter | None:
     if given:
         if process is None:
-            return lambda row: row[name]
-        return lambda row: process(row[name])
+            return lambda row, seen: row[name]
+        return lambda row, seen: _processed(process, row[name], seen)
     default = column.default
     if default is None or not (default.is_scalar or default.is_callable):
         return None  # a server default or sequence: leave the statement to SQLAlchemy
     if default.is_scalar:
         value = default.arg if process is None else process(default.arg)
-        return lambda row: value
+        return lambda row, seen: value
     make = default.arg
     if process is None:
-        return lambda row: make(None)
-    return lambda row: process(make(None))
+        return lambda row, seen: make(None)
+    return lambda row, seen: process(make(None))
+
+
+def _processed(process: Callable[[Any], Any], value: Any, seen: dict[tuple[int, Any], Any]) -> Any:
+    """``process(value)``, worked out once per statement for a value its rows repeat.
+
+    Why: a batch's rows share one ``now`` (created, updated, event and outbox times are the same
+    datetime object) and most JSON columns hold an empty list or dict; their bind processing
+    (UTC conversion and SQLite's text form, ``json.dumps``) was a sixth of the storing process's
+    time (``bench/store_cpu.py``).  Only values that cannot change while the rows are converted
+    are reused, and only within one statement (*seen*), whose rows keep them alive: a datetime
+    (immutable) by identity, an empty list or dict by its type.
+    """
+    kind = type(value)
+    if kind is datetime:
+        key: tuple[int, Any] = (id(process), id(value))
+    elif (kind is list or kind is dict) and not value:
+        key = (id(process), kind)
+    else:
+        return process(value)
+    if key not in seen:
+        seen[key] = process(value)
+    return seen[key]
 
 
 def _reserve_ids(session: Session, table: Table, count: int) -> list[int]:

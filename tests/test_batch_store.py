@@ -9,6 +9,7 @@ grow with the number of mails.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from mailkit import make_mail
 from sqlalchemy import event, func, select
 
-from intake.batch_store import BatchStore
+from intake.batch_store import BatchStore, _processed
 from intake.pipeline import RawMail
 from notifier.acknowledgement import Acknowledger
 from tickets.models import Attachment, Escalation, Event, Message, OutboxItem, Participant, QuarantineItem, Ticket
@@ -113,6 +114,23 @@ def test_batched_rows_are_the_per_message_rows(make_app, db_url, tmp_path, batch
     assert [r.action for r in slow.pipeline.ingest_batch(mails)] == ["created"] * 8
     assert sum(batched) == 8  # nothing more went the batched way
     assert _snapshot(slow) == expected
+
+
+def test_a_shared_datetime_or_an_empty_value_is_processed_once_per_statement():
+    """The bind processing of a batch's shared ``now`` and of empty JSON values is done once per statement;
+    anything that could have changed (a non-empty list) is processed each time, and nothing outlives *seen*."""
+    calls: list[Any] = []
+
+    def process(value: Any) -> str:
+        calls.append(value)
+        return repr(value)
+
+    now, seen = datetime.now(UTC), {}
+    values = [now, now, [], [], {}, ["a"], ["a"], None]
+    assert [_processed(process, v, seen) for v in values] == [repr(v) for v in values]
+    assert calls == [now, [], {}, ["a"], ["a"], None]
+    calls.clear()
+    assert _processed(process, now, {}) == repr(now) and calls == [now]  # a new statement starts afresh
 
 
 def test_statements_per_batch_do_not_grow_with_the_batch(make_app, db_url, batched):

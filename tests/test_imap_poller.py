@@ -15,7 +15,7 @@ from config import Config, DatabaseSettings
 from dashboard.status import cmd_status
 from intake.pipeline import IngestUnavailable
 from intake.receive.imap_connect import ImapLoginFailed, ImapUnreachable
-from intake.receive.imap_poller import ImapPoller
+from intake.receive.imap_poller import ImapPoller, chunked
 from tickets.models import ImapState, OutboxItem, Ticket
 
 
@@ -74,6 +74,27 @@ def test_poll_ingests_in_batches_then_moves_to_processed(imap_app, dovecot):
     assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 10  # folder created on demand
     st = state(app)
     assert st.last_uid == 10 and st.waiting == 0 and st.last_success_at is not None and st.last_error is None
+
+
+def test_a_long_drain_starts_with_small_batches_then_full_ones(imap_app, dovecot):
+    """The store begins after a few mails are parsed, not a whole batch (issue 17); each batch still commits
+    before its MOVE, and the mailbox's progress ends at the last UID."""
+    app = imap_app(batch_size=128)
+    dovecot.append(mails(300))
+    batches = []
+    report = poller_for(app).poll(on_batch=lambda r, results: batches.append(len(results)))
+    assert batches == [16, 32, 64, 128, 60]
+    assert report.fetched == 300 and report.outcomes == {"created": 300}
+    assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 300
+    assert state(app).last_uid == 300 and state(app).waiting == 0
+
+
+def test_batches_keep_the_uid_order_and_short_drains_or_small_batches_are_not_split():
+    uids = list(range(1, 1001))
+    assert [len(c) for c in chunked(uids, 200)] == [25, 50, 100, 200, 200, 200, 200, 25]
+    assert [uid for chunk in chunked(uids, 200) for uid in chunk] == uids
+    assert [len(c) for c in chunked(uids[:200], 200)] == [200]  # one batch: nothing to overlap
+    assert [len(c) for c in chunked(uids[:10], 4)] == [4, 4, 2]  # batch_size / 8 too small to be worth a commit
 
 
 def test_nothing_is_marked_read_before_commit_and_seen_mode_keeps_mail_in_place(imap_app, dovecot):

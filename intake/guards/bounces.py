@@ -68,9 +68,10 @@ def _part_types(msg: Message) -> frozenset[str]:
     stack: list[tuple[Message, int]] = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
-        found.add(part.get_content_type())
+        content_type = part.get_content_type()  # (get_content_maintype would parse the header again)
+        found.add(content_type)
         payload = part.get_payload()
-        if depth < 20 and part.get_content_maintype() == "multipart" and isinstance(payload, list):
+        if depth < 20 and content_type.startswith("multipart/") and isinstance(payload, list):
             stack.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
     return frozenset(found)
 

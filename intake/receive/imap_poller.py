@@ -43,6 +43,7 @@ from tickets.store import Store
 
 log = logging.getLogger("hypercare.imap")
 PREFETCH_BYTES = 8 << 20  # a batch of at most this much raw mail may have two more fetched behind it
+RAMP_FROM = 16  # a long drain's first batch: batch_size / 8 mails when that is at least this many (see chunked)
 
 
 @dataclass
@@ -170,8 +171,7 @@ class ImapPoller:
         last_uid = self._start_point(uidvalidity, report)
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         report.waiting = len(uids)
-        size = max(1, self.settings.batch_size)
-        chunks = [uids[start:start + size] for start in range(0, len(uids), size)]
+        chunks = chunked(uids, max(1, self.settings.batch_size))
         if not chunks:
             return
         # One thread does the IMAP round trips (FETCH of the next batches, MOVE of the last one) while this one
@@ -339,6 +339,29 @@ class ImapPoller:
                 update(state)
         except Exception as exc:  # noqa: BLE001 - health is best effort when the database itself is down
             log.debug("imap %s: could not record health: %s: %s", self.key, type(exc).__name__, exc)
+
+
+def chunked(uids: list[int], size: int) -> list[list[int]]:
+    """*uids* in batches of *size*; a drain longer than one batch starts with smaller ones, doubling.
+
+    Why: nothing is stored until the first batch has been fetched and parsed (by the parse worker,
+    ~0.6 ms a mail: ~0.15 s for 200, while the storing process waits), and after it the fetches
+    and the worker stay ahead of the store anyway.  Starting with batch_size / 8 (then 1/4, 1/2)
+    lets the store begin almost at once; a few more commits, each still before its MOVE.
+    """
+    sizes: list[int] = []
+    step = size // 8
+    if len(uids) > size and step >= RAMP_FROM:
+        while step < size:
+            sizes.append(step)
+            step *= 2
+    chunks: list[list[int]] = []
+    start = 0
+    while start < len(uids):
+        end = start + (sizes[len(chunks)] if len(chunks) < len(sizes) else size)
+        chunks.append(uids[start:end])
+        start = end
+    return chunks
 
 
 def _result(parsing: Future[Any] | None) -> Any:
