@@ -9,7 +9,8 @@ parses them as the parse worker does (``parse_mails``; where the code has ``clas
 the verdicts are computed there too), then stores them with ``IngestPipeline.ingest_batch`` in
 batches of 200 on a fresh database, and prints CPU milliseconds per mail (``time.process_time``)
 for each step.  CPU time, unlike wall time, hardly depends on what else the machine runs, so this
-is the figure to compare before and after a change on a shared machine.  ``--baseline DIR`` runs
+is the figure to compare before and after a change on a shared machine (with the garbage collector
+set as ``poll --once`` sets it, where the tree has ``fewer_collections``).  ``--baseline DIR`` runs
 the same measurement on another checkout (e.g. ``git archive`` of the commit before) in its own
 process, right after this one.
 """
@@ -55,6 +56,12 @@ def measure(tree: Path, messages: int, database: str) -> None:
     in_worker = hasattr(pipeline, "classify_in_worker")
     if in_worker:
         pipeline.classify_in_worker(app.opener)
+    try:  # the collector settings of poll --once and its parse worker, where the tree has them
+        from intake.parse_pool import fewer_collections
+    except ImportError:
+        pass
+    else:
+        fewer_collections()
     started = time.process_time()
     prepared = [pipeline.parse_mails(b, 10**7, app.clock.now()) if in_worker else pipeline.parse_mails(b, 10**7)
                 for b in batches]
