@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from classifier.facts import MailFacts
 from classifier.text import PhraseHit, PhraseMatcher, phrase_tokens
@@ -43,8 +43,12 @@ class MatchContext:
     in_business_hours: bool
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """What a condition that holds adds: its score and the words that made it hold.
+
+    A named tuple: conditions build a few per mail, and a frozen dataclass's ``__init__`` cost more.
+    """
+
     score: float
     evidence: tuple[str, ...]
 

@@ -37,6 +37,7 @@ __all__ = [  # rules.py and engine.py import the shared contract from here, as b
 
 FIELDS = ("subject", "body")
 DEFAULT_WEIGHTS = {"subject": 2.0, "body": 1.0}
+_FIELD_RANK = {field: rank for rank, field in enumerate(FIELDS)}
 MODIFIERS = ("fields", "except", "negation", "forms")
 
 
@@ -84,22 +85,30 @@ class Keywords(Condition):
 
     def check(self, ctx: MatchContext) -> Outcome | None:
         hits = ctx.phrase_hits
-        excluded = self._excluded_positions(ctx)
+        if self.pid_set.isdisjoint(hits):  # half the checks: a sibling condition brought the rule here
+            return None
+        weights, negation = self.weights, self.negation
         found: list[PhraseHit] = []
         # A long keyword list meets a short mail: walk the mail's few hits, not every keyword.
-        pids = [p for p in hits if p in self.pid_set] if len(hits) < len(self.pids) else self.pids
-        for pid in pids:
-            for hit in hits.get(pid, ()):
-                if hit.field not in self.weights or (self.negation and hit.negated):
-                    continue
-                if excluded and any((hit.field, i) in excluded for i in range(hit.start, hit.end)):
-                    continue
-                found.append(hit)
+        groups = ([same for pid, same in hits.items() if pid in self.pid_set] if len(hits) < len(self.pids)
+                  else [hits[pid] for pid in self.pids if pid in hits])
+        for same in groups:
+            for hit in same:
+                if hit.field in weights and not (negation and hit.negated):
+                    found.append(hit)
+        if found and self.exclude:  # the except phrases' positions only for a mail that may hold
+            excluded = self._excluded_positions(ctx)
+            if excluded:
+                found = [hit for hit in found
+                         if not any((hit.field, i) in excluded for i in range(hit.start, hit.end))]
         if not found:
             return None
+        if len(found) == 1:  # the common case: no overlap to resolve, one piece of evidence
+            hit = found[0]
+            return Outcome(weights[hit.field], (f'{hit.field} "{hit.text}"',))
         best: dict[str, tuple[float, str]] = {}
         for hit in _outermost(found):
-            weight = self.weights[hit.field]
+            weight = weights[hit.field]
             if weight > best.get(hit.text, (0.0, ""))[0]:
                 best[hit.text] = (weight, f'{hit.field} "{hit.text}"')
         return Outcome(sum(w for w, _ in best.values()), tuple(e for _, e in best.values()))
@@ -219,7 +228,7 @@ def _outermost(hits: list[PhraseHit]) -> list[PhraseHit]:
     earlier one exactly when an earlier hit of its field reaches as far: one sweep, not a
     comparison of every pair (which made a mail of many repeated sentences quadratic).
     """
-    ordered = sorted(hits, key=lambda h: (FIELDS.index(h.field), h.start, -h.end))
+    ordered = sorted(hits, key=lambda h: (_FIELD_RANK[h.field], h.start, -h.end))
     kept: list[PhraseHit] = []
     field, reach = "", -1
     for hit in ordered:

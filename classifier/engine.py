@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from classifier.conditions import MatchContext, Outcome, Trigger, sender_keys
@@ -46,8 +45,9 @@ _REPLY_HEADER = re.compile(
 _REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|antw|sv|vs|ref|r\u00e9f)\s*(?:\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class _Fired:
+class _Fired(NamedTuple):
+    """A rule that held for the mail, with its outcome (a named tuple: one is built per fired rule)."""
+
     rule: Rule
     outcome: Outcome
 
@@ -105,6 +105,11 @@ class Classifier:
                 by_trigger.setdefault(trigger, []).append(rule.index)
         self._by_trigger = {k: tuple(v) for k, v in by_trigger.items()}
         self._always = tuple(always)
+        # The same index by kind, keyed by the bare id: no ("phrase", id) tuple is built per hit of a mail.
+        by_kind: dict[str, dict[object, tuple[int, ...]]] = {"phrase": {}, "regex": {}, "sender": {}}
+        for (kind, key), indexes in self._by_trigger.items():
+            by_kind[kind][key] = indexes
+        self._by_phrase, self._by_regex, self._by_sender = by_kind["phrase"], by_kind["regex"], by_kind["sender"]
         # The headers any rule reads: MailFacts for intake need only these (MailFacts.from_parsed).
         self.header_names: frozenset[str] = frozenset().union(*(r.condition.header_names() for r in self.rules))
 
@@ -141,17 +146,18 @@ class Classifier:
         fields = self.fields(facts)
         ctx = self.context(facts, fields)
         candidates = set(self._always)
-        index = self._by_trigger
-        for pid in ctx.phrase_hits:
-            candidates.update(index.get(("phrase", pid), ()))
-        for rid in ctx.regex_hits:
-            candidates.update(index.get(("regex", rid), ()))
-        if facts.sender:
-            for key in sender_keys(facts.sender):
-                candidates.update(index.get(key, ()))
+        for by_id, found in ((self._by_phrase, ctx.phrase_hits), (self._by_regex, ctx.regex_hits)):
+            for key in found:
+                indexes = by_id.get(key)
+                if indexes is not None:
+                    candidates.update(indexes)
+        if facts.sender and self._by_sender:
+            for _, key in sender_keys(facts.sender):
+                candidates.update(self._by_sender.get(key, ()))
         fired: list[_Fired] = []
+        rules = self.rules
         for index in sorted(candidates):
-            rule = self.rules[index]
+            rule = rules[index]
             outcome = rule.condition.check(ctx)
             if outcome is not None and outcome.score >= rule.min_score:
                 fired.append(_Fired(rule, outcome))
@@ -172,8 +178,7 @@ class Classifier:
         phrase_hits: dict[int, list[PhraseHit]] = {}
         regex_hits: dict[int, list[tuple[str, str, bool]]] = {}
         for field, text, tokens in self.fields(facts) if fields is None else fields:
-            for hit in self._matcher.find(tokens, field, self._negation):
-                phrase_hits.setdefault(hit.phrase, []).append(hit)
+            self._matcher.collect(tokens, field, self._negation, phrase_hits)
             if self._regexes is not None:
                 self._regexes.scan(text, field, regex_hits)
         local = facts.received_at.astimezone(self.tz)

@@ -151,16 +151,18 @@ class TimeOfDay(Condition):
 
     def check(self, ctx: MatchContext) -> Outcome | None:
         local = ctx.local_time
-        stamp = local.strftime("%a %H:%M %Z")
         if self.span is None:
-            inside = ctx.in_business_hours
-            if inside == (self.spec == "business_hours"):
-                return Outcome(1.0, (f"received {stamp} ({self.spec.replace('_', ' ')})",))
-            return None
-        start, end = self.span
-        now = local.time()
-        inside = start <= now < end if start <= end else (now >= start or now < end)
-        return Outcome(1.0, (f"received {stamp} (within {self.spec})",)) if inside else None
+            if ctx.in_business_hours != (self.spec == "business_hours"):
+                return None
+            detail = self.spec.replace("_", " ")
+        else:
+            start, end = self.span
+            now = local.time()
+            if not (start <= now < end if start <= end else (now >= start or now < end)):
+                return None
+            detail = f"within {self.spec}"
+        # Formatted only when the condition holds: a rule like after-hours is checked on every mail.
+        return Outcome(1.0, (f"received {local.strftime('%a %H:%M %Z')} ({detail})",))
 
 
 class Days(Condition):

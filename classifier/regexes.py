@@ -5,6 +5,11 @@ every character.  Most rule regexes contain a literal they cannot match without
 ("ORA-" in ``ORA-\\d{5}``); those literals go into one literal pattern (fast: ``re``
 skips ahead to the characters literals start with), and a regex is run only when its
 literal is in the text.  Regexes without such a literal share one combined pattern.
+
+A regex whose literal is a common word ("of", "how") would still run on most mail, and
+running one costs several microseconds; so it also waits for its other needs, each a cheap
+C-level test: a second literal elsewhere in it (the "?" of a question, "can" after "nobody")
+and a digit when it cannot match without one (``\\d+ of us``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,27 @@ MIN_LITERAL = 3
 MIN_ALTERNATIVE = 2  # each literal of a set of alternatives ("how|why|où"): shorter only costs speed
 MAX_ALTERNATIVES = 200
 MAX_HITS = 3
+MAX_NEED_LITERALS = 16  # a longer set of alternatives costs more "in" tests than the regex it would spare
+_DIGIT = re.compile(r"\d")
+
+
+def _case_traps() -> re.Pattern[str] | None:
+    """Characters for which "is the lower-cased literal in the lower-cased text" is not what ``re.IGNORECASE`` does.
+
+    ``re`` also matches "ſ" to "s", "ı" to "i", "ς" to "σ" (``re._casefix``), and "İ" lower-cases to "i" plus a
+    combining dot.  A text or literal with one of them skips the extra needs (the regex just runs).
+    """
+    try:
+        from re import _casefix  # type: ignore[attr-defined]
+
+        extra: dict[int, tuple[int, ...]] = _casefix._EXTRA_CASES
+        chars = {0x307} | {c for key, values in extra.items() for c in (key, *values) if c > 0x7F}
+    except Exception:  # noqa: BLE001 - without the table only ASCII text uses the extra needs
+        return None
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(chars)) + "]")
+
+
+_CASE_TRAPS = _case_traps()
 Hits = dict[int, list[tuple[str, str, bool]]]  # regex id -> [(field, matched text, negated)]
 _Expansion = list[tuple[str, bool]]  # (literal text so far, still open: the next item may extend it)
 
@@ -37,13 +63,9 @@ def required_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
     such a set is run only on mail containing one of them, instead of joining the combined pattern
     that is tried at every character of every mail.
     """
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        parsed: Any = _parser.parse(pattern.pattern, pattern.flags)
-    except Exception:  # noqa: BLE001 - an unexpected parser shape only costs speed, never correctness
+    items = _parsed(pattern)
+    if items is None:
         return None
-    items = list(parsed)
     best: frozenset[str] | None = None
     for start in range(len(items)):
         expansion = _expand(items[start:], [("", True)])
@@ -56,6 +78,75 @@ def required_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
         if best is None or (shortest, -len(texts)) > (min(len(t) for t in best), -len(best)):
             best = texts
     return best
+
+
+def _parsed(pattern: re.Pattern[str]) -> list[Any] | None:
+    """The top-level items of *pattern* as ``re``'s parser sees them (None: the parser refused)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        return list(_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # noqa: BLE001 - an unexpected parser shape only costs speed, never correctness
+        return None
+
+
+def other_needs(pattern: re.Pattern[str], chosen: frozenset[str] | None) -> tuple[frozenset[str], ...]:
+    """Sets of literals (lower-cased) besides *chosen*, each of which every match contains one of.
+
+    Why: *chosen* is only the best single set (what the literal scan looks for); a regex also
+    needing the "?" at its end or the verb after its subject can be skipped by a few ``in`` tests.
+    A set implied by another (the tails "obody", "body" of "nobody") and long sets are left out.
+    """
+    items = _parsed(pattern)
+    if items is None:
+        return ()
+    found: list[frozenset[str]] = [] if chosen is None else [chosen]
+    for start in range(len(items)):
+        expansion = _expand(items[start:], [("", True)])
+        if expansion is None:
+            continue
+        texts = frozenset(text.lower() for text, _ in expansion)
+        if "" in texts or len(texts) > MAX_NEED_LITERALS or not _plain_case(texts):
+            continue
+        # Every literal of an earlier set containing one of these: the earlier set already proves it.
+        if not any(all(any(t in k for t in texts) for k in kept) for kept in found):
+            found.append(texts)
+    return tuple(found[1:] if chosen is not None else found)
+
+
+def _plain_case(literals: frozenset[str]) -> bool:
+    """True when ``in`` on lower-cased text finds these literals exactly where ``re.IGNORECASE`` would."""
+    joined = "".join(literals)
+    return joined.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(joined) is None)
+
+
+def needs_digit(pattern: re.Pattern[str]) -> bool:
+    """True when every match of *pattern* contains a digit (a mandatory ``\\d`` or a digit literal)."""
+    items = _parsed(pattern)
+    return items is not None and any(_digit_item(op, value) for op, value in items)
+
+
+def _digit_item(op: Any, value: Any) -> bool:
+    """Whether one parsed item, wherever it matches, consumes at least one digit."""
+    name = str(op)
+    if name == "LITERAL":
+        return chr(value) in "0123456789"
+    if name == "IN":
+        return bool(value) and all(
+            (str(o) == "CATEGORY" and str(v) == "CATEGORY_DIGIT")
+            or (str(o) == "LITERAL" and chr(v) in "0123456789")
+            or (str(o) == "RANGE" and 48 <= v[0] <= v[1] <= 57)
+            for o, v in value
+        )
+    if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+        low, _, sub = value
+        return low >= 1 and any(_digit_item(o, v) for o, v in sub)
+    if name in ("SUBPATTERN", "ATOMIC_GROUP"):
+        sub = value[-1] if name == "SUBPATTERN" else value
+        return any(_digit_item(o, v) for o, v in sub)
+    if name == "BRANCH":
+        return all(any(_digit_item(o, v) for o, v in branch) for branch in value[1])
+    return False
 
 
 def _expand(items: list[Any], current: _Expansion) -> _Expansion | None:
@@ -130,11 +221,16 @@ def trie_pattern(literals: Iterable[str]) -> str:
 
 
 class RegexScanner:
+    """Which regexes match a text: each runs only when a literal it needs is there (one trie scan
+    finds them all) and its other needs (``other_needs``, ``needs_digit``) are met."""
+
     def __init__(self, regexes: list[re.Pattern[str]], negation: Negation) -> None:
         self.regexes = regexes
         self.negation = negation
         by_literal: dict[str, list[int]] = {}
         rest: list[int] = []
+        # rid -> (other literal sets it needs, needs a digit): tested before the regex runs.
+        self._needs: dict[int, tuple[tuple[frozenset[str], ...], bool]] = {}
         for rid, regex in enumerate(regexes):
             literals = required_literals(regex)
             if literals is None:
@@ -142,12 +238,17 @@ class RegexScanner:
             else:
                 for literal in literals:
                     by_literal.setdefault(literal, []).append(rid)
+                needs = (other_needs(regex, literals), needs_digit(regex))
+                if needs[0] or needs[1]:
+                    self._needs[rid] = needs
         # A literal found also proves every literal inside it (longest first wins at one spot).
         self._by_literal = {
             lit: sorted({rid for other, rids in by_literal.items() if other in lit for rid in rids})
             for lit in by_literal
         }
-        self._literals = re.compile(f"(?=({trie_pattern(by_literal)}))") if by_literal else None
+        # Not a look-ahead (which ``re`` tries at every character): the trie itself, so ``re`` skips
+        # to the characters a literal starts with; ``literals_in`` restarts one character later.
+        self._literals = re.compile(f"({trie_pattern(by_literal)})") if by_literal else None
         self._rest = rest
         self._combined = (
             re.compile("|".join(f"(?P<r{rid}>{regexes[rid].pattern})" for rid in rest), re.IGNORECASE)
@@ -155,19 +256,41 @@ class RegexScanner:
         )
 
     def scan(self, text: str, field: str, out: Hits) -> None:
+        """Record the hits of every regex in *text* into *out*."""
         if self._literals is not None:
             self._scan_literals(text, field, out)
         if self._combined is not None:
             self._scan_combined(text, field, out)
 
-    def _scan_literals(self, text: str, field: str, out: Hits) -> None:
+    def literals_in(self, lowered: str) -> set[str]:
+        """The distinct literals in *lowered*: at every spot the longest one starting there (overlaps too)."""
         assert self._literals is not None
+        found: set[str] = set()
+        search = self._literals.search
+        match = search(lowered)
+        while match is not None:
+            found.add(match.group())
+            match = search(lowered, match.start() + 1)
+        return found
+
+    def _scan_literals(self, text: str, field: str, out: Hits) -> None:
         lowered = text.lower()
-        # The pattern is a lookahead: one C-level scan yields the longest literal starting at every
-        # position (overlaps included); only the distinct ones matter.
-        by_literal = self._by_literal
-        candidates = {rid for literal in set(self._literals.findall(lowered)) for rid in by_literal[literal]}
-        for rid in sorted(candidates):
+        by_literal, all_needs = self._by_literal, self._needs
+        has_digit: bool | None = None
+        plain: bool | None = None  # no character of _CASE_TRAPS: the literal needs may be tested with "in"
+        for rid in sorted({rid for literal in self.literals_in(lowered) for rid in by_literal[literal]}):
+            needs = all_needs.get(rid)
+            if needs is not None:
+                literal_sets, digit = needs
+                if digit:
+                    if has_digit is None:
+                        has_digit = _DIGIT.search(text) is not None
+                    if not has_digit:
+                        continue
+                if literal_sets and plain is None:
+                    plain = lowered.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(lowered) is None)
+                if plain and not all(any(literal in lowered for literal in literals) for literals in literal_sets):
+                    continue
             for match in self.regexes[rid].finditer(text):
                 if match.end() > match.start():
                     self._record(rid, match.group(), text, match.start(), field, out)
