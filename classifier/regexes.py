@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import compress
 from typing import Any
 
 from classifier.text import Negation
@@ -25,7 +26,11 @@ MIN_ALTERNATIVE = 2  # each literal of a set of alternatives ("how|why|où"): sh
 MAX_ALTERNATIVES = 200
 MAX_HITS = 3
 MAX_NEED_LITERALS = 16  # a longer set of alternatives costs more "in" tests than the regex it would spare
+CHUNK_CACHE_LIMIT = 100_000  # distinct chunks remembered with the literals in them; when full it starts afresh
+MAX_CHUNK_CHARS = 64  # longer chunks (a pasted token, a URL) are looked into but not remembered
+MAX_NEW_CHUNKS = 200  # a text with more unseen chunks is scanned whole: cheaper than learning them
 _DIGIT = re.compile(r"\d")
+_Entry = tuple[tuple[int, ...], tuple[str, ...]]  # (regex ids in a chunk, spaced literals it may be part of)
 
 
 def _case_traps() -> re.Pattern[str] | None:
@@ -126,6 +131,32 @@ def needs_digit(pattern: re.Pattern[str]) -> bool:
     return items is not None and any(_digit_item(op, value) for op, value in items)
 
 
+def starts_with_digit(pattern: re.Pattern[str]) -> bool:
+    """True when every match of *pattern* begins with a digit (``\\b\\d+ of us``): it is searched from the first.
+
+    ``finditer(text, pos)`` still sees the characters before *pos* for ``\\b`` and ``^``, so no match changes.
+    """
+    items = _parsed(pattern)
+    return items is not None and _first_is_digit(items)
+
+
+def _first_is_digit(items: Any) -> bool:
+    for op, value in items:
+        name = str(op)
+        if name == "AT":  # \b, ^: no character
+            continue
+        if name in ("LITERAL", "IN"):
+            return _digit_item(op, value)
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            return value[0] >= 1 and _first_is_digit(value[2])
+        if name == "SUBPATTERN":
+            return _first_is_digit(value[-1])
+        if name == "BRANCH":
+            return all(_first_is_digit(branch) for branch in value[1])
+        return False
+    return False
+
+
 def _digit_item(op: Any, value: Any) -> bool:
     """Whether one parsed item, wherever it matches, consumes at least one digit."""
     name = str(op)
@@ -196,6 +227,26 @@ def _grow(current: _Expansion, alternatives: list[list[Any]]) -> _Expansion | No
     return grown
 
 
+def _spaced_key(literal: str) -> tuple[str, str] | None:
+    """How chunks (``str.split``) show a literal: ("", "") it has no white space (it lies inside one chunk);
+    ("_exact", word) a chunk is that word, ("_prefix"/"_suffix", word) a chunk begins/ends with it; None: only
+    white space.  The key word is the longest of its words, a whole chunk preferred (the rarest test).
+    """
+    words = literal.split()
+    if len(words) == 1 and words[0] == literal:
+        return ("", "")
+    if not words:
+        return None
+    lead, trail = literal[0].isspace(), literal[-1].isspace()
+    keys = []
+    for i, word in enumerate(words):
+        left, right = i > 0 or lead, i < len(words) - 1 or trail
+        kind = "_exact" if left and right else "_prefix" if left else "_suffix"
+        keys.append((kind == "_exact", len(word), kind, word))
+    _, _, kind, word = max(keys)
+    return (kind, word)
+
+
 def trie_pattern(literals: Iterable[str]) -> str:
     """One pattern for many literals, shaped as their trie: the longest literal at a spot wins.
 
@@ -229,8 +280,8 @@ class RegexScanner:
         self.negation = negation
         by_literal: dict[str, list[int]] = {}
         rest: list[int] = []
-        # rid -> (other literal sets it needs, needs a digit): tested before the regex runs.
-        self._needs: dict[int, tuple[tuple[frozenset[str], ...], bool]] = {}
+        # rid -> (other literal sets it needs, needs a digit, starts with one): tested before the regex runs.
+        self._needs: dict[int, tuple[tuple[frozenset[str], ...], bool, bool]] = {}
         for rid, regex in enumerate(regexes):
             literals = required_literals(regex)
             if literals is None:
@@ -238,7 +289,7 @@ class RegexScanner:
             else:
                 for literal in literals:
                     by_literal.setdefault(literal, []).append(rid)
-                needs = (other_needs(regex, literals), needs_digit(regex))
+                needs = (other_needs(regex, literals), needs_digit(regex), starts_with_digit(regex))
                 if needs[0] or needs[1]:
                     self._needs[rid] = needs
         # A literal found also proves every literal inside it (longest first wins at one spot).
@@ -249,6 +300,19 @@ class RegexScanner:
         # Not a look-ahead (which ``re`` tries at every character): the trie itself, so ``re`` skips
         # to the characters a literal starts with; ``literals_in`` restarts one character later.
         self._literals = re.compile(f"({trie_pattern(by_literal)})") if by_literal else None
+        self._chunks: dict[str, _Entry | bool] = {}  # False: the chunk holds no literal
+        self._exact: dict[str, list[str]] = {}
+        self._prefix: dict[str, list[str]] = {}
+        self._suffix: dict[str, list[str]] = {}
+        loose: list[str] = []
+        for literal in by_literal:
+            key = _spaced_key(literal)
+            if key is None:
+                loose.append(literal)
+            elif key[0]:
+                getattr(self, key[0]).setdefault(key[1], []).append(literal)
+        self._loose = tuple(loose)
+        self._prefixes, self._suffixes = tuple(self._prefix), tuple(self._suffix)
         self._rest = rest
         self._combined = (
             re.compile("|".join(f"(?P<r{rid}>{regexes[rid].pattern})" for rid in rest), re.IGNORECASE)
@@ -273,25 +337,84 @@ class RegexScanner:
             match = search(lowered, match.start() + 1)
         return found
 
+    def literal_rids(self, lowered: str) -> set[int]:
+        """Ids of the regexes one of whose literals is in *lowered*: the same as scanning it with ``literals_in``.
+
+        Why by chunks (the text split at white space): a literal without white space lies inside one
+        chunk, and chunks repeat from mail to mail, so what each holds is found once and remembered.
+        A literal with white space ("no one") is tested with ``in``, only when a chunk is its key word
+        (or begins or ends with it, for its first and last word).  A text with many new chunks is scanned.
+        """
+        by_literal = self._by_literal
+        chunks = lowered.split()
+        entries: list[_Entry | bool] | None = list(map(self._chunks.get, chunks))  # False: holds nothing
+        if None in entries:  # chunks not seen before (or since the memo restarted)
+            entries = self._chunk_entries(chunks)
+            if entries is None:
+                return {rid for literal in self.literals_in(lowered) for rid in by_literal[literal]}
+        found: set[int] = set()
+        spaced: set[str] = set()
+        for rids, literals in compress(entries, entries):  # type: ignore[misc]
+            found.update(rids)
+            spaced.update(literals)
+        for literal in (*spaced, *self._loose):
+            if literal in lowered:
+                found.update(by_literal[literal])
+        return found
+
+    def _chunk_entries(self, chunks: list[str]) -> list[_Entry | bool] | None:
+        """The remembered entry of each chunk (new ones worked out); None: too many new ones."""
+        table = self._chunks
+        missing = set(chunks).difference(table)
+        if len(missing) > MAX_NEW_CHUNKS:
+            return None
+        if len(table) + len(missing) > CHUNK_CACHE_LIMIT:
+            table.clear()
+            missing = set(chunks)
+        long: dict[str, _Entry | bool] = {}
+        for chunk in missing:
+            (table if len(chunk) <= MAX_CHUNK_CHARS else long)[chunk] = self._chunk_entry(chunk)
+        return [long[c] if c in long else table[c] for c in chunks] if long else list(map(table.__getitem__, chunks))
+
+    def _chunk_entry(self, chunk: str) -> _Entry | bool:
+        """Regex ids of the literals inside *chunk*, and the spaced literals it may be the key of."""
+        assert self._literals is not None
+        search, by_literal = self._literals.search, self._by_literal
+        rids: set[int] = set()
+        match = search(chunk)
+        while match is not None:
+            rids.update(by_literal[match.group()])
+            match = search(chunk, match.start() + 1)
+        spaced = list(self._exact.get(chunk, ()))
+        if chunk.startswith(self._prefixes):
+            spaced += [lit for key, lits in self._prefix.items() if chunk.startswith(key) for lit in lits]
+        if chunk.endswith(self._suffixes):
+            spaced += [lit for key, lits in self._suffix.items() if chunk.endswith(key) for lit in lits]
+        return (tuple(sorted(rids)), tuple(spaced)) if rids or spaced else False
+
     def _scan_literals(self, text: str, field: str, out: Hits) -> None:
         lowered = text.lower()
-        by_literal, all_needs = self._by_literal, self._needs
-        has_digit: bool | None = None
+        all_needs = self._needs
+        first_digit: int | None = None  # where the first digit is, -1: none (looked up once per text)
         plain: bool | None = None  # no character of _CASE_TRAPS: the literal needs may be tested with "in"
-        for rid in sorted({rid for literal in self.literals_in(lowered) for rid in by_literal[literal]}):
+        for rid in sorted(self.literal_rids(lowered)):
+            start = 0
             needs = all_needs.get(rid)
             if needs is not None:
-                literal_sets, digit = needs
+                literal_sets, digit, from_digit = needs
                 if digit:
-                    if has_digit is None:
-                        has_digit = _DIGIT.search(text) is not None
-                    if not has_digit:
+                    if first_digit is None:
+                        found = _DIGIT.search(text)
+                        first_digit = -1 if found is None else found.start()
+                    if first_digit < 0:
                         continue
+                    if from_digit:
+                        start = first_digit
                 if literal_sets and plain is None:
                     plain = lowered.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(lowered) is None)
                 if plain and not all(any(literal in lowered for literal in literals) for literals in literal_sets):
                     continue
-            for match in self.regexes[rid].finditer(text):
+            for match in self.regexes[rid].finditer(text, start):
                 if match.end() > match.start():
                     self._record(rid, match.group(), text, match.start(), field, out)
                     if len(out[rid]) >= MAX_HITS:

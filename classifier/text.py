@@ -168,7 +168,9 @@ class PhraseMatcher:
         word unless its node has prefix or word-form children; the negation of a start is decided once.
         """
         n = len(tokens)
-        nodes_at = list(map(self._start_table(tokens).__getitem__, tokens))
+        nodes_at = list(map(self._starts.get, tokens))
+        if None in nodes_at:  # words not seen before (or since the memo restarted)
+            nodes_at = list(map(self._start_table(tokens).__getitem__, tokens))
         for i in compress(range(n), nodes_at):  # only the words that start a phrase (empty tuples are skipped)
             nodes, token = nodes_at[i], tokens[i]
             negated: bool | None = None
@@ -253,8 +255,11 @@ class Negation:
     def before(self, tokens: list[str], start: int) -> bool:
         """True when a negator stands within ``window`` words before *start* in the same clause."""
         words = self.words
+        stop = max(-1, start - 1 - self.window)
+        if words.isdisjoint(tokens[stop + 1:start]):  # most matches: no negator near, nothing to walk
+            return False
         inverted = False
-        for j in range(start - 1, max(-1, start - 1 - self.window), -1):
+        for j in range(start - 1, stop, -1):
             token = tokens[j]
             if not token:
                 return False
