@@ -278,7 +278,8 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
     if scope_rule is not None and all(scope_rule is not d for d in decisive):
         decisive.append(scope_rule)
 
-    ordered = decisive + [f for f in fired if all(f is not d for d in decisive)]
+    chosen = {id(d) for d in decisive}
+    ordered = decisive + [f for f in fired if id(f) not in chosen]
     hits = [f.hit(cell(f) if f.rule.hit in matrix.rows else None) for f in ordered]
     if severity_fallback:
         text = "No rule decided the severity; P3 by default"

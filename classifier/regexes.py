@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from itertools import compress
-from typing import Any
+from typing import Any, NamedTuple
 
 from classifier.text import Negation
 
@@ -69,14 +69,23 @@ def required_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
     that is tried at every character of every mail.
     """
     items = _parsed(pattern)
-    if items is None:
-        return None
-    best: frozenset[str] | None = None
+    return None if items is None else _best(_literal_sets(items))
+
+
+def _literal_sets(items: list[Any]) -> list[frozenset[str]]:
+    """For each top-level item a match must pass, the literals (lower-cased) that part of a match starts with."""
+    found = []
     for start in range(len(items)):
         expansion = _expand(items[start:], [("", True)])
-        if expansion is None:
-            continue
-        texts = frozenset(text.lower() for text, _ in expansion)
+        if expansion is not None:
+            found.append(frozenset(text.lower() for text, _ in expansion))
+    return found
+
+
+def _best(sets: list[frozenset[str]]) -> frozenset[str] | None:
+    """The set the literal scan looks for: the longest shortest literal, then the fewest alternatives."""
+    best: frozenset[str] | None = None
+    for texts in sets:
         shortest = min((len(t) for t in texts), default=0)
         if shortest < (MIN_LITERAL if len(texts) == 1 else MIN_ALTERNATIVE):
             continue
@@ -95,28 +104,43 @@ def _parsed(pattern: re.Pattern[str]) -> list[Any] | None:
         return None
 
 
-def other_needs(pattern: re.Pattern[str], chosen: frozenset[str] | None) -> tuple[frozenset[str], ...]:
-    """Sets of literals (lower-cased) besides *chosen*, each of which every match contains one of.
+class Needs(NamedTuple):
+    """What a regex cannot match without: the scan's literal set, and the cheaper tests run after it."""
+
+    literals: frozenset[str] | None  # one of these is in every match (None: none seen, it joins the combined scan)
+    others: tuple[frozenset[str], ...]  # more such sets, tested with "in" before the regex runs
+    digit: bool  # every match has a digit
+    from_digit: bool  # every match starts with one: the search starts at the first digit
+
+
+def needs(pattern: re.Pattern[str]) -> Needs:
+    """The needs of *pattern*, from one parse."""
+    items = _parsed(pattern)
+    if items is None:
+        return Needs(None, (), False, False)
+    sets = _literal_sets(items)
+    best = _best(sets)
+    return Needs(best, _others(sets, best), any(_digit_item(op, value) for op, value in items),
+                 _first_is_digit(items))
+
+
+def _others(sets: list[frozenset[str]], chosen: frozenset[str] | None) -> tuple[frozenset[str], ...]:
+    """Sets of literals besides *chosen*, each of which every match contains one of.
 
     Why: *chosen* is only the best single set (what the literal scan looks for); a regex also
     needing the "?" at its end or the verb after its subject can be skipped by a few ``in`` tests.
     A set implied by another (the tails "obody", "body" of "nobody") and long sets are left out.
     """
-    items = _parsed(pattern)
-    if items is None:
+    if chosen is None:
         return ()
-    found: list[frozenset[str]] = [] if chosen is None else [chosen]
-    for start in range(len(items)):
-        expansion = _expand(items[start:], [("", True)])
-        if expansion is None:
-            continue
-        texts = frozenset(text.lower() for text, _ in expansion)
+    found = [chosen]
+    for texts in sets:
         if "" in texts or len(texts) > MAX_NEED_LITERALS or not _plain_case(texts):
             continue
         # Every literal of an earlier set containing one of these: the earlier set already proves it.
         if not any(all(any(t in k for t in texts) for k in kept) for kept in found):
             found.append(texts)
-    return tuple(found[1:] if chosen is not None else found)
+    return tuple(found[1:])
 
 
 def _plain_case(literals: frozenset[str]) -> bool:
@@ -125,22 +149,11 @@ def _plain_case(literals: frozenset[str]) -> bool:
     return joined.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(joined) is None)
 
 
-def needs_digit(pattern: re.Pattern[str]) -> bool:
-    """True when every match of *pattern* contains a digit (a mandatory ``\\d`` or a digit literal)."""
-    items = _parsed(pattern)
-    return items is not None and any(_digit_item(op, value) for op, value in items)
-
-
-def starts_with_digit(pattern: re.Pattern[str]) -> bool:
-    """True when every match of *pattern* begins with a digit (``\\b\\d+ of us``): it is searched from the first.
+def _first_is_digit(items: Any) -> bool:
+    """True when every match of *items* begins with a digit (``\\b\\d+ of us``): it is searched from the first.
 
     ``finditer(text, pos)`` still sees the characters before *pos* for ``\\b`` and ``^``, so no match changes.
     """
-    items = _parsed(pattern)
-    return items is not None and _first_is_digit(items)
-
-
-def _first_is_digit(items: Any) -> bool:
     for op, value in items:
         name = str(op)
         if name == "AT":  # \b, ^: no character
@@ -273,25 +286,23 @@ def trie_pattern(literals: Iterable[str]) -> str:
 
 class RegexScanner:
     """Which regexes match a text: each runs only when a literal it needs is there (one trie scan
-    finds them all) and its other needs (``other_needs``, ``needs_digit``) are met."""
+    finds them all) and its other needs (``needs``) are met."""
 
     def __init__(self, regexes: list[re.Pattern[str]], negation: Negation) -> None:
         self.regexes = regexes
         self.negation = negation
         by_literal: dict[str, list[int]] = {}
         rest: list[int] = []
-        # rid -> (other literal sets it needs, needs a digit, starts with one): tested before the regex runs.
-        self._needs: dict[int, tuple[tuple[frozenset[str], ...], bool, bool]] = {}
+        self._needs: dict[int, Needs] = {}  # rid -> the tests after the literal scan, when it has any
         for rid, regex in enumerate(regexes):
-            literals = required_literals(regex)
-            if literals is None:
+            found = needs(regex)
+            if found.literals is None:
                 rest.append(rid)
-            else:
-                for literal in literals:
-                    by_literal.setdefault(literal, []).append(rid)
-                needs = (other_needs(regex, literals), needs_digit(regex), starts_with_digit(regex))
-                if needs[0] or needs[1]:
-                    self._needs[rid] = needs
+                continue
+            for literal in found.literals:
+                by_literal.setdefault(literal, []).append(rid)
+            if found.others or found.digit:
+                self._needs[rid] = found
         # A literal found also proves every literal inside it (longest first wins at one spot).
         self._by_literal = {
             lit: sorted({rid for other, rids in by_literal.items() if other in lit for rid in rids})
@@ -401,7 +412,7 @@ class RegexScanner:
             start = 0
             needs = all_needs.get(rid)
             if needs is not None:
-                literal_sets, digit, from_digit = needs
+                _, literal_sets, digit, from_digit = needs
                 if digit:
                     if first_digit is None:
                         found = _DIGIT.search(text)

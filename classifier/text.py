@@ -255,7 +255,9 @@ class Negation:
     def before(self, tokens: list[str], start: int) -> bool:
         """True when a negator stands within ``window`` words before *start* in the same clause."""
         words = self.words
-        stop = max(-1, start - 1 - self.window)
+        stop = start - 1 - self.window
+        if stop < -1:
+            stop = -1
         if words.isdisjoint(tokens[stop + 1:start]):  # most matches: no negator near, nothing to walk
             return False
         inverted = False
