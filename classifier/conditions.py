@@ -88,14 +88,11 @@ class Keywords(Condition):
         if self.pid_set.isdisjoint(hits):  # half the checks: a sibling condition brought the rule here
             return None
         weights, negation = self.weights, self.negation
-        found: list[PhraseHit] = []
         # A long keyword list meets a short mail: walk the mail's few hits, not every keyword.
         groups = ([same for pid, same in hits.items() if pid in self.pid_set] if len(hits) < len(self.pids)
                   else [hits[pid] for pid in self.pids if pid in hits])
-        for same in groups:
-            for hit in same:
-                if hit.field in weights and not (negation and hit.negated):
-                    found.append(hit)
+        found = [hit for same in groups for hit in same
+                 if hit.field in weights and not (negation and hit.negated)]
         if found and self.exclude:  # the except phrases' positions only for a mail that may hold
             excluded = self._excluded_positions(ctx)
             if excluded:

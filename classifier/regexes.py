@@ -149,6 +149,17 @@ def _plain_case(literals: frozenset[str]) -> bool:
     return joined.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(joined) is None)
 
 
+def _has_each(lowered: str, literal_sets: tuple[frozenset[str], ...]) -> bool:
+    """True when *lowered* holds a literal of each set (loops, not generators: this runs per regex per text)."""
+    for literals in literal_sets:
+        for literal in literals:
+            if literal in lowered:
+                break
+        else:
+            return False
+    return True
+
+
 def _first_is_digit(items: Any) -> bool:
     """True when every match of *items* begins with a digit (``\\b\\d+ of us``): it is searched from the first.
 
@@ -423,7 +434,7 @@ class RegexScanner:
                         start = first_digit
                 if literal_sets and plain is None:
                     plain = lowered.isascii() or (_CASE_TRAPS is not None and _CASE_TRAPS.search(lowered) is None)
-                if plain and not all(any(literal in lowered for literal in literals) for literals in literal_sets):
+                if plain and not _has_each(lowered, literal_sets):
                     continue
             for match in self.regexes[rid].finditer(text, start):
                 if match.end() > match.start():
