@@ -369,9 +369,9 @@ class RegexScanner:
         """
         by_literal = self._by_literal
         chunks = lowered.split()
-        entries: list[_Entry | bool] | None = list(map(self._chunks.get, chunks))  # False: holds nothing
+        entries: list[_Entry | bool | None] | None = list(map(self._chunks.get, chunks))  # False: holds nothing
         if None in entries:  # chunks not seen before (or since the memo restarted)
-            entries = self._chunk_entries(chunks)
+            entries = self._learn(chunks, entries)
             if entries is None:
                 return {rid for literal in self.literals_in(lowered) for rid in by_literal[literal]}
         found: set[int] = set()
@@ -384,19 +384,23 @@ class RegexScanner:
                 found.update(by_literal[literal])
         return found
 
-    def _chunk_entries(self, chunks: list[str]) -> list[_Entry | bool] | None:
-        """The remembered entry of each chunk (new ones worked out); None: too many new ones."""
+    def _learn(self, chunks: list[str], entries: list[_Entry | bool | None]) -> list[_Entry | bool | None] | None:
+        """*entries* (the memo's answer per chunk, None: unknown) completed, the new chunks remembered.
+
+        None when there are too many new chunks to learn.  Bounded: chunks over MAX_CHUNK_CHARS are not
+        remembered, and the memo restarts when it would overflow.  The answer never depends on the memo
+        still holding a chunk (another thread may restart it).
+        """
         table = self._chunks
         missing = set(chunks).difference(table)
         if len(missing) > MAX_NEW_CHUNKS:
             return None
-        if len(table) + len(missing) > CHUNK_CACHE_LIMIT:
+        new = {chunk: self._chunk_entry(chunk) for chunk in missing}
+        if len(table) + len(new) > CHUNK_CACHE_LIMIT:
             table.clear()
-            missing = set(chunks)
-        long: dict[str, _Entry | bool] = {}
-        for chunk in missing:
-            (table if len(chunk) <= MAX_CHUNK_CHARS else long)[chunk] = self._chunk_entry(chunk)
-        return [long[c] if c in long else table[c] for c in chunks] if long else list(map(table.__getitem__, chunks))
+        table.update((chunk, entry) for chunk, entry in new.items() if len(chunk) <= MAX_CHUNK_CHARS)
+        return [entry if entry is not None else new[chunk] if chunk in new else self._chunk_entry(chunk)
+                for entry, chunk in zip(entries, chunks, strict=True)]
 
     def _chunk_entry(self, chunk: str) -> _Entry | bool:
         """Regex ids of the literals inside *chunk*, and the spaced literals it may be the key of."""

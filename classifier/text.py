@@ -170,7 +170,7 @@ class PhraseMatcher:
         n = len(tokens)
         nodes_at = list(map(self._starts.get, tokens))
         if None in nodes_at:  # words not seen before (or since the memo restarted)
-            nodes_at = list(map(self._start_table(tokens).__getitem__, tokens))
+            nodes_at = self._learn(tokens, nodes_at)
         for i in compress(range(n), nodes_at):  # only the words that start a phrase (empty tuples are skipped)
             nodes, token = nodes_at[i], tokens[i]
             negated: bool | None = None
@@ -198,26 +198,21 @@ class PhraseMatcher:
                         break
                     node, end = pending.pop()
 
-    def _start_table(self, tokens: list[str]) -> dict[str, tuple[_Node, ...]]:
-        """Word -> the children of the root it leads to, for every word of *tokens* (boundaries lead nowhere).
+    def _learn(self, tokens: list[str], nodes_at: list[tuple[_Node, ...] | None]) -> list[tuple[_Node, ...]]:
+        """*nodes_at* (the memo's answer per word, None: unknown) completed, the new words remembered.
 
-        Remembered across mails: words repeat, and prefixes and stems are resolved once per word.  Bounded:
-        when this field's new words would overflow the memo it restarts, and a field with more distinct
-        words than the memo holds gets a table of its own.
+        The memo maps a word to the children of the root it leads to: words repeat from mail to mail, and
+        prefixes and stems are resolved once per word.  Bounded: when the new words would overflow it, it
+        restarts.  The answer never depends on the memo still holding a word (another thread may restart it).
         """
-        starts = self._starts
-        missing = set(tokens).difference(starts)
-        if not missing:
-            return starts
-        if len(starts) + len(missing) > START_CACHE_LIMIT:
+        starts, root = self._starts, self._root
+        new = {token: tuple(self._children(root, token)) for token in set(tokens).difference(starts)}
+        if len(starts) + len(new) > START_CACHE_LIMIT:
             starts.clear()
-            missing = set(tokens)
-            if len(missing) > START_CACHE_LIMIT:
-                starts = {}
-        root = self._root
-        for token in missing:
-            starts[token] = tuple(self._children(root, token))
-        return starts
+        if len(new) <= START_CACHE_LIMIT:
+            starts.update(new)
+        return [nodes if nodes is not None else new[token] if token in new else tuple(self._children(root, token))
+                for nodes, token in zip(nodes_at, tokens, strict=True)]
 
 
 def _add_hits(into: dict[int, list[PhraseHit]], pids: tuple[int, ...], field: str, start: int, end: int,
