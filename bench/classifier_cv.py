@@ -44,6 +44,7 @@ from classifier.learned import (  # noqa: E402
     DEFAULT_POLICY,
     EXPORT_TERMS,
     LEARNED_RULE,
+    MAX_SHARE,
     LearnedModel,
     Opinion,
     Policy,
@@ -197,7 +198,8 @@ def folds(mails: list[Mail], groups: list[str], c: float, terms: int, p1: float,
         test = [m for m in mails if m.group == group]
         rest = [m for m in mails if m.group != group]
         start = time.perf_counter()
-        key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role) for m in rest), c, terms)).encode()).hexdigest()
+        key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role) for m in rest), c, terms, MAX_SHARE))
+                             .encode()).hexdigest()
         path = cache / f"cv-{group}-{key[:16]}.json" if cache else None
         if path is not None and path.exists():
             model = LearnedModel.load(path)

@@ -55,6 +55,10 @@ MAX_WEIGHT = 100.0  # |weight| (or idf) beyond this is not a trained logistic re
 MAX_TERM_CHARS = 200
 EXPORT_TERMS = 10_000  # the vocabulary: the terms in most training mails (presence: per head, largest |weight|)
 DEFAULT_C = 10.0  # inverse regularisation, chosen on author-out CV (README "Fourth round")
+# A term in more than this share of the training mails ("the", "und", "merci", any number) says nothing about
+# one kind of mail and, in a short mail, weighed as much as its one real word: left out of the vocabulary.
+MAX_SHARE = 0.1
+MIN_COMMON = 20  # ... and in more than this many mails
 DEFAULT_P1_THRESHOLD = 0.5
 EVIDENCE_TERMS = 4
 LEARNED_RULE = "learned"
@@ -594,10 +598,11 @@ def tfidf_vector(counts: Mapping[str, int], idf: Mapping[str, float]) -> dict[st
 
 def train(severity_examples: Sequence[Example], role_examples: Sequence[Example], *, c: float = DEFAULT_C,
           terms: int = EXPORT_TERMS, p1_threshold: float = DEFAULT_P1_THRESHOLD,
-          source: str = "trained") -> LearnedModel:
+          source: str = "trained", max_share: float = MAX_SHARE) -> LearnedModel:
     """Fit the two heads on (term counts, label) examples, TF-IDF weighted (module docstring).
 
-    The vocabulary is the *terms* terms found in most mails (ties: by name); the idf is computed over
+    The vocabulary is the *terms* terms found in most mails (ties: by name) but in no more than
+    *max_share* of them (``MAX_SHARE``); the idf is computed over
     every distinct mail of both heads (a labelled mail gives both heads the same example object), as
     scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1, rounded as it is written.
     """
@@ -606,8 +611,9 @@ def train(severity_examples: Sequence[Example], role_examples: Sequence[Example]
     for counts in documents:
         for term in counts:
             frequency[term] = frequency.get(term, 0) + 1
-    kept = sorted(frequency, key=lambda t: (-frequency[t], t))[:terms]
     n = len(documents)
+    common = max(max_share * n, MIN_COMMON)  # a tiny site set keeps its words: 7 mails have no "common" term
+    kept = sorted((t for t, f in frequency.items() if f <= common), key=lambda t: (-frequency[t], t))[:terms]
     idf = {t: round(math.log((1 + n) / (1 + frequency[t])) + 1, 4) for t in sorted(kept)}
     return LearnedModel(_fit(severity_examples, SEVERITIES, c, idf, "severity"),
                         _fit(role_examples, ROLES, c, idf, "role"), p1_threshold, source, idf)

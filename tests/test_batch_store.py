@@ -48,7 +48,7 @@ def plain(i: int, prefix: str = "b", **kw: Any) -> RawMail:
 
 def with_attachment() -> bytes:
     msg = message_from_bytes(make_mail(message_id="att@customer.example", sender="anna@customer.example",
-                                       subject="Screenshot of the error", body="See attached."),
+                                       subject="Screenshot of the typo", body="See attached."),
                              policy=policy.default)
     msg.add_attachment(b"\x89PNG fake screenshot", maintype="image", subtype="png", filename="error.png")
     return msg.as_bytes()

@@ -134,8 +134,9 @@ def test_hostile_mail_text_cannot_break_the_suggested_rule_file(make_app, tmp_pa
     app = make_app(desk_config(tmp_path))
     hostile = 'Zugriff "quoted" \\ back\\slash \x00 nul ' + "wiederholt " * 3000
     keys = [report(app, (f"Anliegen {n}", hostile), sender=f"h{n}@customer.example") for n in range(2)]
-    for key in keys:
-        team_reply(app, key, "#severity P2")
+    for key in keys:  # handed to one owner by the team: a "keywords to add" suggestion from the mails' words
+        team_reply(app, key, "#assign project_manager")
     assert cmd_suggest(app, argparse.Namespace(min_support=2)) == 0
+    assert "keywords to add: 2 tickets the team handed to project_manager" in app.out.getvalue()
     toml = "\n".join(line for line in app.out.getvalue().splitlines() if not line.startswith("#"))
     tomllib.loads(toml)
