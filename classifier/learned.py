@@ -32,9 +32,9 @@ Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mai
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
@@ -133,9 +133,12 @@ class Head:
                 "weights": {t: list(self.weights[t]) for t in sorted(self.weights)}}
 
 
+# A term's scoring row: both heads' weights times its idf, then its idf squared.  An array of doubles: one
+# block of memory per row (a tuple holds nine float objects apart), which saves cache misses on every mail.
+Row = Sequence[float]
 # Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
 # it starts (second term -> weights; None: none).
-_Entry = tuple[str, "tuple[float, ...] | None", "dict[str, tuple[float, ...]] | None"]
+_Entry = tuple[str, "Row | None", "dict[str, Row] | None"]
 
 
 # A term the weights know, as scoring keeps it: a stem, or the two stems of an in-clause pair.
@@ -158,7 +161,7 @@ class Opinion:
     p1: float
     role: str
     role_p: float
-    found: dict[TermKey, tuple[float, ...]]
+    found: dict[TermKey, Row]
     split: int
     severity_column: int
     role_column: int
@@ -192,7 +195,9 @@ class Opinion:
         keys, scale = list(self.found), self.scale
         for column in columns:
             values = list(map(itemgetter(column), self.found.values()))
-            top = heapq.nlargest(EVIDENCE_TERMS, range(len(values)), key=values.__getitem__)  # ties: mail order
+            # sorted() with a C-level key beats heapq.nlargest's Python loop on a mail's ~50 terms; stable:
+            # equal weights stay in mail order.
+            top = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:EVIDENCE_TERMS]
             chosen += [(values[i] * scale, keys[i]) for i in top if values[i] > 0]
         return tuple(dict.fromkeys(f"learned: '{self._origin(key)}' {weight:+.2f}" for weight, key in chosen))
 
@@ -217,8 +222,8 @@ class LearnedModel:
     vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
     # Scoring tables (built once): both heads' weights of a term in one row (times its idf), so a mail
     # word costs one dict lookup, and a pair term is found from its first word without building a string.
-    _rows: dict[str, tuple[float, ...]] = field(init=False, repr=False, compare=False)
-    _pairs: dict[str, dict[str, tuple[float, ...]]] = field(init=False, repr=False, compare=False)
+    _rows: dict[str, Row] = field(init=False, repr=False, compare=False)
+    _pairs: dict[str, dict[str, Row]] = field(init=False, repr=False, compare=False)
     _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
     description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
@@ -227,13 +232,13 @@ class LearnedModel:
         known = frozenset(self.severity.weights) | frozenset(self.role.weights)
         object.__setattr__(self, "vocabulary", known if self.idf is None else frozenset(self.idf))
         none_s, none_r = (0.0,) * len(self.severity.classes), (0.0,) * len(self.role.classes)
-        rows: dict[str, tuple[float, ...]] = {}
-        pairs: dict[str, dict[str, tuple[float, ...]]] = {}
+        rows: dict[str, Row] = {}
+        pairs: dict[str, dict[str, Row]] = {}
         for term in sorted(self.vocabulary):
             row = self.severity.weights.get(term, none_s) + self.role.weights.get(term, none_r)
             idf = 1.0 if self.idf is None else self.idf[term]
             # The last column is idf squared: summing the rows' columns also sums the vector's squared length.
-            row = (*(w * idf for w in row), idf * idf)
+            row = array("d", (*(w * idf for w in row), idf * idf))
             first, space, second = term.partition(" ")
             if not space:
                 rows[term] = row
@@ -276,11 +281,11 @@ class LearnedModel:
         holds it to ``features`` + ``Head.predict``.
         """
         get, entry_of = self._words.get, self._entry
-        found: dict[TermKey, tuple[float, ...]] = {}
+        found: dict[TermKey, Row] = {}
         first: dict[TermKey, str | tuple[str, str]] = {}
         again: dict[TermKey, int] = {}  # occurrences after the first
         for tokens in token_lists:
-            follow: dict[str, tuple[float, ...]] | None = None
+            follow: dict[str, Row] | None = None
             previous = previous_word = ""
             for token in tokens:
                 term, row, starts = get(token) or entry_of(token)
