@@ -38,12 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
-from classifier.evaluation import read_labels  # noqa: E402
+from classifier.evaluation import no_evidence, read_labels  # noqa: E402
 from classifier.learned import (  # noqa: E402
     DEFAULT_C,
     DEFAULT_POLICY,
     EXPORT_TERMS,
-    LEARNED_RULE,
     MAX_SHARE,
     LearnedModel,
     Opinion,
@@ -156,18 +155,13 @@ def is_no_rule(verdict: Verdict) -> bool:
     return any(h.name == FALLBACK_SEVERITY for h in verdict.rules)
 
 
-def is_no_evidence(verdict: Verdict) -> bool:
-    """No severity rule and the learned weights did not decide the severity: nothing known about the mail."""
-    return is_no_rule(verdict) and not any(h.name == LEARNED_RULE and h.severity for h in verdict.rules)
-
-
 Judge = Callable[[Mail, Verdict, Opinion, LearnedModel], tuple[str, str, bool, bool]]
 
 
 def as_integrated(policy: Policy) -> Judge:
     def judge(mail: Mail, verdict: Verdict, opinion: Opinion, model: LearnedModel) -> tuple[str, str, bool, bool]:
         final = combine(verdict, opinion, model, policy)
-        return final.severity, final.role, is_no_rule(final), is_no_evidence(final)
+        return final.severity, final.role, is_no_rule(final), no_evidence(final)
     return judge
 
 

@@ -28,7 +28,7 @@ from classifier.evaluation import (
     override_stats,
     replay,
 )
-from classifier.learned import EXPORT_TERMS, MAX_TERMS
+from classifier.learned import EXPORT_TERMS, MAX_TERMS, Example
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
 from classifier.suggest import count_corrections, format_suggestions, suggest
@@ -213,8 +213,8 @@ def cmd_train(app: Any, args: argparse.Namespace) -> int:
 
     if not 1 <= args.terms <= MAX_TERMS:
         return _fail(f"--terms {args.terms}: give a number from 1 to {MAX_TERMS}")
-    severity: list[tuple[dict[str, str], str]] = []
-    role: list[tuple[dict[str, str], str]] = []
+    severity: list[Example] = []
+    role: list[Example] = []
     try:
         for folder in args.dirs:
             more_severity, more_role = examples_from_folder(Path(folder), app.clock.now(),

@@ -53,7 +53,7 @@ MAX_FILE_BYTES = 4_000_000  # ten thousand terms with two heads and idf are ~1.3
 MAX_TERMS = 20_000  # per head
 MAX_WEIGHT = 100.0  # |weight| (or idf) beyond this is not a trained logistic regression
 MAX_TERM_CHARS = 200
-EXPORT_TERMS = 10_000  # the vocabulary: the terms in most training mails (presence: per head, largest |weight|)
+EXPORT_TERMS = 10_000  # the vocabulary: the terms in most training mails (see MAX_SHARE)
 DEFAULT_C = 10.0  # inverse regularisation, chosen on author-out CV (README "Fourth round")
 # A term in more than this share of the training mails ("the", "und", "merci", any number) says nothing about
 # one kind of mail and, in a short mail, weighed as much as its one real word: left out of the vocabulary.
