@@ -29,13 +29,20 @@ def generate(count: int, senders: int, seed: int = 7) -> list[bytes]:
     mails = []
     for i in range(count):
         who = i % senders
-        msg = EmailMessage()
-        msg["From"] = f"User {who} <user{who}@customer{who % 7}.example>"
-        msg["To"] = "support@example.com"
         subject = SUBJECTS[rng.randrange(len(SUBJECTS))]
-        msg["Subject"] = f"{subject} ({i})"
-        msg["Message-ID"] = f"<bench-{i}-{rng.getrandbits(48):x}@customer{who % 7}.example>"
-        msg["Date"] = "Mon, 23 Nov 2026 09:00:00 +0000"
-        msg.set_content(BODIES[i % 2].format(what=subject.lower(), n=rng.randrange(10**6), name=f"User {who}"))
-        mails.append(msg.as_bytes())
+        message_id = f"bench-{i}-{rng.getrandbits(48):x}"
+        body = BODIES[i % 2].format(what=subject.lower(), n=rng.randrange(10**6), name=f"User {who}")
+        mails.append(request(who, f"{subject} ({i})", message_id, body))
     return mails
+
+
+def request(who: int, subject: str, message_id: str, body: str) -> bytes:
+    """One mail of sender number *who* to the support address, as every bench mail is addressed and dated."""
+    msg = EmailMessage()
+    msg["From"] = f"User {who} <user{who}@customer{who % 7}.example>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{message_id}@customer{who % 7}.example>"
+    msg["Date"] = "Mon, 23 Nov 2026 09:00:00 +0000"
+    msg.set_content(body)
+    return msg.as_bytes()

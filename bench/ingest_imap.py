@@ -23,13 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_mails import generate  # noqa: E402
+from bench_mails import generate, request  # noqa: E402
 from dovecot import PASSWORD, PASSWORD_ENV, Dovecot  # noqa: E402
 from mailkit import made_up_words  # noqa: E402
 
@@ -132,15 +131,9 @@ def unrelated(count: int, senders: int, seed: int = 7) -> list[bytes]:
 
     mails = []
     for i in range(count):
-        who = i % senders
-        msg = EmailMessage()
-        msg["From"] = f"User {who} <user{who}@customer{who % 7}.example>"
-        msg["To"] = "support@example.com"
-        msg["Subject"] = f"{word().capitalize()} {word()}"
-        msg["Message-ID"] = f"<unrelated-{i}-{rng.getrandbits(48):x}@customer{who % 7}.example>"
-        msg["Date"] = "Mon, 23 Nov 2026 09:00:00 +0000"
-        msg.set_content(f"The {word()} {word()} is broken.\n")
-        mails.append(msg.as_bytes())
+        subject = f"{word().capitalize()} {word()}"
+        message_id = f"unrelated-{i}-{rng.getrandbits(48):x}"
+        mails.append(request(i % senders, subject, message_id, f"The {word()} {word()} is broken.\n"))
     return mails
 
 
