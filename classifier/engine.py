@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from classifier.conditions import MatchContext, Outcome, Trigger, sender_keys
+from classifier.conditions import MatchContext, Outcome, sender_keys
 from classifier.facts import MailFacts
 from classifier.learned import LearnedModel, combine, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
@@ -94,22 +94,20 @@ class Classifier:
         n = ruleset.negation
         self._negation = Negation(n.words, n.exceptions, n.window)
         self._regexes = RegexScanner(ruleset.builder.regexes, self._negation) if ruleset.builder.regexes else None
-        by_trigger: dict[Trigger, list[int]] = {}
+        # Rules indexed by what triggers them, one index per kind keyed by the bare id (phrase id, regex id,
+        # sender key): no ("phrase", id) tuple is built per hit of a mail.
+        by_kind: dict[str, dict[object, list[int]]] = {"phrase": {}, "regex": {}, "sender": {}}
         always: list[int] = []
         for rule in self.rules:
             triggers = rule.condition.triggers()
             if triggers is None:
                 always.append(rule.index)
                 continue
-            for trigger in triggers:
-                by_trigger.setdefault(trigger, []).append(rule.index)
-        self._by_trigger = {k: tuple(v) for k, v in by_trigger.items()}
+            for kind, key in triggers:
+                by_kind[kind].setdefault(key, []).append(rule.index)
         self._always = tuple(always)
-        # The same index by kind, keyed by the bare id: no ("phrase", id) tuple is built per hit of a mail.
-        by_kind: dict[str, dict[object, tuple[int, ...]]] = {"phrase": {}, "regex": {}, "sender": {}}
-        for (kind, key), indexes in self._by_trigger.items():
-            by_kind[kind][key] = indexes
-        self._by_phrase, self._by_regex, self._by_sender = by_kind["phrase"], by_kind["regex"], by_kind["sender"]
+        self._by_phrase, self._by_regex, self._by_sender = (
+            {key: tuple(indexes) for key, indexes in by_kind[kind].items()} for kind in ("phrase", "regex", "sender"))
         # The headers any rule reads: MailFacts for intake need only these (MailFacts.from_parsed).
         self.header_names: frozenset[str] = frozenset().union(*(r.condition.header_names() for r in self.rules))
 
