@@ -261,12 +261,14 @@ def test_the_fast_scorer_gives_what_the_features_and_the_heads_give_on_the_label
         assert set(opinion.terms) == set(features), path.name
 
 
-def _tfidf(severity: dict[str, list[float]], idf: dict[str, float]) -> LearnedModel:
-    from classifier.learned import TFIDF_FORMAT
-
-    data = {**WEIGHTS, "format": TFIDF_FORMAT, "idf": idf,
-            "severity": {**WEIGHTS["severity"], "intercept": [0.0, 0.0, 0.0, 0.0], "weights": severity},
-            "role": {**WEIGHTS["role"], "weights": {}}}
+def _model(severity: dict[str, list[float]], role: dict[str, list[float]] | None = None,
+           idf: dict[str, float] | None = None) -> LearnedModel:
+    """Weights with zero severity intercepts; with *idf*, a TF-IDF file (else presence)."""
+    data: dict[str, object] = {
+        **WEIGHTS, "severity": {**WEIGHTS["severity"], "intercept": [0.0, 0.0, 0.0, 0.0], "weights": severity},
+        "role": {**WEIGHTS["role"], "weights": role or {}}}
+    if idf is not None:
+        data.update(format=TFIDF_FORMAT, idf=idf)
     return LearnedModel.from_json(data, "w.json")
 
 
@@ -274,7 +276,7 @@ def test_tf_idf_weighs_a_repeated_word_sublinearly_and_a_long_mail_no_louder() -
     """(1 + ln count) x idf, L2-normalised: saying "zahnrad" five times is not five times the evidence,
     and ten harmless words beside it dilute it rather than add to it."""
     zahnrad, danke = stem("zahnrad"), stem("danke")
-    model = _tfidf({zahnrad: [2.0, 0.0, 0.0, 0.0], danke: [0.0, 0.0, 0.0, 2.0]}, {zahnrad: 2.0, danke: 1.0})
+    model = _model({zahnrad: [2.0, 0.0, 0.0, 0.0], danke: [0.0, 0.0, 0.0, 2.0]}, idf={zahnrad: 2.0, danke: 1.0})
     once = model.opinion([["zahnrad", "danke"]])
     five = model.opinion([["zahnrad"] * 5 + ["danke"]])
     assert once.severity == "P1" and five.p1 > once.p1
@@ -290,7 +292,7 @@ def test_tf_idf_weighs_a_repeated_word_sublinearly_and_a_long_mail_no_louder() -
 def test_a_tf_idf_file_round_trips_byte_for_byte(tmp_path: Path) -> None:
     from classifier.learned import write
 
-    model = _tfidf({stem("zahnrad"): [1.5, 0.0, -0.5, 0.0]}, {stem("zahnrad"): 3.25, "x y": 1.0})
+    model = _model({stem("zahnrad"): [1.5, 0.0, -0.5, 0.0]}, idf={stem("zahnrad"): 3.25, "x y": 1.0})
     first = tmp_path / "a.json"
     write(model, first)
     again = LearnedModel.load(first)
@@ -311,12 +313,6 @@ def test_the_fast_scorer_counts_a_term_once_and_no_pair_across_a_clause_break() 
     joined = model.opinion([["das", "zahnrad", "klemmt"], ["zahnrad", "klemmt"]])
     assert joined.role == "technical_consultant" and joined.role_evidence == ("learned: 'zahnrad klemmt' +2.00",)
     assert model.opinion([]).severity == "P3" and model.opinion([[""] * 1000]).found == {}
-
-
-def _model(severity: dict[str, list[float]], role: dict[str, list[float]] | None = None) -> LearnedModel:
-    data = {**WEIGHTS, "severity": {**WEIGHTS["severity"], "intercept": [0.0, 0.0, 0.0, 0.0], "weights": severity},
-            "role": {**WEIGHTS["role"], "weights": role or {}}}
-    return LearnedModel.from_json(data, "w.json")
 
 
 def test_a_wish_is_never_paged_by_the_weights_unless_a_rule_saw_an_impact() -> None:
