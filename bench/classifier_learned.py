@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
 from classifier.evaluation import read_labels  # noqa: E402
-from classifier.learned import DEFAULT_C, EXPORT_TERMS, term_counts, train  # noqa: E402
+from classifier.learned import DEFAULT_C, EXPORT_TERMS, train  # noqa: E402
 from classifier.mailfile import facts_from_bytes  # noqa: E402
+from classifier.training import terms_of  # noqa: E402
 from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY  # noqa: E402
 
 BATCHES = ((330, 379), (380, 429), (430, 479), (480, 529))
@@ -62,8 +63,7 @@ def load(folder: Path) -> list[Mail]:
         facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
         head = name.split("-", 1)[0]
         number = int(head) if head.isdigit() else -1  # 530-1781: the author batches (bench/classifier_cv.py)
-        terms = term_counts(tokens for _, _, tokens in Classifier.fields(facts))
-        mails.append(Mail(name, number, severity, role, facts, terms))
+        mails.append(Mail(name, number, severity, role, facts, terms_of(facts)))
     return mails
 
 
