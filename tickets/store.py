@@ -364,10 +364,15 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
             # WAL lets the dashboard read while intake writes; foreign keys are off by default.
+            # synchronous=FULL: every commit waits for the WAL to reach the disk.  The desk acknowledges
+            # a mail (MOVE to processed_folder, 250 over SMTP) right after the commit that stores it, so
+            # a commit must survive a power loss or an OS crash, not only a crash of our process; under
+            # NORMAL the last commits before a power loss could roll back after the mail was moved away
+            # or answered 250, and be lost.  Cost: one fsync per commit (docs/performance.md, 2026-11-30).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

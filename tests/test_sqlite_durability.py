@@ -1,0 +1,48 @@
+"""SQLite commits are durable across power loss: WAL with ``synchronous=FULL`` on every connection.
+
+Why it matters: the desk moves a mail to ``processed_folder`` (IMAP) or answers 250 (SMTP) right after the
+commit that stored it.  Under ``synchronous=NORMAL`` in WAL mode a commit is not synced, so a power loss
+or OS crash could roll back mail the sender or the mailbox has already let go of.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from tickets.store import Store
+
+FULL = 2  # what ``PRAGMA synchronous`` reads back as: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
+
+
+def _pragmas(connection) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    return (connection.execute(text("PRAGMA journal_mode")).scalar(),
+            connection.execute(text("PRAGMA synchronous")).scalar())
+
+
+def test_every_fresh_connection_is_wal_and_synchronous_full(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'hc.db'}")
+    store.upgrade()
+    store.dispose()  # the pool's connections are gone: what follows is opened now
+    with store.engine.connect() as connection:
+        assert _pragmas(connection) == ("wal", FULL)
+    with store.session() as session:  # the writers' sessions (BEGIN IMMEDIATE)
+        assert _pragmas(session.connection()) == ("wal", FULL)
+    with store.read() as session:  # the readers' sessions
+        assert _pragmas(session.connection()) == ("wal", FULL)
+    again = Store(f"sqlite:///{tmp_path / 'hc.db'}")  # a second process's engine on an existing file
+    with again.engine.connect() as connection:
+        assert _pragmas(connection) == ("wal", FULL)
+    again.dispose()
+    store.dispose()
+
+
+def test_a_connection_the_pool_hands_out_again_keeps_full(tmp_path):
+    """A connection back from the pool is not reconfigured (``connect`` runs once): nothing may lower it."""
+    store = Store(f"sqlite:///{tmp_path / 'hc.db'}")
+    store.upgrade()
+    for _ in range(3):
+        with store.session() as session:
+            session.execute(text("SELECT 1"))
+        with store.engine.connect() as connection:
+            assert _pragmas(connection) == ("wal", FULL)
+    store.dispose()
