@@ -138,16 +138,22 @@ def classify_in_worker(opener: TicketOpener) -> None:
 
 
 def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
-                received_at: datetime | None = None) -> list[ParsedMessage | str]:
+                received_at: datetime | None = None, *, opener: TicketOpener | None = None
+                ) -> list[ParsedMessage | str]:
     """Parse each mail within [intake] *limits*, or give the quarantine reason; pure, so it may run in a
     worker process.
 
     In a worker set up by ``classify_in_worker`` and given *received_at*, each mail's verdict
     is computed too (``ParsedMessage.verdict``), and its language when the opener knows how
     (``ParsedMessage.language``, for the acknowledgement); a failing classification is left to the store.
+    *opener*: the same in this process (``intake.parse_pool.ParsePool`` parses here what the worker has
+    not started when the storing process would otherwise wait for it).
     """
     if isinstance(limits, int):  # an attachment cap alone (bench/store_cpu.py compares with older trees)
         limits = IntakeSettings(max_attachment_bytes=limits)
+    in_worker = bool(_worker_opener)
+    if in_worker:
+        opener = _worker_opener[0]
     out: list[ParsedMessage | str] = []
     for mail in mails:
         try:
@@ -157,15 +163,14 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
             continue
         parsed.envelope_recipients = list(mail.envelope_recipients)
         make_storable(parsed)
-        if _worker_opener and received_at is not None:
-            opener = _worker_opener[0]
+        if opener is not None and received_at is not None:
             try:
                 parsed.verdict = opener.verdict(parsed, received_at)
                 if opener.language_of is not None:
                     parsed.language = opener.language_of(parsed.subject, parsed.body)
             except Exception:  # noqa: BLE001 - the storing process classifies again and shunts on failure
                 log.debug("<%s> classification in the parse worker failed", parsed.message_id)
-        if _worker_opener:
+        if in_worker:
             # The storing process holds these bytes already (``_with_raw`` puts them back in ingest_batch):
             # pickled back, a 47 MB mail crossed the process boundary twice and was held twice there.
             parsed.raw = b""

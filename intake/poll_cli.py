@@ -8,16 +8,19 @@ Why here and not in service.py: the daemon only needs three hooks from this room
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from core.errors import EX_TEMPFAIL
 from core.progress import ProgressLine
-from intake.parse_pool import fewer_collections, start_parse_pool
+from intake.parse_pool import ParsePool, fewer_collections, start_parse_pool
 from intake.pipeline import IngestResult, IngestUnavailable
 from intake.receive.imap_connect import ImapConfigProblem, ImapError, ImapNotConfigured
 from intake.receive.imap_poller import ImapPoller, PollReport
 from intake.receive.imap_watch import ImapWatcher
+
+log = logging.getLogger("hypercare.imap")
 
 JOB_NAME = "imap"  # the periodic job that the daemon replaces by its watcher thread
 
@@ -72,7 +75,8 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
         return _poll_forever(app, poller)
     progress = Progress(app.out)
     # Forked now, while this process has one thread (the drain talks to the server from a thread of its own).
-    poller.parse_pool = start_parse_pool(app, started=True)
+    worker = start_parse_pool(app, started=True)
+    poller.parse_pool = ParsePool(worker, app.opener) if worker is not None else None
     fewer_collections()
     try:
         report = poller.poll(on_batch=progress.batch)
@@ -86,6 +90,9 @@ def cmd_poll(app: Any, args: argparse.Namespace) -> int:
         poller.close()
         if poller.parse_pool is not None:
             poller.parse_pool.shutdown(cancel_futures=True)
+            if poller.parse_pool.taken_back:
+                log.info("imap %s: %d mails parsed in the storing process (the worker was busy)",
+                         poller.key, poller.parse_pool.taken_back)
     progress.finish(report)
     return 0
 

@@ -130,3 +130,75 @@ def test_the_parse_worker_detects_the_language_and_the_acknowledgement_uses_it(m
     app_de.pipeline.ingest(german.raw)
     with app_de.store.read() as s:
         assert s.scalar(select(OutboxItem.subject)) == subjects[0]
+
+
+def _mixed_mails(count: int) -> list[RawMail]:
+    """English and German requests, and one unparseable in the middle: every kind of outcome of a part."""
+    mails = []
+    for i in range(count):
+        if i % 2:
+            body = "Seit heute Morgen bricht der Export der Angebote ab. Können Sie sich das bitte ansehen?"
+        else:
+            body = f"The invoice layout shifted to the right on record {i}."
+        mails.append(RawMail(make_mail(message_id=f"p{i}@customer.example", sender=f"u{i % 7}@customer.example",
+                                       subject=f"Problem number {i}", body=body)))
+    mails[count // 2] = RawMail(b"\x00" * 10)
+    return mails
+
+
+def _outcomes(prepared):  # type: ignore[no-untyped-def]
+    return [p if isinstance(p, str) else (p.message_id, repr(p.verdict), p.language) for p in prepared]
+
+
+def test_the_storing_process_parses_what_the_busy_worker_has_not_begun(make_app, tmp_path):
+    """``ParsePool``: a part the worker has not begun is parsed and classified in the storing process when it
+    would otherwise wait, with the same verdict and language; the order of the mails is kept."""
+    import time
+
+    from intake.parse_pool import ParsePool
+
+    app = make_app(db=f"sqlite:///{tmp_path / 'p.db'}")
+    app.pipeline  # noqa: B018 - the opener exists before the worker is forked
+    mails = _mixed_mails(130)  # six parts: the last one short
+    expected = _outcomes(parse_mails(mails, app.config.intake, WHEN, opener=app.opener))
+    assert any(o[2] == "de" for o in expected if not isinstance(o, str)) and any(isinstance(o, str) for o in expected)
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=classify_in_worker, initargs=(app.opener,))
+    pool = ParsePool(executor, app.opener)
+    try:
+        busy = pool.submit(time.sleep, 1.0)  # the worker is busy: every part but the one queued behind is taken
+        first, second = pool.parse(mails[:60], app.config.intake, WHEN), pool.parse(mails[60:], app.config.intake, WHEN)
+        got = first.result() + second.result()
+        assert not busy.done() or pool.taken_back  # it was taken back while the worker slept
+        assert _outcomes(got) == expected
+        assert 80 <= pool.taken_back < 130  # the first part was handed to the worker before it could be taken
+        idle = ParsePool(executor, app.opener)  # an idle worker: everything comes back from it
+        job = idle.parse(mails, app.config.intake, WHEN)
+        [f.result() for f in (p.future for p in job.parts) if f is not None]
+        assert _outcomes(job.result()) == expected and idle.taken_back == 0
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def test_a_dead_worker_costs_speed_never_mail(make_app, tmp_path):
+    """A worker that died: ``result()`` raises, and the drain parses the batch in process (``_result``)."""
+    import os
+    import signal
+
+    from intake.parse_pool import ParsePool
+    from intake.receive.imap_poller import _result
+
+    app = make_app(db=f"sqlite:///{tmp_path / 'd.db'}")
+    app.pipeline  # noqa: B018
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=classify_in_worker, initargs=(app.opener,))
+    pool = ParsePool(executor, app.opener)
+    try:
+        worker = pool.submit(os.getpid).result()
+        os.kill(worker, signal.SIGKILL)
+        job = pool.parse(_mixed_mails(60), app.config.intake, WHEN)
+        assert _result(job) is None  # the pipeline then parses the batch itself
+        results = app.pipeline.ingest_batch(_mixed_mails(60), prepared=_result(job))
+        assert [r.action for r in results].count("created") == 59
+    finally:
+        pool.shutdown(cancel_futures=True)

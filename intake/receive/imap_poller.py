@@ -19,16 +19,16 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from config import ImapSettings
-from intake.pipeline import IngestPipeline, IngestResult, IngestUnavailable, RawMail, parse_mails
+from intake.pipeline import IngestPipeline, IngestResult, IngestUnavailable, RawMail
 from intake.receive.imap_connect import (
     ImapConfigProblem,
     ImapError,
@@ -40,6 +40,9 @@ from tickets.clock import Clock
 from tickets.health import mailbox_key
 from tickets.models import ImapState
 from tickets.store import Store
+
+if TYPE_CHECKING:
+    from intake.parse_pool import ParseJob, ParsePool
 
 log = logging.getLogger("hypercare.imap")
 PREFETCH_BYTES = 8 << 20  # a batch of at most this much raw mail may have two more fetched behind it
@@ -97,7 +100,7 @@ class ImapPoller:
         self.client: IMAPClient | None = None
         self.use_move: bool | None = None  # None: use MOVE when the server offers it
         # A process pool (one worker) parses batch n+1 while batch n is stored; ``poll --once`` sets it.
-        self.parse_pool: Executor | None = None
+        self.parse_pool: ParsePool | None = None
         self._processed_ready = False
         self._last_logged: str | None = None  # the error already logged at WARNING (log once)
 
@@ -178,7 +181,7 @@ class ImapPoller:
         # stores: the server's time overlaps the store's instead of adding to it.  A MOVE is sent only once its
         # batch has committed, and the progress (last UID) is recorded only once its MOVE is done, as before.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap io") as io:
-            ahead: deque[Future[tuple[list[int], list[RawMail], Future[Any] | None]]] = deque()
+            ahead: deque[Future[tuple[list[int], list[RawMail], ParseJob | None]]] = deque()
             ahead.append(io.submit(self._fetch, client, chunks[0]))
             wanted = 1  # the next chunk to fetch
             settling: Future[None] | None = None
@@ -247,14 +250,14 @@ class ImapPoller:
                                             f"({exc}); create it on the server or name another") from None
         self._processed_ready = True
 
-    def _fetch(self, client: IMAPClient, chunk: list[int]) -> tuple[list[int], list[RawMail], Future[Any] | None]:
+    def _fetch(self, client: IMAPClient, chunk: list[int]) -> tuple[list[int], list[RawMail], ParseJob | None]:
         """FETCH BODY.PEEK[] (nothing marked read); hand the bytes to the parse worker when there is one."""
         fetched = client.fetch(chunk, ["BODY.PEEK[]"])
         present = [uid for uid in chunk if b"BODY[]" in fetched.get(uid, {})]  # others were expunged meanwhile
         mails = [RawMail(fetched[uid][b"BODY[]"], "imap") for uid in present]
         parsing = None
         if self.parse_pool is not None and mails:
-            parsing = self.parse_pool.submit(parse_mails, mails, self.pipeline.config.intake, self.clock.now())
+            parsing = self.parse_pool.parse(mails, self.pipeline.config.intake, self.clock.now())
         return present, mails, parsing
 
     def _settle(self, client: IMAPClient, uids: list[int]) -> None:
@@ -364,7 +367,7 @@ def chunked(uids: list[int], size: int) -> list[list[int]]:
     return chunks
 
 
-def _result(parsing: Future[Any] | None) -> Any:
+def _result(parsing: ParseJob | None) -> Any:
     """The worker's parse, or None (the pipeline then parses itself) if there is none or it broke."""
     if parsing is None:
         return None
