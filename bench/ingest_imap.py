@@ -198,9 +198,10 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("HYPERCARE_TEST_DATABASE_URL", ""),
                         help="admin URL of a PostgreSQL server; each round gets a throwaway database")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--baseline", default="", metavar="DIR",
+    parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
                         help="another checkout (e.g. git archive of the commit before a change): each round "
-                             "also runs its poll --once on the same mailbox, so before and after share one run")
+                             "also runs its poll --once on the same mailbox, so before and after share one run; "
+                             "may be given more than once (e.g. the commit before and one between)")
     parser.add_argument("--profile", default="", help="write a cProfile of the poll process to this file")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="do not compile the trees' bytecode first (see compile_tree)")
@@ -211,7 +212,8 @@ def main() -> int:
         parser.error("--backends postgresql needs --postgres URL (or HYPERCARE_TEST_DATABASE_URL)")
 
     server = Dovecot(user="support")
-    trees = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())] if args.baseline else [])
+    trees = [("", ROOT)] + [(f" ({Path(tree).name})" if len(args.baseline) > 1 else " (baseline)", Path(tree).resolve())
+                            for tree in args.baseline]
     if args.compile:
         for _name, tree in trees:
             compile_tree(tree)
@@ -233,6 +235,12 @@ def main() -> int:
         print(f"  {backend:21s} median {rates[len(rates) // 2]:,.0f} msg/s, ratio to raw fetch "
               f"median {ratios[len(ratios) // 2]:.2f} % (all: {', '.join(f'{x:.2f}' for x in ratios)}), "
               f"CPU median {cpus[len(cpus) // 2]:.2f} ms/mail, peak RSS max {max(r['rss'] for r in rows):.0f} MB")
+    for backend in backends:  # this tree against each other one, round by round (same mailbox, same minute)
+        for name, _tree in trees[1:]:
+            pairs = sorted(a["rate"] / b["rate"] for a, b in zip(figures[backend], figures[backend + name],
+                                                                  strict=True))
+            print(f"  {backend} this tree / {name.strip()}: {', '.join(f'{x:.2f}x' for x in pairs)} per round, "
+                  f"median {pairs[len(pairs) // 2]:.2f}x")
     return 0
 
 
