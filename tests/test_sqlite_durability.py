@@ -1,4 +1,4 @@
-"""SQLite commits are durable across power loss: WAL with ``synchronous=FULL`` on every connection.
+"""Commits are durable across power loss: SQLite in WAL with ``synchronous=FULL`` on every connection.
 
 Why it matters: the desk moves a mail to ``processed_folder`` (IMAP) or answers 250 (SMTP) right after the
 commit that stored it.  Under ``synchronous=NORMAL`` in WAL mode a commit is not synced, so a power loss
@@ -36,13 +36,28 @@ def test_every_fresh_connection_is_wal_and_synchronous_full(tmp_path):
     store.dispose()
 
 
-def test_a_connection_the_pool_hands_out_again_keeps_full(tmp_path):
-    """A connection back from the pool is not reconfigured (``connect`` runs once): nothing may lower it."""
+def test_bookkeeping_alone_is_not_synced_and_the_next_transaction_is_again(tmp_path):
+    """``Store.bookkeeping`` (a mailbox's progress, its health): NORMAL for that transaction only.  A connection
+    back from the pool is not reconfigured (``connect`` runs once): every other transaction sets FULL again."""
     store = Store(f"sqlite:///{tmp_path / 'hc.db'}")
     store.upgrade()
-    for _ in range(3):
-        with store.session() as session:
+    for _ in range(2):
+        with store.bookkeeping() as session:
+            assert _pragmas(session.connection()) == ("wal", 1)
+        with store.session() as session:  # the same pooled connection: FULL again before its BEGIN
+            assert _pragmas(session.connection()) == ("wal", FULL)
+        with store.bookkeeping() as session:
             session.execute(text("SELECT 1"))
         with store.engine.connect() as connection:
             assert _pragmas(connection) == ("wal", FULL)
+    store.dispose()
+
+
+def test_bookkeeping_on_postgresql_does_not_wait_for_the_wal_flush_and_the_rest_does(pg_database):
+    store = Store(pg_database)
+    for _ in range(2):
+        with store.bookkeeping() as session:
+            assert session.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        with store.session() as session:  # SET LOCAL: the same pooled connection is back to the default
+            assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
     store.dispose()

@@ -134,6 +134,7 @@ class Store:
         self.engine: Engine = _make_engine(self.url, busy_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(hc_read_only=True), expire_on_commit=False)
+        self._bookkeeping = sessionmaker(self.engine.execution_options(hc_not_synced=True), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -143,6 +144,23 @@ class Store:
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def bookkeeping(self) -> Iterator[Session]:
+        """A transaction whose commit need not survive a power loss: records that are safely redone when lost.
+
+        Why: every other commit waits for the disk (SQLite ``synchronous=FULL``, PostgreSQL's default), since
+        the desk lets go of a mail after it; a drain also records the mailbox's progress (the last UID) after
+        each batch's MOVE, and that record only spares the next poll a search: lost, the moved mail is not
+        in the mailbox any more and mail left there is recognised as a duplicate.  So its commit does not wait
+        for the disk (SQLite: ``synchronous=NORMAL`` for this transaction, which the next durable commit
+        syncs along; PostgreSQL: ``synchronous_commit`` off for it).  Never for anything a mail's outcome
+        or acknowledgement depends on.
+        """
+        with self._bookkeeping() as session, session.begin():
+            if self.dialect == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     @contextmanager
@@ -362,7 +380,7 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, record):  # type: ignore[no-untyped-def]
             # WAL lets the dashboard read while intake writes; foreign keys are off by default.
             # synchronous=FULL: every commit waits for the WAL to reach the disk.  The desk acknowledges
             # a mail (MOVE to processed_folder, 250 over SMTP) right after the commit that stores it, so
@@ -375,12 +393,22 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            record.info["synchronous"] = "FULL"
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
             # BEGIN IMMEDIATE: take the write lock up front so two writers queue instead of deadlocking;
             # readers (Store.read) begin deferred and read the last committed state (WAL).
-            read_only = connection.get_execution_options().get("hc_read_only", False)
+            options = connection.get_execution_options()
+            read_only = options.get("hc_read_only", False)
+            if not read_only:
+                # FULL unless the transaction is bookkeeping (Store.bookkeeping); the level cannot change inside
+                # a transaction, so it is set here, before BEGIN, and only when it differs from the last one.
+                level = "NORMAL" if options.get("hc_not_synced", False) else "FULL"
+                info = connection.connection.info
+                if info.get("synchronous") != level:
+                    connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+                    info["synchronous"] = level
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine

@@ -305,7 +305,8 @@ class ImapPoller:
             return int(state.last_uid or 0)
 
     def _advance(self, uidvalidity: int, last_uid: int, waiting: int) -> None:
-        with self.store.session() as session:
+        # Bookkeeping: the batch was committed durably before its MOVE; lost, this only costs a search.
+        with self.store.bookkeeping() as session:
             state = session.get(ImapState, self.key)
             if state is None:
                 state = ImapState(mailbox=self.key)
@@ -334,7 +335,7 @@ class ImapPoller:
 
     def _save_health(self, update: Callable[[ImapState], None]) -> None:
         try:
-            with self.store.session() as session:
+            with self.store.bookkeeping() as session:  # health, not mail: need not wait for the disk
                 state = session.get(ImapState, self.key)
                 if state is None:
                     state = ImapState(mailbox=self.key, last_uid=0)
