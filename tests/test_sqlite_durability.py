@@ -61,3 +61,23 @@ def test_bookkeeping_on_postgresql_does_not_wait_for_the_wal_flush_and_the_rest_
         with store.session() as session:  # SET LOCAL: the same pooled connection is back to the default
             assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
     store.dispose()
+
+
+def test_sent_marks_do_not_wait_for_the_disk_and_hand_back_a_full_connection(tmp_path):
+    """A "sent" mark lost to a power loss sends one mail again (as on PostgreSQL, ``synchronous_commit`` off):
+    the marks' connection runs NORMAL, and whatever uses it next is FULL again."""
+    from notifier.sent_marks import SentMarks, mark_writer
+
+    store = Store(f"sqlite:///{tmp_path / 'hc.db'}")
+    store.upgrade()
+    store.dispose()
+    with store.engine.connect() as connection:
+        mark_writer(connection)
+        driver = connection.connection.driver_connection
+        assert driver.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert _pragmas(connection) == ("wal", FULL)  # a statement through SQLAlchemy begins FULL again
+    with SentMarks(store):
+        pass
+    with store.engine.connect() as connection:  # the pool's one connection, after the marks' thread
+        assert connection.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    store.dispose()
