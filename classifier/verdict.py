@@ -78,6 +78,7 @@ class Triage:
     hit: Axis | None
     matrix_severity: str | None
     doubts: tuple[str, ...] = ()  # why the verdict is uncertain; empty = it is not
+    settled: tuple[str, ...] = ()  # the rules' doubts the learned weights settled (classifier/learned.py)
 
     @property
     def uncertain(self) -> bool:
@@ -86,7 +87,7 @@ class Triage:
     def to_json(self) -> dict[str, Any]:
         return {"scope": self.scope.to_json(), "hit": self.hit.to_json() if self.hit else None,
                 "matrix_severity": self.matrix_severity, "uncertain": self.uncertain,
-                "doubts": list(self.doubts)}
+                "doubts": list(self.doubts), "settled": list(self.settled)}
 
     @classmethod
     def from_json(cls, data: Any) -> Triage | None:
@@ -98,11 +99,16 @@ class Triage:
             return None
         severity = data.get("matrix_severity")
         return cls(scope, Axis.from_json(data.get("hit")), severity if isinstance(severity, str) else None,
-                   tuple(str(d) for d in data.get("doubts") or () if isinstance(d, str)))
+                   _strings(data.get("doubts")), _strings(data.get("settled")))
 
     def lines(self) -> list[str]:
         """Human lines: who, what, and the doubts (the same words as ``show`` and the notices)."""
         return triage_lines(self.to_json())
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    """The strings of a stored list (a damaged or hostile value gives what is usable, or nothing)."""
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 NO_TRIAGE = Triage(Axis("one"), None, None)

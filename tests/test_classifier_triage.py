@@ -290,6 +290,7 @@ def test_hostile_hit_scope_and_forms_values_are_one_line_errors(tmp_path: Path, 
 
 
 def test_stored_triage_in_any_shape_prints_safely() -> None:
+    from classifier.verdict import Triage
     from tickets.views import triage_lines
 
     for junk in (None, 3, "x", [], {"scope": "all"}, {"scope": {"value": 1}}, {"scope": {"value": "x" * 10_000}}):
@@ -299,3 +300,10 @@ def test_stored_triage_in_any_shape_prints_safely() -> None:
                           "hit": None, "doubts": ["weak", 7]})
     assert lines == ['who is affected: a team or site (r: body "we")', "what is hit:     nothing recognised",
                      "uncertain: weak"]
+    scope = {"value": "one"}
+    for junk in ("weak", {"a": 1}, 7, None, [None, 3.5, ["x"]]):  # a string is not a list of doubts
+        assert triage_lines({"scope": scope, "doubts": junk, "settled": junk})[2:] == []
+        assert Triage.from_json({"scope": scope, "doubts": junk, "settled": junk}).doubts == ()  # type: ignore[union-attr]
+    stored = Triage.from_json({"scope": scope, "settled": ["one word\x00\r\n" * 1000, 5]})
+    assert stored is not None and not stored.uncertain and len(stored.settled) == 1
+    assert triage_lines(stored.to_json())[2].startswith("settled by the learned weights: one word")

@@ -35,7 +35,8 @@ def _page_text(app, ticket_id: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_axes_and_uncertain_are_stored_shown_and_asked_about(make_app, tmp_path, db_url):
-    app = make_app(desk_config(tmp_path, db_url=db_url))
+    # Rules only: the built-in weights are sure of this P1 and settle the rules' doubt (test below).
+    app = make_app(dataclasses.replace(desk_config(tmp_path, db_url=db_url), rules=RulesSettings(learned="off")))
     key = report(app, WEAK_P1)
     row = ticket(app, key)
     assert row.severity == "P1" and row.uncertain
@@ -72,6 +73,17 @@ def test_axes_and_uncertain_are_stored_shown_and_asked_about(make_app, tmp_path,
     confirmed = ticket(app, key)
     assert not confirmed.uncertain and confirmed.severity == "P1"
     assert [e.kind for e in confirmed.events if e.kind == "severity_confirmed"] == ["severity_confirmed"]
+
+
+def test_the_built_in_weights_settle_a_doubt_of_the_rules(make_app, tmp_path, db_url):
+    app = make_app(desk_config(tmp_path, db_url=db_url))
+    row = ticket(app, report(app, WEAK_P1))
+    assert row.severity == "P1" and not row.uncertain and row.triage["doubts"] == []
+
+    from tickets.cli import cmd_show
+
+    assert cmd_show(app, argparse.Namespace(key=row.key, json=False)) == 0
+    assert "settled by the learned weights: P1 rests on one word" in app.out.getvalue()
 
 
 def test_a_confident_verdict_is_not_flagged(make_app, tmp_path, db_url):

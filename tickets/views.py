@@ -48,7 +48,9 @@ def triage_lines(triage: Any) -> list[str]:
         return []
     what = _axis_text(triage.get("hit"), {}) or "nothing recognised"
     lines = [f"who is affected: {who}", f"what is hit:     {what}"]
-    lines += [f"uncertain: {d}" for d in triage.get("doubts") or () if isinstance(d, str)]
+    for key, label in (("doubts", "uncertain: "), ("settled", "settled by the learned weights: ")):
+        value = triage.get(key)
+        lines += [f"{label}{d}" for d in value if isinstance(d, str)] if isinstance(value, list) else []
     return lines
 
 
