@@ -255,6 +255,8 @@ def main() -> int:
                         "the best pairs)")
     parser.add_argument("--cache", type=Path, help="folder keeping the trained weights between runs")
     parser.add_argument("--per-group", action="store_true", help="print every group's row for the integrated policy")
+    parser.add_argument("--uncertain", action="store_true", help="how right the certain and the uncertain "
+                        "verdicts are (new groups), as integrated and by the rules' doubts alone")
     args = parser.parse_args()
     mails = load([ROOT / "tests" / "data" / "labelled", ROOT / "tests" / "data" / "holdout"])
     groups = sorted({m.group for m in mails}, key=lambda g: (len(g) == 1, g))
@@ -275,9 +277,31 @@ def main() -> int:
         if args.per_group and label.startswith("rules + learned"):
             for group, scores in per.items():
                 print(Summary.of([scores]).row(f"  group {group} ({scores.n})"))
+    if args.uncertain:
+        uncertain_table([f for f in all_folds if f.group not in RULES_TUNED_ON] or all_folds)
     if args.grid:
         grid_search(all_folds)
     return 0
+
+
+def uncertain_table(some_folds: list[Fold]) -> None:
+    """Is ``uncertain`` a signal? Share and accuracy of each side, and how many P1 errors it marks."""
+    rows = [(mail, verdict, combine(verdict, opinion, fold.model))
+            for fold in some_folds for mail, verdict, opinion in zip(fold.mails, fold.verdicts, fold.opinions,
+                                                                     strict=True)]
+    print("\nuncertain (new groups, pooled)           verdicts        severity  owner  missed P1 / false P1 marked")
+    for label, marked in (("the rules' doubts (rules' verdict)", lambda v, final: v.uncertain),
+                          ("as integrated (the weights decide)", lambda v, final: final.uncertain)):
+        missed = [marked(v, f) for m, v, f in rows if m.severity == "P1" and f.severity != "P1"]
+        false = [marked(v, f) for m, v, f in rows if m.severity != "P1" and f.severity == "P1"]
+        for side in (False, True):
+            part = [(m, f) for m, v, f in rows if marked(v, f) == side]
+            n = len(part) or 1
+            share = 100 * len(part) / len(rows)
+            print(f"{label:40s} {'uncertain' if side else 'certain  '} {len(part):5d} ({share:4.1f} %)"
+                  f"  {100 * sum(f.severity == m.severity for m, f in part) / n:5.1f} %"
+                  f"  {100 * sum(f.role == m.role for m, f in part) / n:5.1f} %"
+                  + (f"  {sum(missed)}/{len(missed)} / {sum(false)}/{len(false)}" if side else ""))
 
 
 def grid_search(all_folds: list[Fold]) -> None:
