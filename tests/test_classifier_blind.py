@@ -1,7 +1,7 @@
 """The built-in classifier on the blind sets of issue 15: the figures that estimate accuracy on unseen mail.
 
 tests/data/blind/ (165 mails), tests/data/blind2/ (164 mails), tests/data/blind3/ (172 mails),
-tests/data/blind4/ and tests/data/blind5/ (184 mails each), each by another helper, were
+tests/data/blind4/, blind5/ and blind6/ (184 mails each), each by another helper, were
 written and labelled by helpers who had read only the severity matrix and the owner-role definitions:
 not the rules, their docs, the learned weights or the tuning sets. Rules and weights were tuned only on
 mails written afresh into tests/data/labelled/; the lead scores the blind sets with bench/blind_score.py
@@ -9,7 +9,7 @@ mails written afresh into tests/data/labelled/; the lead scores the blind sets w
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (fifth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+measurement (sixth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
 this prints the summary only, never the per-mail lines.
 """
 
@@ -27,12 +27,13 @@ from config import Config, HypercareSettings
 
 DATA = Path(__file__).parent / "data"
 
-# set -> (mails, severity %, role %, P1 recall %), the shipped weights' measurement (2026-11-30, fifth round:
-# TF-IDF weights without the commonest terms, trained on labelled 1-3101 and the held-out set; Policy chosen on
-# author-out CV; rules unchanged) rounded down to 5 %: blind 83.6 / 79.4 / 37 of 41, blind2 92.1 / 91.5 / 41 of
-# 41, blind3 92.4 / 89.0 / 42 of 43, blind4 90.2 / 89.7 / 41 of 46, blind5 89.7 / 87.5 / 42 of 46
-FLOORS = {"blind": (165, 80, 75, 90), "blind2": (164, 90, 90, 95), "blind3": (172, 90, 85, 95),
-          "blind4": (184, 90, 85, 85), "blind5": (184, 85, 85, 90)}
+# set -> (mails, severity %, role %, P1 recall %), the shipped weights' measurement (2026-11-30, sixth round:
+# TF-IDF weights without the commonest terms, trained on labelled 1-3421 and the held-out set; Policy chosen on
+# author-out CV; rules unchanged) rounded down to 5 %: blind 83.6 / 80.0 / 38 of 41, blind2 93.3 / 92.7 / 41 of
+# 41, blind3 94.2 / 90.1 / 42 of 43, blind4 90.8 / 89.7 / 41 of 46, blind5 90.2 / 87.5 / 42 of 46,
+# blind6 89.7 / 91.8 / 42 of 46
+FLOORS = {"blind": (165, 80, 80, 90), "blind2": (164, 90, 90, 95), "blind3": (172, 90, 90, 95),
+          "blind4": (184, 90, 85, 85), "blind5": (184, 90, 85, 90), "blind6": (184, 85, 90, 90)}
 
 
 def summary(report: EvalReport) -> str:
