@@ -254,8 +254,11 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
         if floor and _RANK[floor] < _RANK[severity]:
             notes.append(f"raised {severity} -> {floor} by rule {f.rule.name} (floor)")
             severity, changed_by_limit = floor, True
+    ceilings = []
     for f in fired:
         ceiling = f.rule.severity_ceiling
+        if ceiling:
+            ceilings.append(ceiling)
         if ceiling and _RANK[ceiling] > _RANK[severity]:
             notes.append(f"lowered {severity} -> {ceiling} by rule {f.rule.name} (ceiling)")
             severity, changed_by_limit = ceiling, True
@@ -292,7 +295,8 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
     doubts = _doubts(severity, deciding, severity_fallback, role_rule is None, hitters, cell)
     triage = Triage(scope, hit_axis, matrix_severity, doubts)
     tags = tuple(dict.fromkeys(t for f in fired for t in f.rule.tags))
-    return Verdict(severity, role, tuple(hits), tags, severity_fallback or role_rule is None, tuple(notes), triage)
+    return Verdict(severity, role, tuple(hits), tags, severity_fallback or role_rule is None, tuple(notes), triage,
+                   max(ceilings, key=_RANK.__getitem__, default=None))
 
 
 def _doubts(severity: str, deciding: _Fired | None, severity_fallback: bool, role_fallback: bool,

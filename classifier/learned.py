@@ -475,7 +475,8 @@ class Policy:
     for a P1 the rules were sure about (0, as shipped: never; the learned class must also reach
     *severity_sure*).  *confirm* / *p1_doubt*: the final verdict is certain only when the learned class
     agrees with its severity and its owner at this probability or more, and (unless it is P1) the learned
-    P1 probability is under *p1_doubt* (module docstring).
+    P1 probability is under *p1_doubt* (module docstring).  *p1_over_ceiling*: the learned P1 probability
+    at which a rule's ceiling no longer holds the verdict down (``_limits``).
     """
 
     p1_unsure: float | None = 0.4
@@ -489,6 +490,7 @@ class Policy:
     lower_p1_sure: float = 0.0
     confirm: float = 0.6
     p1_doubt: float = 0.1
+    p1_over_ceiling: float = 0.8
 
 
 DEFAULT_POLICY = Policy()
@@ -499,22 +501,29 @@ def _has_evidence(opinion: Opinion, column: int, probability: float, second: flo
     return probability - second >= margin and any(row[column] > 0 for row in opinion.found.values())
 
 
-def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool) -> tuple[str, str]:
+def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float) -> tuple[str, str]:
     """(the most severe, the mildest) severity the weights may give this verdict.
 
     A wish or a thanks the rules saw, with no impact hit beside it, is never paged for (at most P3).
-    What a rule said explicitly holds: a ceiling ("a workaround exists": at most P3, a test system) is
-    never exceeded, a fixed severity or a floor (a site's "SAP errors are P2") never undercut.
+    What a rule said explicitly holds: a ceiling ("a workaround exists": at most P3, a test system,
+    "back to normal") is not exceeded, also when no rule decided the severity, unless the weights are
+    nearly sure of P1 (``p1_over_ceiling``: "the sandbox webhook posts every IBAN to a public URL" names
+    a test system but is a production exposure); a fixed severity or a floor (a site's "SAP errors are
+    P2") is never undercut.
     """
     cap, floor = SEVERITIES[0], SEVERITIES[-1]
     if policy.guard_p4:
         cells = [h.severity for h in verdict.rules if h.severity and h.name not in (FALLBACK_SEVERITY, LEARNED_RULE)]
         if "P4" in cells and not any(c in ("P1", "P2") for c in cells):
             cap = "P3"
+    ceiling_holds = p1 < policy.p1_over_ceiling
+    if verdict.ceiling is not None and _LEVEL[verdict.ceiling] > _LEVEL[cap] and ceiling_holds:
+        cap = verdict.ceiling  # also when no rule decided the severity: "back to normal, thanks" is no page
     severity, matrix = verdict.severity, verdict.triage.matrix_severity
     if not no_severity_rule and matrix != severity:
         if matrix is not None and _LEVEL[severity] > _LEVEL[matrix]:
-            cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap
+            if ceiling_holds:
+                cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap
         else:
             floor = severity
     return cap, floor
@@ -536,7 +545,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
     decided_severity = decided_role = False
     severity_evidence = _has_evidence(opinion, opinion.severity_column, opinion.severity_p,
                                       opinion.severity_second, policy.min_margin)
-    cap, floor = _limits(verdict, policy, no_severity_rule)
+    cap, floor = _limits(verdict, policy, no_severity_rule, opinion.p1)
 
     def allowed(level: str) -> str:
         if _LEVEL[level] > _LEVEL[floor]:

@@ -125,6 +125,7 @@ class Verdict:
     fallback: bool
     notes: tuple[str, ...] = ()  # how the decision was reached, one short line each
     triage: Triage = NO_TRIAGE
+    ceiling: str | None = None  # the mildest severity ceiling a fired rule set ("it works again": P3)
 
     @property
     def uncertain(self) -> bool:

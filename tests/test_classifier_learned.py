@@ -24,6 +24,7 @@ from classifier.learned import (
     LearnedModel,
     stem,
 )
+from classifier.rules import DEFAULT_RULES
 from config import Config, RulesSettings
 
 # A P1 word no rule knows ("zahnrad", a made-up failure word) and an owner word for it.
@@ -362,6 +363,21 @@ def test_the_weights_have_the_last_word_on_uncertain() -> None:
     assert any(d.startswith("P1 is not ruled out (learned P1 p=0.1") for d in p3_p1_possible.triage.doubts)
     rules_only = Classifier.from_files([]).classify(mail)
     assert rules_only.uncertain and rules_only.triage.doubts  # without weights the rules' doubts stand
+
+
+def test_a_ceiling_holds_where_no_rule_decided_unless_the_weights_are_nearly_sure_of_p1() -> None:
+    """'Back to normal' caps at P3 even when no rule decided the severity (the weights used to page such
+    a thank-you); a P1 the weights are nearly sure of (p >= 0.8) passes a ceiling, as when a mail names the
+    test system that caused a production exposure.  Author-out CV A-P: one P1 more, one false P1 and one
+    P4 above P3 fewer."""
+    zahnrad = stem("zahnrad")
+    thanks = MailFacts("AW: Zahnrad", "Das Zahnrad: back to normal since this morning, thanks!", "a@x.example")
+    assert Classifier.from_files([DEFAULT_RULES]).classify(thanks).ceiling == "P3"
+    leaning_p1 = Classifier.from_files([DEFAULT_RULES], learned=_model({zahnrad: [1.2, 0.0, 0.0, 0.0]}))
+    verdict = leaning_p1.classify(thanks)  # P1 p ~0.52: above p1_unsure, under p1_over_ceiling
+    assert verdict.severity == "P3"
+    sure_p1 = Classifier.from_files([DEFAULT_RULES], learned=_model({zahnrad: [4.0, 0.0, 0.0, 0.0]}))
+    assert sure_p1.classify(thanks).severity == "P1"  # p ~0.95
 
 
 def test_a_rule_p1_is_lowered_only_when_the_rules_doubt_it_and_the_weights_clearly_disagree() -> None:
