@@ -371,7 +371,7 @@ def test_a_ceiling_holds_where_no_rule_decided_unless_the_weights_are_nearly_sur
     test system that caused a production exposure.  Author-out CV A-P: one P1 more, one false P1 and one
     P4 above P3 fewer."""
     zahnrad = stem("zahnrad")
-    thanks = MailFacts("AW: Zahnrad", "Das Zahnrad: back to normal since this morning, thanks!", "a@x.example")
+    thanks = MailFacts("AW: Zahnrad", "Das Zahnrad: back up since this morning.", "a@x.example")
     assert Classifier.from_files([DEFAULT_RULES]).classify(thanks).ceiling == "P3"
     leaning_p1 = Classifier.from_files([DEFAULT_RULES], learned=_model({zahnrad: [1.2, 0.0, 0.0, 0.0]}))
     verdict = leaning_p1.classify(thanks)  # P1 p ~0.52: above p1_unsure, under p1_over_ceiling

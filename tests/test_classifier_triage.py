@@ -307,3 +307,15 @@ def test_stored_triage_in_any_shape_prints_safely() -> None:
     stored = Triage.from_json({"scope": scope, "settled": ["one word\x00\r\n" * 1000, 5]})
     assert stored is not None and not stored.uncertain and len(stored.settled) == 1
     assert triage_lines(stored.to_json())[2].startswith("settled by the learned weights: one word")
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("AW: Abschlagsberechnung", "Die Abschläge sind nach eurer Korrektur wieder richtig. Danke an alle. Kann zu."),
+    ("RE: Everything is slow", "Just confirming it's fast again. Nothing else outstanding from my side. Thanks!"),
+    ("RE: billing addresses", "All addresses are back to normal. Thank you so much for restoring them!"),
+    ("AW: Kalender", "Kurze Rückmeldung: läuft seit heute Nacht wieder. Von unserer Seite ist nichts mehr offen. Danke!"),
+])
+def test_a_thank_you_that_closes_the_matter_is_at_most_p4(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.severity == "P4" and verdict.ceiling == "P4"
+    assert any(h.name == "thanks-resolved" for h in verdict.rules)
