@@ -313,9 +313,20 @@ def test_stored_triage_in_any_shape_prints_safely() -> None:
     ("AW: Abschlagsberechnung", "Die Abschläge sind nach eurer Korrektur wieder richtig. Danke an alle. Kann zu."),
     ("RE: Everything is slow", "Just confirming it's fast again. Nothing else outstanding from my side. Thanks!"),
     ("RE: billing addresses", "All addresses are back to normal. Thank you so much for restoring them!"),
-    ("AW: Kalender", "Kurze Rückmeldung: läuft seit heute Nacht wieder. Von unserer Seite ist nichts mehr offen. Danke!"),
+    ("AW: Kalender", "Läuft seit heute Nacht wieder. Von unserer Seite ist nichts mehr offen. Danke!"),
 ])
 def test_a_thank_you_that_closes_the_matter_is_at_most_p4(default: Classifier, subject: str, body: str) -> None:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.severity == "P4" and verdict.ceiling == "P4"
     assert any(h.name == "thanks-resolved" for h in verdict.rules)
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("not down but can't save", "We can log in and look, but the whole team can't save anything since 10:20."),
+    ("Fehler", "Seit 8 kann unser ganzes Team nichts speichern, jede Buchung bricht ab."),
+    ("enregistrement", "Toute l'équipe : on ne peut plus rien enregistrer depuis ce matin."),
+])
+def test_a_team_that_can_save_nothing_is_a_stoppage_and_p1(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "stoppage"
+    assert verdict.severity == "P1" and verdict.role == "technical_consultant"
