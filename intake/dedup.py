@@ -13,16 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.parse.message import ParsedMessage
 from tickets.models import Message
+from tickets.store import rows_in
 
-_CHUNK = 500  # bound the IN (...) lists
+_MESSAGES = Message.__table__
+# Built once (``tickets.store.rows_in``): a batch's look-ups are paid per SMTP group of a few mails.
+_STORED = {name: select(_MESSAGES.c[name]).where(_MESSAGES.c[name].in_(bindparam("values", expanding=True)))
+           for name in ("message_id", "content_hash")}
 # How often one mail is stored again after a uniqueness conflict that was not its own duplicate.
 CONFLICT_ATTEMPTS = 3
 
@@ -41,8 +44,8 @@ class KnownMessages:
     @classmethod
     def of_batch(cls, session: Session, batch: Iterable[ParsedMessage]) -> KnownMessages:
         batch = list(batch)
-        return cls(_stored(session, Message.message_id, {p.message_id for p in batch}),
-                   _stored(session, Message.content_hash, {p.content_hash for p in batch if not p.has_message_id}))
+        return cls(_stored(session, "message_id", {p.message_id for p in batch}),
+                   _stored(session, "content_hash", {p.content_hash for p in batch if not p.has_message_id}))
 
     def may_contain(self, parsed: ParsedMessage) -> bool:
         return parsed.message_id in self.ids or (not parsed.has_message_id and parsed.content_hash in self.hashes)
@@ -60,12 +63,9 @@ def find_duplicate(session: Session, parsed: ParsedMessage) -> Message | None:
     return session.scalars(select(Message).where(condition).limit(1)).first()
 
 
-def _stored(session: Session, column: Any, values: set[str]) -> set[str]:
-    found: set[str] = set()
-    ordered = sorted(values)
-    for start in range(0, len(ordered), _CHUNK):
-        found.update(session.scalars(select(column).where(column.in_(ordered[start:start + _CHUNK]))))
-    return found
+def _stored(session: Session, column: str, values: set[str]) -> set[str]:
+    """Which of *values* the messages table holds in *column* (message_id or content_hash)."""
+    return {row[0] for row in rows_in(session, _STORED[column], values)}
 
 
 @dataclass(frozen=True)

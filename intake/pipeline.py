@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,10 +42,17 @@ from tickets.clock import Clock
 from tickets.lifecycle import record_event
 from tickets.models import Attachment, BouncingRecipient, Message, OutboxItem, QuarantineItem, Ticket
 from tickets.our_mail import is_our_address
-from tickets.store import Store, database_unreachable, savepoint
+from tickets.store import Store, database_unreachable, rows_in, savepoint
 from tickets.tokens import ReplyTokens
 
 log = logging.getLogger("hypercare.intake")
+
+_TICKETS = Ticket.__table__
+# Built once (``tickets.store.rows_in``): the flood count is looked up for every SMTP group.
+_OPENED_BY = (select(_TICKETS.c.reporter, func.count(_TICKETS.c.id))
+              .where(_TICKETS.c.reporter.in_(bindparam("values", expanding=True)),
+                     _TICKETS.c.created_at > bindparam("since"))
+              .group_by(_TICKETS.c.reporter))
 
 
 class IngestUnavailable(TryLater):
@@ -390,15 +397,9 @@ class IngestPipeline:
 
     def _tickets_by_sender(self, session: Session, senders: set[str]) -> dict[str, int]:
         """Tickets opened per sender in the last hour (the flood guard's input), one query per batch."""
-        since = self.clock.now() - timedelta(hours=1)
         counts = dict.fromkeys(senders, 0)
-        ordered = sorted(senders)
-        for start in range(0, len(ordered), 500):
-            rows = session.execute(
-                select(Ticket.reporter, func.count(Ticket.id))
-                .where(Ticket.reporter.in_(ordered[start:start + 500]), Ticket.created_at > since)
-                .group_by(Ticket.reporter))
-            counts.update({reporter: int(n) for reporter, n in rows})
+        since = self.clock.now() - timedelta(hours=1)
+        counts.update({reporter: int(n) for reporter, n in rows_in(session, _OPENED_BY, senders, {"since": since})})
         return counts
 
     def _guard_context(self, session: Session, now: datetime, memo: _BatchMemo) -> GuardContext:

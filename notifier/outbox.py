@@ -36,7 +36,7 @@ from notifier.sent_marks import SentMarks
 from notifier.transports import PermanentFailure, Refused, RelayUnavailable, TransientFailure, Transport
 from tickets.clock import Clock
 from tickets.models import BouncingRecipient, Message, OutboxItem, RelayState, Ticket
-from tickets.store import Store, ensure_row
+from tickets.store import Store, ensure_row, rows_in
 
 log = logging.getLogger("hypercare.outbox")
 
@@ -52,6 +52,8 @@ _MARK_SENT = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id")).values(
 _FOLD_SENT = (update(_OUTBOX).where(_OUTBOX.c.status == "sending", _OUTBOX.c.sent_at.is_not(None))
               .values(attempts=_OUTBOX.c.attempts + 1, claimed_until=None, claimed_by=None, status="sent"))
 _QUEUED = select(_OUTBOX.c.id).where(_OUTBOX.c.idempotency_key == bindparam("key"))
+_QUEUED_KEYS = (select(_OUTBOX.c.idempotency_key)  # built once (``rows_in``): looked up per SMTP group
+                .where(_OUTBOX.c.idempotency_key.in_(bindparam("values", expanding=True))))
 _MARK = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("item_id"))
          .values(attempts=_OUTBOX.c.attempts + 1, claimed_until=None, claimed_by=None))
 
@@ -142,12 +144,7 @@ def outgoing_rows(mail: OutgoingMail, *, key: str, support: SupportSettings, now
 
 def queued_keys(session: Session, keys: Sequence[str]) -> set[str]:
     """Which of *keys* are already queued: one ``IN`` query per 500 (the batched write path)."""
-    found: set[str] = set()
-    ordered = sorted(set(keys))
-    for start in range(0, len(ordered), 500):
-        found.update(session.scalars(select(_OUTBOX.c.idempotency_key)
-                                     .where(_OUTBOX.c.idempotency_key.in_(ordered[start:start + 500]))))
-    return found
+    return {row[0] for row in rows_in(session, _QUEUED_KEYS, keys)}
 
 
 def _queued(session: Session, key: str) -> OutboxItem | None:

@@ -45,11 +45,14 @@ def allocate_key(session: Session, prefix: str) -> tuple[int, str]:
     return allocate_keys(session, prefix, 1)[0]
 
 
+# The counter row's start when it is missing (built once: it is passed on every allocation).
+_HIGHEST_NUMBER = select(func.coalesce(func.max(Ticket.number), 0)).scalar_subquery()
+
+
 def allocate_keys(session: Session, prefix: str, count: int) -> list[tuple[int, str]]:
     """*count* consecutive ticket numbers (from the one sequence that survives a prefix change) and
     their keys, with one counter update (the batched write path takes a whole batch at once)."""
-    last = next_number(session, TICKET_COUNTER, floor=select(func.coalesce(func.max(Ticket.number), 0))
-                       .scalar_subquery(), count=count)
+    last = next_number(session, TICKET_COUNTER, floor=_HIGHEST_NUMBER, count=count)
     return [(number, ticket_key(prefix, number)) for number in range(last - count + 1, last + 1)]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -256,6 +256,27 @@ def _head_revisions() -> set[str] | None:
         if parent != "None":
             parents.add(_QUOTED.match(parent).group(1))  # type: ignore[union-attr]
     return (revisions - parents) or None
+
+
+def rows_in(session: Session, statement: Any, values: Iterable[Any], extra: Mapping[str, Any] | None = None,
+            chunk: int = 500) -> Iterator[Any]:
+    """The rows of *statement* (built once, with ``bindparam("values", expanding=True)``) for *values*,
+    in sorted chunks of at most *chunk* (a bounded ``IN`` list); *extra*: its other parameters.
+
+    Why: the group commit of the SMTP intake pays a batch's look-ups (dedup, flood count, queued
+    acknowledgements, bounce marks) for every group of a few mails.  Building each SELECT anew
+    (columns coerced, the IN clause, its cache key) and running it through the ORM session cost
+    ~0.2-0.3 ms per statement, several times the query.  A statement built once at import keeps
+    its cache key; run on the session's connection it skips the ORM's execution layer.  Whatever
+    the session holds unflushed is flushed first, as the ORM's autoflush would.
+    """
+    ordered = sorted(set(values))
+    if not ordered:
+        return
+    session.flush()
+    connection = session.connection()
+    for start in range(0, len(ordered), chunk):
+        yield from connection.execute(statement, {**(extra or {}), "values": ordered[start:start + chunk]})
 
 
 _COUNTERS = Counter.__table__
