@@ -65,6 +65,37 @@ def test_plus_address_accepted_other_recipients_refused_550(receiver):
         assert code == 550
 
 
+def test_plain_address_shortcut_reads_every_address_as_aiosmtpd_does():
+    """``_Bounded._getaddr`` skips the RFC 5322 parser for ``<local@domain>``; it must answer as it would."""
+    import random
+
+    from aiosmtpd.smtp import SMTP
+
+    from intake.receive.smtp import BoundedSMTP
+
+    ours, theirs = BoundedSMTP(object()), SMTP(object())
+    cases = ["<a@b>", "<a@b> SIZE=100", "<a@b>\tBODY=8BITMIME", "<a@b> (comment) SIZE=1", "<a@b>(c)", " <a@b>",
+             "<a..b@c>", "<a@b.>", "<>", "<a@b>x", '<"a b"@c>', "<a@[127.0.0.1]>", "a@b", "<a@b> ", "<a@b>\n",
+             "<a@b> \r\n", "<a@b> \x0bSIZE=1", "<a@b> \xa0x", "<a@b> \x00", "<mar\x00ia@b>", "<maria@b\udcff>",
+             "<m\u00e4ria@b>", "<" + "a" * 64 + "@b>", "<" + "a" * 65 + "@b>", "<" + "a" * 100_000 + "@b>",
+             "<a@b>" + " SIZE=1" * 1000, "<A!#$%&'*+/=?^_`{|}~-@x-y.z>", "<a@-b->", "<a@b>>", "<<a@b>"]
+    rnd = random.Random(17)
+    local, domain = list("aZ9.!#$%&'*+/=?^_`{|}~-\"( \\\u00e9\x00"), list("aZ9.-[]_ \u00e9")
+    tails = ["", " ", "\t", " SIZE=5", " (x)", "(x)", "x", "\n", " \r\n", " \x1cx", " \u2003y", ">"]
+    for _ in range(20_000):
+        cases.append(rnd.choice(["", " "]) + "<" + "".join(rnd.choices(local, k=rnd.choice([1, 3, 64, 65]))) + "@"
+                     + "".join(rnd.choices(domain, k=rnd.randint(1, 6))) + ">" + rnd.choice(tails))
+
+    def answer(server: SMTP, arg: str) -> object:
+        try:
+            return server._getaddr(arg)
+        except Exception as exc:  # noqa: BLE001 - aiosmtpd's parser raises on some hostile input; so must we
+            return type(exc).__name__
+
+    assert [c for c in cases if answer(ours, c) != answer(theirs, c)] == []
+    assert ours._getaddr("<maria@customer.example> SIZE=12") == ("maria@customer.example", "SIZE=12")
+
+
 def test_database_unavailable_answers_451_so_the_sender_retries(receiver, monkeypatch):
     app, rx = receiver
     from intake.pipeline import IngestUnavailable

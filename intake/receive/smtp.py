@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import socket
 from concurrent.futures import Executor
 from typing import Any
@@ -124,12 +125,36 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> byt
     return data
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# "<local@domain>" in its plainest form (dot-atoms of ASCII), then nothing, or blanks and parameters.
+_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+(?=[^\s(])|\Z)")
+
+
 class _Bounded:
     """Mixed into aiosmtpd's SMTP and LMTP: DATA takes a transfer slot before the 354, frees it after,
-    and reads the message in blocks (``read_data``) instead of line by line."""
+    reads the message in blocks (``read_data``) instead of line by line, and reads a plain MAIL/RCPT
+    address without the ``email`` header parser."""
 
     slots: TransferSlots
     _counted = False
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address reading, with a shortcut for ``<local@domain>`` made of dot-atoms.
+
+        Why: aiosmtpd hands every MAIL FROM and RCPT TO to the ``email`` package's RFC 5322
+        parser (a token tree per address): ~7 % of the daemon's interpreter time at 8 clients.
+        For this plainest form the parser's answer is the text between the brackets and what
+        follows the blanks after them; anything else (quoted local parts, comments, domain
+        literals, non-ASCII, ``<>``, over-long local parts) goes to aiosmtpd's own code
+        (``tests/test_smtp_intake.py`` compares the two on plain and hostile addresses).
+        """
+        match = _PLAIN_ANGLE_ADDR.match(arg) if arg else None
+        if match is not None:
+            address = match.group(1)
+            limit = getattr(self, "local_part_limit", 0)
+            if not limit or len(address.rpartition("@")[0]) <= limit:
+                return address, arg[match.end():]
+        return super()._getaddr(arg)  # type: ignore[misc]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
