@@ -295,8 +295,10 @@ def next_number(session: Session, name: str, floor: ScalarSelect[Any] | int = 0,
     racing to create it on a fresh database both go on to the UPDATE, which the row lock orders.
     A plain INSERT here made every racer but one fail with a uniqueness error (issue 11).
     """
-    # A Core statement on the table: the ORM's bulk-UPDATE path (and its autoflush) cost 0.5 ms per ticket.
-    result = session.execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one_or_none()
+    # A Core statement on the table, run on the connection: through the session it took the ORM's bulk-UPDATE
+    # path (0.5 ms per ticket once; still ~0.15 ms per SMTP group built once).  Pending rows first, as autoflush.
+    session.flush()
+    result = session.connection().execute(_NEXT_NUMBER, {"counter_name": name, "count": count}).scalar_one_or_none()
     if result is None:
         start = floor if isinstance(floor, ScalarSelect) else literal(floor, BigInteger)
         session.execute(_insert_for(session)(_COUNTERS).from_select(["name", "value"], select(literal(name), start))
