@@ -65,6 +65,21 @@ def _header(name: str, value: str) -> str | None:
     return line + _CRLF
 
 
+_LAST_DATE: tuple[datetime | None, str] = (None, "")
+
+
+def _date_header(date: datetime) -> str:
+    """``format_datetime``, once per time object: a batch's acknowledgements share one ``now``.
+
+    By identity, not equality: equal instants in other zones are equal datetimes but other text.
+    """
+    global _LAST_DATE
+    last = _LAST_DATE
+    if last[0] is not date:
+        last = _LAST_DATE = (date, format_datetime(date))
+    return last[1]
+
+
 def _body(text: str, subtype: str, extra: str = "") -> str:
     """One text part, headers and body: 7bit or 8bit when every line fits (as ``email.contentmanager``),
     else the shorter of quoted-printable and base64 for the first ten lines, as it chooses too; the
@@ -109,7 +124,7 @@ def plain_bytes(mail: OutgoingMail, *, sender_address: str, sender_name: str, me
     if mid is None or len(refs) > 20 or not mail.to:
         return None
     subject = " ".join(mail.subject.split())  # sanitize_header_text for printable input
-    lines = [_header("To", to), _header("Subject", subject), _header("Date", format_datetime(date)),
+    lines = [_header("To", to), _header("Subject", subject), _header("Date", _date_header(date)),
              _header("Message-ID", f"<{mid}>")]
     if reply:
         lines.append(_header("In-Reply-To", f"<{reply}>"))
