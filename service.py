@@ -213,7 +213,7 @@ class Daemon:
             # Forked now, while this process has one thread; the SMTP intake parses and classifies there.
             from intake.parse_pool import start_parse_pool
 
-            self.parse_pool = start_parse_pool(app, started=True)
+            self.parse_pool = start_parse_pool(app, started=True, in_caller=True)
         if app.config.dashboard.enabled:  # first: a network-exposed dashboard without token refuses to start
             self.dashboard = DashboardServer(app).start()
         if app.config.smtp_in.enabled:

@@ -17,9 +17,11 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from multiprocessing.connection import Connection
 from typing import Any
 
 from config import IntakeSettings
@@ -27,19 +29,23 @@ from intake.parse.message import ParsedMessage
 from intake.pipeline import RawMail, classify_in_worker, parse_mails
 
 
-def start_parse_pool(app: Any, *, started: bool = False) -> Executor | None:
+def start_parse_pool(app: Any, *, started: bool = False, in_caller: bool = False) -> Executor | None:
     """One forked parse worker, or None where forking is unsafe or pointless.
 
     Only from a single-threaded process (forking a threaded one can inherit a lock another
     thread held) with a second core and the fork start method.  ``started``: fork the worker
     now (one no-op job), for a caller that starts threads right after (``run``: the SMTP
     controller, the dashboard, the mailbox watcher); a ProcessPoolExecutor otherwise forks on
-    its first job, when those threads exist.
+    its first job, when those threads exist.  ``in_caller``: every caller waits for its answer
+    at once (``run``'s SMTP intake), so each call is made over a pipe in the caller's thread
+    (``PipeWorker``, forked now); ``poll --once`` keeps the pool, whose calls run ahead.
     """
     if threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
         return None
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
+    if in_caller:
+        return PipeWorker(app.opener)
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
                                initializer=_start_worker, initargs=(os.getpid(), app.opener))
     if started:
@@ -140,6 +146,83 @@ class ParsePool:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class PipeWorker(Executor):
+    """One forked worker that answers each call over a pipe, in the thread that makes it.
+
+    Why not a ProcessPoolExecutor for ``run``: each of its calls crosses two more threads of the
+    daemon (the queue feeder, the result manager), and each crossing waits for the interpreter
+    lock that the storing thread holds most of the time: ~6 % of the daemon's lock time (py-spy
+    ``--gil``) and up to a switch interval of latency per crossing.  The SMTP intake's feeding
+    thread waits for every answer anyway, so ``submit`` sends the call and receives the answer
+    itself and returns a finished future.  A worker that died (or a pipe that broke) raises
+    ``BrokenProcessPool``, as the pool does; the caller then parses in process.
+    """
+
+    def __init__(self, opener: Any) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self._conn, os.getpid(), opener),
+                                        name="hypercare-parse", daemon=True)
+        self._process.start()
+        child.close()
+        self._lock = threading.Lock()
+        self._broken = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._broken:
+                raise BrokenProcessPool("the parse worker is gone")
+            try:
+                self._conn.send((fn, args, kwargs))
+                ok, value = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                self._broken = True
+                raise BrokenProcessPool(f"the parse worker is gone ({type(exc).__name__})") from None
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """End the worker: it ends when its pipe closes (a call in flight is answered first)."""
+        with self._lock:
+            self._broken = True
+            self._conn.close()
+        if wait:
+            self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(10)
+
+
+def _serve(conn: Connection, parents_end: Connection, parent: int, opener: Any) -> None:
+    """The worker of a ``PipeWorker``: answers (ok, result or exception) each call until the pipe closes."""
+    parents_end.close()  # inherited by the fork: held here, the parent's close would never reach us as EOF
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; the worker ends with it
+    _start_worker(parent, opener)
+    while True:
+        try:
+            fn, args, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - the caller decides what a failed call means
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be pickled: say so, in one line
+            conn.send((False, RuntimeError(f"parse worker answer not sendable: {type(exc).__name__}: {exc}")))
 
 
 def _start_worker(parent: int, opener: Any) -> None:

@@ -20,6 +20,7 @@ from mailkit import free_port, make_mail, parse
 from sqlalchemy import select
 
 from config import SmtpInSettings
+from intake.parse_pool import PipeWorker
 from intake.pipeline import classify_in_worker
 from intake.receive.smtp import PortInUse, SmtpReceiver, check_port_free
 from tickets.models import QuarantineItem, Ticket
@@ -204,13 +205,17 @@ def test_a_group_waits_for_the_open_sessions_mail_and_a_lone_session_is_stored_a
     assert sizes == [3, 1]
 
 
-@pytest.fixture
-def pooled_receiver(make_app):  # type: ignore[no-untyped-def]
-    """The receiver as ``run`` builds it: a forked parse worker (before the controller's thread starts)."""
+@pytest.fixture(params=["pipe", "process_pool"])
+def pooled_receiver(make_app, request):  # type: ignore[no-untyped-def]
+    """The receiver as ``run`` builds it: a forked parse worker (before the controller's thread starts),
+    answering over a pipe in the calling thread (``run``) or a ProcessPoolExecutor (as ``poll --once``'s)."""
     app = make_app()
     app.pipeline  # noqa: B018 - the opener exists before the worker is forked
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                               initializer=classify_in_worker, initargs=(app.opener,))
+    if request.param == "pipe":
+        pool = PipeWorker(app.opener)
+    else:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=classify_in_worker, initargs=(app.opener,))
     worker = pool.submit(os.getpid).result(timeout=60)
     rx = SmtpReceiver(app.pipeline, app.config.support, SmtpInSettings(host="127.0.0.1", port=free_port()), pool)
     rx.start()
