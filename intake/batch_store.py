@@ -115,7 +115,8 @@ class BatchStore(Generic[R]):
         if self.hooks is None or not isinstance(parsed, ParsedMessage):
             return False
         try:
-            if not self._plain(parsed) or first_hit(parsed, self.guards) is not None:
+            # Guards the parse worker ran (``guards_clear``) are not run again: the same mail, the same answer.
+            if not self._plain(parsed) or (not parsed.guards_clear and first_hit(parsed, self.guards) is not None):
                 return False
             if self.needs_care is not None and self.needs_care(parsed):
                 return False

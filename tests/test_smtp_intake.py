@@ -277,6 +277,36 @@ def test_with_a_parse_worker_the_sessions_mail_is_parsed_there_and_each_hears_it
         assert "From" in held.reason
 
 
+def test_guards_run_in_the_parse_worker_and_what_they_stop_is_still_stopped(pooled_receiver, monkeypatch):
+    """The worker runs the guards (``guards_clear``) where they need no database; the storing thread does not
+    run them again for a clear mail, and an auto-reply, a bounce of our mail or a hostile one is ignored as before."""
+    import intake.batch_store
+
+    app, rx, _worker = pooled_receiver
+    ran: list[str] = []
+    original = intake.batch_store.first_hit
+
+    def counted(parsed, ctx):  # type: ignore[no-untyped-def]
+        ran.append(parsed.message_id)
+        return original(parsed, ctx)
+
+    monkeypatch.setattr(intake.batch_store, "first_hit", counted)
+    plain = make_mail(message_id="g1@customer.example", sender="g1@customer.example", subject="Export broken")
+    away = make_mail(message_id="g2@customer.example", sender="g2@customer.example", subject="Out of office",
+                     headers={"Auto-Submitted": "auto-replied"})
+    bounce = make_mail(message_id="g3@customer.example", sender="mailer-daemon@customer.example",
+                       subject="Undelivered Mail Returned to Sender",
+                       body="Delivery failed for x@customer.example\n<hc-ack-1@localhost>\n")
+    hostile = make_mail(message_id="g4@customer.example", sender="g4@customer.example",
+                        subject="Auto: away " + "\u00e9" * 2000, body="x\x00y\r\n" * 50_000,
+                        headers={"Precedence": "bulk"})
+    answers = _send_in_parallel(rx.port, [plain, away, bounce, hostile])
+    words = [text.split()[1] for _code, text in answers]
+    assert [code for code, _text in answers] == [250] * 4
+    assert words[0] == "HC-1" and words[1:] == ["ignored"] * 3, answers
+    assert "g1@customer.example" not in ran  # cleared by the worker: not run twice
+
+
 def test_a_dead_parse_worker_costs_speed_never_mail(pooled_receiver):
     app, rx, worker = pooled_receiver
     os.kill(worker, signal.SIGKILL)

@@ -52,6 +52,7 @@ class ParsedMessage:
     msg: EmailMessage | None = None  # the parsed tree, for guards that read headers
     verdict: Any = None  # the classifier's Verdict when the parse worker computed it (intake.pipeline)
     language: str = ""  # the reporter's language ("en", "de", "fr") when the parse worker computed it
+    guards_clear: bool = False  # the parse worker ran every guard and none objected (intake.pipeline)
     _present: frozenset[str] | None = field(default=None, repr=False, compare=False)
     _values: dict[str, str] | None = field(default=None, repr=False, compare=False)
     _part_types: frozenset[str] | None = field(default=None, repr=False, compare=False)

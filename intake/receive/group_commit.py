@@ -122,8 +122,9 @@ class GroupCommitter:
         """The worker's parse of *group*; None for each mail when there is no worker (any more)."""
         if self.parse_pool is not None:
             try:
+                # The guards too: this worker has time to spare, the storing thread has none (parse_mails).
                 parsed = self.parse_pool.submit(parse_mails, [w.mail for w in group], self.pipeline.config.intake,
-                                                self.pipeline.clock.now()).result()
+                                                self.pipeline.clock.now(), guards=True).result()
                 if len(parsed) == len(group):
                     return list(parsed)
             except Exception as exc:  # noqa: BLE001 - a broken or shut-down worker costs speed, never mail
