@@ -25,10 +25,20 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Make sure *path* exists as an owner-only file (created empty if missing, else chmod 0600)."""
+    """Make sure *path* exists as an owner-only file (created empty if missing, else chmod 0600).
+
+    An existing file is never opened: closing any descriptor of a file drops every POSIX lock this process
+    holds on it, and *path* may be the live SQLite database (``/healthz`` probes it in the running daemon).
+    With SQLite's locks gone, another process closing its last connection deleted the WAL the daemon was
+    still writing to, and mail answered 250 was lost (tests/test_sqlite_durability.py).
+    """
     private_dir(path.parent)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, FILE_MODE)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
     restrict(path)
     return path
 

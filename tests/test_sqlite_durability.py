@@ -81,3 +81,40 @@ def test_sent_marks_do_not_wait_for_the_disk_and_hand_back_a_full_connection(tmp
     with store.engine.connect() as connection:  # the pool's one connection, after the marks' thread
         assert connection.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
     store.dispose()
+
+
+def test_a_health_probe_does_not_let_another_process_delete_the_live_wal(tmp_path):
+    """The daemon's own commits must stay in the database when ``/healthz`` ran and another process came and went.
+
+    Found by ``make run`` (2026-11-30): ``/healthz`` probed the database through ``private_file``, which opened
+    and closed the live database file; closing any descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's included.  A ``hypercare show`` in a second process then believed it was the last
+    user, checkpointed and deleted the WAL, and the daemon's next commits went into the deleted file: a mail
+    answered 250 and logged as created was not in the database.
+    """
+    import subprocess
+    import sys
+
+    from tickets.store import probe_database
+
+    path = tmp_path / "hc.db"
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    store.upgrade()
+    with store.session() as session:
+        session.execute(text("CREATE TABLE probe_rows (n INTEGER)"))
+        session.execute(text("INSERT INTO probe_rows VALUES (1)"))
+    with store.read() as session:  # the pool keeps this connection, and its locks, open: a running daemon
+        assert session.execute(text("SELECT count(*) FROM probe_rows")).scalar() == 1
+    assert probe_database(url).state == "ok"  # what /healthz does, in the daemon's process
+    other = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+             "c.execute('SELECT count(*) FROM probe_rows').fetchone(); c.close()")
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True, timeout=60)  # `hypercare show`
+    with store.session() as session:  # the daemon stores the next mail
+        session.execute(text("INSERT INTO probe_rows VALUES (2)"))
+    seen = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT count(*) FROM probe_rows').fetchone()[0])")
+    out = subprocess.run([sys.executable, "-c", seen, str(path)], check=True, timeout=60,
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "2", "a commit of the daemon went into a WAL another process had deleted"
+    store.dispose()
