@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tickets.views import triage_lines
+from tickets.views import strings_of, triage_lines
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,11 @@ class Triage:
             return None
         severity = data.get("matrix_severity")
         return cls(scope, Axis.from_json(data.get("hit")), severity if isinstance(severity, str) else None,
-                   _strings(data.get("doubts")), _strings(data.get("settled")))
+                   strings_of(data.get("doubts")), strings_of(data.get("settled")))
 
     def lines(self) -> list[str]:
         """Human lines: who, what, and the doubts (the same words as ``show`` and the notices)."""
         return triage_lines(self.to_json())
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    """The strings of a stored list (a damaged or hostile value gives what is usable, or nothing)."""
-    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 NO_TRIAGE = Triage(Axis("one"), None, None)

@@ -49,9 +49,13 @@ def triage_lines(triage: Any) -> list[str]:
     what = _axis_text(triage.get("hit"), {}) or "nothing recognised"
     lines = [f"who is affected: {who}", f"what is hit:     {what}"]
     for key, label in (("doubts", "uncertain: "), ("settled", "settled by the learned weights: ")):
-        value = triage.get(key)
-        lines += [f"{label}{d}" for d in value if isinstance(d, str)] if isinstance(value, list) else []
+        lines += [f"{label}{d}" for d in strings_of(triage.get(key))]
     return lines
+
+
+def strings_of(value: Any) -> tuple[str, ...]:
+    """The strings of a stored list (a damaged or hostile value gives what is usable, or nothing)."""
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
