@@ -42,6 +42,7 @@ Runtime needs no scikit-learn: scoring is dict lookups over the terms of the mai
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from array import array
@@ -367,13 +368,7 @@ class LearnedModel:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise LearnedFileError(f"{path!s:.200}: cannot read learned weights ({reason}); "
                                    "fix [rules] learned") from None
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise LearnedFileError(f"{path}: not valid JSON ({reason}); "
-                                   "write it with 'hypercare rules train'") from None
-        return cls.from_json(data, str(path))
+        return _model_of(raw, str(path))
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> LearnedModel:
@@ -633,6 +628,22 @@ def load_configured(setting: str, resolve: Any) -> LearnedModel | None:
     if setting == "off":
         return None
     return LearnedModel.load(BUILTIN_WEIGHTS if not setting else Path(resolve(setting)))
+
+
+@functools.lru_cache(maxsize=2)
+def _model_of(raw: bytes, source: str) -> LearnedModel:
+    """The model in the bytes of a weights file, built once per distinct file.
+
+    Why cached: parsing and tabling the ~1 MB built-in file costs ~60 ms, paid by every ``App`` (each
+    command, each test's desk); the model is frozen (its word memo is only a cache), so equal bytes share it.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise LearnedFileError(f"{source}: not valid JSON ({reason}); "
+                               "write it with 'hypercare rules train'") from None
+    return LearnedModel.from_json(data, source)
 
 
 # --- training (scikit-learn, optional extra [train]) -------------------------------------------------

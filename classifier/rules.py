@@ -8,6 +8,7 @@ that are really in force.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterable
@@ -73,16 +74,26 @@ class RuleSet:
 
 def read_rule_files(paths: Iterable[str | Path]) -> RuleSet:
     """Load *paths*; later files extend earlier ones (same name replaces, ``enabled = false`` drops)."""
+    return _compile_rule_files(tuple((str(path), _read_text(Path(path))) for path in paths))
+
+
+@functools.lru_cache(maxsize=8)
+def _compile_rule_files(files: tuple[tuple[str, str], ...]) -> RuleSet:
+    """The RuleSet of *files* (source, text), built once per distinct set of texts.
+
+    Why cached: building the matcher of the built-in rules costs ~40 ms, paid by every ``App`` (each
+    command, each test's desk); the RuleSet is immutable after the build, so equal texts may share it.
+    Keyed by the texts, not the paths, so an edited file is read afresh.
+    """
     merged: dict[str, tuple[str, dict[str, Any]]] = {}
     words: list[str] = []
     exceptions: list[str] = []
     window = 3
     sources: list[str] = []
     matrix = EMPTY
-    for path in paths:
-        source = str(path)
+    for source, text in files:
         sources.append(source)
-        data = _load_toml(Path(path))
+        data = _parse_toml(text, source)
         if "matrix" in data:
             try:
                 matrix = merge_matrix(matrix, data["matrix"])
@@ -126,9 +137,9 @@ def read_rule_files(paths: Iterable[str | Path]) -> RuleSet:
                    matrix)
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RuleFileError(f"{path}: rule file not found; fix the path ([rules] file or argument)") from None
     except IsADirectoryError:
@@ -137,6 +148,13 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise RuleFileError(f"{path}: cannot read rule file ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise RuleFileError(f"{path}: rule file is not UTF-8; save it as UTF-8") from None
+    except ValueError:  # a NUL in the configured path
+        raise RuleFileError(f"{path!r:.200}: not a usable file name; fix [rules] file") from None
+
+
+def _parse_toml(text: str, path: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleFileError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
     unknown = sorted(set(data) - set(FILE_KEYS))

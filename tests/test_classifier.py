@@ -492,6 +492,25 @@ sender = ["ceo@northwind.example"]
     assert [r.name for r in replaced.rules] == ["vip"]
 
 
+def test_equal_rule_files_share_one_build_and_an_edited_file_is_read_afresh(tmp_path: Path) -> None:
+    """Every App builds its classifier; the built-in rules are compiled once per process, not per App."""
+    base = Config(base_dir=tmp_path)
+    assert Classifier.from_config(base).ruleset is Classifier.from_config(base).ruleset
+    site = rules(tmp_path,
+                 '[[rule]]\nname = "vip"\ndescription = "VIP"\nseverity_floor = "P2"\nsender = ["a@x.example"]\n')
+    config = Config(base_dir=tmp_path, rules=RulesSettings(file=str(site), mode="replace"))
+    first = Classifier.from_config(config)
+    site.write_text('[[rule]]\nname = "vip2"\ndescription = "VIP"\nseverity_floor = "P2"\nsender = ["a@x.example"]\n',
+                    encoding="utf-8")
+    assert [r.name for r in first.rules] == ["vip"]
+    assert [r.name for r in Classifier.from_config(config).rules] == ["vip2"]
+    site.write_bytes(b"[[rule]]\nname = \"\xff\"\n")  # a broken edit is an error, not the cached build
+    with pytest.raises(RuleFileError, match="not UTF-8"):
+        Classifier.from_config(config)
+    with pytest.raises(RuleFileError, match="not a usable file name"):
+        Classifier.from_files([tmp_path / "rules\x00.toml"])
+
+
 def test_same_name_in_site_file_replaces_builtin_in_place(tmp_path: Path) -> None:
     rules(tmp_path, """
 [[rule]]

@@ -22,6 +22,7 @@ from classifier.learned import (
     TFIDF_FORMAT,
     LearnedFileError,
     LearnedModel,
+    load_configured,
     stem,
 )
 from classifier.rules import DEFAULT_RULES
@@ -182,6 +183,18 @@ def test_a_nul_in_the_configured_path_and_rules_check_exit_2(tmp_path: Path,
     assert cmd_check(app, argparse.Namespace(file=None)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "weights.json: severity: missing" in err
+
+
+def test_equal_weight_files_share_one_model_and_a_new_file_is_read_afresh(tmp_path: Path) -> None:
+    """The ~1 MB built-in file is parsed once per process, not by every App; other bytes, another model."""
+    assert load_configured("", lambda p: p) is load_configured("", lambda p: p)
+    weights = tmp_path / "weights.json"
+    weights.write_bytes(BUILTIN_WEIGHTS.read_bytes())
+    copy = LearnedModel.load(weights)
+    assert copy is not load_configured("", lambda p: p) and copy.source == str(weights)
+    weights.write_text("{", encoding="utf-8")
+    with pytest.raises(LearnedFileError, match="not valid JSON"):
+        LearnedModel.load(weights)
 
 
 def test_the_config_key_must_be_a_string(tmp_path: Path) -> None:
