@@ -8,8 +8,10 @@ first line of the text template, prefixed ``Subject:``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from jinja2 import (
@@ -42,18 +44,39 @@ class Rendered:
     html: str | None
 
 
-class ForgivingBytecodeCache(FileSystemBytecodeCache):
-    """Jinja's file cache, but a damaged entry is compiled afresh instead of stopping the start.
+# Compiled templates of this process, by jinja's key (template name and file) and the source's checksum.
+_COMPILED: dict[tuple[str, str], CodeType] = {}
 
-    Why: jinja reads an entry's checksum with ``pickle.load`` before its own error handling, so a
-    truncated or overwritten file raised ``UnpicklingError`` out of ``get_template``.
+
+class ForgivingBytecodeCache(FileSystemBytecodeCache):
+    """Jinja's file cache, but a damaged entry is compiled afresh instead of stopping the start; and
+    what this process compiled or read once is kept in memory for its next Renderer.
+
+    Why forgiving: jinja reads an entry's checksum with ``pickle.load`` before its own error handling,
+    so a truncated or overwritten file raised ``UnpicklingError`` out of ``get_template``.  Why in memory
+    too: each ``App`` checks every template at its start, and a process that builds several (the test
+    suite, one desk per test in a fresh folder) compiled the same sources again each time.  A code object
+    is immutable, and the key holds the source's checksum, so an edited template still recompiles.
     """
 
     def load_bytecode(self, bucket: Bucket) -> None:
+        code = _COMPILED.get((bucket.key, bucket.checksum))
+        if code is not None:
+            bucket.code = code
+            if not os.path.exists(self._get_cache_filename(bucket)):  # the next process reads it there
+                super().dump_bytecode(bucket)
+            return
         try:
             super().load_bytecode(bucket)
         except Exception:  # noqa: BLE001 - whatever a broken entry raises, it is only a lost speed-up
             bucket.reset()
+        if bucket.code is not None:
+            _COMPILED[bucket.key, bucket.checksum] = bucket.code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is not None:
+            _COMPILED[bucket.key, bucket.checksum] = bucket.code
+        super().dump_bytecode(bucket)
 
 
 def _bytecode_cache(folder: Path | None) -> ForgivingBytecodeCache | None:

@@ -270,6 +270,36 @@ def test_compiled_templates_are_cached_privately_and_an_edited_or_broken_entry_r
     assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "Second"
 
 
+def test_a_second_desk_in_one_process_compiles_no_template_again(make_app, tmp_path, monkeypatch):
+    """Each App checks every template at its start; a process building several (the tests, a desk per
+    folder) compiles each source once: the code is kept in memory by the source's checksum, still
+    written to each desk's cache folder, and an edited template compiles afresh."""
+    from jinja2 import Environment
+
+    compiled: list[str | None] = []
+    real_compile = Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[no-untyped-def]
+        compiled.append(name)
+        return real_compile(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(Environment, "compile", counting)
+    desks = [tmp_path / "one", tmp_path / "two"]
+    for desk in desks:
+        cfg = _config(desk, f"sqlite:///{desk / 'x.db'}", notifier=NotifierSettings(templates_dir="mytemplates"))
+        (desk / "mytemplates").mkdir(parents=True)
+        (desk / "mytemplates" / "status_daily.txt.j2").write_text("Subject: First\nOpen: {{ open.total }}\n")
+        compiled.clear()
+        assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "First"
+        assert len(list((desk / "var" / "cache" / "templates").iterdir())) >= 20
+    # The second desk compiled only its own override (another file, so another key), no built-in one.
+    assert compiled == ["status_daily.txt.j2"]
+    (desks[1] / "mytemplates" / "status_daily.txt.j2").write_text("Subject: Edited\n")
+    compiled.clear()
+    assert for_app(make_app(cfg)).render("status_daily", _local(0, 8)).subject == "Edited"
+    assert compiled == ["status_daily.txt.j2"]
+
+
 def test_cli_digest_print_send_and_errors(tmp_path):
     (tmp_path / "hypercare.toml").write_text(
         '[hypercare]\ngo_live = "2026-11-23"\ntimezone = "Europe/Berlin"\n'
