@@ -22,8 +22,11 @@ run: $(STAMP)
 	@echo "==> starting the service (Ctrl-C stops it); try '$(VENV)/bin/hypercare demo' from a second terminal"
 	$(VENV)/bin/hypercare run
 
+# One pytest worker per core; TEST_WORKERS=0 runs the suite in this process (easier to debug).
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

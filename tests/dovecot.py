@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from imapclient import IMAPClient
+from ports import free_port
 
 from config import ImapSettings
 
@@ -36,12 +37,6 @@ OAUTH_TOKEN = "ya29.test-oauth2-token"
 
 def dovecot_binary() -> str | None:
     return shutil.which("dovecot") or (("/usr/sbin/dovecot") if Path("/usr/sbin/dovecot").exists() else None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Dovecot:
