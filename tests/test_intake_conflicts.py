@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import smtplib
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import PG_URL, need_service
+from conftest import new_pg_database
 from mailkit import free_port, make_mail
-from sqlalchemy import create_engine, delete, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, func, select
 
 from config import Config, DatabaseSettings, SmtpInSettings, SupportSettings
 from intake.receive.smtp import SmtpReceiver
@@ -31,18 +29,8 @@ N = 8
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """A brand-new PostgreSQL database (no schema, no counter row), dropped afterwards."""
-    need_service(bool(PG_URL), "PostgreSQL not configured (set HYPERCARE_TEST_DATABASE_URL)")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"hc_fresh_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        need_service(False, f"PostgreSQL at {PG_URL} unreachable: {exc.__class__.__name__}")
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database() as url:
+        yield url
 
 
 def _send_at_once(port: int, count: int, tag: str) -> list[tuple[int, str]]:

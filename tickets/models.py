@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -111,7 +112,7 @@ class Ticket(Base):
     classification: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Who is affected x what is hit, with words, and why the verdict is uncertain (classifier.verdict.Triage)
     triage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
     original_severity: Mapped[str | None] = mapped_column(String(2))
     original_role: Mapped[str | None] = mapped_column(String(40))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
