@@ -41,27 +41,6 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A private PostgreSQL database for this test session, created and dropped around it."""
-    need_service(bool(PG_URL), "PostgreSQL not configured (set HYPERCARE_TEST_DATABASE_URL)")
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"hc_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        need_service(False, f"PostgreSQL at {PG_URL} unreachable: {exc.__class__.__name__}")
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    store = Store(url)
-    store.upgrade()
-    store.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @contextmanager
 def new_pg_database(prefix: str = "hc_fresh") -> Iterator[str]:
     """A brand-new PostgreSQL database (no schema, no counter row), dropped afterwards."""
@@ -79,6 +58,16 @@ def new_pg_database(prefix: str = "hc_fresh") -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A private PostgreSQL database for this test session (each xdist worker its own), with the schema."""
+    with new_pg_database("hc_test") as url:
+        store = Store(url)
+        store.upgrade()
+        store.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
