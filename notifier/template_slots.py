@@ -32,6 +32,7 @@ from markupsafe import escape
 # template's own text, and not forgeable by a value rendered into the pieces (a look-alike there keeps its
 # private-use characters outside any slot, and such a build is refused).
 _SLOT = "\ue000{}:{}\ue001"
+_SLOT_PATTERN = re.compile("\ue000([0-9a-f]{16}):(\\d+)\ue001")  # compiled once: a nonce per build is a group
 _MAX_ENTRIES = 512
 _FORBIDDEN = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro, nodes.CallBlock,
               nodes.FilterBlock, nodes.Scope, nodes.ScopedEvalContextModifier)
@@ -40,13 +41,27 @@ _PURE_METHODS = frozenset({"get", "upper", "lower", "strip", "title", "capitaliz
                            "replace", "split", "items", "keys", "values"})
 
 
+# Filters whose text depends on nothing but their arguments (ours: notifier.render); a name the template
+# only prints through one of them keys the cache by that text, not by its value (see ``Shape.formatted``).
+_TEXT_FILTERS = frozenset({"when"})
+
+# How a formatted name is printed: the filter and its arguments, each a constant or another name's value.
+Printing = tuple[str, tuple[tuple[bool, object], ...]]
+
+
 @dataclass(frozen=True)
 class Shape:
-    """What a template reads: plain names, row attributes that key the cache, row attributes it only prints."""
+    """What a template reads: plain names, row attributes that key the cache, row attributes it only prints.
+
+    *formatted*: names the template only prints through a text filter or tests for truth, with each way
+    it prints them. A due time differs by the second from one SMTP group to the next; keyed by its value
+    every group would render both templates afresh, keyed by the text ("Mon 30 Nov 2026 13:45") they do not.
+    """
 
     names: tuple[str, ...]
     read: tuple[tuple[str, str], ...]
     printed: tuple[tuple[str, str], ...]
+    formatted: tuple[tuple[str, tuple[Printing, ...]], ...] = ()
 
 
 def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Shape | None:
@@ -62,6 +77,7 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
     names: set[str] = set()
     read: set[tuple[str, str]] = set()
     printed: set[tuple[str, str]] = set()
+    uses: dict[str, list[Printing | bool | None]] = {}
     ok = True
 
     def visit(node: nodes.Node, parents: tuple[nodes.Node, ...]) -> None:
@@ -81,6 +97,7 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
                     return
             elif node.ctx == "load":
                 names.add(node.name)
+                uses.setdefault(node.name, []).append(_use_of(node, parents[-1] if parents else None, rows))
         if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in rows:
             if hasattr(dict, node.attr):
                 ok = False  # ``ticket.keys`` is the dict's method to Jinja, not a column
@@ -93,7 +110,30 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
     visit(tree, ())
     if not ok:
         return None
-    return Shape(tuple(sorted(names)), tuple(sorted(read)), tuple(sorted(printed - read)))
+    formatted = {name: tuple(dict.fromkeys(u for u in found if isinstance(u, tuple)))
+                 for name, found in uses.items()
+                 if None not in found and any(isinstance(u, tuple) for u in found)}
+    return Shape(tuple(sorted(names - set(formatted))), tuple(sorted(read)), tuple(sorted(printed - read)),
+                 tuple(sorted(formatted.items(), key=lambda item: item[0])))
+
+
+def _use_of(node: nodes.Name, parent: nodes.Node | None, rows: tuple[str, ...]) -> Printing | bool | None:
+    """How the template uses a plain name here: printed through a text filter (its filter and arguments),
+    tested for truth (True), or anything else (None: then its value keys the cache)."""
+    if isinstance(parent, nodes.If | nodes.CondExpr) and parent.test is node:
+        return True
+    if (isinstance(parent, nodes.Filter) and parent.node is node and parent.name in _TEXT_FILTERS
+            and not parent.kwargs and parent.dyn_args is None and parent.dyn_kwargs is None):
+        args: list[tuple[bool, object]] = []
+        for arg in parent.args:
+            if isinstance(arg, nodes.Const):
+                args.append((False, arg.value))
+            elif isinstance(arg, nodes.Name) and arg.name not in rows:
+                args.append((True, arg.name))
+            else:
+                return None
+        return parent.name, tuple(args)
+    return None
 
 
 def _only_printed(node: nodes.Node, parents: tuple[nodes.Node, ...], rows: tuple[str, ...]) -> bool:
@@ -133,12 +173,13 @@ class SlotCache:
         try:
             key = (id(template), tuple(sorted(rows)),
                    tuple(context.get(name, _MISSING) for name in shape.names),
+                   tuple(self._printed_as(name, ways, context) for name, ways in shape.formatted),
                    tuple(rows[row][attr] for row, attr in shape.read),
                    tuple(_truth(rows[row][attr]) for row, attr in shape.printed))
             hash(key)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, _Unkeyable):
             return None  # a missing attribute (Jinja says which) or a value that cannot key a cache
-        if any(isinstance(k, _Unsloted) for k in key[4]):
+        if any(isinstance(k, _Unsloted) for k in key[5]):
             return None
         entry = self._pieces.get(key, _MISSING)
         if entry is _MISSING:
@@ -153,6 +194,19 @@ class SlotCache:
         quote = _autoescape(self.env, template)
         values = [str(escape(rows[row][attr]) if quote else rows[row][attr]) for row, attr in slots]
         return "".join(piece if isinstance(piece, str) else values[piece] for piece in pieces)
+
+    def _printed_as(self, name: str, ways: tuple[Printing, ...], context: dict[str, Any]) -> Any:
+        """A formatted name's part of the key: its truth and its text in each way it is printed (a filter
+        that fails on the value raises, and the template is rendered by Jinja, which says what is wrong)."""
+        value = context.get(name, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+        try:
+            texts = tuple(self.env.filters[f](value, *(context[a] if is_name else a for is_name, a in args))
+                          for f, args in ways)
+            return bool(value), texts
+        except Exception as exc:  # any failure of a filter: Jinja renders the template and reports it
+            raise _Unkeyable from exc
 
     def _shape(self, template: Template, rows: tuple[str, ...]) -> Shape | None:
         known = self._shapes.get(id(template))
@@ -174,9 +228,11 @@ class SlotCache:
         text = template.render(**context, **stand_ins)
         pieces: list[str | int] = []
         position = 0
-        for match in re.finditer(f"\ue000{nonce}:(\\d+)\ue001", text):
+        for match in _SLOT_PATTERN.finditer(text):
+            if match.group(1) != nonce:
+                continue  # another build's marker rendered from a value: text, refused below
             pieces.append(text[position:match.start()])
-            pieces.append(int(match.group(1)))
+            pieces.append(int(match.group(2)))
             position = match.end()
         pieces.append(text[position:])
         if any(isinstance(p, str) and ("\ue000" in p or "\ue001" in p) for p in pieces):
@@ -188,6 +244,10 @@ class SlotCache:
 
 class _Missing:
     pass
+
+
+class _Unkeyable(Exception):
+    """A formatted name whose filter failed on its value: not a key, Jinja renders (and reports) it."""
 
 
 class _Unsloted:

@@ -99,3 +99,68 @@ def test_a_slot_look_alike_in_a_value_that_keys_the_cache_is_printed_as_it_is() 
         for i in range(3):
             rows = _rows(i, f"Export broken #{i}", f"User {i}")
             assert renderer.render_rows("ack", "en", rows, **context) == renderer.render("ack", "en", **rows, **context)
+
+
+def test_due_times_printed_alike_share_one_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMTP groups are stored seconds apart, so each has its own due time; printed to the minute, the
+    acknowledgement's text is the same shape, and is rendered by Jinja once, not once per group."""
+    renderer = Renderer()
+    calls: list[str | None] = []
+    original = Template.render
+
+    def counting(self: Template, *args: Any, **kwargs: Any) -> str:
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Template, "render", counting)
+    dues = [datetime(2026, 11, 30, 9, 0, second, 1000 * second, tzinfo=UTC) for second in range(0, 60, 3)]
+    for lang in ("en", "de", "fr"):
+        texts = {renderer.render_rows("ack", lang, _rows(i, f"Export #{i}", None), **_context(due)).text
+                 .replace(f"HC-{i}", "HC-n").replace(f"user{i}@", "user@") for i, due in enumerate(dues)}
+        assert len(texts) == 1
+    # once each: ack.txt.j2 and ack.html.j2, de/ack.txt.j2, fr/ack.txt.j2 (no HTML there)
+    assert len(calls) == 4
+    later = renderer.render_rows("ack", "en", _rows(1, "x", None), **_context(datetime(2026, 11, 30, 9, 1, tzinfo=UTC)))
+    assert "09:01" in later.text and len(calls) == 6
+
+
+@pytest.mark.parametrize("text", [
+    # the due time used otherwise than printed through ``when`` keys the cache by its value
+    'Subject: {{ ticket.key }}\n{{ response_due | when }} {{ response_due.second }}\n',
+    'Subject: {{ ticket.key }}\n{{ response_due }}\n',
+    'Subject: {{ ticket.key }}\n{{ response_due | when(tz, "%H:%M:%S") }}\n',
+    'Subject: {{ ticket.key }}\n{{ response_due | when(tz, fmt) }}\n',
+    'Subject: {{ ticket.key }}\n{{ response_due | when(tz, ticket.subject) }}\n',
+    'Subject: {{ ticket.key }}\n{{ response_due | when(tz=tz) }}\n',
+    'Subject: {{ ticket.key }}\n{{ (response_due or reports) | when }}\n',
+    'Subject: {{ ticket.key }}\n{% if response_due %}{{ response_due | when }}{% else %}none{% endif %}\n',
+    'Subject: {{ ticket.key }}\n{{ "a" if response_due else "b" }}{% for d in [response_due] %}{{ d | when }}'
+    '{% endfor %}\n',
+])
+def test_a_site_template_reading_the_due_time_otherwise_is_still_rendered_right(tmp_path: Path,
+                                                                                text: str) -> None:
+    renderer = _site(tmp_path, text)
+    for fmt in ("%H:%M", "%S\x00\r\n", "%f" * 1000):
+        for i, second in enumerate((0, 1, 59, None)):
+            due = None if second is None else datetime(2026, 11, 30, 9, 0, second, 7 * i, tzinfo=UTC)
+            rows = _rows(i, "%H:%M:%S", None)
+            context = {**_context(due), "fmt": fmt}
+            assert _outcome(renderer.render_rows, "ack", "en", rows, **context) == _outcome(
+                renderer.render, "ack", "en", **rows, **context)
+
+
+def _outcome(render: Any, *args: Any, **kwargs: Any) -> Any:
+    """What a rendering gives: its text, or the kind and words of its error (a template may fail on None)."""
+    try:
+        return render(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - compared, not handled
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("due", ["not a time", b"\xff\xfe", 12, "\x00" * 10_000])
+def test_a_due_time_the_filter_cannot_print_fails_as_jinja_fails(due: Any) -> None:
+    renderer = Renderer()
+    rows = _rows(1, "x", None)
+    slotted = _outcome(renderer.render_rows, "ack", "en", rows, **_context(due))
+    assert isinstance(slotted, tuple) and issubclass(slotted[0], Exception)
+    assert slotted == _outcome(renderer.render, "ack", "en", **rows, **_context(due))
