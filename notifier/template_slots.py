@@ -177,9 +177,9 @@ class SlotCache:
                    tuple(rows[row][attr] for row, attr in shape.read),
                    tuple(_truth(rows[row][attr]) for row, attr in shape.printed))
             hash(key)
-        except (KeyError, TypeError, _Unkeyable):
+        except (KeyError, TypeError):
             return None  # a missing attribute (Jinja says which) or a value that cannot key a cache
-        if any(isinstance(k, _Unsloted) for k in key[5]):
+        if any(isinstance(k, _Unsloted) for k in key[5]) or any(k is _UNKEYABLE for k in key[3]):
             return None
         entry = self._pieces.get(key, _MISSING)
         if entry is _MISSING:
@@ -204,9 +204,9 @@ class SlotCache:
         try:
             texts = tuple(self.env.filters[f](value, *(context[a] if is_name else a for is_name, a in args))
                           for f, args in ways)
-            return bool(value), texts
-        except Exception as exc:  # any failure of a filter: Jinja renders the template and reports it
-            raise _Unkeyable from exc
+        except Exception:  # noqa: BLE001 - any failure of a filter: Jinja renders the template and reports it
+            return _UNKEYABLE
+        return bool(value), texts
 
     def _shape(self, template: Template, rows: tuple[str, ...]) -> Shape | None:
         known = self._shapes.get(id(template))
@@ -246,7 +246,7 @@ class _Missing:
     pass
 
 
-class _Unkeyable(Exception):
+class _Unkeyable:
     """A formatted name whose filter failed on its value: not a key, Jinja renders (and reports) it."""
 
 
@@ -256,6 +256,7 @@ class _Unsloted:
 
 _MISSING: Any = _Missing()
 _UNSLOTED = _Unsloted()
+_UNKEYABLE: Any = _Unkeyable()
 
 
 def _truth(value: Any) -> Any:
