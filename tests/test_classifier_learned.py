@@ -89,6 +89,20 @@ def test_classify_prints_the_learned_terms(tmp_path: Path, capsys: pytest.Captur
     assert "learned (P1, technical_consultant): learned: 'zahnrad' +4.00; learned: 'zahnrad klemmt' +3.00" in out
 
 
+def test_a_learned_p1_of_035_raises_a_verdict_the_rules_were_sure_of(tmp_path: Path) -> None:
+    """Seventh round (author-out CV A-Q): raising a sure verdict from a learned P1 probability of 0.35
+    instead of 0.4 caught 5 more of 764 P1s at 85.4 % precision, severity and P4 > P3 unchanged."""
+    # "kettenrad" alone: P1 p = e^1.337 / (e^1.337 + 1 + e^1.5 + 1) = 0.37, the learned class stays P3.
+    weights = {**WEIGHTS, "severity": {"classes": ["P1", "P2", "P3", "P4"], "intercept": [0.0, 0.0, 1.5, 0.0],
+                                       "weights": {stem("kettenrad"): [1.337, 0.0, 0.0, 0.0]}}}
+    weights_file(tmp_path, weights)
+    typo = MailFacts("Typo on the account page", "The label says 'Acount'. Also the Kettenrad.", "a@x.example")
+    assert with_learned(tmp_path, "off").classify(typo).severity == "P3"
+    raised = with_learned(tmp_path, "weights.json").classify(typo)
+    assert raised.severity == "P1"
+    assert "raised P3 -> P1 by the learned weights (P1 p=0.37)" in raised.notes
+
+
 def test_a_sure_rule_verdict_stands_and_a_learned_p1_raises_it(tmp_path: Path) -> None:
     weights_file(tmp_path)
     classifier = with_learned(tmp_path, "weights.json")
