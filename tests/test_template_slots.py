@@ -43,8 +43,9 @@ def test_the_acknowledgement_by_slots_is_jinjas_text_for_any_value(lang: str) ->
                 assert slotted == plain, (lang, subject[:40], name)
 
 
-def test_a_batch_renders_each_template_shape_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    renderer = Renderer()
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The name of every template Jinja renders from now on."""
     calls: list[str | None] = []
     original = Template.render
 
@@ -53,10 +54,15 @@ def test_a_batch_renders_each_template_shape_once(monkeypatch: pytest.MonkeyPatc
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Template, "render", counting)
+    return calls
+
+
+def test_a_batch_renders_each_template_shape_once(renders: list[str | None]) -> None:
+    renderer = Renderer()
     due = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     texts = [renderer.render_rows("ack", "en", _rows(i, f"Export broken #{i}", f"User {i}"), **_context(due))
              for i in range(200)]
-    assert len(calls) == 2  # ack.txt.j2 and ack.html.j2, once each for the whole batch
+    assert len(renders) == 2  # ack.txt.j2 and ack.html.j2, once each for the whole batch
     assert "HC-199" in texts[-1].subject and "User 199" in texts[-1].text and "User 199" in (texts[-1].html or "")
 
 
@@ -101,27 +107,19 @@ def test_a_slot_look_alike_in_a_value_that_keys_the_cache_is_printed_as_it_is() 
             assert renderer.render_rows("ack", "en", rows, **context) == renderer.render("ack", "en", **rows, **context)
 
 
-def test_due_times_printed_alike_share_one_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_due_times_printed_alike_share_one_rendering(renders: list[str | None]) -> None:
     """SMTP groups are stored seconds apart, so each has its own due time; printed to the minute, the
     acknowledgement's text is the same shape, and is rendered by Jinja once, not once per group."""
     renderer = Renderer()
-    calls: list[str | None] = []
-    original = Template.render
-
-    def counting(self: Template, *args: Any, **kwargs: Any) -> str:
-        calls.append(self.name)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Template, "render", counting)
     dues = [datetime(2026, 11, 30, 9, 0, second, 1000 * second, tzinfo=UTC) for second in range(0, 60, 3)]
     for lang in ("en", "de", "fr"):
         texts = {renderer.render_rows("ack", lang, _rows(i, f"Export #{i}", None), **_context(due)).text
                  .replace(f"HC-{i}", "HC-n").replace(f"user{i}@", "user@") for i, due in enumerate(dues)}
         assert len(texts) == 1
     # once each: ack.txt.j2 and ack.html.j2, de/ack.txt.j2, fr/ack.txt.j2 (no HTML there)
-    assert len(calls) == 4
+    assert len(renders) == 4
     later = renderer.render_rows("ack", "en", _rows(1, "x", None), **_context(datetime(2026, 11, 30, 9, 1, tzinfo=UTC)))
-    assert "09:01" in later.text and len(calls) == 6
+    assert "09:01" in later.text and len(renders) == 6
 
 
 @pytest.mark.parametrize("text", [
