@@ -78,6 +78,7 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
     read: set[tuple[str, str]] = set()
     printed: set[tuple[str, str]] = set()
     uses: dict[str, list[Printing | bool | None]] = {}
+    assigned: set[str] = set()
     ok = True
 
     def visit(node: nodes.Node, parents: tuple[nodes.Node, ...]) -> None:
@@ -98,6 +99,8 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
             elif node.ctx == "load":
                 names.add(node.name)
                 uses.setdefault(node.name, []).append(_use_of(node, parents[-1] if parents else None, rows))
+            else:
+                assigned.add(node.name)  # ``set``, ``for``: the template's own value, not the context's
         if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in rows:
             if hasattr(dict, node.attr):
                 ok = False  # ``ticket.keys`` is the dict's method to Jinja, not a column
@@ -110,11 +113,23 @@ def shape_of(env: Environment, template: Template, rows: tuple[str, ...]) -> Sha
     visit(tree, ())
     if not ok:
         return None
-    formatted = {name: tuple(dict.fromkeys(u for u in found if isinstance(u, tuple)))
-                 for name, found in uses.items()
-                 if None not in found and any(isinstance(u, tuple) for u in found)}
+    formatted = _formatted(uses, assigned)
     return Shape(tuple(sorted(names - set(formatted))), tuple(sorted(read)), tuple(sorted(printed - read)),
                  tuple(sorted(formatted.items(), key=lambda item: item[0])))
+
+
+def _formatted(uses: dict[str, list[Printing | bool | None]], assigned: set[str]) -> dict[str, tuple[Printing, ...]]:
+    """The names printed only through a text filter (or tested for truth), each with its ways of printing;
+    not a name the template assigns itself, nor one printed with such a name as an argument."""
+    out: dict[str, tuple[Printing, ...]] = {}
+    for name, found in uses.items():
+        ways = tuple(dict.fromkeys(u for u in found if isinstance(u, tuple)))
+        if not ways or None in found or name in assigned:
+            continue
+        if any(is_name and arg in assigned for _, args in ways for is_name, arg in args):
+            continue
+        out[name] = ways
+    return out
 
 
 def _use_of(node: nodes.Name, parent: nodes.Node | None, rows: tuple[str, ...]) -> Printing | bool | None:
@@ -196,8 +211,8 @@ class SlotCache:
         return "".join(piece if isinstance(piece, str) else values[piece] for piece in pieces)
 
     def _printed_as(self, name: str, ways: tuple[Printing, ...], context: dict[str, Any]) -> Any:
-        """A formatted name's part of the key: its truth and its text in each way it is printed (a filter
-        that fails on the value raises, and the template is rendered by Jinja, which says what is wrong)."""
+        """A formatted name's part of the key: its truth and its text in each way it is printed (when the
+        filter fails on the value, ``_UNKEYABLE``: Jinja renders the template and says what is wrong)."""
         value = context.get(name, _MISSING)
         if value is _MISSING:
             return _MISSING

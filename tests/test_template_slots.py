@@ -134,11 +134,15 @@ def test_due_times_printed_alike_share_one_rendering(renders: list[str | None]) 
     'Subject: {{ ticket.key }}\n{% if response_due %}{{ response_due | when }}{% else %}none{% endif %}\n',
     'Subject: {{ ticket.key }}\n{{ "a" if response_due else "b" }}{% for d in [response_due] %}{{ d | when }}'
     '{% endfor %}\n',
+    # a name the template assigns itself is not the context's value
+    'Subject: {{ ticket.key }}\n{% set fmt = "%S" %}{{ response_due | when(tz, fmt) }}\n',
+    'Subject: {{ ticket.key }}\n{% for fmt in ["%f"] %}{{ response_due | when(tz, fmt) }}{% endfor %}\n',
+    'Subject: {{ ticket.key }}\n{% set response_due = reports %}{{ response_due | when }}\n',
 ])
 def test_a_site_template_reading_the_due_time_otherwise_is_still_rendered_right(tmp_path: Path,
                                                                                 text: str) -> None:
     renderer = _site(tmp_path, text)
-    for fmt in ("%H:%M", "%S\x00\r\n", "%f" * 1000):
+    for fmt in ("%H:%M", "%Y", "%S\x00\r\n", "%f" * 1000):
         for i, second in enumerate((0, 1, 59, None)):
             due = None if second is None else datetime(2026, 11, 30, 9, 0, second, 7 * i, tzinfo=UTC)
             rows = _rows(i, "%H:%M:%S", None)
