@@ -330,3 +330,26 @@ def test_a_team_that_can_save_nothing_is_a_stoppage_and_p1(default: Classifier, 
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.triage.hit is not None and verdict.triage.hit.value == "stoppage"
     assert verdict.severity == "P1" and verdict.role == "technical_consultant"
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Hamburg office", "Since 9 the whole Hamburg office cannot do any work at all, 40 people waiting."),
+    ("Bascule Lille", "Depuis la bascule, toute l'agence de Lille ne peut pas travailler."),
+    ("Cut-over Wien", "Nach der Umstellung steht der ganze Standort Wien ohne System da, das Team kann nichts tun."),
+    ("cut-over", "After the cut-over our whole region has no working system, all depots are waiting."),
+])
+def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: Classifier, subject: str,
+                                                                      body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "stoppage", verdict.explain()
+    assert verdict.severity == "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Idea", "Our team has no system for planning holidays yet, could the CRM do that one day?"),
+    ("Urlaub", "Wir haben für die Urlaubsplanung kein System, wäre das eine Idee für Phase 2?"),
+])
+def test_having_no_system_for_something_is_not_a_standstill(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.triage.hit is None or verdict.triage.hit.value != "stoppage", verdict.explain()
+    assert verdict.severity != "P1", verdict.explain()
