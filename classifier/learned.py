@@ -484,7 +484,7 @@ class Policy:
     min_margin: float = 0.1
     role_margin: float = 0.0
     guard_p4: bool = True
-    lower_p1: float = 0.3
+    lower_p1: float = 0.4
     lower_p1_sure: float = 0.0
     confirm: float = 0.6
     p1_doubt: float = 0.1

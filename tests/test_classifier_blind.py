@@ -9,7 +9,7 @@ mails written afresh into tests/data/labelled/; the lead scores the blind sets w
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (sixth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+measurement (seventh round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
 this prints the summary only, never the per-mail lines.
 """
 
@@ -28,13 +28,13 @@ from config import Config, HypercareSettings
 DATA = Path(__file__).parent / "data"
 
 # set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-11-30, seventh
-# round: TF-IDF weights trained on labelled 1-3901 and the held-out set; Policy chosen on author-out CV A-S,
-# p1_sure 0.35, lower_p1 0.3) rounded down to 5 %: blind 82.4 / 81.2 / 38 of 41, blind2 92.7 / 94.5 / 40 of
-# 41, blind3 95.9 / 89.5 / 42 of 43, blind4 91.8 / 91.3 / 41 of 46, blind5 92.4 / 89.1 / 42 of 46, blind6
-# 89.7 / 91.8 / 42 of 46, blind7 91.9 / 91.9 / 35 of 40, blind8 89.4 / 83.1 / 38 of 40
+# round: TF-IDF weights trained on labelled 1-4061 and the held-out set; Policy chosen on author-out CV A-T,
+# p1_sure 0.35, lower_p1 0.4) rounded down to 5 %: blind 85.5 / 81.2 / 37 of 41, blind2 92.7 / 95.1 / 40 of
+# 41, blind3 94.8 / 89.5 / 42 of 43, blind4 91.8 / 90.2 / 40 of 46, blind5 91.8 / 88.6 / 41 of 46, blind6
+# 89.1 / 92.9 / 42 of 46, blind7 93.1 / 92.5 / 36 of 40, blind8 91.2 / 85.0 / 39 of 40
 FLOORS = {"blind": (165, 80, 80, 90), "blind2": (164, 90, 90, 95), "blind3": (172, 90, 85, 95),
-          "blind4": (184, 90, 85, 85), "blind5": (184, 90, 85, 90), "blind6": (184, 85, 90, 90),
-          "blind7": (160, 90, 90, 85), "blind8": (160, 85, 80, 95)}
+          "blind4": (184, 90, 85, 85), "blind5": (184, 90, 85, 85), "blind6": (184, 85, 90, 90),
+          "blind7": (160, 90, 90, 90), "blind8": (160, 90, 85, 95)}
 
 
 def summary(report: EvalReport) -> str:

@@ -421,11 +421,11 @@ def test_a_rule_p1_is_lowered_only_when_the_rules_doubt_it_and_the_weights_clear
     # A P1 the rules are sure of stands however sure the weights are ("Is the CRM down? error 503" in a storm).
     down = MailFacts("CRM is down", "Nobody can log in since 8am, the whole company is waiting. Outage!", "a@x")
     assert classifier.classify(down).severity == "P1"
-    # lower_p1 0.3 since the seventh round (author-out CV A-S: precision 84.0 -> 85.3 %, 8 of 844 P1s fewer):
-    # a doubted rule P1 the weights give 0.23 is lowered, one they give 0.36 stands.
-    unsure_p3 = _model({stem("outage"): [-0.1, 0.0, 0.1, 0.0]})  # P(P1) 0.23
+    # lower_p1 0.4 since the seventh round (author-out CV A-T: precision 84.9 -> 85.5 %, 2 of 884 P1s fewer;
+    # it was 0.2): a doubted rule P1 the weights give 0.36 is lowered, one they give 0.42 stands.
+    unsure_p3 = _model({stem("outage"): [0.6, -0.5, 0.7, -0.5]})  # P(P1) 0.36, P(P3) 0.40
     assert Classifier.from_files([DEFAULT_RULES], learned=unsure_p3).classify(weak).severity == "P3"
-    leaning_p3 = _model({stem("outage"): [0.6, -0.5, 0.7, -0.5]})  # P(P1) 0.36, P(P3) 0.40
+    leaning_p3 = _model({stem("outage"): [0.9, -1.0, 1.0, -1.0]})  # P(P1) 0.42, P(P3) 0.46
     assert Classifier.from_files([DEFAULT_RULES], learned=leaning_p3).classify(weak).severity == "P1"
 
 
