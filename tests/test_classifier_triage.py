@@ -348,6 +348,7 @@ def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: C
 @pytest.mark.parametrize(("subject", "body"), [
     ("Idea", "Our team has no system for planning holidays yet, could the CRM do that one day?"),
     ("Urlaub", "Wir haben für die Urlaubsplanung kein System, wäre das eine Idee für Phase 2?"),
+    ("Idee", "Wir planen Urlaube bisher ohne System, es wäre schön, wenn das CRM das könnte."),
 ])
 def test_having_no_system_for_something_is_not_a_standstill(default: Classifier, subject: str, body: str) -> None:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
