@@ -474,11 +474,14 @@ class Policy:
     *severity_sure*).  *confirm* / *p1_doubt*: the final verdict is certain only when the learned class
     agrees with its severity and its owner at this probability or more, and (unless it is P1) the learned
     P1 probability is under *p1_doubt* (module docstring).  *p1_over_ceiling*: the learned P1 probability
-    at which a rule's ceiling no longer holds the verdict down (``_limits``).
+    at which a rule's ceiling no longer holds the verdict down (``_limits``).  *keep_standstill*: a P1 the
+    matrix gives because a team, a site or everyone cannot work at all (hit ``stoppage``, the reach named)
+    is never lowered: the weights know words, not the reach ("the whole Hamburg office cannot do any work"
+    read as a P2 at p=0.95, the words of one person's bad morning).
     """
 
     p1_unsure: float | None = 0.4
-    p1_sure: float | None = 0.35
+    p1_sure: float | None = 0.4
     severity_sure: float = 0.0
     role_sure: float = 0.0
     min_margin: float = 0.1
@@ -489,10 +492,18 @@ class Policy:
     confirm: float = 0.6
     p1_doubt: float = 0.1
     p1_over_ceiling: float = 0.8
+    keep_standstill: bool = True
 
 
 DEFAULT_POLICY = Policy()
 _LEVEL = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _standstill(verdict: Verdict) -> bool:
+    """The matrix's P1 for a team, a site or everyone that cannot work at all (``Policy.keep_standstill``)."""
+    triage = verdict.triage
+    return (triage.matrix_severity == "P1" and triage.hit is not None and triage.hit.value == "stoppage"
+            and triage.scope.value in ("team", "all"))
 
 
 def _has_evidence(opinion: Opinion, column: int, probability: float, second: float, margin: float) -> bool:
@@ -557,7 +568,9 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             decided_severity = True  # even when it agrees with the default: the mail has evidence now
     elif unsure or (opinion.severity_p >= policy.severity_sure and severity_evidence):
         wanted = opinion.severity  # a sure rule gives way only to a term of the mail, never to the intercept
-    if severity == "P1" and wanted != "P1" and opinion.p1 >= (policy.lower_p1 if unsure else policy.lower_p1_sure):
+    lower_below = 0.0 if policy.keep_standstill and _standstill(verdict) else (
+        policy.lower_p1 if unsure else policy.lower_p1_sure)
+    if severity == "P1" and wanted != "P1" and opinion.p1 >= lower_below:
         wanted = "P1"  # a rule's P1 stands (a weak "CRM Ausfall" is still an outage) unless the policy lowers it
     wanted = allowed(wanted) if wanted != severity else wanted
     if wanted != severity or decided_severity:

@@ -16,12 +16,14 @@ from classifier import Classifier, MailFacts
 from classifier.cli import cmd_check, cmd_classify, cmd_train
 from classifier.learned import (
     BUILTIN_WEIGHTS,
+    DEFAULT_POLICY,
     FORMAT,
     MAX_FILE_BYTES,
     MAX_TERMS,
     TFIDF_FORMAT,
     LearnedFileError,
     LearnedModel,
+    combine,
     load_configured,
     stem,
 )
@@ -89,18 +91,20 @@ def test_classify_prints_the_learned_terms(tmp_path: Path, capsys: pytest.Captur
     assert "learned (P1, technical_consultant): learned: 'zahnrad' +4.00; learned: 'zahnrad klemmt' +3.00" in out
 
 
-def test_a_learned_p1_of_035_raises_a_verdict_the_rules_were_sure_of(tmp_path: Path) -> None:
-    """Seventh round (author-out CV A-Q): raising a sure verdict from a learned P1 probability of 0.35
-    instead of 0.4 caught 5 more of 764 P1s at 85.4 % precision, severity and P4 > P3 unchanged."""
-    # "kettenrad" alone: P1 p = e^1.337 / (e^1.337 + 1 + e^1.5 + 1) = 0.37, the learned class stays P3.
-    weights = {**WEIGHTS, "severity": {"classes": ["P1", "P2", "P3", "P4"], "intercept": [0.0, 0.0, 1.5, 0.0],
-                                       "weights": {stem("kettenrad"): [1.337, 0.0, 0.0, 0.0]}}}
-    weights_file(tmp_path, weights)
-    typo = MailFacts("Typo on the account page", "The label says 'Acount'. Also the Kettenrad.", "a@x.example")
-    assert with_learned(tmp_path, "off").classify(typo).severity == "P3"
-    raised = with_learned(tmp_path, "weights.json").classify(typo)
-    assert raised.severity == "P1"
-    assert "raised P3 -> P1 by the learned weights (P1 p=0.37)" in raised.notes
+def test_a_site_that_cannot_work_stays_p1_however_the_weights_lean() -> None:
+    """The matrix's P1 for a stoppage with its reach named is not the weights' to lower (``keep_standstill``;
+    author-out CV A-T with ``p1_sure`` back at 0.4: P1 818 -> 820 of 884, precision 85.5 -> 85.4 %)."""
+    leaning_p2 = _model({stem("office"): [-3.0, 3.0, 0.0, 0.0], stem("morning"): [-3.0, 3.0, 0.0, 0.0]})
+    classifier = Classifier.from_files([DEFAULT_RULES], learned=leaning_p2)
+    site = MailFacts("Hilfe", "Since 9 the whole Hamburg office cannot do any work, 40 people waiting.", "a@x")
+    verdict = classifier.classify(site)
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "stoppage"
+    assert verdict.triage.scope.value == "team" and verdict.severity == "P1"
+    assert combine(Classifier.from_files([DEFAULT_RULES]).classify(site), leaning_p2.opinion([["office"]]),
+                   leaning_p2, dataclasses.replace(DEFAULT_POLICY, keep_standstill=False)).severity == "P2"
+    # One person who cannot work is the matrix's P2; a P1 on another hit is still lowered (below).
+    alone = MailFacts("Hilfe", "I cannot do any work this morning.", "a@x.example")
+    assert classifier.classify(alone).severity == "P2"
 
 
 def test_a_sure_rule_verdict_stands_and_a_learned_p1_raises_it(tmp_path: Path) -> None:
@@ -442,3 +446,14 @@ def test_no_evidence_at_all_is_no_rule_and_no_learned_term() -> None:
     assert known.severity == "P3" and not no_evidence(known)  # the weights agree with P3, from a term
     assert known.rules[0].evidence == ("learned: 'frage' +3.00",) and known.role == "business_analyst"
     assert not known.fallback and "fallback-severity" in [r.name for r in known.rules]  # no rule, but evidence
+
+
+@pytest.mark.parametrize("body", [
+    "Since 9 the whole Hamburg office cannot do any work at all, 40 people waiting.",
+    "Depuis la bascule de ce week-end, toute l'agence de Lille ne peut pas travailler.",
+    "Nach der Umstellung steht der ganze Standort Wien ohne System da, das Team kann nichts tun.",
+])
+def test_the_shipped_classifier_pages_a_site_that_cannot_work(body: str) -> None:
+    """With the built-in weights, which read "cannot do any work" as one person's P2 (p up to 0.95)."""
+    verdict = Classifier.from_config(Config()).classify(MailFacts("Hilfe", body, "a@customer.example"))
+    assert verdict.severity == "P1", verdict.explain()
