@@ -15,7 +15,8 @@ cross-validation (``bench/classifier_cv.py``), never on a blind set:
   replaces theirs when a term of the mail supports it (``severity_sure`` / ``role_sure`` are 0 since the
   TF-IDF weights: they are right more often than the rules), never on the intercept alone;
 - a learned P1 probability of at least ``p1_unsure`` / ``p1_sure`` raises the verdict to P1; a rule's P1
-  is lowered only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed);
+  is lowered only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed),
+  never the matrix's P1 for a team, a site or everyone that cannot work at all (``keep_standstill``);
 - a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3.
 
 Whether the final verdict is ``uncertain`` (the owner is asked to confirm with ``#severity``, the dashboard
