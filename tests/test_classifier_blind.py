@@ -5,8 +5,8 @@ tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/, blind8/, b
 each by another helper, were written and labelled by helpers who had read only the severity matrix
 and the owner-role definitions: not the rules, their docs, the learned weights or the tuning sets.
 Rules and weights were tuned only on mails written afresh into tests/data/labelled/; the lead scores
-the blind sets with bench/blind_score.py
-(aggregates only) after a tuning round is final (classifier/README.md, "Blind sets").
+the blind sets with bench/blind_score.py (aggregates only) after a tuning round is final
+(classifier/README.md, "Blind sets").
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
