@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from collections import Counter
 
 import pytest
 from imapclient import SEEN
@@ -227,11 +228,15 @@ def test_server_killed_mid_batch_and_restarted(imap_app, dovecot):
         poller.poll()  # still down: a clear error, recorded
     assert "refused" in state(app).last_error
     dovecot.start()
-    assert len(dovecot.uids("INBOX")) == 8  # batch 1 moved; batches 2 (and 3) stored, still in the mailbox
+    # Batch 1's MOVE waits in the I/O thread behind the FETCH of batch 3: when batch 2 was stored before
+    # that MOVE went out, the server died first and batch 1 is still in the mailbox too.  Either way no
+    # mail is lost: everything not moved is stored or waiting, and the next poll absorbs the stored ones.
+    waiting = len(dovecot.uids("INBOX"))
+    assert waiting in (8, 12)
     app.pipeline.ingest_batch = original
     report = poller.poll()
-    # The stored batches again (absorbed), then the rest.
-    assert report.outcomes == ({"duplicate": 4, "created": 4} if stored == (8, 8) else {"duplicate": 8})
+    stored_waiting = waiting - (12 - stored[0])
+    assert report.outcomes == +Counter(duplicate=stored_waiting, created=12 - stored[0])  # + drops a zero
     assert counts(app) == (12, 12)
     assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 12
 
