@@ -337,12 +337,34 @@ def test_a_team_that_can_save_nothing_is_a_stoppage_and_p1(default: Classifier, 
     ("Bascule Lille", "Depuis la bascule, toute l'agence de Lille ne peut pas travailler."),
     ("Cut-over Wien", "Nach der Umstellung steht der ganze Standort Wien ohne System da, das Team kann nichts tun."),
     ("cut-over", "After the cut-over our whole region has no working system, all depots are waiting."),
+    ("field service", "Since the update our whole field team is at a standstill: the app closes on start for all."),
+    ("Versand", "Der Versand in Kassel ist seit 7 Uhr komplett zum Erliegen gekommen, das ganze Team wartet."),
 ])
 def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: Classifier, subject: str,
                                                                       body: str) -> None:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.triage.hit is not None and verdict.triage.hit.value == "stoppage", verdict.explain()
     assert verdict.severity == "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("stolen laptop", "My laptop was stolen from the car last night; it had the offline copy of all my customers."),
+    ("Handy weg", "Mein Diensthandy wurde gestern im Zug gestohlen, da ist die CRM-App mit allen Kontakten drauf."),
+    ("vol", "On m'a volé mon téléphone professionnel ce matin, l'application CRM était ouverte dessus."),
+])
+def test_a_stolen_device_with_crm_data_is_exposure_and_p1(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "exposure", verdict.explain()
+    assert verdict.severity == "P1" and verdict.role == "technical_consultant", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("VPN", "My laptop keeps losing the connection and the CRM logs me out, I lost my draft twice."),
+    ("Verbindung", "Auf dem Laptop habe ich ständig die Verbindung zum CRM verloren, am PC geht es."),
+])
+def test_a_lost_connection_on_a_device_is_not_a_theft(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "device-lost" for h in verdict.rules), verdict.explain()
 
 
 @pytest.mark.parametrize(("subject", "body"), [
