@@ -348,6 +348,33 @@ def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: C
 
 
 @pytest.mark.parametrize(("subject", "body"), [
+    ("Vertrieb Nord", "Bei allen 35 Kollegen steht Konto deaktiviert, keiner kommt rein."),
+    ("Sud-Est", "Aucun de nos 25 commerciaux ne peut entrer dans le CRM depuis ce matin."),
+    ("reps", "None of our field reps can log in since 8 this morning."),
+])
+def test_a_whole_group_locked_out_is_access_for_everyone(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert any(h.name == "nobody-can-sign-in" for h in verdict.rules), verdict.explain()
+    assert verdict.triage.scope.value == "all", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("connexion", "Aucun souci hier, mais aujourd'hui Marie ne peut plus se connecter."),
+    ("Anmeldung", "Keiner weiss, wie man sich mit dem neuen Token anmeldet? Ich komme nicht rein."),
+])
+def test_one_person_locked_out_is_not_everyone(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "nobody-can-sign-in" for h in verdict.rules), verdict.explain()
+
+
+def test_the_locked_out_patterns_on_hostile_text(default: Classifier) -> None:
+    """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the words still read."""
+    body = "keiner " * 5000 + "\udc80 kommt " + "rein\r\n" * 3000 + "aucun de nos\x00 " * 2000
+    verdict = default.classify(MailFacts("A\x00" * 3, body, "a@customer.example"))
+    assert any(h.name == "nobody-can-sign-in" for h in verdict.rules), verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
     ("stolen laptop", "My laptop was stolen from the car last night; it had the offline copy of all my customers."),
     ("Handy weg", "Mein Diensthandy wurde gestern im Zug gestohlen, da ist die CRM-App mit allen Kontakten drauf."),
     ("vol", "On m'a volé mon téléphone professionnel ce matin, l'application CRM était ouverte dessus."),
