@@ -388,6 +388,8 @@ def test_a_stolen_device_with_crm_data_is_exposure_and_p1(default: Classifier, s
 @pytest.mark.parametrize(("subject", "body"), [
     ("VPN", "My laptop keeps losing the connection and the CRM logs me out, I lost my draft twice."),
     ("Verbindung", "Auf dem Laptop habe ich ständig die Verbindung zum CRM verloren, am PC geht es."),
+    ("accès", "J'ai perdu mon accès au CRM sur mon téléphone depuis la mise à jour."),
+    ("Daten", "Auf dem Diensthandy sind meine Notizen von heute verloren, ich tippe sie neu."),
 ])
 def test_a_lost_connection_on_a_device_is_not_a_theft(default: Classifier, subject: str, body: str) -> None:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
