@@ -3,7 +3,8 @@
 Why the shape: every command is registered by its room (``tickets.cli``, ``intake.cli``
 ...) into one parser built here; every error a user can cause is a ``core.errors.UserError``
 and ends as one line and exit 2 (a ``TryLater``: one line and exit 75); the daemon is the SMTP receiver
-plus a ``schedule.Scheduler`` whose beat is exactly ``hypercare tick``.
+plus a ``schedule.Scheduler`` whose beat is exactly ``hypercare tick`` (run in a forked process of its own,
+``notifier.beat_process``, so the intake has the daemon's interpreter lock to itself).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from dashboard.server import DashboardServer
     from intake.receive.imap_watch import ImapWatcher
     from intake.receive.smtp import SmtpReceiver
+    from notifier.beat_process import BeatProcess
 
 log = logging.getLogger("hypercare")
 
@@ -183,7 +185,7 @@ def cmd_tick(app: App, args: argparse.Namespace) -> int:
 
 
 class Daemon:
-    """The SMTP receiver in its thread, and the scheduler loop in the main thread."""
+    """The SMTP receiver in its thread, the periodic jobs in a process of their own (else in the main thread)."""
 
     # The outbox is looked at every second so an acknowledgement leaves within a second or two of the
     # mail arriving; the other jobs (sweep, digests) need no more than one beat every 15 seconds.
@@ -198,6 +200,7 @@ class Daemon:
         self.imap: ImapWatcher | None = None
         self.dashboard: DashboardServer | None = None
         self.parse_pool: Executor | None = None
+        self.beat: BeatProcess | None = None
         self.scheduler = schedule.Scheduler()
         self.beat_seconds = beat_seconds
 
@@ -205,10 +208,20 @@ class Daemon:
         import intake.poll_cli
         from dashboard.server import DashboardServer
         from intake.receive.smtp import SmtpReceiver
+        from notifier.beat_process import BeatProcess
 
         app = self.app
         app.store  # noqa: B018 - create or migrate the schema before accepting mail
         app.pipeline  # noqa: B018 - compile rules and templates now: fail at start, not on first mail
+        for name, job in periodic_jobs(app):
+            if name == intake.poll_cli.JOB_NAME:  # the mailbox has a thread of its own (below)
+                continue
+            every = self.FAST_JOBS.get(name, self.beat_seconds)
+            self.scheduler.every(every).seconds.do(self._guarded, name, job)
+        # The beat runs in a process of its own (notifier.beat_process: the intake then has this process's
+        # interpreter lock to itself); forked first, while this process has one thread, and before the parse
+        # worker, whose pipe it would otherwise hold open.
+        self.beat = BeatProcess.start(app, self._beat)
         if app.config.smtp_in.enabled:
             # Forked now, while this process has one thread; the SMTP intake parses and classifies there.
             from intake.parse_pool import start_parse_pool
@@ -221,16 +234,22 @@ class Daemon:
             self.receiver.start()
         # The mailbox gets its own thread (poll every poll_seconds or IDLE): it may block for minutes.
         self.imap = intake.poll_cli.start_watcher(app)
-        for name, job in periodic_jobs(app):
-            if name == intake.poll_cli.JOB_NAME:
-                continue
-            every = self.FAST_JOBS.get(name, self.beat_seconds)
-            self.scheduler.every(every).seconds.do(self._guarded, name, job)
+
+    def _beat(self, stop: threading.Event) -> None:
+        """The periodic jobs until *stop* is set (in the beat process, or here when there is none)."""
+        while not stop.is_set():
+            self.scheduler.run_pending()
+            stop.wait(0.2)
 
     def serve_forever(self) -> None:
-        while not self.stop_event.is_set():
-            self.scheduler.run_pending()
-            self.stop_event.wait(0.2)
+        while self.beat is not None and not self.stop_event.is_set():
+            if not self.beat.alive():  # killed or crashed: the beat goes on here (no fork with threads running)
+                log.error("beat process ended (exit code %s); running the periodic jobs in process",
+                          self.beat.process.exitcode)
+                self.beat = None
+                break
+            self.stop_event.wait(0.5)
+        self._beat(self.stop_event)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -246,6 +265,9 @@ class Daemon:
         if self.dashboard is not None:
             self.dashboard.stop()
             self.dashboard = None
+        if self.beat is not None:  # its outbox flush ends between two messages, its unsent rows put back
+            self.beat.stop()
+            self.beat = None
 
     def _guarded(self, name: str, job: Callable[[], str]) -> None:
         """One failing job (relay down, mailbox unreachable) never stops the others."""

@@ -282,6 +282,113 @@ def test_sigterm_stops_run_within_10_seconds_with_a_slow_relay(tmp_path, relay):
     assert all(i.attempts == 0 for i in items if i.status == "pending")
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_run_flushes_the_outbox_in_a_process_of_its_own(tmp_path, relay, db_url, stop):
+    """``run`` sends from a forked child (notifier.beat_process), not from its own process: the claims
+    name the child's pid.  SIGTERM to the daemon, or the daemon killed outright: the child ends the flush
+    between two messages and puts its unsent claimed rows back, on SQLite and PostgreSQL."""
+    relay.handler.faults.extend(["slow:1.0"] * 20)
+    (tmp_path / "hypercare.toml").write_text(
+        f"[database]\nurl = \"{db_url}\"\n[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
+        f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
+    env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
+    from tickets.store import Store
+
+    store = Store(db_url, tmp_path)
+    store.upgrade()
+    cfg = Config(base_dir=tmp_path)
+    with store.session() as s:
+        for i in range(20):
+            mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
+            enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now() - timedelta(seconds=5))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert "hypercare running" in proc.stdout.readline().decode()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(relay.deliveries) < 2:
+            time.sleep(0.1)
+        assert len(relay.deliveries) >= 2
+        with store.read() as s:
+            workers = set(s.scalars(select(OutboxItem.claimed_by).where(OutboxItem.status == "sending")))
+        assert len(workers) == 1
+        sender = int(workers.pop().split(":")[1])  # host:pid:random (Outbox.worker)
+        assert sender != proc.pid and _parent_of(sender) == proc.pid
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM if stop == "sigterm" else signal.SIGKILL)
+        assert proc.wait(timeout=15) == (0 if stop == "sigterm" else -signal.SIGKILL)
+        while time.monotonic() - stopped_at < 10 and not _gone(sender):
+            time.sleep(0.1)
+        assert _gone(sender) and time.monotonic() - stopped_at < 10  # no orphan sending on for a stopped desk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with store.read() as s:
+        items = list(s.scalars(select(OutboxItem)))
+    store.dispose()
+    statuses = Counter(i.status for i in items)
+    assert statuses["sending"] == 0 and statuses["sent"] + statuses["pending"] == 20
+    assert statuses["sent"] == len(relay.deliveries) < 20  # every accepted message recorded, the rest put back
+    assert all(i.attempts == 0 and i.claimed_by is None for i in items if i.status == "pending")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_run_takes_the_beat_over_when_its_process_dies(tmp_path, relay):
+    """The beat process killed: ``run`` says so and sends the outbox from its own process from then on
+    (it cannot fork again with its threads running), so acknowledgements still leave."""
+    (tmp_path / "hypercare.toml").write_text(
+        f"[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
+        f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
+    env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert "hypercare running" in proc.stdout.readline().decode()
+        children = [int(pid) for task in Path(f"/proc/{proc.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        assert len(children) == 1  # the beat (no SMTP intake here: no parse worker)
+        os.kill(children[0], signal.SIGKILL)
+        from tickets.store import Store
+
+        store = Store(f"sqlite:///{tmp_path / 'var' / 'hypercare.db'}")
+        cfg = Config(base_dir=tmp_path)
+        with store.session() as s:
+            for i in range(3):
+                mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
+                enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now())
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(relay.deliveries) < 3:
+            time.sleep(0.1)
+        assert len(relay.deliveries) == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    store.dispose()
+    assert "beat process ended" in proc.stderr.read().decode()
+
+
 class CountingRcpt(CapturingHandler):
     """Also counts RCPT TO: what of the next mail the relay saw before its DATA."""
 
