@@ -9,13 +9,11 @@ pipeline parses in process, just slower, and a broken worker costs speed, never 
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -25,6 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from config import IntakeSettings
+from core.parent_death import end_with_parent
 from intake.parse.message import ParsedMessage
 from intake.pipeline import RawMail, classify_in_worker, parse_mails
 
@@ -246,22 +245,5 @@ def fewer_collections() -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """In the worker: end when its parent ends, even by SIGKILL (an orphan once kept 66 MB for minutes).
-
-    Linux delivers SIGKILL to the worker when its parent dies (PR_SET_PDEATHSIG); elsewhere a daemon
-    thread notices the parent is gone within a second.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+    """In the worker: end when its parent ends, even by SIGKILL (an orphan once kept 66 MB for minutes)."""
+    end_with_parent(parent, signal.SIGKILL, lambda: os._exit(1))

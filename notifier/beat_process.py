@@ -22,15 +22,15 @@ thread as before; should the process die, the daemon takes the beat over (``Daem
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
+
+from core.parent_death import end_with_parent
 
 log = logging.getLogger("hypercare")
 
@@ -97,20 +97,5 @@ def _serve(app: Any, beat: Callable[[threading.Event], None], parent: int) -> No
 
 
 def _stop_with_parent(parent: int, on_signal: Callable[[int, Any], None]) -> None:
-    """SIGTERM when the parent dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``; elsewhere a thread
-    looks once a second)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the prctl took effect
-        on_signal(signal.SIGTERM, None)
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        on_signal(signal.SIGTERM, None)
-
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+    """SIGTERM when the parent dies, even by SIGKILL: the same stop as the daemon's own (``core.parent_death``)."""
+    end_with_parent(parent, signal.SIGTERM, lambda: on_signal(signal.SIGTERM, None))
