@@ -238,43 +238,84 @@ def test_a_stop_request_ends_the_flush_between_messages_and_puts_rows_back(make_
                for i in items if i.status == "pending")
 
 
-def test_sigterm_stops_run_within_10_seconds_with_a_slow_relay(tmp_path, relay):
-    """The daemon with 40 acknowledgements due and a relay taking 1 s each: SIGTERM ends it promptly."""
-    relay.handler.faults.extend(["slow:1.0"] * 40)
+def _run_config(tmp_path, relay, db_url: str | None = None) -> dict[str, str]:
+    """A desk in *tmp_path* with only the outbox on (no SMTP intake, no dashboard), sending to *relay*;
+    the environment that points ``service.py`` at it."""
+    database = f"[database]\nurl = \"{db_url}\"\n" if db_url else ""
     (tmp_path / "hypercare.toml").write_text(
-        f"[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
+        f"{database}[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
         f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
     env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
     env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
-    subprocess.run([sys.executable, str(ROOT / "service.py"), "db", "upgrade"], cwd=tmp_path, env=env, check=True,
-                   capture_output=True)
-    from tickets.store import Store
+    return env
 
-    store = Store(f"sqlite:///{tmp_path / 'var' / 'hypercare.db'}")
+
+def _queue_acks(store, tmp_path, count: int, due_ago: timedelta = timedelta(0)) -> None:
     cfg = Config(base_dir=tmp_path)
     with store.session() as s:
-        for i in range(40):
+        for i in range(count):
             mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
-            enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now() - timedelta(seconds=5))
+            enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now() - due_ago)
+
+
+def _start_run(tmp_path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert "hypercare running" in proc.stdout.readline().decode()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(relay.deliveries) < 2:
-            time.sleep(0.1)
-        assert len(relay.deliveries) >= 2
+        assert proc.stdout is not None and "hypercare running" in proc.stdout.readline().decode()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+def _wait_for_deliveries(relay, count: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(relay.deliveries) < count:
+        time.sleep(0.1)
+    assert len(relay.deliveries) >= count
+
+
+def _slow_relay_with_due_acks(tmp_path, relay, count: int, db_url: str | None = None):
+    """*count* acknowledgements due, a relay taking 1 s each, and ``run`` started: (its process, the store)."""
+    from tickets.store import Store
+
+    relay.handler.faults.extend(["slow:1.0"] * count)
+    env = _run_config(tmp_path, relay, db_url)
+    store = Store(db_url or f"sqlite:///{tmp_path / 'var' / 'hypercare.db'}", tmp_path)
+    store.upgrade()
+    _queue_acks(store, tmp_path, count, due_ago=timedelta(seconds=5))
+    proc = _start_run(tmp_path, env)
+    return proc, store
+
+
+def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _outbox_rows(store) -> list[OutboxItem]:
+    """Every outbox row, read after ``run`` ended; the test's store is closed."""
+    with store.read() as s:
+        items = list(s.scalars(select(OutboxItem)))
+    store.dispose()
+    return items
+
+
+def test_sigterm_stops_run_within_10_seconds_with_a_slow_relay(tmp_path, relay):
+    """The daemon with 40 acknowledgements due and a relay taking 1 s each: SIGTERM ends it promptly."""
+    proc, store = _slow_relay_with_due_acks(tmp_path, relay, 40)
+    try:
+        _wait_for_deliveries(relay, 2)
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - stopped_at < 10
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    with store.read() as s:
-        items = list(s.scalars(select(OutboxItem)))
-    store.dispose()
+        _kill_if_running(proc)
+    items = _outbox_rows(store)
     delivered = len(relay.deliveries)
     statuses = Counter(i.status for i in items)
     assert statuses["sending"] == 0 and statuses["sent"] + statuses["pending"] == 40
@@ -303,29 +344,9 @@ def test_run_flushes_the_outbox_in_a_process_of_its_own(tmp_path, relay, db_url,
     """``run`` sends from a forked child (notifier.beat_process), not from its own process: the claims
     name the child's pid.  SIGTERM to the daemon, or the daemon killed outright: the child ends the flush
     between two messages and puts its unsent claimed rows back, on SQLite and PostgreSQL."""
-    relay.handler.faults.extend(["slow:1.0"] * 20)
-    (tmp_path / "hypercare.toml").write_text(
-        f"[database]\nurl = \"{db_url}\"\n[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
-        f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
-    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
-    env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
-    from tickets.store import Store
-
-    store = Store(db_url, tmp_path)
-    store.upgrade()
-    cfg = Config(base_dir=tmp_path)
-    with store.session() as s:
-        for i in range(20):
-            mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
-            enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now() - timedelta(seconds=5))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc, store = _slow_relay_with_due_acks(tmp_path, relay, 20, db_url)
     try:
-        assert "hypercare running" in proc.stdout.readline().decode()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(relay.deliveries) < 2:
-            time.sleep(0.1)
-        assert len(relay.deliveries) >= 2
+        _wait_for_deliveries(relay, 2)
         with store.read() as s:
             workers = set(s.scalars(select(OutboxItem.claimed_by).where(OutboxItem.status == "sending")))
         assert len(workers) == 1
@@ -338,12 +359,8 @@ def test_run_flushes_the_outbox_in_a_process_of_its_own(tmp_path, relay, db_url,
             time.sleep(0.1)
         assert _gone(sender) and time.monotonic() - stopped_at < 10  # no orphan sending on for a stopped desk
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    with store.read() as s:
-        items = list(s.scalars(select(OutboxItem)))
-    store.dispose()
+        _kill_if_running(proc)
+    items = _outbox_rows(store)
     statuses = Counter(i.status for i in items)
     assert statuses["sending"] == 0 and statuses["sent"] + statuses["pending"] == 20
     assert statuses["sent"] == len(relay.deliveries) < 20  # every accepted message recorded, the rest put back
@@ -354,15 +371,8 @@ def test_run_flushes_the_outbox_in_a_process_of_its_own(tmp_path, relay, db_url,
 def test_run_takes_the_beat_over_when_its_process_dies(tmp_path, relay):
     """The beat process killed: ``run`` says so and sends the outbox from its own process from then on
     (it cannot fork again with its threads running), so acknowledgements still leave."""
-    (tmp_path / "hypercare.toml").write_text(
-        f"[smtp_in]\nenabled = false\n[dashboard]\nenabled = false\n"
-        f"[smtp_out]\nhost = \"127.0.0.1\"\nport = {relay.port}\ntimeout = 10\n")
-    env = {k: v for k, v in os.environ.items() if k != "HYPERCARE_CONFIG"}
-    env["HYPERCARE_CONFIG"] = str(tmp_path / "hypercare.toml")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "service.py"), "run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start_run(tmp_path, _run_config(tmp_path, relay))
     try:
-        assert "hypercare running" in proc.stdout.readline().decode()
         children = [int(pid) for task in Path(f"/proc/{proc.pid}/task").iterdir()
                     for pid in (task / "children").read_text().split()]
         assert len(children) == 1  # the beat (no SMTP intake here: no parse worker)
@@ -370,14 +380,8 @@ def test_run_takes_the_beat_over_when_its_process_dies(tmp_path, relay):
         from tickets.store import Store
 
         store = Store(f"sqlite:///{tmp_path / 'var' / 'hypercare.db'}")
-        cfg = Config(base_dir=tmp_path)
-        with store.session() as s:
-            for i in range(3):
-                mail = OutgoingMail(kind="ack", to=[f"user{i}@customer.example"], subject=f"mail {i}", text="hi")
-                enqueue(s, mail, key=f"t:{i}", support=cfg.support, now=SystemClock().now())
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and len(relay.deliveries) < 3:
-            time.sleep(0.1)
+        _queue_acks(store, tmp_path, 3)
+        _wait_for_deliveries(relay, 3, seconds=15)
         assert len(relay.deliveries) == 3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
