@@ -226,7 +226,7 @@ def _serve(conn: Connection, parents_end: Connection, parent: int, opener: Any) 
 
 def _start_worker(parent: int, opener: Any) -> None:
     """Initializer of the parse worker: die with the parent, then classify beside the parsing."""
-    _die_with_parent(parent)
+    end_with_parent(parent, signal.SIGKILL, lambda: os._exit(1))  # an orphan once kept 66 MB for minutes
     fewer_collections()
     classify_in_worker(opener)
 
@@ -242,8 +242,3 @@ def fewer_collections() -> None:
     """
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the worker: end when its parent ends, even by SIGKILL (an orphan once kept 66 MB for minutes)."""
-    end_with_parent(parent, signal.SIGKILL, lambda: os._exit(1))

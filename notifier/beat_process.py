@@ -54,20 +54,12 @@ class BeatProcess:
         process.start()
         return cls(process)
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
     def alive(self) -> bool:
         return self.process.is_alive()
 
     def stop(self, timeout: float = STOP_SECONDS) -> int | None:
         """SIGTERM, wait for the flush to put its rows back and end; SIGKILL after *timeout*. The exit code."""
-        if self.process.is_alive():
-            try:
-                os.kill(self.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
-            except ProcessLookupError:
-                pass
+        self.process.terminate()  # SIGTERM; nothing if it has ended already
         self.process.join(timeout)
         if self.process.is_alive():
             log.error("beat process did not stop within %.0f s; killed (its outbox claims expire)", timeout)
@@ -86,7 +78,7 @@ def _serve(app: Any, beat: Callable[[threading.Event], None], parent: int) -> No
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # Ctrl-C reaches the whole process group: stop the same way
-    _stop_with_parent(parent, on_signal)
+    end_with_parent(parent, signal.SIGTERM, lambda: on_signal(signal.SIGTERM, None))  # the same stop as SIGTERM
     # The parent's pooled connections must never be used here (nor closed: they are the parent's);
     # this process opens its own.
     app.store.engine.dispose(close=False)
@@ -94,8 +86,3 @@ def _serve(app: Any, beat: Callable[[threading.Event], None], parent: int) -> No
         beat(stop)
     finally:
         app.store.dispose()
-
-
-def _stop_with_parent(parent: int, on_signal: Callable[[int, Any], None]) -> None:
-    """SIGTERM when the parent dies, even by SIGKILL: the same stop as the daemon's own (``core.parent_death``)."""
-    end_with_parent(parent, signal.SIGTERM, lambda: on_signal(signal.SIGTERM, None))
