@@ -242,7 +242,8 @@ GRID = {
     "role_margin": (0.0, 0.1, 0.2),
     "guard_p4": (False, True),
     "lower_p1": (0.1, 0.2, 0.3, 0.4),
-    "lower_p1_sure": (0.0, 0.1, 0.2),
+    "lower_p1_sure": (0.0, 0.05, 0.1, 0.15, 0.2),
+    "lowered_sure_p1": ("P2", "P4"),
     "confirm": (0.5, 0.6, 0.7),
     "p1_doubt": (0.1, 0.2),
     "p1_over_ceiling": (0.6, 0.8, 0.9, 1.01),
@@ -260,6 +261,8 @@ def main() -> int:
     parser.add_argument("--per-group", action="store_true", help="print every group's row for the integrated policy")
     parser.add_argument("--uncertain", action="store_true", help="how right the certain and the uncertain "
                         "verdicts are (new groups), as integrated and by the rules' doubts alone")
+    parser.add_argument("--p1-errors", action="store_true", help="list each missed and each false P1 as "
+                        "integrated, with the rule that decided (tuning groups only: never run it on a blind set)")
     args = parser.parse_args()
     mails = load([ROOT / "tests" / "data" / "labelled", ROOT / "tests" / "data" / "holdout"])
     groups = sorted({m.group for m in mails}, key=lambda g: (len(g) == 1, g))
@@ -280,11 +283,31 @@ def main() -> int:
         if args.per_group and label.startswith("rules + learned"):
             for group, scores in per.items():
                 print(Summary.of([scores]).row(f"  group {group} ({scores.n})"))
+    if args.p1_errors:
+        p1_errors(all_folds)
     if args.uncertain:
         uncertain_table([f for f in all_folds if f.group not in RULES_TUNED_ON] or all_folds)
     if args.grid:
         grid_search(all_folds)
     return 0
+
+
+def p1_errors(all_folds: list[Fold]) -> None:
+    """Every P1 the integrated classifier missed or gave wrongly, by the hit and scope that decided.
+
+    Why: the rules alone show false P1s the weights already take back; what is worth a rule is what is
+    still wrong after the weights, on authors they were not trained on.
+    """
+    print("\nP1 errors as integrated (label -> verdict (the rules' own); the hit rule / the scope rule that decided)")
+    for fold in all_folds:
+        for mail, verdict, opinion in zip(fold.mails, fold.verdicts, fold.opinions, strict=True):
+            final = combine(verdict, opinion, fold.model)
+            if (mail.severity == "P1") == (final.severity == "P1"):
+                continue
+            triage = final.triage
+            decided = f"{triage.hit.rule if triage.hit else '-'} / {triage.scope.rule or '-'}"
+            print(f"  {fold.group:5s} {mail.severity} -> {final.severity} ({verdict.severity})  {decided:45s} "
+                  f"{mail.name}")
 
 
 def uncertain_table(some_folds: list[Fold]) -> None:

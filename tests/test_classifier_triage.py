@@ -339,6 +339,9 @@ def test_a_team_that_can_save_nothing_is_a_stoppage_and_p1(default: Classifier, 
     ("cut-over", "After the cut-over our whole region has no working system, all depots are waiting."),
     ("field service", "Since the update our whole field team is at a standstill: the app closes on start for all."),
     ("Versand", "Der Versand in Kassel ist seit 7 Uhr komplett zum Erliegen gekommen, das ganze Team wartet."),
+    # ninth round (tuning author X)
+    ("Routing", "Alle Anfragen landen in einer Queue ohne Team. So können wir nicht arbeiten, das ganze Team wartet."),
+    ("Agence Bordeaux", "Toute l'agence de Bordeaux : les conseillers ne peuvent rien faire depuis ce matin."),
 ])
 def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: Classifier, subject: str,
                                                                       body: str) -> None:
@@ -351,6 +354,7 @@ def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: C
     ("Vertrieb Nord", "Bei allen 35 Kollegen steht Konto deaktiviert, keiner kommt rein."),
     ("Sud-Est", "Aucun de nos 25 commerciaux ne peut entrer dans le CRM depuis ce matin."),
     ("reps", "None of our field reps can log in since 8 this morning."),
+    ("Dublin", "25 agents started today, all trained. None of them can log into production."),
 ])
 def test_a_whole_group_locked_out_is_access_for_everyone(default: Classifier, subject: str, body: str) -> None:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
@@ -367,9 +371,21 @@ def test_one_person_locked_out_is_not_everyone(default: Classifier, subject: str
     assert all(h.name != "nobody-can-sign-in" for h in verdict.rules), verdict.explain()
 
 
+@pytest.mark.parametrize(("subject", "body"), [
+    ("CRM down this morning (now OK)", "The CRM was down for me around 9:10. Nobody else in my corridor noticed."),
+    ("Kalender", "Der Kalender synchronisiert seit gestern nicht, sonst niemand hat das Problem."),
+    ("Export", "L'export ne marche pas chez moi, personne d'autre n'a ce souci."),
+])
+def test_nobody_else_narrows_to_the_writer(default: Classifier, subject: str, body: str) -> None:
+    """'Nobody else noticed' names one person, although 'nobody' alone reads as everyone (ninth round, Y)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.triage.scope.value == "one", verdict.explain()
+    assert any(h.name == "only-me" for h in verdict.rules), verdict.explain()
+
+
 def test_the_locked_out_patterns_on_hostile_text(default: Classifier) -> None:
     """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the words still read."""
-    body = "keiner " * 5000 + "\udc80 kommt " + "rein\r\n" * 3000 + "aucun de nos\x00 " * 2000
+    body = "keiner " * 5000 + "\udc80 kommt " + "rein\r\n" * 3000 + "aucun de nos\x00 " * 2000 + "none of them " * 5000
     verdict = default.classify(MailFacts("A\x00" * 3, body, "a@customer.example"))
     assert any(h.name == "nobody-can-sign-in" for h in verdict.rules), verdict.explain()
 
