@@ -243,7 +243,6 @@ GRID = {
     "guard_p4": (False, True),
     "lower_p1": (0.1, 0.2, 0.3, 0.4),
     "lower_p1_sure": (0.0, 0.05, 0.1, 0.15, 0.2),
-    "lowered_sure_p1": ("P2", "P4"),
     "confirm": (0.5, 0.6, 0.7),
     "p1_doubt": (0.1, 0.2),
     "p1_over_ceiling": (0.6, 0.8, 0.9, 1.01),

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from classifier.conditions import MatchContext, Outcome, sender_keys
 from classifier.facts import MailFacts
+from classifier.forwarded import bare_subject, dequoted
 from classifier.learned import LearnedModel, combine, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
 from classifier.regexes import RegexScanner
@@ -166,10 +167,14 @@ class Classifier:
 
     @staticmethod
     def fields(facts: MailFacts) -> list[tuple[str, str, list[str]]]:
-        """(field, text, words) of what the classifier reads: the subject unless a reply's, the unquoted body."""
-        subject = "" if _REPLY_SUBJECT.match(facts.subject) else facts.subject
-        return [(field, text, tokenize(text)) for field, text in (("subject", subject), ("body", unquoted(facts.body)))
-                if text]
+        """(field, text, words) of what the classifier reads: the subject unless a reply's, the unquoted body;
+        of a forward, its own subject and the whole body (``classifier.forwarded``)."""
+        if facts.forwarded:
+            subject, body = bare_subject(facts.subject), dequoted(facts.body)
+        else:
+            subject = "" if _REPLY_SUBJECT.match(facts.subject) else facts.subject
+            body = unquoted(facts.body)
+        return [(field, text, tokenize(text)) for field, text in (("subject", subject), ("body", body)) if text]
 
     def context(self, facts: MailFacts, fields: list[tuple[str, str, list[str]]] | None = None) -> MatchContext:
         """Run the compiled matchers over the mail once; conditions read only this."""

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from classifier.forwarded import is_forwarded
+
 if TYPE_CHECKING:
     from intake.parse.message import ParsedMessage
 
@@ -24,12 +26,13 @@ BODY_CHARS = 100_000  # what a rule reads of the body: an 850 KB body cost the r
 @dataclass(frozen=True)
 class MailFacts:
     subject: str
-    body: str  # quote-stripped body (ParsedMessage.body)
+    body: str  # quote-stripped body (ParsedMessage.body); of a forward, the whole body
     sender: str  # lower-case address
     recipients: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     attachment_types: tuple[str, ...] = ()
     received_at: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    forwarded: bool = False  # body is then the whole body, forwarded part included (classifier.forwarded)
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:
@@ -47,9 +50,12 @@ class MailFacts:
         *header_names*: only these headers (lower-case; ``Classifier.header_names``, the ones some
         rule reads); None: every header (the dry-run tools show them all).
         """
+        subject, full = parsed.subject or "", parsed.body_full or ""
+        forwarded = is_forwarded(subject, full[:BODY_CHARS])
         return cls(
-            subject=parsed.subject or "",
-            body=(parsed.body or "")[:BODY_CHARS],
+            subject=subject,
+            body=((full if forwarded else parsed.body) or "")[:BODY_CHARS],
+            forwarded=forwarded,
             sender=(parsed.from_addr or "").lower(),
             recipients=tuple(parsed.all_recipients),
             headers=_headers(parsed, header_names),

@@ -471,11 +471,8 @@ class Policy:
     when the rules saw a wish or a thanks and no impact (no hit at P1/P2), the weights never lift the
     verdict above P3.  *lower_p1*: a P1 the rules were unsure about is lowered to the learned class when
     the learned P1 probability is below this (0: a rule's P1 is never lowered); *lower_p1_sure*: the same
-    for a P1 the rules were sure about (the learned class must also reach *severity_sure*), but never
-    below *lowered_sure_p1*: the weights may doubt a page, not that something major is hit (ninth round:
-    0.1 took back 28 of 200 false pages on the author-out CV for one missed P1; lowered to P4, the
-    eighth round's "Datenverlust ... alle Notizen ... gelöscht" was read as a wish).  *confirm* /
-    *p1_doubt*: the final verdict is certain only when the learned class
+    for a P1 the rules were sure about (0, as shipped: never; the learned class must also reach
+    *severity_sure*).  *confirm* / *p1_doubt*: the final verdict is certain only when the learned class
     agrees with its severity and its owner at this probability or more, and (unless it is P1) the learned
     P1 probability is under *p1_doubt* (module docstring).  *p1_over_ceiling*: the learned P1 probability
     at which a rule's ceiling no longer holds the verdict down (``_limits``).  *keep_standstill*: a P1 the
@@ -492,12 +489,11 @@ class Policy:
     role_margin: float = 0.0
     guard_p4: bool = True
     lower_p1: float = 0.4
-    lower_p1_sure: float = 0.1
+    lower_p1_sure: float = 0.0
     confirm: float = 0.6
     p1_doubt: float = 0.1
     p1_over_ceiling: float = 0.8
     keep_standstill: bool = True
-    lowered_sure_p1: str = "P2"
 
 
 DEFAULT_POLICY = Policy()
@@ -543,25 +539,6 @@ def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float)
     return cap, floor
 
 
-def _learned_severity(verdict: Verdict, opinion: Opinion, policy: Policy, no_severity_rule: bool,
-                      severity_evidence: bool) -> str:
-    """The severity the weights want for this verdict, before the rules' ceiling and floor (``_limits``)."""
-    severity, unsure = verdict.severity, verdict.triage.uncertain
-    wanted = severity
-    if no_severity_rule:
-        if severity_evidence:
-            wanted = opinion.severity
-    elif unsure or (opinion.severity_p >= policy.severity_sure and severity_evidence):
-        wanted = opinion.severity  # a sure rule gives way only to a term of the mail, never to the intercept
-    lower_below = 0.0 if policy.keep_standstill and _standstill(verdict) else (
-        policy.lower_p1 if unsure else policy.lower_p1_sure)
-    if severity == "P1" and wanted != "P1" and opinion.p1 >= lower_below:
-        return "P1"  # a rule's P1 stands (a weak "CRM Ausfall" is still an outage) unless the policy lowers it
-    if severity == "P1" and not unsure and _LEVEL[wanted] > _LEVEL[policy.lowered_sure_p1]:
-        return policy.lowered_sure_p1  # the weights may doubt the page, not that something major is hit
-    return wanted
-
-
 def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             policy: Policy = DEFAULT_POLICY) -> Verdict:
     """The rules' verdict with the learned opinion folded in, as measured (``Policy``, module docstring)."""
@@ -585,9 +562,17 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             return floor
         return level if _LEVEL[level] >= _LEVEL[cap] else cap
 
-    wanted = _learned_severity(verdict, opinion, policy, no_severity_rule, severity_evidence)
-    if no_severity_rule and severity_evidence:
-        decided_severity = True  # even when it agrees with the default: the mail has evidence now
+    wanted = severity
+    if no_severity_rule:
+        if severity_evidence:
+            wanted = opinion.severity
+            decided_severity = True  # even when it agrees with the default: the mail has evidence now
+    elif unsure or (opinion.severity_p >= policy.severity_sure and severity_evidence):
+        wanted = opinion.severity  # a sure rule gives way only to a term of the mail, never to the intercept
+    lower_below = 0.0 if policy.keep_standstill and _standstill(verdict) else (
+        policy.lower_p1 if unsure else policy.lower_p1_sure)
+    if severity == "P1" and wanted != "P1" and opinion.p1 >= lower_below:
+        wanted = "P1"  # a rule's P1 stands (a weak "CRM Ausfall" is still an outage) unless the policy lowers it
     wanted = allowed(wanted) if wanted != severity else wanted
     if wanted != severity or decided_severity:
         why = "the rules were unsure" if unsure else f"p >= {policy.severity_sure:.2f}"

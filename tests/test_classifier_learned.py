@@ -422,17 +422,9 @@ def test_a_rule_p1_is_lowered_only_when_the_rules_doubt_it_and_the_weights_clear
     assert lowered.severity == "P3" and lowered.rules[0].name == "learned" and lowered.uncertain
     assert any(r.severity == "P1" for r in lowered.rules[1:])  # the rule's P1 is still listed, with its words
     assert any("P1 -> P3 by the learned weights" in n for n in lowered.notes)
-    # A P1 the rules are sure of stands unless the weights give P1 under lower_p1_sure (0.1), and then it
-    # goes no lower than P2, marked uncertain (ninth round, author-out CV A-Y: 28 of 200 false pages fewer
-    # for one P1 missed).  With the built-in weights a plain outage stays P1.
+    # A P1 the rules are sure of stands however sure the weights are ("Is the CRM down? error 503" in a storm).
     down = MailFacts("CRM is down", "Nobody can log in since 8am, the whole company is waiting. Outage!", "a@x")
-    doubted = classifier.classify(down)  # P(P1) ~0.0003 by the made-up weights
-    assert doubted.severity == "P2" and doubted.uncertain
-    assert any("the rules said P1" in d for d in doubted.triage.doubts)
-    assert Classifier.from_files([DEFAULT_RULES], learned=_model({stem("outage"): [-0.5, 0.0, 1.0, 0.0]})) \
-        .classify(down).severity == "P1"  # P(P1) ~0.11: the rules' P1 stands
-    assert Classifier.from_files([DEFAULT_RULES], learned=LearnedModel.load(BUILTIN_WEIGHTS)).classify(down) \
-        .severity == "P1"
+    assert classifier.classify(down).severity == "P1"
     # lower_p1 0.4 since the seventh round (author-out CV A-T: precision 84.9 -> 85.5 %, 2 of 884 P1s fewer;
     # it was 0.2): a doubted rule P1 the weights give 0.36 is lowered, one they give 0.42 stands.
     unsure_p3 = _model({stem("outage"): [0.6, -0.5, 0.7, -0.5]})  # P(P1) 0.36, P(P3) 0.40
