@@ -421,3 +421,24 @@ def test_having_no_system_for_something_is_not_a_standstill(default: Classifier,
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.triage.hit is None or verdict.triage.hit.value != "stoppage", verdict.explain()
     assert verdict.severity != "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Calendar sync down for everyone in Munich", "Calendar sync is down for everyone in Munich since yesterday."),
+    ("Outlook", "The Outlook integration is down, appointments no longer sync. Nothing lost."),
+])
+def test_one_integration_down_is_not_the_system_down(default: Classifier, subject: str, body: str) -> None:
+    """'Sync is down' is an interface failing (P2 at most), not an outage of the CRM (ninth round, Y)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "outage" for h in verdict.rules), verdict.explain()
+    assert verdict.severity != "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Alle meine Daten weg?? - Entwarnung", "Ich dachte, alle Daten sind gelöscht. Entwarnung: falscher Filter."),
+    ("all accounts gone", "All my accounts were gone this morning! False alarm, it was the list view filter."),
+])
+def test_the_writers_own_false_alarm_is_at_most_p3(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert verdict.ceiling == "P3", verdict.explain()
+    assert verdict.severity in ("P3", "P4"), verdict.explain()
