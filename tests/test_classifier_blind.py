@@ -1,7 +1,7 @@
 """The built-in classifier on the blind sets of issue 15: the figures that estimate accuracy on unseen mail.
 
 tests/data/blind/ (165 mails), tests/data/blind2/ (164 mails), tests/data/blind3/ (172 mails),
-tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind10/ (160 each),
+tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind11/ (160 each),
 each by another helper, were written and labelled by helpers who had read only the severity matrix
 and the owner-role definitions: not the rules, their docs, the learned weights or the tuning sets.
 Rules and weights were tuned only on mails written afresh into tests/data/labelled/; the lead scores
@@ -10,7 +10,7 @@ the blind sets with bench/blind_score.py (aggregates only) after a tuning round 
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (eighth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+measurement (ninth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
 this prints the summary only, never the per-mail lines.
 """
 
@@ -28,16 +28,17 @@ from config import Config, HypercareSettings
 
 DATA = Path(__file__).parent / "data"
 
-# set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-11-30, eighth
-# round: TF-IDF weights trained on labelled 1-4541 and the held-out set; Policy unchanged since the seventh
-# round, chosen on author-out CV) rounded down to 5 %: blind 86.7 / 82.4 / 38 of 41, blind2 93.3 / 92.7 / 40
-# of 41, blind3 94.8 / 91.3 / 42 of 43, blind4 90.2 / 91.8 / 39 of 46, blind5 91.3 / 90.8 / 42 of 46, blind6
-# 89.7 / 92.9 / 42 of 46, blind7 94.4 / 95.0 / 37 of 40, blind8 91.9 / 86.2 / 39 of 40, blind9 93.1 / 93.8 /
-# 37 of 40, blind10 (scored once, on the final main of the eighth round) 91.2 / 91.2 / 36 of 40
+# set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-11-30, ninth
+# round: TF-IDF weights trained on labelled 1-4861 and the held-out set, a forward read whole; Policy unchanged
+# since the seventh round, chosen on author-out CV) rounded down to 5 %: blind 86.7 / 82.4 / 37 of 41, blind2
+# 93.3 / 93.9 / 40 of 41, blind3 94.2 / 91.3 / 42 of 43, blind4 90.2 / 91.3 / 39 of 46, blind5 91.3 / 90.8 / 42
+# of 46, blind6 89.7 / 92.4 / 42 of 46, blind7 94.4 / 93.8 / 37 of 40, blind8 91.2 / 89.4 / 39 of 40, blind9
+# 94.4 / 94.4 / 38 of 40, blind10 91.2 / 93.1 / 37 of 40, blind11 (scored once, on the final main of the ninth
+# round) 88.1 / 93.8 / 36 of 40
 FLOORS = {"blind": (165, 85, 80, 90), "blind2": (164, 90, 90, 95), "blind3": (172, 90, 90, 95),
           "blind4": (184, 90, 90, 80), "blind5": (184, 90, 90, 90), "blind6": (184, 85, 90, 90),
-          "blind7": (160, 90, 95, 90), "blind8": (160, 90, 85, 95),
-          "blind9": (160, 90, 90, 90), "blind10": (160, 90, 90, 90)}
+          "blind7": (160, 90, 90, 90), "blind8": (160, 90, 85, 95),
+          "blind9": (160, 90, 90, 90), "blind10": (160, 90, 90, 90), "blind11": (160, 85, 90, 90)}
 
 
 def summary(report: EvalReport) -> str:
