@@ -185,15 +185,16 @@ class Fold:
 def folds(mails: list[Mail], groups: list[str], c: float, terms: int, p1: float,
           cache: Path | None = None) -> list[Fold]:
     """Train without each group and score it; *cache*: a folder keeping the trained weights between runs
-    (keyed by the training mails' names and labels, C and terms: a changed label retrains)."""
+    (keyed by the training mails' names, labels and words, C and terms: a changed label, or a change in what
+    the classifier reads of a mail (ninth round: forwards read whole), retrains)."""
     rules = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin")
     out = []
     for group in groups:
         test = [m for m in mails if m.group == group]
         rest = [m for m in mails if m.group != group]
         start = time.perf_counter()
-        key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role) for m in rest), c, terms, MAX_SHARE))
-                             .encode()).hexdigest()
+        key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role, m.tokens) for m in rest), c, terms,
+                                   MAX_SHARE)).encode()).hexdigest()
         path = cache / f"cv-{group}-{key[:16]}.json" if cache else None
         if path is not None and path.exists():
             model = LearnedModel.load(path)
