@@ -442,3 +442,17 @@ def test_the_writers_own_false_alarm_is_at_most_p3(default: Classifier, subject:
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.ceiling == "P3", verdict.explain()
     assert verdict.severity in ("P3", "P4"), verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Réclamations", "Tout se passe bien avec le nouvel outil, merci. Juste une remarque : les réclamations "
+                     "de nos clients partent chez le prestataire externe."),
+    ("Cases auto-closed", "Every case is set to resolved after 24 hours and the customers get the survey. "
+                          "Please stop this rule asap. Thanks"),
+    ("Danke", "Danke, das Dashboard läuft wieder, bis auf die Angebote: die sind seit heute weg."),
+])
+def test_thanks_around_a_new_problem_is_not_capped_at_p4(default: Classifier, subject: str, body: str) -> None:
+    """'Thanks' beside 'resolved' caps at P4 only when nothing new follows (ninth round, two P1s read as P4)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "thanks-resolved" for h in verdict.rules), verdict.explain()
+    assert verdict.ceiling != "P4", verdict.explain()
