@@ -71,6 +71,9 @@ def test_hostile_forwards_give_one_verdict_quickly(rules: Classifier) -> None:
     body = ("> " * 20000 + "\n") + ">\r\n" * 20000 + "---------- Forwarded message ---------\n" * 3000 + "\udc80"
     verdict = rules.classify(MailFacts(subject, body, "a@x.example", forwarded=True))
     assert verdict.severity in ("P1", "P2", "P3", "P4")
+    # One line of dashes, and many short ones: the first took the marker pattern ~20 s per 16,000 dashes
+    # (quadratic backtracking) before its leading run stopped at the line's end.
+    assert not is_forwarded("x", "-" * 100_000) and not is_forwarded("x", "-\n" * 50_000)
     raw = _mail("Fw: " * 2000 + "x", "\xff\xfe" + "> a\r\n" * 20000).replace(b"\xc3\xbf", b"\xff")
     facts = facts_from_bytes(raw, NOW)
     assert facts.forwarded
