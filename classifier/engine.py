@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from classifier.conditions import MatchContext, Outcome, sender_keys
 from classifier.facts import MailFacts
-from classifier.forwarded import bare_subject, dequoted
+from classifier.forwarded import REPLY_SUBJECT, bare_subject, dequoted
 from classifier.learned import LearnedModel, combine, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
 from classifier.regexes import RegexScanner
@@ -42,8 +42,6 @@ _REPLY_HEADER = re.compile(
     r"|(?:from|von|de) ?:[^\n]*\n[ \t]*(?:sent|date|gesendet|envoy\u00e9) ?:)",
     re.IGNORECASE | re.MULTILINE,
 )
-# "Re:"/"AW:"/"SV:" subjects repeat an earlier mail's subject: quoted history, not this mail's words.
-_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|antw|sv|vs|ref|r\u00e9f)\s*(?:\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
 
 
 class _Fired(NamedTuple):
@@ -172,7 +170,7 @@ class Classifier:
         if facts.forwarded:
             subject, body = bare_subject(facts.subject), dequoted(facts.body)
         else:
-            subject = "" if _REPLY_SUBJECT.match(facts.subject) else facts.subject
+            subject = "" if REPLY_SUBJECT.match(facts.subject) else facts.subject
             body = unquoted(facts.body)
         return [(field, text, tokenize(text)) for field, text in (("subject", subject), ("body", body)) if text]
 

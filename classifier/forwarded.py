@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import re
 
-# "Fw:", "Fwd:", "WG:" (weitergeleitet), "TR:" (transféré), also after "Re:"/"AW:": "Re: Fw: quotes ...".
-_FORWARD_SUBJECT = re.compile(
-    r"^\s*(?:(?:re|aw|antw|sv|vs|ref|r\u00e9f)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)*(?:fwd?|wg|tr|weitergeleitet)\s*:",
-    re.IGNORECASE,
-)
+# The subject prefixes, written once: a reply's ("Re:", "AW:", "SV:", also "Re[2]:", "AW(3):") and a
+# forward's ("Fw:", "Fwd:", "WG:" weitergeleitet, "TR:" transféré).
+_REPLY = r"(?:re|aw|antw|sv|vs|ref|r\u00e9f)"
+_FORWARD = r"(?:fwd?|wg|tr|weitergeleitet)"
+_COLON = r"\s*(?:\[\d+\]|\(\d+\))?\s*:"
+# A reply's subject repeats an earlier mail's subject: quoted history, not this mail's words (engine.fields).
+REPLY_SUBJECT = re.compile(rf"^\s*{_REPLY}{_COLON}", re.IGNORECASE)
+# A forward, also after "Re:"/"AW:": "Re: Fw: quotes ...".
+_FORWARD_SUBJECT = re.compile(rf"^\s*(?:{_REPLY}{_COLON}\s*)*{_FORWARD}\s*:", re.IGNORECASE)
 # Any chain of reply and forward prefixes, taken off to read the subject itself.
-_PREFIXES = re.compile(
-    r"^\s*(?:(?:re|aw|antw|sv|vs|ref|r\u00e9f|fwd?|wg|tr|weitergeleitet)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
-    re.IGNORECASE,
-)
+_PREFIXES = re.compile(rf"^\s*(?:(?:{_REPLY}|{_FORWARD}){_COLON}\s*)+", re.IGNORECASE)
 # The mail programs' own words above a forwarded mail (not "Original Message": Outlook's reply says it too).
 # The leading run is one class without a newline: a line of 100,000 dashes (or 50,000 short lines) costs a
 # scan of that line, not a backtrack over the rest of the body.
