@@ -57,7 +57,7 @@ from classifier.rules import DEFAULT_RULES  # noqa: E402
 from classifier.verdict import FALLBACK_SEVERITY, Verdict  # noqa: E402
 
 WHEN = datetime(2026, 11, 30, 8, tzinfo=UTC)
-_AUTHOR = re.compile(r"^\d+-t([A-Z])-")
+_AUTHOR = re.compile(r"^\d+-t([A-Z]\d?)-")
 RULES_TUNED_ON = ("old", "b1-4")  # groups the built-in rules were written from
 
 
