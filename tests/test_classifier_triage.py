@@ -456,3 +456,60 @@ def test_thanks_around_a_new_problem_is_not_capped_at_p4(default: Classifier, su
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert all(h.name != "thanks-resolved" for h in verdict.rules), verdict.explain()
     assert verdict.ceiling != "P4", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("CRM down?!", "Bei mir geht das CRM nicht, Zertifikat ungültig. Die Kollegen neben mir können normal arbeiten."),
+    ("Le CRM est en panne ?", "Chez moi la page reste blanche. Mes collègues eux y arrivent, vieux portable ?"),
+    ("CRM DOWN?????", "Is the CRM down?? Can't open anything. PS ignore me, Sue next to me gets in fine."),
+])
+def test_the_colleague_next_to_the_writer_working_is_no_outage_page(default: Classifier, subject: str,
+                                                                    body: str) -> None:
+    """'The colleagues next to me work normally' makes a 'CRM down?!' one person's problem (tenth round, B2)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert any(h.name == "others-unaffected" for h in verdict.rules), verdict.explain()
+    assert verdict.triage.scope.value == "one" and verdict.ceiling == "P2", verdict.explain()
+    assert verdict.severity != "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Spain", "Nobody in the Madrid office can log in since 8. Colleagues next to me in the UK can log in fine."),
+    ("Handy", "Meine Kontakte sind alle gelöscht! Die Kollegen neben mir können normal arbeiten."),
+])
+def test_a_site_down_or_data_lost_beside_a_working_colleague_still_pages(default: Classifier, subject: str,
+                                                                         body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "others-unaffected" for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("URGENT!!! CRM DOWN", "CRM is DOWN for our team!!! Emails are not logged from Outlook. "
+                           "The CRM itself opens fine, it's the Outlook bit."),
+    ("DRINGEND!!! CRM ausgefallen", "Wir können keine Angebote drucken, Fehler 500. Rest geht."),
+])
+def test_an_outage_the_writer_takes_back_is_no_outage(default: Classifier, subject: str, body: str) -> None:
+    """'CRM DOWN ... the CRM itself opens fine' is one function broken, not the system (tenth round, B2)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "outage" for h in verdict.rules), verdict.explain()
+    assert verdict.severity != "P1", verdict.explain()
+
+
+def test_a_leaver_whose_login_is_already_disabled_is_a_clean_up(default: Classifier) -> None:
+    """Reassigning a leaver's records once IT disabled the login is no exposure (tenth round, B2)."""
+    request = default.classify(MailFacts("Leaver - Jack Dunn", "Jack left us on Friday. IT have already disabled "
+                                         "his login so no worries there. He still owns 45 accounts, please "
+                                         "reassign them.", "a@customer.example"))
+    assert all(h.name != "leaver-still-active" for h in request.rules), request.explain()
+    still_in = default.classify(MailFacts("Leaver", "Jack left the company on Friday and still changed three "
+                                          "opportunities yesterday.", "a@customer.example"))
+    assert any(h.name == "leaver-still-active" for h in still_in.rules), still_in.explain()
+
+
+def test_the_tenth_round_patterns_on_hostile_text(default: Classifier) -> None:
+    """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the words still read."""
+    body = ("CRM down " * 3000 + "\udc80 the CRM itself opens fine\r\n" * 2000 + "next to me\x00 gets in fine " * 3000
+            + "no worries there " * 3000)
+    verdict = default.classify(MailFacts("CRM DOWN\x00" * 3, body, "a@customer.example"))
+    assert all(h.name != "outage" for h in verdict.rules), verdict.explain()
+    assert verdict.severity != "P1", verdict.explain()
