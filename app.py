@@ -59,8 +59,10 @@ MAIL_TEMPLATES = ("ack", "ack_known", "de/ack", "de/ack_known", "fr/ack", "fr/ac
 
 class App:
     def __init__(self, config: Config, clock: Clock, out: TextIO | None = None, err: TextIO | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, one_shot: bool = False) -> None:
+        """*one_shot*: a command that ends after its work (not ``run``): it need not watch files for edits."""
         self.config = config
+        self.one_shot = one_shot
         self.clock = clock
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -115,7 +117,7 @@ class App:
     def renderer(self) -> Renderer:
         override = self.config.notifier.templates_dir
         renderer = Renderer(self.config.path(override) if override else None,
-                            cache_dir=self.config.path("var/cache/templates"))
+                            cache_dir=self.config.path("var/cache/templates"), watch_files=not self.one_shot)
         renderer.check(MAIL_TEMPLATES)
         return renderer
 

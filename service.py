@@ -154,7 +154,11 @@ def make_app(args: argparse.Namespace, daemon: bool = False) -> App:
         # The daemon's time moves on from --now; one-shot commands see exactly --now.
         clock = OffsetClock(start) if daemon else FrozenClock(start)
     # Mail text is printed by most commands: control characters are shown, never obeyed by the terminal.
-    return App(config, clock, out=PrintableStream(sys.stdout), err=PrintableStream(sys.stderr))  # type: ignore[arg-type]
+    # A drain that ends (``poll --once``, ``ingest``) need not watch template files for edits; ``run`` and a
+    # looping ``poll`` do.
+    one_shot = args.command == "ingest" or (args.command == "poll" and bool(getattr(args, "once", False)))
+    return App(config, clock, out=PrintableStream(sys.stdout), err=PrintableStream(sys.stderr),  # type: ignore[arg-type]
+               one_shot=one_shot)
 
 
 # --- periodic jobs ------------------------------------------------------------------------------

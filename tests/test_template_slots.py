@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from jinja2 import Template
 
 from config import SupportSettings
 from notifier.render import Renderer
+from service import build_parser, make_app
 
 HOSTILE = ["Report export broken", "", "<script>alert('x')</script> & \"quotes\"", "caf\u00e9 \u65e5\u672c",
            "\ue000" + "0" + "\ue001 slot look-alike", "line\r\nBcc: evil@example.com", "nul \x00 byte",
@@ -166,3 +168,29 @@ def test_a_due_time_the_filter_cannot_print_fails_as_jinja_fails(due: Any) -> No
     slotted = _outcome(renderer.render_rows, "ack", "en", rows, **_context(due))
     assert isinstance(slotted, tuple) and issubclass(slotted[0], Exception)
     assert slotted == _outcome(renderer.render, "ack", "en", **rows, **_context(due))
+
+
+def test_a_daemon_sees_an_edited_template_and_a_one_shot_drain_does_not_look(tmp_path: Path) -> None:
+    """``run`` picks up an edited template; ``poll --once`` and ``ingest`` skip the two stats per mail."""
+    template = tmp_path / "ack.txt.j2"
+    template.write_text("first {{ 1 }}")
+    watching, once = Renderer(tmp_path), Renderer(tmp_path, watch_files=False)
+    assert watching.env.get_template("ack.txt.j2").render() == once.env.get_template("ack.txt.j2").render() == "first 1"
+    template.write_text("second")
+    later = template.stat().st_mtime + 10
+    os.utime(template, (later, later))
+    assert watching.env.get_template("ack.txt.j2").render() == "second"
+    assert once.env.get_template("ack.txt.j2").render() == "first 1"
+
+
+@pytest.mark.parametrize(("argv", "one_shot"), [
+    (["poll", "--once"], True), (["ingest", "-"], True), (["poll"], False), (["run"], False), (["tick"], False),
+])
+def test_only_a_drain_that_ends_is_one_shot(argv: list[str], one_shot: bool, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYPERCARE_CONFIG", raising=False)
+    args = build_parser(argv).parse_args(argv)
+    app = make_app(args, daemon=argv == ["run"])
+    assert app.one_shot is one_shot
+    assert app.renderer.env.auto_reload is not one_shot
