@@ -513,3 +513,44 @@ def test_the_tenth_round_patterns_on_hostile_text(default: Classifier) -> None:
     verdict = default.classify(MailFacts("CRM DOWN\x00" * 3, body, "a@customer.example"))
     assert all(h.name != "outage" for h in verdict.rules), verdict.explain()
     assert verdict.severity != "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Saturday maintenance - will the CRM be down?", "I saw the announcement that the CRM is down for planned "
+                                                     "maintenance on Saturday 6-10. What should the weekend team do?"),
+    ("Wartung", "Laut Ankündigung ist am Samstag ein Wartungsfenster, das CRM ist dann down. Wer informiert uns?"),
+])
+def test_an_announced_maintenance_is_a_planning_question(default: Classifier, subject: str, body: str) -> None:
+    """Downtime announced for later is no outage now (tenth round, B2)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert any(h.name == "planned-downtime" for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P3", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("CRM still down", "The planned maintenance was announced until 10:00. It is 11:30 and the CRM is still down."),
+    ("Wartung", "Seit der geplanten Wartung am Samstag: niemand kann sich anmelden, das Wartungsfenster ist vorbei."),
+])
+def test_a_maintenance_that_overran_still_pages(default: Classifier, subject: str, body: str) -> None:
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert all(h.name != "planned-downtime" for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P1", verdict.explain()
+
+
+def test_a_gdpr_erasure_request_is_no_exposure(default: Classifier) -> None:
+    """A data subject's request names GDPR and 'access' but exposes nothing (tenth round, B2)."""
+    request = default.classify(MailFacts("GDPR request - delete contact", "We received a right-to-erasure request "
+                                         "(GDPR) from a former contact. I can see him but have no delete button and "
+                                         "no access to the recycle bin.", "a@customer.example"))
+    assert all(h.name != "privacy-visibility" for h in request.rules), request.explain()
+    assert request.severity != "P1", request.explain()
+    exposed = default.classify(MailFacts("GDPR", "Every partner can see the private mobile numbers of all our "
+                                         "customers in the portal. That is a GDPR problem.", "a@customer.example"))
+    assert exposed.severity == "P1", exposed.explain()
+
+
+def test_maintenance_and_erasure_words_on_hostile_text(default: Classifier) -> None:
+    """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the ceiling still read."""
+    body = "planned maintenance\x00 will " * 3000 + "\udc80\r\n" * 2000 + "right to erasure gdpr can see " * 3000
+    verdict = default.classify(MailFacts("Wartungsfenster\r\n" * 50, body, "a@customer.example"))
+    assert verdict.severity != "P1", verdict.explain()
