@@ -439,9 +439,17 @@ def _idf(data: Any, source: str) -> dict[str, float]:
     return checked
 
 
+_PLAIN_NUMBERS = frozenset({float, int})
+
+
 def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != width:
         raise fail(f"{what}: expected a list of {width} numbers")
+    # The common case in C: only ints and floats (not bools) and none beyond MAX_WEIGHT (which also rules
+    # out infinity; NaN cannot come from the JSON, ``_no_constant`` refuses it).  20,000 rows are read at
+    # every start of the desk (~40 ms saved); anything else is looked at number by number below.
+    if {*map(type, value)} <= _PLAIN_NUMBERS and max(map(abs, value)) <= MAX_WEIGHT:  # width >= 2: never empty
+        return tuple(map(float, value))
     for x in value:
         if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > MAX_WEIGHT:
             raise fail(f"{what}: {x!r} is not a finite weight of at most {MAX_WEIGHT:g}")
