@@ -342,6 +342,11 @@ def test_a_team_that_can_save_nothing_is_a_stoppage_and_p1(default: Classifier, 
     # ninth round (tuning author X)
     ("Routing", "Alle Anfragen landen in einer Queue ohne Team. So können wir nicht arbeiten, das ganze Team wartet."),
     ("Agence Bordeaux", "Toute l'agence de Bordeaux : les conseillers ne peuvent rien faire depuis ce matin."),
+    # tenth round (tuning author D2): told by what it does to the day
+    ("no jobs on the tablets??", "None of my lads have anything on their tablets. 23 engineers in the North West "
+                                 "team sat in their vans at 7:40."),
+    ("Magasins Lille et Roubaix", "Depuis ce matin personne ne peut enregistrer une commande dans nos deux magasins, "
+                                  "aucune vente possible depuis 9h."),
 ])
 def test_a_site_at_a_standstill_in_its_own_words_is_a_stoppage_and_p1(default: Classifier, subject: str,
                                                                       body: str) -> None:
@@ -506,10 +511,17 @@ def test_a_leaver_whose_login_is_already_disabled_is_a_clean_up(default: Classif
     assert any(h.name == "leaver-still-active" for h in still_in.rules), still_in.explain()
 
 
+def test_one_person_without_directions_is_no_standstill(default: Classifier) -> None:
+    """A how-to question in the words of a standstill ("no idea where to go") stays a question."""
+    verdict = default.classify(MailFacts("signature", "I have no idea where to go to change my e-mail signature.",
+                                         "a@customer.example"))
+    assert all(h.name != "cannot-work" for h in verdict.rules), verdict.explain()
+
+
 def test_the_tenth_round_patterns_on_hostile_text(default: Classifier) -> None:
     """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the words still read."""
     body = ("CRM down " * 3000 + "\udc80 the CRM itself opens fine\r\n" * 2000 + "next to me\x00 gets in fine " * 3000
-            + "no worries there " * 3000)
+            + "no worries there " * 3000 + "sat in their vans\x00 aucune vente possible " * 2000)
     verdict = default.classify(MailFacts("CRM DOWN\x00" * 3, body, "a@customer.example"))
     assert all(h.name != "outage" for h in verdict.rules), verdict.explain()
     assert verdict.severity != "P1", verdict.explain()
