@@ -467,6 +467,8 @@ def test_thanks_around_a_new_problem_is_not_capped_at_p4(default: Classifier, su
     ("CRM down?!", "Bei mir geht das CRM nicht, Zertifikat ungültig. Die Kollegen neben mir können normal arbeiten."),
     ("Le CRM est en panne ?", "Chez moi la page reste blanche. Mes collègues eux y arrivent, vieux portable ?"),
     ("CRM DOWN?????", "Is the CRM down?? Can't open anything. PS ignore me, Sue next to me gets in fine."),
+    ("The whole system is broken!!!", "I can't work like this, every page takes 30 s. I'm at home today. "
+                                      "Colleagues in the office say it's fine for them."),
 ])
 def test_the_colleague_next_to_the_writer_working_is_no_outage_page(default: Classifier, subject: str,
                                                                     body: str) -> None:
@@ -566,3 +568,15 @@ def test_maintenance_and_erasure_words_on_hostile_text(default: Classifier) -> N
     body = "planned maintenance\x00 will " * 3000 + "\udc80\r\n" * 2000 + "right to erasure gdpr can see " * 3000
     verdict = default.classify(MailFacts("Wartungsfenster\r\n" * 50, body, "a@customer.example"))
     assert verdict.severity != "P1", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body", "rule"), [
+    ("war das System kaputt?", "Gestern Abend kam eine Seite Wartungsarbeiten. Heute geht wieder alles.", "recovered"),
+    ("Le CRM est en panne !!!", "Page blanche, Environment unavailable. Je passe par le lien crm-recette des tests "
+                                "utilisateurs de décembre.", "non-production"),
+])
+def test_the_tenth_round_ceilings(default: Classifier, subject: str, body: str, rule: str) -> None:
+    """'Heute geht wieder alles' is over; the French acceptance system ('recette') is no production (C2)."""
+    verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
+    assert any(h.name == rule for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P3", verdict.explain()
