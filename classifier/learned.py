@@ -490,7 +490,7 @@ class Policy:
     """
 
     p1_unsure: float | None = 0.4
-    p1_sure: float | None = 0.4
+    p1_sure: float | None = 0.45
     severity_sure: float = 0.0
     role_sure: float = 0.0
     min_margin: float = 0.1

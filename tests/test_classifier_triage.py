@@ -580,3 +580,15 @@ def test_the_tenth_round_ceilings(default: Classifier, subject: str, body: str, 
     verdict = default.classify(MailFacts(subject, body, "a@customer.example"))
     assert any(h.name == rule for h in verdict.rules), verdict.explain()
     assert verdict.severity == "P3", verdict.explain()
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Login takes very long", "Since this morning login takes very long for me. Could you have a look?"),
+    ("Suche", "Die Suche nach Kunden dauert ewig, bei mir seit gestern."),
+    ("Recherche", "La recherche des comptes prend beaucoup de temps depuis ce matin."),
+])
+def test_slowness_without_the_word_slow_is_a_defect(default: Classifier, subject: str, body: str) -> None:
+    """'Takes very long' names what is hit (degraded), so the rules are sure of a P3 for one person."""
+    verdict = default.classify(MailFacts(subject, body + " \x00\udc80\r\n" * 2000, "a@customer.example"))
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "degraded", verdict.explain()
+    assert verdict.severity == "P3", verdict.explain()
