@@ -29,18 +29,18 @@ from config import Config, HypercareSettings
 DATA = Path(__file__).parent / "data"
 
 # set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-11-30, tenth
-# round: TF-IDF weights trained on labelled 1-5821 and the held-out set; rule edits from tuning authors A2-E2;
-# Policy.p1_sure 0.45, chosen on author-out CV) rounded down to 5 %: blind 84.2 / 81.8 / 37 of 41, blind2 91.5 /
-# 97.6 / 40 of 41, blind3 93.0 / 91.9 / 42 of 43, blind4 91.3 / 91.3 / 41 of 46, blind5 91.3 / 91.3 / 43 of 46,
-# blind6 88.0 / 92.4 / 41 of 46, blind7 93.1 / 93.1 / 36 of 40, blind8 90.0 / 88.8 / 38 of 40, blind9 92.5 /
-# 94.4 / 36 of 40, blind10 91.9 / 91.9 / 37 of 40, blind11 87.5 / 95.6 / 36 of 40, blind12 (scored before the
-# round: 90.0 / 94.4 / 38 of 40) 90.6 / 95.6 / 38 of 40.  Pooled over the twelve sets the round moved severity
-# 90.7 -> 90.4 %, role 91.9 -> 92.1 %, P1 467 -> 465 of 503, P1 precision 86.3 % both: within noise; floors
+# round: TF-IDF weights trained on labelled 1-5981 and the held-out set; rule edits from tuning authors A2-F2;
+# Policy.p1_sure 0.45, chosen on author-out CV) rounded down to 5 %: blind 84.8 / 80.0 / 37 of 41, blind2 91.5 /
+# 97.6 / 40 of 41, blind3 93.0 / 91.9 / 42 of 43, blind4 91.3 / 91.3 / 41 of 46, blind5 91.3 / 90.8 / 43 of 46,
+# blind6 88.6 / 91.3 / 41 of 46, blind7 93.1 / 91.2 / 36 of 40, blind8 90.0 / 89.4 / 38 of 40, blind9 92.5 /
+# 94.4 / 36 of 40, blind10 93.1 / 92.5 / 38 of 40, blind11 87.5 / 95.0 / 36 of 40, blind12 (scored before the
+# round: 90.0 / 94.4 / 38 of 40) 91.9 / 95.6 / 38 of 40.  Pooled over the twelve sets the round moved severity
+# 90.7 -> 90.7 %, role 91.9 -> 91.7 %, P1 467 -> 466 of 503, P1 precision 86.3 % both: within noise; floors
 # follow the measurement (classifier/README.md, "Tenth round").
 FLOORS = {"blind": (165, 80, 80, 90), "blind2": (164, 90, 95, 95), "blind3": (172, 90, 90, 95),
           "blind4": (184, 90, 90, 85), "blind5": (184, 90, 90, 90), "blind6": (184, 85, 90, 85),
           "blind7": (160, 90, 90, 90), "blind8": (160, 90, 85, 95), "blind9": (160, 90, 90, 90),
-          "blind10": (160, 90, 90, 90), "blind11": (160, 85, 95, 90), "blind12": (160, 90, 95, 95)}
+          "blind10": (160, 90, 90, 95), "blind11": (160, 85, 95, 90), "blind12": (160, 90, 95, 95)}
 
 
 def summary(report: EvalReport) -> str:

@@ -466,10 +466,13 @@ def test_the_shipped_classifier_pages_a_site_that_cannot_work(body: str) -> None
                                      "week.\n\nBest regards\nBen\nSales Operations\n"),
     ("Quote PDF has wrong logo", "Hello support,\n\nsince this morning the quote PDF has the wrong logo. Could you "
                                  "have a look?\n\nThanks\nCarla\n"),
+    ("Login takes very long", "Hello support,\nsince this morning login takes very long. Could you have a look?\n"
+                              "Thanks, Anna"),
 ])
 def test_the_shipped_classifier_pages_no_one_for_an_everyday_mail(subject: str, body: str) -> None:
     """The ingest benchmark's plain mail: after the tenth round's hard-case authors the built-in weights raised
     "since this morning login takes very long … logged out and in again" to P1 (p = 0.45), a page for one
-    person's slow login (classifier/README.md, "Tenth round")."""
+    person's slow login; the shorter fourth mail was still paged (p = 0.47) until author F2 (classifier/README.md,
+    "Tenth round")."""
     verdict = Classifier.from_config(Config()).classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.severity in ("P2", "P3"), verdict.explain()
