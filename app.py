@@ -60,7 +60,8 @@ MAIL_TEMPLATES = ("ack", "ack_known", "de/ack", "de/ack_known", "fr/ack", "fr/ac
 class App:
     def __init__(self, config: Config, clock: Clock, out: TextIO | None = None, err: TextIO | None = None,
                  environ: Mapping[str, str] | None = None, one_shot: bool = False) -> None:
-        """*one_shot*: a command that ends after its work (not ``run``): it need not watch files for edits."""
+        """*one_shot*: a drain that ends after its work (``poll --once``, ``ingest``; ``service.make_app``): it
+        need not watch template files for edits."""
         self.config = config
         self.one_shot = one_shot
         self.clock = clock
