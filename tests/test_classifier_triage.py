@@ -592,3 +592,54 @@ def test_slowness_without_the_word_slow_is_a_defect(default: Classifier, subject
     verdict = default.classify(MailFacts(subject, body + " \x00\udc80\r\n" * 2000, "a@customer.example"))
     assert verdict.triage.hit is not None and verdict.triage.hit.value == "degraded", verdict.explain()
     assert verdict.severity == "P3", verdict.explain()
+
+
+@pytest.mark.parametrize("body", [
+    "Weekly roundup. Staffing: Priya is back from leave. CRM: since 3pm yesterday none of us can open a case at "
+    "all, the screen spins and says ERR-5001. We are writing everything on paper.",
+    "They can't build anything until the sync is back. Nobody in the team can log in since 8:00.",
+])
+def test_a_person_back_from_leave_is_no_recovery(default: Classifier, body: str) -> None:
+    """'Priya is back from leave' once capped a call centre's lock-out at P3 (eleventh round, G2)."""
+    verdict = default.classify(MailFacts("Weekly status", body, "a@customer.example"))
+    assert all(h.name != "recovered" for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P1", verdict.explain()
+
+
+@pytest.mark.parametrize("body", [
+    "The CRM was down for ten minutes around 13:00 but it is back up and working.",
+    "Just so you know: everyone in Leeds is back in since 09:40.",
+    "Die Anmeldung ging eine Stunde nicht, jetzt ist alles wieder gut: the CRM is back online.",
+])
+def test_the_system_coming_back_is_still_a_recovery(default: Classifier, body: str) -> None:
+    verdict = default.classify(MailFacts("CRM", body, "a@customer.example"))
+    assert any(h.name == "recovered" for h in verdict.rules), verdict.explain()
+    assert verdict.severity in ("P3", "P4"), verdict.explain()
+
+
+def test_a_backlog_piling_up_is_no_wish(default: Classifier) -> None:
+    """A bare 'backlog' is work piling up; 'put it on the backlog' is still a wish (eleventh round, G2)."""
+    queue = default.classify(MailFacts("Shop orders", "Orders pile up in the shop queue; current backlog 1,130 "
+                                       "orders, oldest 6 h.", "a@customer.example"))
+    assert all(h.name != "feature-request" for h in queue.rules), queue.explain()
+    wish = default.classify(MailFacts("Idea", "Could you put a colour filter for the board on the backlog?",
+                                      "a@customer.example"))
+    assert any(h.name == "feature-request" for h in wish.rules), wish.explain()
+
+
+def test_a_team_back_on_notepads_cannot_work(default: Classifier) -> None:
+    """'We have basically stopped logging calls and are using notepads again' is a standstill (G2)."""
+    verdict = default.classify(MailFacts("MFA logouts", "All 40 service desk agents get thrown out every five "
+                                         "minutes. We have basically stopped logging calls in the system and are "
+                                         "using notepads again.", "a@customer.example"))
+    assert any(h.name == "cannot-work" for h in verdict.rules), verdict.explain()
+    assert verdict.severity == "P1", verdict.explain()
+
+
+def test_the_eleventh_round_words_on_hostile_text(default: Classifier) -> None:
+    """Thousands of repeats, NUL, a lone surrogate and CR/LF: one verdict, the words still read."""
+    body = ("is back from leave\x00 " * 3000 + "\udc80 backlog\r\n" * 2000 + "notepads again " * 3000
+            + "none of us can open a case " * 500)
+    verdict = default.classify(MailFacts("Status\r\n" * 50, body, "a@customer.example"))
+    assert all(h.name != "recovered" for h in verdict.rules), verdict.explain()
+    assert any(h.name == "cannot-work" for h in verdict.rules), verdict.explain()
