@@ -14,7 +14,8 @@ cross-validation (``bench/classifier_cv.py``), never on a blind set:
 - when the rules are unsure, the learned severity and role decide; when they are sure, the learned class
   replaces theirs when a term of the mail supports it (``severity_sure`` / ``role_sure`` are 0 since the
   TF-IDF weights: they are right more often than the rules), never on the intercept alone;
-- a learned P1 probability of at least ``p1_unsure`` / ``p1_sure`` raises the verdict to P1; a rule's P1
+- a learned P1 probability of at least ``p1_unsure`` / ``p1_sure`` raises the verdict to P1 (a P3 or P4 the
+  rules were sure of needs ``p1_sure_far``: two levels up is a page on an everyday mail); a rule's P1
   is lowered only when the rules doubt it and the weights give P1 under ``lower_p1`` (the rule stays listed),
   never the matrix's P1 for a team, a site or everyone that cannot work at all (``keep_standstill``);
 - a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3.
@@ -486,7 +487,10 @@ class Policy:
     at which a rule's ceiling no longer holds the verdict down (``_limits``).  *keep_standstill*: a P1 the
     matrix gives because a team, a site or everyone cannot work at all (hit ``stoppage``, the reach named)
     is never lowered: the weights know words, not the reach ("the whole Hamburg office cannot do any work"
-    read as a P2 at p=0.95, the words of one person's bad morning).
+    read as a P2 at p=0.95, the words of one person's bad morning).  *p1_sure_far*: the learned P1
+    probability that raises a P3 or P4 the rules were sure of (None: ``p1_sure``); eleventh round: the
+    retrained weights gave "since this morning login takes very long" P1 at p=0.46, because "login" is a
+    P1 word in the lock-out mail they learned from, and the rules' sure P3 (degraded, one person) became a page.
     """
 
     p1_unsure: float | None = 0.4
@@ -502,6 +506,7 @@ class Policy:
     p1_doubt: float = 0.1
     p1_over_ceiling: float = 0.8
     keep_standstill: bool = True
+    p1_sure_far: float | None = 0.5
 
 
 DEFAULT_POLICY = Policy()
@@ -592,7 +597,8 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
             doubts.append(f"the learned weights say {wanted} (p={opinion.severity_p:.2f}) "
                           f"where the rules said {severity}")
         severity, decided_severity = wanted, True
-    if opinion.p1 >= p1_raise and severity != "P1" and allowed("P1") == "P1":
+    if opinion.p1 >= p1_raise and severity != "P1" and allowed("P1") == "P1" and (
+            unsure or policy.p1_sure_far is None or severity not in ("P3", "P4") or opinion.p1 >= policy.p1_sure_far):
         notes.append(f"raised {severity} -> P1 by the learned weights (P1 p={opinion.p1:.2f})")
         if not unsure:
             doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")

@@ -468,11 +468,32 @@ def test_the_shipped_classifier_pages_a_site_that_cannot_work(body: str) -> None
                                  "have a look?\n\nThanks\nCarla\n"),
     ("Login takes very long", "Hello support,\nsince this morning login takes very long. Could you have a look?\n"
                               "Thanks, Anna"),
+    ("Login takes very long (17)", "Hello support,\n\nsince this morning login takes very long. I tried twice and "
+                                   "logged out and in again.\nCould you have a look? Record 123456 is an example."
+                                   "\n\nThanks\nUser 3\n"),
 ])
 def test_the_shipped_classifier_pages_no_one_for_an_everyday_mail(subject: str, body: str) -> None:
     """The ingest benchmark's plain mail: after the tenth round's hard-case authors the built-in weights raised
     "since this morning login takes very long … logged out and in again" to P1 (p = 0.45), a page for one
     person's slow login; the shorter fourth mail was still paged (p = 0.47) until author F2 (classifier/README.md,
-    "Tenth round")."""
+    "Tenth round"); the fifth, the benchmark's own, at p = 0.46 by the weights retrained with G2, until
+    ``p1_sure_far`` (eleventh round)."""
     verdict = Classifier.from_config(Config()).classify(MailFacts(subject, body, "a@customer.example"))
     assert verdict.severity in ("P2", "P3"), verdict.explain()
+
+
+def test_a_sure_p3_is_raised_to_p1_only_when_the_weights_are_clearly_sure() -> None:
+    """``p1_sure_far``: the rules' sure P3 (one person's slow login, degraded) is not paged on a P1 probability
+    of 0.47 that barely leads the weights' own P3 (eleventh round: "login" is a P1 word in the lock-out mail
+    the weights learned from); at 0.6 it is."""
+    slow = MailFacts("Login takes very long", "Since this morning login takes very long. Zahnrad.", "a@x.example")
+    sure_p3 = Classifier.from_files([DEFAULT_RULES]).classify(slow)
+    assert sure_p3.severity == "P3" and not sure_p3.triage.uncertain, sure_p3.explain()
+    close = _model({stem("zahnrad"): [2.46, 0.0, 2.42, 0.0]})
+    opinion = close.opinion([["zahnrad"]])
+    assert 0.45 <= opinion.p1 < 0.5 and opinion.severity == "P1"
+    assert combine(sure_p3, opinion, close).severity == "P3"
+    assert combine(sure_p3, opinion, close, dataclasses.replace(DEFAULT_POLICY, p1_sure_far=None)).severity == "P1"
+    clear = _model({stem("zahnrad"): [3.0, 0.0, 2.42, 0.0]})
+    assert 0.5 <= clear.opinion([["zahnrad"]]).p1
+    assert combine(sure_p3, clear.opinion([["zahnrad"]]), clear).severity == "P1"
