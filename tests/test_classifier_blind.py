@@ -10,7 +10,7 @@ the blind sets with bench/blind_score.py (aggregates only) after a tuning round 
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (ninth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+measurement (eleventh round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
 this prints the summary only, never the per-mail lines.
 """
 
