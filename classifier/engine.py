@@ -206,7 +206,8 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
     2. what is hit: among fired ``hit`` rules the one the matrix makes most severe at that scope
        (ties: the earlier matrix row, then the rule first in the file); its cell is the severity;
     3. a fired ``severity`` rule (site files) decides instead when it is more severe;
-    4. floors raise it to at least their level, then ceilings cap it (a ceiling wins over a floor);
+    4. floors raise it to at least their level, then ceilings cap it (a ceiling wins over a floor), except a
+       ceiling whose ``ceiling_spares`` names the deciding hit (a thanks does not close a data exposure);
     5. role: the deciding rule's role if it names one, else the fired rule with a role and the
        highest score (ties: first in the file);
     6. nothing decided: P3 / crm_admin, with a fallback entry saying so;
@@ -258,8 +259,12 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
             notes.append(f"raised {severity} -> {floor} by rule {f.rule.name} (floor)")
             severity, changed_by_limit = floor, True
     ceilings = []
+    spared = hit_rule.rule.hit if hit_rule_deciding and hit_rule is not None else None
     for f in fired:
         ceiling = f.rule.severity_ceiling
+        if ceiling and spared in f.rule.ceiling_spares:
+            notes.append(f"rule {f.rule.name} does not lower {spared} (ceiling_spares)")
+            continue
         if ceiling:
             ceilings.append(ceiling)
         if ceiling and _RANK[ceiling] > _RANK[severity]:

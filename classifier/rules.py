@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import reprlib
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from core.errors import UserError
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 RULE_KEYS = frozenset({
     "name", "description", "severity", "severity_floor", "severity_ceiling", "role", "tags",
-    "min_score", "enabled", "hit", "scope",
+    "min_score", "enabled", "hit", "scope", "ceiling_spares",
 })
 FILE_KEYS = ("rule", "negation", "matrix")
 NEGATION_KEYS = ("words", "exceptions", "window")
@@ -50,6 +51,9 @@ class Rule:
     index: int  # position in the merged rule list: ties are broken by it
     hit: str | None = None  # what is hit (a row of the matrix)
     scope: str | None = None  # who is affected (one of matrix.SCOPES)
+    # Rows of the matrix this rule's ceiling does not lower: "thanks, it works again" closes an outage, not
+    # the data exposure that happened (eleventh round).
+    ceiling_spares: tuple[str, ...] = ()
 
     @property
     def severity_effect(self) -> str | None:
@@ -213,6 +217,14 @@ def _build(source: str, table: dict[str, Any], builder: Builder, index: int, mat
         raise fail(f"hit {hit!r} is not a row of the matrix; use one of {known}")
     if scope is not None and (not isinstance(scope, str) or scope not in SCOPES):
         raise fail(f"scope {scope!r} unknown; use one of {', '.join(SCOPES)}")
+    spares = table.get("ceiling_spares", [])
+    if isinstance(spares, str):
+        spares = [spares]
+    if not isinstance(spares, list) or not all(isinstance(r, str) and r in matrix.rows for r in spares):
+        shown = reprlib.repr(spares)  # a megabyte value is not echoed whole
+        raise fail(f"ceiling_spares {shown} must list rows of the matrix ({', '.join(matrix.rows) or 'none'})")
+    if spares and effects["severity_ceiling"] is None:
+        raise fail("ceiling_spares without severity_ceiling; add the ceiling or drop ceiling_spares")
     if not any(effects.values()) and role is None and not tags and hit is None and scope is None:
         raise fail("no effect; set hit, scope, severity, severity_floor, severity_ceiling, role or tags")
     if table.get("enabled", True) is not True:
@@ -238,4 +250,5 @@ def _build(source: str, table: dict[str, Any], builder: Builder, index: int, mat
         index=index,
         hit=hit,
         scope=scope,
+        ceiling_spares=tuple(spares),
     )

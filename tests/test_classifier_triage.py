@@ -643,3 +643,51 @@ def test_the_eleventh_round_words_on_hostile_text(default: Classifier) -> None:
     verdict = default.classify(MailFacts("Status\r\n" * 50, body, "a@customer.example"))
     assert all(h.name != "recovered" for h in verdict.rules), verdict.explain()
     assert any(h.name == "cannot-work" for h in verdict.rules), verdict.explain()
+
+
+def test_a_thanks_does_not_close_a_data_exposure(default: Classifier) -> None:
+    """``ceiling_spares``: "thanks, I can see ..." capped a partner portal showing every customer at P4
+    (eleventh round, H2); "thanks, it works again" after an outage is still no page."""
+    exposure = default.classify(MailFacts("Opportunity team question", "How do I add a colleague to the "
+                                          "opportunity team? Thanks! Also: I can see that in the partner portal "
+                                          "the resellers can see all our customers' accounts.", "a@customer.example"))
+    assert exposure.severity == "P1", exposure.explain()
+    assert any("does not lower exposure" in note for note in exposure.notes), exposure.explain()
+    outage = default.classify(MailFacts("CRM down", "The CRM was down this morning. It works again now, thanks!",
+                                        "a@customer.example"))
+    assert outage.severity in ("P3", "P4"), outage.explain()
+
+
+def test_ceiling_spares_in_a_site_file(tmp_path: Path) -> None:
+    text = MATRIX + ('[[rule]]\nname = "down"\ndescription = "d"\nhit = "outage"\nkeywords = ["down"]\n'
+                     '[[rule]]\nname = "fine"\ndescription = "d"\nseverity_ceiling = "P3"\n'
+                     'ceiling_spares = ["outage"]\nkeywords = ["fine"]\n')
+    assert rules(tmp_path, text).classify(facts("down", "all fine otherwise")).severity == "P1"
+    capped = text.replace('ceiling_spares = ["outage"]\n', "")
+    assert rules(tmp_path, capped).classify(facts("down", "all fine otherwise")).severity == "P3"
+
+
+@pytest.mark.parametrize(("spares", "message"), [
+    ('"nope"', "ceiling_spares ['nope'] must list rows of the matrix (outage, access, wish)"),
+    ("[1]", "must list rows of the matrix"),
+    ('["outage\\u0000"]', "must list rows of the matrix"),
+    ('["outage\\r\\nwish"]', "must list rows of the matrix"),
+    ('"' + "outage" * 200_000 + '"', "must list rows of the matrix"),
+    ("[" + ", ".join(['"wish"'] * 5000) + "]", None),  # thousands of repeats of a real row: accepted
+])
+def test_hostile_ceiling_spares_are_one_line_naming_the_fix(tmp_path: Path, spares: str, message: str | None) -> None:
+    text = MATRIX + f'[[rule]]\nname = "r"\ndescription = "d"\nseverity_ceiling = "P3"\nceiling_spares = {spares}\n' \
+                    'keywords = ["x"]\n'
+    if message is None:
+        assert rules(tmp_path, text).classify(facts("x")).severity == "P3"
+        return
+    with pytest.raises(RuleFileError) as caught:
+        rules(tmp_path, text)
+    assert message in str(caught.value)[:300] and "\n" not in str(caught.value)
+
+
+def test_ceiling_spares_needs_a_ceiling(tmp_path: Path) -> None:
+    text = MATRIX + '[[rule]]\nname = "r"\ndescription = "d"\nhit = "wish"\nceiling_spares = ["outage"]\n' \
+                    'keywords = ["x"]\n'
+    with pytest.raises(RuleFileError, match="ceiling_spares without severity_ceiling; add the ceiling"):
+        rules(tmp_path, text)
