@@ -74,6 +74,12 @@ def test_rules_check_ok_and_bad(app: SimpleNamespace, tmp_path: Path, capsys: py
     assert run(app, "rules", "check", str(bad)) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.toml" in err and "rule 'x'" in err and "P9" in err and "\n" not in err
+    # ceiling_spares (eleventh round) naming no row: one line naming the rows, the megabyte value cut short
+    bad.write_text('[[rule]]\nname = "x"\ndescription = "d"\nseverity_ceiling = "P3"\nceiling_spares = "'
+                   + "exposure\\u0000" * 100_000 + '"\nkeywords = ["a"]\n')
+    assert run(app, "rules", "check", str(bad)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ceiling_spares" in err and "must list rows of the matrix" in err and "\n" not in err and len(err) < 2000
 
 
 def test_rules_eval_reports_accuracy_and_confusion(app: SimpleNamespace) -> None:
