@@ -54,7 +54,7 @@ keywords = ["question"]
 
 def test_facts_with_only_the_read_headers_give_the_same_verdict() -> None:
     classifier = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin")
-    mails = sorted(LABELLED.glob("*.eml"))
+    mails = sorted(LABELLED.glob("*.eml"))[::3]  # every third: >2,000 mails of every author, a third of the time
     assert len(mails) > 100
     for path in mails:
         parsed = parse_bytes(path.read_bytes())
