@@ -1,7 +1,7 @@
 """The built-in classifier on the blind sets of issue 15: the figures that estimate accuracy on unseen mail.
 
 tests/data/blind/ (165 mails), tests/data/blind2/ (164 mails), tests/data/blind3/ (172 mails),
-tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind13/ (160 each),
+tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind14/ (160 each),
 each by another helper, were written and labelled by helpers who had read only the severity matrix
 and the owner-role definitions: not the rules, their docs, the learned weights or the tuning sets.
 Rules and weights were tuned only on mails written afresh into tests/data/labelled/; the lead scores
@@ -41,7 +41,9 @@ FLOORS = {"blind": (165, 80, 80, 85), "blind2": (164, 90, 95, 95), "blind3": (17
           "blind4": (184, 90, 90, 85), "blind5": (184, 90, 90, 90), "blind6": (184, 85, 90, 85),
           "blind7": (160, 90, 90, 90), "blind8": (160, 90, 85, 90), "blind9": (160, 90, 90, 90),
           "blind10": (160, 90, 90, 90), "blind11": (160, 85, 95, 90), "blind12": (160, 90, 95, 95),
-          "blind13": (160, 85, 90, 85)}
+          "blind13": (160, 85, 90, 85),
+          # twelfth round, committed unread and scored before it: 86.9 / 93.8 / 35 of 40
+          "blind14": (160, 85, 90, 85)}
 
 
 def summary(report: EvalReport) -> str:
