@@ -29,7 +29,7 @@ import itertools
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from classifier.learned import (  # noqa: E402
     DEFAULT_POLICY,
     EXPORT_TERMS,
     MAX_SHARE,
+    PARAGRAPH_ROUNDS,
     LearnedModel,
     Opinion,
     Policy,
@@ -53,12 +54,14 @@ from classifier.learned import (  # noqa: E402
     write,
 )
 from classifier.mailfile import facts_from_bytes  # noqa: E402
+from classifier.paragraphs import MIN_WORDS, paragraphs  # noqa: E402
 from classifier.rules import DEFAULT_RULES  # noqa: E402
 from classifier.verdict import FALLBACK_SEVERITY, Verdict  # noqa: E402
 
 WHEN = datetime(2026, 11, 30, 8, tzinfo=UTC)
 _AUTHOR = re.compile(r"^\d+-t([A-Z]\d?)-")
 RULES_TUNED_ON = ("old", "b1-4")  # groups the built-in rules were written from
+_READING = "subject and a one-paragraph body always"  # how classifier.paragraphs reads a mail: part of the cache key
 
 
 @dataclass
@@ -70,6 +73,8 @@ class Mail:
     facts: MailFacts
     tokens: list[list[str]]
     terms: dict[str, int]
+    paragraphs: list[Sequence[str]]  # the paragraphs' words (classifier.paragraphs)
+    paragraph_terms: list[dict[str, int]]
 
 
 def group_of(name: str, folder: str) -> str:
@@ -85,8 +90,11 @@ def load(folders: Iterable[Path]) -> list[Mail]:
     for folder in folders:
         for name, severity, role in read_labels(folder):
             facts = facts_from_bytes((folder / name).read_bytes(), WHEN)
-            tokens = [t for _, _, t in Classifier.fields(facts)]
-            mails.append(Mail(name, group_of(name, folder.name), severity, role, facts, tokens, term_counts(tokens)))
+            fields = Classifier.fields(facts)
+            tokens = [t for _, _, t in fields]
+            parts = paragraphs(fields)
+            mails.append(Mail(name, group_of(name, folder.name), severity, role, facts, tokens, term_counts(tokens),
+                              parts, [term_counts((words,)) for words in parts]))
     return mails
 
 
@@ -194,20 +202,21 @@ def folds(mails: list[Mail], groups: list[str], c: float, terms: int, p1: float,
         rest = [m for m in mails if m.group != group]
         start = time.perf_counter()
         key = hashlib.sha256(repr((sorted((m.name, m.severity, m.role, m.tokens) for m in rest), c, terms,
-                                   MAX_SHARE)).encode()).hexdigest()
+                                   MAX_SHARE, PARAGRAPH_ROUNDS, MIN_WORDS, _READING)).encode()).hexdigest()
         path = cache / f"cv-{group}-{key[:16]}.json" if cache else None
         if path is not None and path.exists():
             model = LearnedModel.load(path)
         else:
             model = train([(m.terms, m.severity) for m in rest], [(m.terms, m.role) for m in rest], c=c,
-                          terms=terms, p1_threshold=p1, source=f"cv-without-{group}")
+                          terms=terms, p1_threshold=p1, source=f"cv-without-{group}",
+                          paragraphs=[m.paragraph_terms for m in rest])
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write(model, path)
         print(f"# group {group}: {len(test)} mails scored, trained on {len(rest)} "
               f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         out.append(Fold(group, test, [rules.classify(m.facts) for m in test],
-                        [model.opinion(m.tokens) for m in test], model))
+                        [model.opinion(m.tokens, m.paragraphs) for m in test], model))
     return out
 
 

@@ -28,7 +28,7 @@ from classifier.evaluation import (
     override_stats,
     replay,
 )
-from classifier.learned import EXPORT_TERMS, MAX_TERMS, Example
+from classifier.learned import EXPORT_TERMS, MAX_TERMS
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
 from classifier.suggest import count_corrections, format_suggestions, suggest
@@ -209,24 +209,18 @@ def cmd_replay(app: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_train(app: Any, args: argparse.Namespace) -> int:
-    from classifier.training import examples_from_corrections, examples_from_folder, fit_and_write
+    from classifier.training import TrainingSet, examples_from_corrections, examples_from_folder, fit_and_write
 
     if not 1 <= args.terms <= MAX_TERMS:
         return _fail(f"--terms {args.terms}: give a number from 1 to {MAX_TERMS}")
-    severity: list[Example] = []
-    role: list[Example] = []
+    examples = TrainingSet()
     try:
         for folder in args.dirs:
-            more_severity, more_role = examples_from_folder(Path(folder), app.clock.now(),
-                                                            app.config.intake.max_attachment_bytes)
-            severity += more_severity
-            role += more_role
+            examples_from_folder(Path(folder), app.clock.now(), app.config.intake.max_attachment_bytes, examples)
         if not args.no_corrections:
             with app.store.session() as session:
-                more_severity, more_role = examples_from_corrections(session)
-            severity += more_severity
-            role += more_role
-        print(fit_and_write(severity, role, Path(args.out), args.terms), file=app.out)
+                examples_from_corrections(session, examples)
+        print(fit_and_write(examples, Path(args.out), args.terms), file=app.out)
     except (EvalError, RuleFileError) as exc:
         return _fail(str(exc))
     return 0

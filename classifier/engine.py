@@ -22,6 +22,7 @@ from classifier.facts import MailFacts
 from classifier.forwarded import REPLY_SUBJECT, bare_subject, dequoted
 from classifier.learned import LearnedModel, combine, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
+from classifier.paragraphs import paragraphs
 from classifier.regexes import RegexScanner
 from classifier.rules import DEFAULT_RULES, Rule, RuleFileError, RuleSet, read_rule_files
 from classifier.text import Negation, PhraseHit, tokenize
@@ -161,7 +162,9 @@ class Classifier:
         verdict = decide(fired, self.ruleset.matrix)
         if self.learned is None:
             return verdict
-        return combine(verdict, self.learned.opinion(tokens for _, _, tokens in fields), self.learned)
+        learned = self.learned
+        paragraph_words = paragraphs(fields) if learned.paragraph is not None else None
+        return combine(verdict, learned.opinion((tokens for _, _, tokens in fields), paragraph_words), learned)
 
     @staticmethod
     def fields(facts: MailFacts) -> list[tuple[str, str, list[str]]]:

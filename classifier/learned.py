@@ -48,7 +48,7 @@ import functools
 import json
 import math
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from pathlib import Path
@@ -146,6 +146,22 @@ class Head:
                 "weights": {t: list(self.weights[t]) for t in sorted(self.weights)}}
 
 
+@dataclass(frozen=True)
+class ParagraphHead:
+    """One logistic regression that tells whether a single paragraph reads as a P1 (``train_paragraph_head``).
+
+    Scored per paragraph (``classifier.paragraphs``) over the model's vocabulary and idf; the mail's
+    paragraph P1 probability is the highest of its paragraphs'.  *weights*: term -> weight; a term of
+    the vocabulary without one weighs 0 but still counts in the paragraph's length.
+    """
+
+    intercept: float
+    weights: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"intercept": self.intercept, "weights": {t: self.weights[t] for t in sorted(self.weights)}}
+
+
 # A term's scoring row: both heads' weights times its idf, then its idf squared.  An array of doubles: one
 # block of memory per row (a tuple holds nine float objects apart), which saves cache misses on every mail.
 Row = Sequence[float]
@@ -182,6 +198,10 @@ class Opinion:
     severity_second: float = 0.0  # the next class's probability: how clearly the weights chose
     role_second: float = 0.0
     scale: float = 1.0
+    # The paragraph head (None: the weights have none, or it was not asked): the highest paragraph P1
+    # probability, and that paragraph's words that weighed most for it (worded as evidence).
+    paragraph_p1: float | None = None
+    paragraph_evidence: tuple[str, ...] = ()
 
     @property
     def terms(self) -> dict[str, str]:
@@ -215,6 +235,22 @@ class Opinion:
         return tuple(dict.fromkeys(f"learned: '{self._origin(key)}' {weight:+.2f}" for weight, key in chosen))
 
 
+def _origins(words: Sequence[str]) -> dict[str, str]:
+    """Term -> the words of *words* it came from first (a stem, or an in-clause pair of stems)."""
+    origin: dict[str, str] = {}
+    previous = previous_word = ""
+    for word in words:
+        if not word:
+            previous = ""
+            continue
+        term = stem(word)
+        origin.setdefault(term, word)
+        if previous:
+            origin.setdefault(f"{previous} {term}", f"{previous_word} {word}")
+        previous, previous_word = term, word
+    return origin
+
+
 def _term_text(key: TermKey) -> str:
     return key if isinstance(key, str) else " ".join(key)
 
@@ -232,6 +268,7 @@ class LearnedModel:
     p1_threshold: float
     source: str
     idf: dict[str, float] | None = None
+    paragraph: ParagraphHead | None = None
     vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
     # Scoring tables (built once): both heads' weights of a term in one row (times its idf), so a mail
     # word costs one dict lookup, and a pair term is found from its first word without building a string.
@@ -285,8 +322,10 @@ class LearnedModel:
         words[word] = entry
         return entry
 
-    def opinion(self, token_lists: Iterable[Sequence[str]]) -> Opinion:
-        """The mail's known terms (stems and in-clause pairs), weighed as ``features`` says, scored.
+    def opinion(self, token_lists: Iterable[Sequence[str]],
+                paragraphs: Iterable[Sequence[str]] | None = None) -> Opinion:
+        """The mail's known terms (stems and in-clause pairs), weighed as ``features`` says, scored; with
+        *paragraphs* (``classifier.paragraphs``) and a paragraph head, also ``paragraph_opinion``.
 
         The hot path of every classification: one dict lookup per word, a pair looked up only after
         a word that starts one, no string built; a term seen again only counts up.  Rows already carry
@@ -339,9 +378,39 @@ class LearnedModel:
         s_total, r_total = sum(s_exps), sum(r_exps)
         s_best, r_best = s_logits.index(s_top), r_logits.index(r_top)
         s_exps[s_best] = r_exps[r_best] = -1.0  # the next class: the largest of the rest
-        return Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
-                       role.classes[r_best], 1 / r_total, found, split, s_best, r_best, first,
-                       max(s_exps) / s_total, max(r_exps) / r_total, scale)
+        opinion = Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
+                          role.classes[r_best], 1 / r_total, found, split, s_best, r_best, first,
+                          max(s_exps) / s_total, max(r_exps) / r_total, scale)
+        by_paragraph = None if paragraphs is None else self.paragraph_opinion(paragraphs)
+        if by_paragraph is not None:
+            opinion.paragraph_p1, opinion.paragraph_evidence = by_paragraph
+        return opinion
+
+    def paragraph_opinion(self, paragraphs: Iterable[Sequence[str]]) -> tuple[float, tuple[str, ...]] | None:
+        """(the highest paragraph P1 probability, that paragraph's evidence), or None without a paragraph head
+        or without a paragraph of known words.
+
+        Each paragraph (``classifier.paragraphs``) is weighed on its own, sublinear TF-IDF over the
+        vocabulary, L2-normalised, as in training.
+        """
+        head, idf = self.paragraph, self.idf
+        if head is None or idf is None:
+            return None
+        weights = head.weights
+        best, best_shares, best_words = -1.0, {}, ()
+        for words in paragraphs:
+            values = tfidf_vector(term_counts((words,)), idf)
+            if not values:
+                continue
+            shares = {t: v * weights.get(t, 0.0) for t, v in values.items()}
+            p1 = _sigmoid(head.intercept + sum(shares.values()))
+            if p1 > best:
+                best, best_shares, best_words = p1, shares, words
+        if not best_words:
+            return None  # no paragraph of known words ("CRM down!"): the paragraphs have nothing to say
+        top = sorted((x for x in best_shares.items() if x[1] > 0), key=itemgetter(1), reverse=True)[:EVIDENCE_TERMS]
+        origin = _origins(best_words)
+        return best, tuple(f"learned paragraph: '{origin.get(term, term)}' {weight:+.2f}" for term, weight in top)
 
     @property
     def _p1_column(self) -> int:
@@ -352,7 +421,10 @@ class LearnedModel:
                                 "p1_threshold": self.p1_threshold}
         if self.idf is not None:
             data["idf"] = {t: self.idf[t] for t in sorted(self.idf)}
-        return {**data, "severity": self.severity.to_json(), "role": self.role.to_json()}
+        data = {**data, "severity": self.severity.to_json(), "role": self.role.to_json()}
+        if self.paragraph is not None:
+            data["p1_paragraph"] = self.paragraph.to_json()
+        return data
 
     @classmethod
     def load(cls, path: Path) -> LearnedModel:
@@ -389,7 +461,12 @@ class LearnedModel:
                 if missing is not None:
                     raise LearnedFileError(f"{source}: term {missing[:40]!r} has weights but no idf; "
                                            "write the file with 'hypercare rules train'")
-        return cls(severity, role, float(threshold), source, idf)
+        paragraph = None
+        if data.get("p1_paragraph") is not None:
+            if idf is None:
+                raise LearnedFileError(f"{source}: p1_paragraph needs the TF-IDF format {TFIDF_FORMAT!r}")
+            paragraph = _paragraph_head(data["p1_paragraph"], idf, source)
+        return cls(severity, role, float(threshold), source, idf, paragraph)
 
 
 def _no_constant(name: str) -> float:
@@ -421,6 +498,25 @@ def _head(data: Any, allowed: Sequence[str], what: str, source: str) -> Head:
             raise fail(f"term {term[:40]!r} is not a term (empty, control characters or over {MAX_TERM_CHARS} chars)")
         checked[term] = _numbers(row, width, fail, f"term {term!r}")
     return Head(tuple(classes), intercept, checked)
+
+
+def _paragraph_head(data: Any, idf: Mapping[str, float], source: str) -> ParagraphHead:
+    def fail(message: str) -> LearnedFileError:
+        return LearnedFileError(f"{source}: p1_paragraph: {message}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
+        raise fail("expected {\"intercept\": number, \"weights\": {term: number}}")
+    (intercept,) = _numbers([data.get("intercept")], 1, fail, "intercept")
+    weights = data["weights"]
+    if len(weights) > MAX_TERMS:
+        raise fail(f"{len(weights)} terms; at most {MAX_TERMS}")
+    checked: dict[str, float] = {}
+    for term, weight in weights.items():
+        if term not in idf:
+            raise fail(f"term {term[:40]!r} is not in the vocabulary (idf); write the file with "
+                       "'hypercare rules train'")
+        (checked[term],) = _numbers([weight], 1, fail, f"term {term[:40]!r}")
+    return ParagraphHead(intercept, checked)
 
 
 def _idf(data: Any, source: str) -> dict[str, float]:
@@ -457,6 +553,10 @@ def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
     return tuple(float(x) for x in value)
 
 
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
 def _softmax(logits: list[float]) -> tuple[list[float], int]:
     """Probabilities and the best column (ties: the first)."""
     top = max(logits)
@@ -491,6 +591,10 @@ class Policy:
     probability that raises a P3 or P4 the rules were sure of (None: ``p1_sure``); eleventh round: the
     retrained weights gave "since this morning login takes very long" P1 at p=0.46, because "login" is a
     P1 word in the lock-out mail they learned from, and the rules' sure P3 (degraded, one person) became a page.
+    *p1_paragraph* / *lower_p1_paragraph* (twelfth round; only with a paragraph head): a verdict is raised to
+    P1 when one paragraph alone reads as P1 with at least this probability (None: never), where a ceiling,
+    a wish or a fixed severity allows it; a P1 is lowered to P2 when no paragraph reads as P1 even at this
+    probability, unless it is a standstill (*keep_standstill*) or a rule fixed it.
     """
 
     p1_unsure: float | None = 0.4
@@ -507,6 +611,8 @@ class Policy:
     p1_over_ceiling: float = 0.8
     keep_standstill: bool = True
     p1_sure_far: float | None = 0.5
+    p1_paragraph: float | None = 0.6
+    lower_p1_paragraph: float = 0.05
 
 
 DEFAULT_POLICY = Policy()
@@ -557,8 +663,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
     """The rules' verdict with the learned opinion folded in, as measured (``Policy``, module docstring)."""
     unsure = verdict.triage.uncertain
     p1_raise = (policy.p1_unsure if unsure else policy.p1_sure) or model.p1_threshold
-    if not unsure and opinion.p1 < p1_raise and opinion.severity_p < policy.severity_sure \
-            and opinion.role_p < policy.role_sure and (verdict.severity != "P1" or opinion.p1 >= policy.lower_p1_sure):
+    if not unsure and _no_change(verdict, opinion, policy, p1_raise):
         return _settled(verdict, opinion, policy)  # the rules were sure and the weights do not differ enough
     named = {h.name for h in verdict.rules}
     no_severity_rule, no_role_rule = FALLBACK_SEVERITY in named, FALLBACK_ROLE in named
@@ -570,11 +675,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
                                       opinion.severity_second, policy.min_margin)
     cap, floor = _limits(verdict, policy, no_severity_rule, opinion.p1)
 
-    def allowed(level: str) -> str:
-        if _LEVEL[level] > _LEVEL[floor]:
-            return floor
-        return level if _LEVEL[level] >= _LEVEL[cap] else cap
-
+    allowed = functools.partial(_within, cap=cap, floor=floor)
     wanted = severity
     if no_severity_rule:
         if severity_evidence:
@@ -603,6 +704,13 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         if not unsure:
             doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")
         severity, decided_severity = "P1", True
+    by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, policy, allowed)
+    paragraph_evidence: tuple[str, ...] = ()
+    if by_paragraph is not None:
+        severity, note, doubt = by_paragraph
+        notes.append(note)
+        doubts.append(doubt)
+        decided_severity, paragraph_evidence = True, opinion.paragraph_evidence
     role_evidence = _has_evidence(opinion, opinion.split + opinion.role_column, opinion.role_p,
                                   opinion.role_second, policy.role_margin)
     if (no_role_rule and role_evidence) or (opinion.role != role and (
@@ -614,13 +722,50 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         return _settled(verdict, opinion, policy)
     columns = ((opinion.severity_column,) if decided_severity else ()) + \
         ((opinion.split + opinion.role_column,) if decided_role else ())
-    hit = RuleHit(LEARNED_RULE, model.description, opinion.evidence(*columns), severity if decided_severity else None,
+    evidence = opinion.evidence(*columns) + paragraph_evidence
+    hit = RuleHit(LEARNED_RULE, model.description, evidence, severity if decided_severity else None,
                   role if decided_role else None)
     triage = Triage(verdict.triage.scope, verdict.triage.hit, verdict.triage.matrix_severity, tuple(doubts))
     # Still a fallback only where neither a rule nor the weights had evidence (README "Fallback").
     fallback = (no_severity_rule and not decided_severity) or (no_role_rule and not decided_role)
     return _settled(replace(verdict, severity=severity, role=role, rules=(hit, *verdict.rules), notes=tuple(notes),
                             triage=triage, fallback=fallback), opinion, policy)
+
+
+def _within(level: str, cap: str, floor: str) -> str:
+    """*level* held between the most severe (*cap*) and the mildest (*floor*) severity allowed (``_limits``)."""
+    if _LEVEL[level] > _LEVEL[floor]:
+        return floor
+    return level if _LEVEL[level] >= _LEVEL[cap] else cap
+
+
+def _no_change(verdict: Verdict, opinion: Opinion, policy: Policy, p1_raise: float) -> bool:
+    """Whether the weights cannot change a sure verdict: no probability reaches a threshold of ``Policy``."""
+    return (opinion.p1 < p1_raise and opinion.severity_p < policy.severity_sure and opinion.role_p < policy.role_sure
+            and (verdict.severity != "P1" or opinion.p1 >= policy.lower_p1_sure)
+            and _paragraph_change(verdict, verdict.severity, opinion.paragraph_p1, policy, str) is None)
+
+
+def _paragraph_change(verdict: Verdict, severity: str, paragraph: float | None, policy: Policy,
+                      allowed: Callable[[str], str]) -> tuple[str, str, str] | None:
+    """(new severity, note, doubt) when one paragraph alone decides about P1 (``Policy.p1_paragraph``).
+
+    Why beside the whole-mail P1 probability: that one follows the many harmless lines of a long mail; a
+    paragraph head trained on the most P1-like paragraph of each P1 mail finds the one serious paragraph,
+    and a P1 none of whose paragraphs reads as P1 at all is mostly alarm words on a small problem
+    (classifier/README.md, "Twelfth round": on author-out CV +23 P1 found and 0.8 points more precision).
+    """
+    if paragraph is None:
+        return None
+    if severity != "P1" and policy.p1_paragraph is not None and paragraph >= policy.p1_paragraph \
+            and allowed("P1") == "P1":
+        return ("P1", f"raised {severity} -> P1 by the learned paragraph weights: one paragraph reads as P1 "
+                f"(p={paragraph:.2f})", f"one paragraph reads as P1 (p={paragraph:.2f}) where the rest said {severity}")
+    if severity == "P1" and paragraph < policy.lower_p1_paragraph and allowed("P2") == "P2" \
+            and not (policy.keep_standstill and _standstill(verdict)):
+        return ("P2", f"lowered P1 -> P2 by the learned paragraph weights: no paragraph reads as P1 "
+                f"(p={paragraph:.2f})", f"no paragraph reads as P1 (p={paragraph:.2f})")
+    return None
 
 
 def _settled(verdict: Verdict, opinion: Opinion, policy: Policy) -> Verdict:
@@ -693,7 +838,8 @@ def tfidf_vector(counts: Mapping[str, int], idf: Mapping[str, float]) -> dict[st
 
 def train(severity_examples: Sequence[Example], role_examples: Sequence[Example], *, c: float = DEFAULT_C,
           terms: int = EXPORT_TERMS, p1_threshold: float = DEFAULT_P1_THRESHOLD,
-          source: str = "trained", max_share: float = MAX_SHARE) -> LearnedModel:
+          source: str = "trained", max_share: float = MAX_SHARE,
+          paragraphs: Sequence[Sequence[Mapping[str, int]]] | None = None) -> LearnedModel:
     """Fit the two heads on (term counts, label) examples, TF-IDF weighted (module docstring).
 
     The vocabulary is the *terms* terms found in most mails (ties: by name) but in no more than
@@ -710,8 +856,59 @@ def train(severity_examples: Sequence[Example], role_examples: Sequence[Example]
     common = max(max_share * n, MIN_COMMON)  # a tiny site set keeps its words: 7 mails have no "common" term
     kept = sorted((t for t, f in frequency.items() if f <= common), key=lambda t: (-frequency[t], t))[:terms]
     idf = {t: round(math.log((1 + n) / (1 + frequency[t])) + 1, 4) for t in sorted(kept)}
+    paragraph = None if paragraphs is None else _fit_paragraphs(severity_examples, paragraphs, c, idf)
     return LearnedModel(_fit(severity_examples, SEVERITIES, c, idf, "severity"),
-                        _fit(role_examples, ROLES, c, idf, "role"), p1_threshold, source, idf)
+                        _fit(role_examples, ROLES, c, idf, "role"), p1_threshold, source, idf, paragraph)
+
+
+PARAGRAPH_ROUNDS = 2  # MIL rounds after the first (whole-mail) fit; chosen on author-out CV (README "Twelfth round")
+
+
+def _fit_paragraphs(examples: Sequence[Example], paragraphs: Sequence[Sequence[Mapping[str, int]]], c: float,
+                    idf: Mapping[str, float]) -> ParagraphHead:
+    """The paragraph P1 head, trained as multiple-instance learning: the labels are the mails', not the
+    paragraphs'.
+
+    Every paragraph of a mail that is not P1 is a negative example.  Of a P1 mail only one paragraph is
+    known to be serious, not which: the first fit reads whole mails (P1 or not), then each round takes
+    the paragraph of every P1 mail that the last fit finds most P1-like as the positive example and
+    refits.  *paragraphs*: per severity example, its paragraphs' term counts (``term_counts``).
+    """
+    try:
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        raise TrainingUnavailable("training needs scikit-learn: pip install 'hypercare-desk[train]'") from None
+    if len(paragraphs) != len(examples):
+        raise ValueError("one list of paragraphs per severity example")
+    vectorizer = DictVectorizer(sort=True)
+    vectorizer.fit([dict(idf)])
+
+    def matrix(counts: Sequence[Mapping[str, int]]) -> Any:
+        return vectorizer.transform([tfidf_vector(c, idf) for c in counts])
+
+    positive = [label == "P1" for _, label in examples]
+    model = LogisticRegression(C=c, max_iter=5000).fit(matrix([counts for counts, _ in examples]), positive)
+    for _ in range(PARAGRAPH_ROUNDS):
+        instances: list[Mapping[str, int]] = []
+        labels: list[bool] = []
+        for parts, is_p1 in zip(paragraphs, positive, strict=True):
+            if not parts:
+                continue
+            if is_p1:
+                chances = model.predict_proba(matrix(parts))[:, list(model.classes_).index(True)]
+                instances.append(parts[int(chances.argmax())])
+                labels.append(True)
+            else:
+                instances.extend(parts)
+                labels.extend([False] * len(parts))
+        if len(set(labels)) < 2:
+            break
+        model = LogisticRegression(C=c, max_iter=5000).fit(matrix(instances), labels)
+    sign = 1.0 if model.classes_[1] else -1.0  # the logit of True
+    weights = {str(term): round(sign * float(w), 4) for term, w in
+               zip(vectorizer.get_feature_names_out(), model.coef_[0], strict=True) if round(float(w), 4)}
+    return ParagraphHead(round(sign * float(model.intercept_[0]), 4), weights)
 
 
 def _fit(examples: Sequence[Example], order: Sequence[str], c: float, idf: Mapping[str, float], what: str) -> Head:
@@ -760,6 +957,12 @@ def write(model: LearnedModel, path: Path) -> None:
                      f'"intercept": {json.dumps(head["intercept"])}, "weights": {{')
         rows = [f"{json.dumps(term, ensure_ascii=False)}: {json.dumps(w)}" for term, w in head["weights"].items()]
         lines.append(",\n".join(rows))
-        lines.append("}}" + ("," if name == "severity" else ""))
+        lines.append("}}" + ("," if name == "severity" or "p1_paragraph" in data else ""))
+    if "p1_paragraph" in data:
+        head = data["p1_paragraph"]
+        lines.append(f'"p1_paragraph": {{"intercept": {json.dumps(head["intercept"])}, "weights": {{')
+        lines.append(",\n".join(f"{json.dumps(term, ensure_ascii=False)}: {json.dumps(w)}"
+                                for term, w in head["weights"].items()))
+        lines.append("}}")
     lines.append("}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

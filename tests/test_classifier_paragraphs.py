@@ -1,0 +1,181 @@
+"""The paragraph P1 head (twelfth round): a mail read paragraph by paragraph, trained on the mails' labels.
+
+Why: one serious paragraph in a long harmless mail ("a few things from our first week … and since this morning
+nobody in the call centre can open a case") read, as a whole, like the harmless rest; classifier/README.md,
+"Twelfth round".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from classifier import Classifier, MailFacts
+from classifier.learned import DEFAULT_POLICY, TFIDF_FORMAT, LearnedFileError, LearnedModel, combine, stem, train, write
+from classifier.paragraphs import MAX_PARAGRAPHS, paragraphs
+from classifier.rules import DEFAULT_RULES
+from classifier.training import TrainingSet
+from config import Config
+
+
+def words_of(subject: str, body: str) -> list[list[str]]:
+    return [[w for w in words if w] for words in paragraphs(Classifier.fields(MailFacts(subject, body, "a@x")))]
+
+
+def test_a_mail_is_read_as_its_subject_and_the_paragraphs_of_its_body() -> None:
+    body = ("Hallo Team,\n\nthe new case view looks great.\n \t\n"
+            "Since 9 nobody in the call centre can open a case.\n\nGrüße")
+    assert words_of("Weekly status from sales", body) == [
+        ["weekly", "status", "from", "sales"],
+        ["the", "new", "case", "view", "looks", "great"],
+        ["since", "9", "nobody", "in", "the", "call", "centre", "can", "open", "a", "case"]]
+    # A greeting or a sign-off says nothing about severity; a short subject does; a body without blank lines is one.
+    assert words_of("", "Hallo Team,\n\nCRM down") == []
+    assert words_of("CRM down", "") == [["crm", "down"]] == words_of("", "CRM down")
+    assert words_of("AW: Frage", "line one of three words\nline two of it") == [
+        ["line", "one", "of", "three", "words", "line", "two", "of", "it"]]
+
+
+@pytest.mark.parametrize("body", [
+    "a\x00b c d\n\n\x00\x00\x00 e f g",
+    "zahnrad klemmt heute\r\n\r\nnoch immer und wieder",
+    "\ud800 broken surrogate words here\n\nand more words here",
+    ("word " * 200_000 + "\n\n") * 5,  # megabytes
+    "one two three\n\n" * 5_000,  # thousands of paragraphs
+    "\n\n\n\n" * 10_000,
+])
+def test_hostile_bodies_give_bounded_paragraphs(body: str) -> None:
+    found = paragraphs([("body", body, [])])
+    assert len(found) <= MAX_PARAGRAPHS
+    assert all(sum(1 for w in words if w) >= 3 for words in found)
+
+
+# Harmless chatter in every mail; one paragraph of the P1 mails says what is hit ("zahnrad klemmt").
+CHATTER = ["the new views look good and the training went well",
+           "thanks for the quick help with the report last week",
+           "we will send the list of open questions on friday"]
+SERIOUS = "since this morning zahnrad klemmt for the whole team nobody works"
+
+
+def _examples() -> TrainingSet:
+    examples = TrainingSet()
+    for n in range(12):
+        chatter = "\n\n".join(CHATTER[: 1 + n % 3])
+        for body, severity in ((f"{chatter}\n\n{SERIOUS} {n}", "P1"), (chatter, "P3"), (f"idea {n}: kanban", "P4")):
+            examples.add(MailFacts(f"Update {n}", body, "a@x"), severity, "technical_consultant")
+    examples.add(MailFacts("Frage", "how do i add a field to the form", "a@x"), "P3", "crm_admin")
+    return examples
+
+
+def _trained() -> LearnedModel:
+    examples = _examples()
+    return train(examples.severity, examples.role, paragraphs=examples.paragraphs, source="t.json")
+
+
+def test_training_finds_the_serious_paragraph_among_chatter_and_the_file_round_trips(tmp_path: Path) -> None:
+    model = _trained()
+    assert model.paragraph is not None and model.paragraph.weights[stem("klemmt")] > 0  # "zahnrad": too common
+    chatter_only = model.paragraph_opinion([w for w in words_of("Update", "\n\n".join(CHATTER))])
+    serious = model.paragraph_opinion(words_of("Update", "\n\n".join([*CHATTER, SERIOUS])))
+    assert chatter_only is not None and serious is not None
+    assert chatter_only[0] < 0.3 < 0.7 < serious[0]
+    assert serious[1] and all(e.startswith("learned paragraph: '") and e.split("'")[1] in SERIOUS for e in serious[1])
+    path = tmp_path / "w.json"
+    write(model, path)
+    again = LearnedModel.load(path)
+    assert again.paragraph == model.paragraph
+    write(again, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == path.read_bytes()
+    without = train(_examples().severity, _examples().role)
+    assert without.paragraph is None and without.paragraph_opinion([["a", "b", "c"]]) is None
+
+
+def test_a_buried_serious_paragraph_raises_the_verdict_with_its_words_as_evidence() -> None:
+    model = _trained()
+    mail = MailFacts("Update from sales", "\n\n".join([*CHATTER, SERIOUS]), "a@x")
+    whole = model.opinion(tok for _, _, tok in Classifier.fields(mail))
+    assert whole.paragraph_p1 is None  # not asked for paragraphs
+    rules = Classifier.from_files([DEFAULT_RULES])
+    verdict = rules.classify(mail)
+    opinion = model.opinion([tok for _, _, tok in Classifier.fields(mail)], paragraphs(Classifier.fields(mail)))
+    assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 >= DEFAULT_POLICY.p1_paragraph
+    # The whole mail read as P3, as the long harmless rest of a real status mail makes it read.
+    opinion = dataclasses.replace(opinion, severity="P3", severity_column=model.severity.classes.index("P3"),
+                                  severity_p=0.9, p1=0.05)
+    assert verdict.severity != "P1"
+    off = dataclasses.replace(DEFAULT_POLICY, p1_paragraph=None)
+    assert combine(verdict, opinion, model, off).severity != "P1"
+    raised = combine(verdict, opinion, model)
+    assert raised.severity == "P1" and raised.rules[0].name == "learned"
+    assert any("one paragraph reads as P1" in n for n in raised.notes)
+    assert set(opinion.paragraph_evidence) <= set(raised.rules[0].evidence)
+    assert Classifier.from_files([DEFAULT_RULES], learned=model).classify(mail).severity == "P1"
+
+
+def test_a_p1_no_paragraph_of_which_reads_as_p1_is_lowered_unless_a_site_cannot_work() -> None:
+    model = _trained()
+    rules = Classifier.from_files([DEFAULT_RULES])
+    # The rules page on one body word; the weights' paragraphs find nothing serious (p < lower_p1_paragraph).
+    weak = MailFacts("Frage", "There was an outage. We will send the list of open questions on friday.", "a@x")
+    verdict = rules.classify(weak)
+    assert verdict.severity == "P1", verdict.explain()
+    opinion = model.opinion([tok for _, _, tok in Classifier.fields(weak)], paragraphs(Classifier.fields(weak)))
+    assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < DEFAULT_POLICY.lower_p1_paragraph
+    # The whole mail read as P1, so only the paragraphs disagree.
+    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.6)
+    assert combine(verdict, opinion, model, dataclasses.replace(DEFAULT_POLICY, lower_p1_paragraph=0)).severity == "P1"
+    lowered = combine(verdict, opinion, model)
+    assert lowered.severity == "P2" and lowered.uncertain
+    assert any("no paragraph reads as P1" in n for n in lowered.notes)
+    assert any(r.severity == "P1" for r in lowered.rules[1:])  # the rule's P1 stays listed
+    # A team that cannot work at all stays P1 (keep_standstill), whatever the paragraphs say.
+    site = MailFacts("Hilfe", "Since 9 our whole team cannot work at all. We will send the list of "
+                     "open questions on friday.", "a@x")
+    stand = rules.classify(site)
+    assert stand.severity == "P1"
+    opinion = model.opinion([tok for _, _, tok in Classifier.fields(site)], paragraphs(Classifier.fields(site)))
+    doubting = dataclasses.replace(DEFAULT_POLICY, lower_p1_paragraph=0.5)
+    assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < doubting.lower_p1_paragraph
+    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.6)
+    assert combine(stand, opinion, model, doubting).severity == "P1"
+    assert combine(stand, opinion, model, dataclasses.replace(doubting, keep_standstill=False)).severity == "P2"
+
+
+WEIGHTS = {"format": TFIDF_FORMAT, "p1_threshold": 0.5, "idf": {"zahnrad": 2.0, "danke": 1.0},
+           "severity": {"classes": ["P1", "P2", "P3", "P4"], "intercept": [0, 0, 0, 0],
+                        "weights": {"zahnrad": [1.0, 0, 0, 0]}},
+           "role": {"classes": ["crm_admin", "technical_consultant"], "intercept": [0, 0], "weights": {}}}
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    ([1, 2], "expected {\"intercept\""),
+    ({"intercept": 0.0}, "expected {\"intercept\""),
+    ({"intercept": "0", "weights": {}}, "intercept"),
+    ({"intercept": 1e300, "weights": {}}, "not a finite weight"),
+    ({"intercept": 0.0, "weights": {"unbekannt": 1.0}}, "not in the vocabulary"),
+    ({"intercept": 0.0, "weights": {"a\x00b": 1.0}}, "not in the vocabulary"),
+    ({"intercept": 0.0, "weights": {"zahn\r\nrad": 1.0}}, "not in the vocabulary"),
+    ({"intercept": 0.0, "weights": {"x" * 1_000_000: 1.0}}, "not in the vocabulary"),
+    ({"intercept": 0.0, "weights": {"zahnrad": True}}, "not a finite weight"),
+    ({"intercept": 0.0, "weights": {"zahnrad": [1.0]}}, "not a finite weight"),
+    ({"intercept": 0.0, "weights": {f"t{n}": 1.0 for n in range(20_001)}}, "20001 terms"),
+])
+def test_hostile_paragraph_heads_are_one_line_errors(tmp_path: Path, head: object, message: str) -> None:
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({**WEIGHTS, "p1_paragraph": head}), encoding="utf-8")
+    with pytest.raises(LearnedFileError) as caught:
+        LearnedModel.load(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_a_presence_file_cannot_carry_a_paragraph_head(tmp_path: Path) -> None:
+    data = {**WEIGHTS, "format": "hypercare-learned/1", "p1_paragraph": {"intercept": 0.0, "weights": {}}}
+    del data["idf"]
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(LearnedFileError, match="needs the TF-IDF format"):
+        LearnedModel.load(path)
+
