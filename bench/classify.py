@@ -182,6 +182,12 @@ def compare_learned(mails: list[MailFacts], long_mails: list[MailFacts], seconds
     print(f"built-in rules alone: {rate_alone:.0f} msgs/s (long {long_alone:.0f}); with learned weights "
           f"({len(learned.severity.weights)}+{len(learned.role.weights)} terms, loaded in {load_ms:.0f} ms): "
           f"{rate_both:.0f} msgs/s (long {long_both:.0f}); cost ratio {rate_alone / rate_both:.2f}x")
+    if learned.paragraph is not None:  # twelfth round: what reading each paragraph costs
+        without = replace(learned, paragraph=None)
+        whole = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin", learned=without)
+        rate_whole, rate_paragraphs = alternate(whole, both, mails, seconds, clock)
+        print(f"learned weights without the paragraph head: {rate_whole:.0f} msgs/s, with it {rate_paragraphs:.0f}; "
+              f"cost ratio {rate_whole / rate_paragraphs:.2f}x")
 
 
 if __name__ == "__main__":

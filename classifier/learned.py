@@ -704,7 +704,11 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         if not unsure:
             doubts.append(f"the learned weights say P1 (p={opinion.p1:.2f}) where the rules said {severity}")
         severity, decided_severity = "P1", True
-    by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, policy, allowed)
+    # A paragraph is read apart from the wish or the thanks beside it ("Thanks! Also: the resellers see all our
+    # customers' accounts"), so the wish guard does not hold it; a rule's ceiling and a fixed severity do.
+    unguarded, _ = _limits(verdict, replace(policy, guard_p4=False), no_severity_rule, opinion.p1)
+    by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, policy,
+                                     functools.partial(_within, cap=unguarded, floor=floor))
     paragraph_evidence: tuple[str, ...] = ()
     if by_paragraph is not None:
         severity, note, doubt = by_paragraph
@@ -753,7 +757,7 @@ def _paragraph_change(verdict: Verdict, severity: str, paragraph: float | None, 
     Why beside the whole-mail P1 probability: that one follows the many harmless lines of a long mail; a
     paragraph head trained on the most P1-like paragraph of each P1 mail finds the one serious paragraph,
     and a P1 none of whose paragraphs reads as P1 at all is mostly alarm words on a small problem
-    (classifier/README.md, "Twelfth round": on author-out CV +23 P1 found and 0.8 points more precision).
+    (classifier/README.md, "Twelfth round").  *allowed*: the severity limits without the wish guard.
     """
     if paragraph is None:
         return None

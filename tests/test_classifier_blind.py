@@ -10,7 +10,7 @@ the blind sets with bench/blind_score.py (aggregates only) after a tuning round 
 
 NEVER tune rules or weights against these sets, never read their mails to fix a rule, and never relabel
 them: a failure found here becomes a new mail written afresh in the tuning set. The floors are the last
-measurement (eleventh round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
+measurement (twelfth round, see FLOORS) rounded down to 5 %: a regression floor, not a target. On failure
 this prints the summary only, never the per-mail lines.
 """
 
@@ -28,22 +28,21 @@ from config import Config, HypercareSettings
 
 DATA = Path(__file__).parent / "data"
 
-# set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-12-01, eleventh
-# round: TF-IDF weights trained on labelled 1-6141 and the held-out set; rule edits from tuning author G2;
-# Policy.p1_sure_far 0.5, chosen on author-out CV) rounded down to 5 %: blind 83.6 / 80.6 / 36 of 41, blind2 92.7 /
-# 95.7 / 40 of 41, blind3 93.6 / 91.3 / 42 of 43, blind4 91.3 / 91.3 / 41 of 46, blind5 92.4 / 91.3 / 42 of 46,
-# blind6 88.6 / 91.8 / 41 of 46, blind7 93.8 / 91.9 / 37 of 40, blind8 90.0 / 89.4 / 37 of 40, blind9 93.8 /
-# 94.4 / 36 of 40, blind10 91.9 / 93.8 / 37 of 40, blind11 87.5 / 95.0 / 36 of 40, blind12 91.9 / 95.0 / 38 of 40,
-# blind13 (scored before the round: 87.5 / 93.1 / 34 of 40) 89.4 / 93.8 / 34 of 40.  Pooled over the thirteen
-# sets the round moved severity 90.5 -> 90.8 %, role 91.8 -> 91.9 %, P1 500 -> 497 of 543, P1 precision 86.2 ->
-# 85.8 %: within noise; floors follow the measurement (classifier/README.md, "Eleventh round").
-FLOORS = {"blind": (165, 80, 80, 85), "blind2": (164, 90, 95, 95), "blind3": (172, 90, 90, 95),
-          "blind4": (184, 90, 90, 85), "blind5": (184, 90, 90, 90), "blind6": (184, 85, 90, 85),
-          "blind7": (160, 90, 90, 90), "blind8": (160, 90, 85, 90), "blind9": (160, 90, 90, 90),
-          "blind10": (160, 90, 90, 90), "blind11": (160, 85, 95, 90), "blind12": (160, 90, 95, 95),
-          "blind13": (160, 85, 90, 85),
-          # twelfth round, committed unread and scored before it: 86.9 / 93.8 / 35 of 40
-          "blind14": (160, 85, 90, 85)}
+# set -> (mails, severity %, role %, P1 recall %), the shipped classifier's measurement (2026-12-01, twelfth
+# round: TF-IDF weights with the paragraph P1 head, trained on labelled 1-6621 and the held-out set) rounded down
+# to 5 %: blind 84.2 / 79.4 / 38 of 41, blind2 91.5 / 98.2 / 40 of 41, blind3 94.8 / 90.1 / 43 of 43, blind4
+# 90.8 / 92.9 / 41 of 46, blind5 92.9 / 89.1 / 44 of 46, blind6 88.0 / 93.5 / 41 of 46, blind7 92.5 / 93.1 / 37 of
+# 40, blind8 90.0 / 90.0 / 38 of 40, blind9 91.9 / 94.4 / 36 of 40, blind10 92.5 / 91.2 / 38 of 40, blind11 90.6 /
+# 95.6 / 37 of 40, blind12 92.5 / 93.8 / 38 of 40, blind13 90.0 / 92.5 / 37 of 40, blind14 (scored before the
+# round: 86.9 / 93.8 / 35 of 40) 88.1 / 94.4 / 36 of 40.  Pooled over the fourteen sets the round moved severity
+# 90.5 -> 90.7 %, role 92.0 -> 92.0 %, P1 532 -> 544 of 583, P1 precision 86.1 -> 85.9 %.  The role of three sets
+# fell by 2-4 mails with the retrained weights (blind, blind5, blind12; pooled unchanged): their floors follow
+# the measurement (classifier/README.md, "Twelfth round").
+FLOORS = {"blind": (165, 80, 75, 90), "blind2": (164, 90, 95, 95), "blind3": (172, 90, 90, 95),
+          "blind4": (184, 90, 90, 85), "blind5": (184, 90, 85, 95), "blind6": (184, 85, 90, 85),
+          "blind7": (160, 90, 90, 90), "blind8": (160, 90, 90, 95), "blind9": (160, 90, 90, 90),
+          "blind10": (160, 90, 90, 95), "blind11": (160, 90, 95, 90), "blind12": (160, 90, 90, 95),
+          "blind13": (160, 90, 90, 90), "blind14": (160, 85, 90, 90)}
 
 
 def summary(report: EvalReport) -> str:

@@ -179,3 +179,8 @@ def test_a_presence_file_cannot_carry_a_paragraph_head(tmp_path: Path) -> None:
     with pytest.raises(LearnedFileError, match="needs the TF-IDF format"):
         LearnedModel.load(path)
 
+
+
+def test_the_built_in_weights_carry_a_paragraph_head() -> None:
+    model = Classifier.from_config(Config()).learned
+    assert model is not None and model.paragraph is not None and len(model.paragraph.weights) > 1000
