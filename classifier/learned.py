@@ -199,9 +199,9 @@ class Opinion:
     role_second: float = 0.0
     scale: float = 1.0
     # The paragraph head (None: the weights have none, or it was not asked): the highest paragraph P1
-    # probability, and that paragraph's words that weighed most for it (worded as evidence).
+    # probability, and that paragraph's words (the evidence is worded from them only when it decides).
     paragraph_p1: float | None = None
-    paragraph_evidence: tuple[str, ...] = ()
+    paragraph_words: Sequence[str] = ()
 
     @property
     def terms(self) -> dict[str, str]:
@@ -274,6 +274,8 @@ class LearnedModel:
     # word costs one dict lookup, and a pair term is found from its first word without building a string.
     _rows: dict[str, Row] = field(init=False, repr=False, compare=False)
     _pairs: dict[str, dict[str, Row]] = field(init=False, repr=False, compare=False)
+    # The paragraph head's row per term (a stem, or a pair as two stems): its weight times its idf, idf squared.
+    _paragraph_table: dict[TermKey, tuple[float, float]] = field(init=False, repr=False, compare=False)
     _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
     description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
@@ -296,6 +298,13 @@ class LearnedModel:
                 pairs.setdefault(first, {})[second] = row
         object.__setattr__(self, "_rows", rows)
         object.__setattr__(self, "_pairs", pairs)
+        table: dict[TermKey, tuple[float, float]] = {}
+        if self.paragraph is not None and self.idf is not None:
+            weights = self.paragraph.weights
+            for term, idf in self.idf.items():
+                first, _, second = term.partition(" ")
+                table[(first, second) if second else term] = (weights.get(term, 0.0) * idf, idf * idf)
+        object.__setattr__(self, "_paragraph_table", table)
         object.__setattr__(self, "_words", {"": _BOUNDARY})
         object.__setattr__(self, "_intercept", (*self.severity.intercept, *self.role.intercept))
         object.__setattr__(self, "description", f"Learned weights ({Path(self.source).name}): terms of labelled "
@@ -383,34 +392,61 @@ class LearnedModel:
                           max(s_exps) / s_total, max(r_exps) / r_total, scale)
         by_paragraph = None if paragraphs is None else self.paragraph_opinion(paragraphs)
         if by_paragraph is not None:
-            opinion.paragraph_p1, opinion.paragraph_evidence = by_paragraph
+            opinion.paragraph_p1, opinion.paragraph_words = by_paragraph
         return opinion
 
-    def paragraph_opinion(self, paragraphs: Iterable[Sequence[str]]) -> tuple[float, tuple[str, ...]] | None:
-        """(the highest paragraph P1 probability, that paragraph's evidence), or None without a paragraph head
-        or without a paragraph of known words.
+    def paragraph_opinion(self, paragraphs: Iterable[Sequence[str]]) -> tuple[float, Sequence[str]] | None:
+        """(the highest paragraph P1 probability, that paragraph's words), or None without a paragraph head or
+        without a paragraph of known words ("CRM down!" in a vocabulary without "down": nothing to say).
 
         Each paragraph (``classifier.paragraphs``) is weighed on its own, sublinear TF-IDF over the
-        vocabulary, L2-normalised, as in training.
+        vocabulary, L2-normalised, as in training.  The fast path of ``paragraph_shares``: the word entries
+        of ``opinion`` (no stem computed twice, no pair string built), one table row per known term.
         """
-        head, idf = self.paragraph, self.idf
-        if head is None or idf is None:
+        head, table = self.paragraph, self._paragraph_table
+        if head is None:
             return None
-        weights = head.weights
-        best, best_shares, best_words = -1.0, {}, ()
+        get, entry_of = self._words.get, self._entry
+        best, best_words = -1.0, ()
         for words in paragraphs:
-            values = tfidf_vector(term_counts((words,)), idf)
-            if not values:
+            counts: dict[TermKey, int] = {}
+            follow: dict[str, Row] | None = None
+            previous = ""
+            for token in words:
+                term, row, starts = get(token) or entry_of(token)
+                if row is not None:
+                    counts[term] = counts.get(term, 0) + 1
+                if follow is not None and term in follow:
+                    pair = (previous, term)
+                    counts[pair] = counts.get(pair, 0) + 1
+                follow, previous = starts, term
+            if not counts:
                 continue
-            shares = {t: v * weights.get(t, 0.0) for t, v in values.items()}
-            p1 = _sigmoid(head.intercept + sum(shares.values()))
+            dot = length2 = 0.0
+            for key, n in counts.items():
+                weight, idf2 = table[key]
+                tf = 1.0 if n == 1 else (_SUBLINEAR[n - 1] if n <= len(_SUBLINEAR) else 1 + math.log(n))
+                dot += tf * weight
+                length2 += tf * tf * idf2
+            p1 = _sigmoid(head.intercept + dot / math.sqrt(length2))
             if p1 > best:
-                best, best_shares, best_words = p1, shares, words
-        if not best_words:
-            return None  # no paragraph of known words ("CRM down!"): the paragraphs have nothing to say
-        top = sorted((x for x in best_shares.items() if x[1] > 0), key=itemgetter(1), reverse=True)[:EVIDENCE_TERMS]
-        origin = _origins(best_words)
-        return best, tuple(f"learned paragraph: '{origin.get(term, term)}' {weight:+.2f}" for term, weight in top)
+                best, best_words = p1, words
+        return None if best < 0 else (best, best_words)
+
+    def paragraph_shares(self, words: Sequence[str]) -> dict[str, float]:
+        """Term -> its share of one paragraph's P1 logit (without the intercept): the plain reference of
+        ``paragraph_opinion``, and what the evidence is worded from."""
+        if self.paragraph is None or self.idf is None:
+            return {}
+        weights = self.paragraph.weights
+        return {t: v * weights.get(t, 0.0) for t, v in tfidf_vector(term_counts((words,)), self.idf).items()}
+
+    def paragraph_evidence(self, words: Sequence[str]) -> tuple[str, ...]:
+        """The paragraph's words that weighed most towards P1, strongest first ("learned paragraph: 'call' +0.66")."""
+        shares = self.paragraph_shares(words)
+        top = sorted((x for x in shares.items() if x[1] > 0), key=itemgetter(1), reverse=True)[:EVIDENCE_TERMS]
+        origin = _origins(words)
+        return tuple(f"learned paragraph: '{origin.get(term, term)}' {weight:+.2f}" for term, weight in top)
 
     @property
     def _p1_column(self) -> int:
@@ -714,7 +750,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         severity, note, doubt = by_paragraph
         notes.append(note)
         doubts.append(doubt)
-        decided_severity, paragraph_evidence = True, opinion.paragraph_evidence
+        decided_severity, paragraph_evidence = True, model.paragraph_evidence(opinion.paragraph_words)
     role_evidence = _has_evidence(opinion, opinion.split + opinion.role_column, opinion.role_p,
                                   opinion.role_second, policy.role_margin)
     if (no_role_rule and role_evidence) or (opinion.role != role and (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,8 @@ def test_training_finds_the_serious_paragraph_among_chatter_and_the_file_round_t
     serious = model.paragraph_opinion(words_of("Update", "\n\n".join([*CHATTER, SERIOUS])))
     assert chatter_only is not None and serious is not None
     assert chatter_only[0] < 0.3 < 0.7 < serious[0]
-    assert serious[1] and all(e.startswith("learned paragraph: '") and e.split("'")[1] in SERIOUS for e in serious[1])
+    evidence = model.paragraph_evidence(serious[1])
+    assert evidence and all(e.startswith("learned paragraph: '") and e.split("'")[1] in SERIOUS for e in evidence)
     path = tmp_path / "w.json"
     write(model, path)
     again = LearnedModel.load(path)
@@ -111,7 +113,7 @@ def test_a_buried_serious_paragraph_raises_the_verdict_with_its_words_as_evidenc
     raised = combine(verdict, opinion, model)
     assert raised.severity == "P1" and raised.rules[0].name == "learned"
     assert any("one paragraph reads as P1" in n for n in raised.notes)
-    assert set(opinion.paragraph_evidence) <= set(raised.rules[0].evidence)
+    assert set(model.paragraph_evidence(opinion.paragraph_words)) <= set(raised.rules[0].evidence)
     assert Classifier.from_files([DEFAULT_RULES], learned=model).classify(mail).severity == "P1"
 
 
@@ -181,6 +183,27 @@ def test_a_presence_file_cannot_carry_a_paragraph_head(tmp_path: Path) -> None:
 
 
 
-def test_the_built_in_weights_carry_a_paragraph_head() -> None:
+def test_the_built_in_weights_carry_a_paragraph_head_and_the_fast_scorer_gives_the_reference() -> None:
+    """``paragraph_opinion`` (word entries, one table row per term) against ``paragraph_shares`` (term counts,
+    ``tfidf_vector``) on every 20th labelled mail, repeated words and in-clause pairs included."""
+    import math
+
+    from classifier.evaluation import read_labels
+    from classifier.mailfile import facts_from_bytes
+
     model = Classifier.from_config(Config()).learned
     assert model is not None and model.paragraph is not None and len(model.paragraph.weights) > 1000
+    folder = Path(__file__).parent / "data" / "labelled"
+    compared = 0
+    for name, _, _ in read_labels(folder)[::20]:
+        facts = facts_from_bytes((folder / name).read_bytes(), datetime(2026, 11, 30, tzinfo=UTC))
+        for words in paragraphs(Classifier.fields(facts)):
+            fast = model.paragraph_opinion([words])
+            shares = model.paragraph_shares(words)
+            if fast is None:
+                assert not shares
+                continue
+            reference = 1 / (1 + math.exp(-(model.paragraph.intercept + sum(shares.values()))))
+            assert fast[0] == pytest.approx(reference, abs=1e-9) and fast[1] is words
+            compared += 1
+    assert compared > 500
