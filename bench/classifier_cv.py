@@ -4,7 +4,7 @@ Why this script: a blind set can be scored once; choosing the combination's para
 for mail from unknown writers that may be used as often as needed.  Each group of the tuning set is
 written by one author (or, for the oldest mails, a mix of authors); for every group the weights are
 trained on all *other* groups, and that group is scored with the full classifier, the built-in rules
-plus ``classifier.learned.combine``.  The mean over groups is the estimate; the parameters of
+plus ``classifier.combination.combine``.  The mean over groups is the estimate; the parameters of
 ``Policy`` are chosen on it (classifier/README.md, "Measured: leave one author out").
 
     .venv/bin/pip install scikit-learn      # offline only; the desk does not need it
@@ -38,17 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
+from classifier.combination import DEFAULT_POLICY, Policy, combine  # noqa: E402
 from classifier.evaluation import no_evidence, read_labels  # noqa: E402
 from classifier.learned import (  # noqa: E402
     DEFAULT_C,
-    DEFAULT_POLICY,
     EXPORT_TERMS,
     MAX_SHARE,
     PARAGRAPH_ROUNDS,
     LearnedModel,
     Opinion,
-    Policy,
-    combine,
     term_counts,
     train,
     write,

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from classifier.combination import combine
 from classifier.conditions import MatchContext, Outcome, sender_keys
 from classifier.facts import MailFacts
 from classifier.forwarded import REPLY_SUBJECT, bare_subject, dequoted
-from classifier.learned import LearnedModel, combine, load_configured
+from classifier.learned import LearnedModel, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
 from classifier.paragraphs import paragraphs
 from classifier.regexes import RegexScanner

@@ -1,6 +1,6 @@
 """The learned combination on an author it never saw: one fold of bench/classifier_cv.py, kept fast.
 
-Why: the combination's parameters (``classifier.learned.Policy``) were chosen on leave-one-author-out
+Why: the combination's parameters (``classifier.combination.Policy``) were chosen on leave-one-author-out
 cross-validation (classifier/README.md, "Leave one author out").  Training a fold takes a minute, so this
 test keeps one fold's weights, ``tests/data/cv/learned-without-tE.json`` (trained by
 ``bench/classifier_cv.py --cache`` on every labelled and held-out mail except author E's batch,

@@ -14,16 +14,15 @@ from desk_kit import desk_config, outbox, report, team_reply, ticket
 
 from classifier import Classifier, MailFacts
 from classifier.cli import cmd_check, cmd_classify, cmd_train
+from classifier.combination import DEFAULT_POLICY, combine
 from classifier.learned import (
     BUILTIN_WEIGHTS,
-    DEFAULT_POLICY,
     FORMAT,
     MAX_FILE_BYTES,
     MAX_TERMS,
     TFIDF_FORMAT,
     LearnedFileError,
     LearnedModel,
-    combine,
     load_configured,
     stem,
 )

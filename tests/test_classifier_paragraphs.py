@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from classifier import Classifier, MailFacts
-from classifier.learned import DEFAULT_POLICY, TFIDF_FORMAT, LearnedFileError, LearnedModel, combine, stem, train, write
+from classifier.combination import DEFAULT_POLICY, combine
+from classifier.learned import TFIDF_FORMAT, LearnedFileError, LearnedModel, stem, train, write
 from classifier.paragraphs import MAX_PARAGRAPHS, paragraphs
 from classifier.rules import DEFAULT_RULES
 from classifier.training import TrainingSet
