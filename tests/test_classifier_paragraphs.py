@@ -208,3 +208,30 @@ def test_the_built_in_weights_carry_a_paragraph_head_and_the_fast_scorer_gives_t
             assert fast[0] == pytest.approx(reference, abs=1e-9) and fast[1] is words
             compared += 1
     assert compared > 500
+
+
+CHATTY_STATUS = (
+    "Hi team,\n\nthe data cleanup is on track, about 80% of the accounts are reviewed and the new picklist values "
+    "look good.\n\nThe training for the Madrid office is confirmed for next Tuesday, the room is booked.\n\n"
+    "Marketing asked whether we can add the new campaign codes to the lead form before the fair, Jana will send "
+    "the list.\n\nThe dashboard for the regional managers is finished and looks great, thanks to Tom for the quick "
+    "work.\n\nWe still need to decide on the naming of the service territories, proposal attached, feedback "
+    "welcome until Friday.\n\nOne more thing: the partner portal shows every reseller the opportunities of all "
+    "other resellers, with prices.\n\nBest\nPiet")
+
+
+def test_the_shipped_classifier_finds_the_one_serious_paragraph_of_a_chatty_status_mail() -> None:
+    """Five harmless paragraphs and one exposure: the whole mail reads as P3, its last paragraph as P1."""
+    shipped = Classifier.from_config(Config())
+    mail = MailFacts("Status update week 3", CHATTY_STATUS, "piet@customer.example")
+    verdict = shipped.classify(mail)
+    assert verdict.severity == "P1", verdict.explain()
+    assert any(n.startswith("raised P3 -> P1 by the learned paragraph weights") for n in verdict.notes)
+    assert any(e.startswith("learned paragraph: ") for e in verdict.rules[0].evidence)
+    model = shipped.learned
+    assert model is not None
+    fields = Classifier.fields(mail)
+    opinion = model.opinion([tokens for _, _, tokens in fields], paragraphs(fields))
+    rules_alone = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin").classify(mail)
+    without = combine(rules_alone, opinion, model, dataclasses.replace(DEFAULT_POLICY, p1_paragraph=None))
+    assert without.severity == "P3"
