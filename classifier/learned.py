@@ -125,7 +125,7 @@ class Head:
 
 @dataclass(frozen=True)
 class ParagraphHead:
-    """One logistic regression that tells whether a single paragraph reads as a P1 (``train_paragraph_head``).
+    """One logistic regression that tells whether a single paragraph reads as a P1 (``_fit_paragraphs``).
 
     Scored per paragraph (``classifier.paragraphs``) over the model's vocabulary and idf; the mail's
     paragraph P1 probability is the highest of its paragraphs'.  *weights*: term -> weight; a term of
@@ -234,6 +234,11 @@ def _term_text(key: TermKey) -> str:
 
 _BOUNDARY: _Entry = ("", None, None)  # a clause break: no weights, starts no pair
 _SUBLINEAR = tuple(1 + math.log(1 + extra) for extra in range(64))  # tf of a term seen 1 + extra times
+
+
+def _sublinear(extra: int) -> float:
+    """1 + ln count: the tf of a term seen 1 + *extra* times (a table lookup for the usual counts)."""
+    return _SUBLINEAR[extra] if extra < len(_SUBLINEAR) else 1 + math.log(1 + extra)
 
 
 @dataclass(frozen=True)
@@ -345,7 +350,7 @@ class LearnedModel:
                 follow, previous, previous_word = starts, term, token
         if self.idf is not None:  # presence weights count a term once
             for key, extra in again.items():  # sublinear: (1 + ln count) x idf; the row already carries the idf
-                tf = _SUBLINEAR[extra] if extra < len(_SUBLINEAR) else 1 + math.log(1 + extra)
+                tf = _sublinear(extra)
                 row = found[key]
                 found[key] = (*map(tf.__mul__, row[:-1]), row[-1] * tf * tf)
         severity, role = self.severity, self.role
@@ -402,7 +407,7 @@ class LearnedModel:
             dot = length2 = 0.0
             for key, n in counts.items():
                 weight, idf2 = table[key]
-                tf = 1.0 if n == 1 else (_SUBLINEAR[n - 1] if n <= len(_SUBLINEAR) else 1 + math.log(n))
+                tf = _sublinear(n - 1)
                 dot += tf * weight
                 length2 += tf * tf * idf2
             p1 = _sigmoid(head.intercept + dot / math.sqrt(length2))
@@ -656,11 +661,7 @@ def _fit_paragraphs(examples: Sequence[Example], paragraphs: Sequence[Sequence[M
     the paragraph of every P1 mail that the last fit finds most P1-like as the positive example and
     refits.  *paragraphs*: per severity example, its paragraphs' term counts (``term_counts``).
     """
-    try:
-        from sklearn.feature_extraction import DictVectorizer
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise TrainingUnavailable("training needs scikit-learn: pip install 'hypercare-desk[train]'") from None
+    DictVectorizer, LogisticRegression = _scikit_learn()
     if len(paragraphs) != len(examples):
         raise ValueError("one list of paragraphs per severity example")
     vectorizer = DictVectorizer(sort=True)
@@ -693,12 +694,18 @@ def _fit_paragraphs(examples: Sequence[Example], paragraphs: Sequence[Sequence[M
     return ParagraphHead(round(sign * float(model.intercept_[0]), 4), weights)
 
 
-def _fit(examples: Sequence[Example], order: Sequence[str], c: float, idf: Mapping[str, float], what: str) -> Head:
+def _scikit_learn() -> tuple[Any, Any]:
+    """(DictVectorizer, LogisticRegression), imported only to train; TrainingUnavailable says how to get them."""
     try:
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise TrainingUnavailable("training needs scikit-learn: pip install 'hypercare-desk[train]'") from None
+    return DictVectorizer, LogisticRegression
+
+
+def _fit(examples: Sequence[Example], order: Sequence[str], c: float, idf: Mapping[str, float], what: str) -> Head:
+    DictVectorizer, LogisticRegression = _scikit_learn()
     labels = [label for _, label in examples]
     present = [x for x in order if x in labels]
     if len(present) < 2 or (what == "severity" and "P1" not in present):
