@@ -122,7 +122,7 @@ def test_a_p1_no_paragraph_of_which_reads_as_p1_is_lowered_unless_a_site_cannot_
     model = _trained()
     rules = Classifier.from_files([DEFAULT_RULES])
     # The rules page on one body word; the weights' paragraphs find nothing serious (p < lower_p1_paragraph).
-    weak = MailFacts("Frage", "There was an outage. We will send the list of open questions on friday.", "a@x")
+    weak = MailFacts("Frage", "There was a data loss. We will send the list of open questions on friday.", "a@x")
     verdict = rules.classify(weak)
     assert verdict.severity == "P1", verdict.explain()
     opinion = model.opinion([tok for _, _, tok in Classifier.fields(weak)], paragraphs(Classifier.fields(weak)))
@@ -235,3 +235,21 @@ def test_the_shipped_classifier_finds_the_one_serious_paragraph_of_a_chatty_stat
     rules_alone = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin").classify(mail)
     without = combine(rules_alone, opinion, model, dataclasses.replace(DEFAULT_POLICY, p1_paragraph=None))
     assert without.severity == "P3"
+
+
+def test_a_short_question_about_the_system_being_down_is_not_lowered_by_the_paragraph_head() -> None:
+    """One report of the rehearsal's storm: no paragraph reads as P1 to the head (short questions are mostly
+    one person's trouble), but the rules saw the system down for everyone, which the weights do not overrule."""
+    shipped = Classifier.from_config(Config())
+    mail = MailFacts("CRM down?", "Is the CRM down? I get an error 503 when I open it.", "user3@customer.example")
+    verdict = shipped.classify(mail)
+    assert verdict.severity == "P1", verdict.explain()
+    assert verdict.triage.hit is not None and verdict.triage.hit.value == "outage"
+    model = shipped.learned
+    assert model is not None
+    fields = Classifier.fields(mail)
+    opinion = model.opinion([tokens for _, _, tokens in fields], paragraphs(fields))
+    assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < DEFAULT_POLICY.lower_p1_paragraph
+    rules_alone = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin").classify(mail)
+    no_keep = combine(rules_alone, opinion, model, dataclasses.replace(DEFAULT_POLICY, keep_standstill=False))
+    assert no_keep.severity == "P2"  # what the paragraph head alone would have done
