@@ -248,8 +248,11 @@ def test_a_short_question_about_the_system_being_down_is_not_lowered_by_the_para
     model = shipped.learned
     assert model is not None
     fields = Classifier.fields(mail)
-    opinion = model.opinion([tokens for _, _, tokens in fields], paragraphs(fields))
-    assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < DEFAULT_POLICY.lower_p1_paragraph
+    # The head as the weights of the thirteenth round read it (p=0.01); held there, so a retrain that reads the
+    # mail differently does not hide what the outage guard does.
+    opinion = dataclasses.replace(model.opinion([tokens for _, _, tokens in fields], paragraphs(fields)),
+                                  paragraph_p1=0.01)
     rules_alone = Classifier.from_files([DEFAULT_RULES], timezone="Europe/Berlin").classify(mail)
+    assert combine(rules_alone, opinion, model).severity == "P1"
     no_keep = combine(rules_alone, opinion, model, dataclasses.replace(DEFAULT_POLICY, keep_standstill=False))
     assert no_keep.severity == "P2"  # what the paragraph head alone would have done
