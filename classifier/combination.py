@@ -13,7 +13,8 @@ cross-validation (``bench/classifier_cv.py``), never on a blind set:
   never the matrix's P1 for a team, a site or everyone that cannot work at all (``keep_standstill``);
 - a wish or a thanks the rules saw, with no impact hit beside it, is never lifted above P3;
 - with a paragraph head (``ParagraphHead``, twelfth round), one paragraph that alone reads as P1 raises the
-  verdict to P1, and a P1 none of whose paragraphs reads as P1 at all is lowered to P2 (``_paragraph_change``).
+  verdict to P1, and a P1 none of whose paragraphs reads as P1 at all, nor the whole mail, is lowered to P2
+  (``_paragraph_change``).
 
 Whether the final verdict is ``uncertain`` (the owner is asked to confirm with ``#severity``, the dashboard
 lists it) is decided last, by the weights: it is certain when they confirm both the severity and the owner
@@ -67,8 +68,12 @@ class Policy:
     P1 word in the lock-out mail they learned from, and the rules' sure P3 (degraded, one person) became a page.
     *p1_paragraph* / *lower_p1_paragraph* (twelfth round; only with a paragraph head): a verdict is raised to
     P1 when one paragraph alone reads as P1 with at least this probability (None: never), where a ceiling,
-    a wish or a fixed severity allows it; a P1 is lowered to P2 when no paragraph reads as P1 even at this
-    probability, unless it is a standstill (*keep_standstill*) or a rule fixed it.
+    a wish or a fixed severity allows it; a P1 is lowered to P2 when neither a paragraph nor the whole mail
+    reads as P1 even at this probability, unless it is a standstill (*keep_standstill*) or a rule fixed it.
+    Thirteenth round (author-out CV, 40 groups, new authors): *lower_p1* 0.4 -> 0.25 and *lower_p1_paragraph*
+    0.05 -> 0.2 with the whole mail's reading beside the paragraphs' gave P1 1559 -> 1572 of 1679 at 86.3 ->
+    86.5 % precision (one false page fewer): the paragraph head takes back the false pages the whole-mail
+    lowering took, and lets fewer real P1s go.
     """
 
     p1_unsure: float | None = 0.4
@@ -78,7 +83,7 @@ class Policy:
     min_margin: float = 0.1
     role_margin: float = 0.0
     guard_p4: bool = True
-    lower_p1: float = 0.4
+    lower_p1: float = 0.25
     lower_p1_sure: float = 0.0
     confirm: float = 0.6
     p1_doubt: float = 0.1
@@ -86,7 +91,7 @@ class Policy:
     keep_standstill: bool = True
     p1_sure_far: float | None = 0.5
     p1_paragraph: float | None = 0.6
-    lower_p1_paragraph: float = 0.05
+    lower_p1_paragraph: float = 0.2
 
 
 DEFAULT_POLICY = Policy()
@@ -190,7 +195,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
     # A paragraph is read apart from the wish or the thanks beside it ("Thanks! Also: the resellers see all our
     # customers' accounts"), so the wish guard does not hold it; a rule's ceiling and a fixed severity do.
     unguarded, _ = _limits(verdict, replace(policy, guard_p4=False), no_severity_rule, opinion.p1)
-    by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, policy,
+    by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, opinion.p1, policy,
                                      functools.partial(_within, cap=unguarded, floor=floor))
     paragraph_evidence: tuple[str, ...] = ()
     if by_paragraph is not None:
@@ -230,17 +235,20 @@ def _no_change(verdict: Verdict, opinion: Opinion, policy: Policy, p1_raise: flo
     """Whether the weights cannot change a sure verdict: no probability reaches a threshold of ``Policy``."""
     return (opinion.p1 < p1_raise and opinion.severity_p < policy.severity_sure and opinion.role_p < policy.role_sure
             and (verdict.severity != "P1" or opinion.p1 >= policy.lower_p1_sure)
-            and _paragraph_change(verdict, verdict.severity, opinion.paragraph_p1, policy, str) is None)
+            and _paragraph_change(verdict, verdict.severity, opinion.paragraph_p1, opinion.p1, policy, str) is None)
 
 
-def _paragraph_change(verdict: Verdict, severity: str, paragraph: float | None, policy: Policy,
+def _paragraph_change(verdict: Verdict, severity: str, paragraph: float | None, whole: float, policy: Policy,
                       allowed: Callable[[str], str]) -> tuple[str, str, str] | None:
     """(new severity, note, doubt) when one paragraph alone decides about P1 (``Policy.p1_paragraph``).
 
     Why beside the whole-mail P1 probability: that one follows the many harmless lines of a long mail; a
     paragraph head trained on the most P1-like paragraph of each P1 mail finds the one serious paragraph,
     and a P1 none of whose paragraphs reads as P1 at all is mostly alarm words on a small problem
-    (classifier/README.md, "Twelfth round").  *allowed*: the severity limits without the wish guard.
+    (classifier/README.md, "Twelfth round").  Lowered only when the whole mail (*whole*, its P1 probability)
+    does not read as P1 either (thirteenth round): the head is trained for the most serious of several
+    paragraphs, so it reads a short mail low ("Hundreds of contacts were deleted overnight, data loss!": 0.04,
+    the whole mail 0.21).  *allowed*: the severity limits without the wish guard.
     """
     if paragraph is None:
         return None
@@ -248,10 +256,11 @@ def _paragraph_change(verdict: Verdict, severity: str, paragraph: float | None, 
             and allowed("P1") == "P1":
         return ("P1", f"raised {severity} -> P1 by the learned paragraph weights: one paragraph reads as P1 "
                 f"(p={paragraph:.2f})", f"one paragraph reads as P1 (p={paragraph:.2f}) where the rest said {severity}")
-    if severity == "P1" and paragraph < policy.lower_p1_paragraph and allowed("P2") == "P2" \
+    if severity == "P1" and max(paragraph, whole) < policy.lower_p1_paragraph and allowed("P2") == "P2" \
             and not (policy.keep_standstill and _standstill(verdict, PARAGRAPH_STANDSTILL_HITS)):
         return ("P2", f"lowered P1 -> P2 by the learned paragraph weights: no paragraph reads as P1 "
-                f"(p={paragraph:.2f})", f"no paragraph reads as P1 (p={paragraph:.2f})")
+                f"(p={paragraph:.2f}), nor the whole mail (p={whole:.2f})",
+                f"no paragraph reads as P1 (p={paragraph:.2f}), nor the whole mail (p={whole:.2f})")
     return None
 
 

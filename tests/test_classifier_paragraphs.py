@@ -127,13 +127,16 @@ def test_a_p1_no_paragraph_of_which_reads_as_p1_is_lowered_unless_a_site_cannot_
     assert verdict.severity == "P1", verdict.explain()
     opinion = model.opinion([tok for _, _, tok in Classifier.fields(weak)], paragraphs(Classifier.fields(weak)))
     assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < DEFAULT_POLICY.lower_p1_paragraph
-    # The whole mail read as P1, so only the paragraphs disagree.
-    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.6)
+    # The whole mail's class is P1, so its own lowering (``lower_p1``) does not act; its P1 probability is low.
+    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.1)
     assert combine(verdict, opinion, model, dataclasses.replace(DEFAULT_POLICY, lower_p1_paragraph=0)).severity == "P1"
     lowered = combine(verdict, opinion, model)
     assert lowered.severity == "P2" and lowered.uncertain
-    assert any("no paragraph reads as P1" in n for n in lowered.notes)
+    assert any("no paragraph reads as P1" in n and "nor the whole mail (p=0.10)" in n for n in lowered.notes)
     assert any(r.severity == "P1" for r in lowered.rules[1:])  # the rule's P1 stays listed
+    # The whole mail reading as P1 keeps it (thirteenth round): the head reads short mails low.
+    whole = dataclasses.replace(opinion, p1=DEFAULT_POLICY.lower_p1_paragraph + 0.01)
+    assert combine(verdict, whole, model).severity == "P1"
     # A team that cannot work at all stays P1 (keep_standstill), whatever the paragraphs say.
     site = MailFacts("Hilfe", "Since 9 our whole team cannot work at all. We will send the list of "
                      "open questions on friday.", "a@x")
@@ -142,7 +145,7 @@ def test_a_p1_no_paragraph_of_which_reads_as_p1_is_lowered_unless_a_site_cannot_
     opinion = model.opinion([tok for _, _, tok in Classifier.fields(site)], paragraphs(Classifier.fields(site)))
     doubting = dataclasses.replace(DEFAULT_POLICY, lower_p1_paragraph=0.5)
     assert opinion.paragraph_p1 is not None and opinion.paragraph_p1 < doubting.lower_p1_paragraph
-    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.6)
+    opinion = dataclasses.replace(opinion, severity="P1", severity_column=0, severity_p=0.6, p1=0.1)
     assert combine(stand, opinion, model, doubting).severity == "P1"
     assert combine(stand, opinion, model, dataclasses.replace(doubting, keep_standstill=False)).severity == "P2"
 
