@@ -23,7 +23,7 @@ from classifier.facts import MailFacts
 from classifier.forwarded import REPLY_SUBJECT, bare_subject, dequoted
 from classifier.learned import LearnedModel, load_configured
 from classifier.matrix import EMPTY, SCOPES, Matrix
-from classifier.paragraphs import paragraphs
+from classifier.paragraphs import body_words, paragraphs
 from classifier.regexes import RegexScanner
 from classifier.rules import DEFAULT_RULES, Rule, RuleFileError, RuleSet, read_rule_files
 from classifier.text import Negation, PhraseHit, tokenize
@@ -142,7 +142,7 @@ class Classifier:
     # --- classification --------------------------------------------------------------------
 
     def classify(self, facts: MailFacts) -> Verdict:
-        fields = self.fields(facts)
+        fields, body_parts = self._read(facts)
         ctx = self.context(facts, fields)
         candidates = set(self._always)
         for by_id, found in ((self._by_phrase, ctx.phrase_hits), (self._by_regex, ctx.regex_hits)):
@@ -164,19 +164,29 @@ class Classifier:
         if self.learned is None:
             return verdict
         learned = self.learned
-        paragraph_words = paragraphs(fields) if learned.paragraph is not None else None
+        paragraph_words = paragraphs(fields, body_parts) if learned.paragraph is not None else None
         return combine(verdict, learned.opinion((tokens for _, _, tokens in fields), paragraph_words), learned)
 
     @staticmethod
     def fields(facts: MailFacts) -> list[tuple[str, str, list[str]]]:
         """(field, text, words) of what the classifier reads: the subject unless a reply's, the unquoted body;
         of a forward, its own subject and the whole body (``classifier.forwarded``)."""
+        return Classifier._read(facts)[0]
+
+    @staticmethod
+    def _read(facts: MailFacts) -> tuple[list[tuple[str, str, list[str]]], list[list[str]] | None]:
+        """``fields``, and the body's paragraphs' words (``paragraphs.body_words``; None: no body)."""
         if facts.forwarded:
             subject, body = bare_subject(facts.subject), dequoted(facts.body)
         else:
             subject = "" if REPLY_SUBJECT.match(facts.subject) else facts.subject
             body = unquoted(facts.body)
-        return [(field, text, tokenize(text)) for field, text in (("subject", subject), ("body", body)) if text]
+        fields = [("subject", subject, tokenize(subject))] if subject else []
+        body_parts = None
+        if body:
+            words, body_parts = body_words(body)
+            fields.append(("body", body, words))
+        return fields, body_parts
 
     def context(self, facts: MailFacts, fields: list[tuple[str, str, list[str]]] | None = None) -> MatchContext:
         """Run the compiled matchers over the mail once; conditions read only this."""
