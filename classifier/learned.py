@@ -26,10 +26,8 @@ import functools
 import json
 import math
 from array import array
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -144,6 +142,9 @@ class ParagraphHead:
 # A term's scoring row: both heads' weights times its idf, then its idf squared.  An array of doubles: one
 # block of memory per row (a tuple holds nine float objects apart), which saves cache misses on every mail.
 Row = Sequence[float]
+# Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
+# it starts (second term -> weights; None: none).
+_Entry = tuple[str, "Row | None", "dict[str, Row] | None"]
 
 
 # A term the weights know, as scoring keeps it: a stem, or the two stems of an in-clause pair.
@@ -157,9 +158,8 @@ class Opinion:
     *found*: every term of the mail the weights know (a stem, or a pair of stems) -> its weights,
     the severity classes then the role classes (*split*: where the role weights start), multiplied by
     the term's TF-IDF value before normalisation; *scale* is the normalisation (1 / the vector's length;
-    1 for presence weights), so a term's share of a logit is ``row[column] * scale``; *sources*: the mail's
-    word lists with their terms, from which the evidence names the word (or a pair's two words) a term came
-    from first, looked up only for the few terms the evidence names.
+    1 for presence weights), so a term's share of a logit is ``row[column] * scale``; *first*: the
+    mail's word (or a pair's two words) each found term came from first, to word the evidence.
     """
 
     severity: str
@@ -171,7 +171,7 @@ class Opinion:
     split: int
     severity_column: int
     role_column: int
-    sources: Sequence[tuple[Sequence[str], Sequence[str]]] = ()
+    first: dict[TermKey, str | tuple[str, str]] = field(default_factory=dict)
     severity_second: float = 0.0  # the next class's probability: how clearly the weights chose
     role_second: float = 0.0
     scale: float = 1.0
@@ -186,19 +186,9 @@ class Opinion:
         return {_term_text(key): self._origin(key) for key in self.found}
 
     def _origin(self, key: TermKey) -> str:
-        """The mail's word(s) a term came from first: a word, or a pair's two words."""
-        for words, terms in self.sources:
-            if isinstance(key, str):
-                if key in terms:
-                    return words[terms.index(key)]
-                continue
-            first, second = key
-            at = -1
-            while first in terms[at + 1:]:
-                at = terms.index(first, at + 1)
-                if at + 1 < len(terms) and terms[at + 1] == second:
-                    return f"{words[at]} {words[at + 1]}"
-        return _term_text(key)  # not reached: every found term came from a word of the mail
+        """The mail's word(s) a term came from first (``first``: a word, or a pair's two words)."""
+        words = self.first[key]
+        return words if isinstance(words, str) else " ".join(words)
 
     @property
     def severity_evidence(self) -> tuple[str, ...]:
@@ -242,6 +232,7 @@ def _term_text(key: TermKey) -> str:
     return key if isinstance(key, str) else " ".join(key)
 
 
+_BOUNDARY: _Entry = ("", None, None)  # a clause break: no weights, starts no pair
 _SUBLINEAR = tuple(1 + math.log(1 + extra) for extra in range(64))  # tf of a term seen 1 + extra times
 
 
@@ -261,12 +252,13 @@ class LearnedModel:
     idf: dict[str, float] | None = None
     paragraph: ParagraphHead | None = None
     vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
-    # Scoring table (built once): both heads' weights of a term in one row (times its idf), keyed by the
-    # stem or by a pair's two stems as a tuple, so a mail's pairs are looked up without building a string.
-    _rows: dict[TermKey, Row] = field(init=False, repr=False, compare=False)
+    # Scoring tables (built once): both heads' weights of a term in one row (times its idf), so a mail
+    # word costs one dict lookup, and a pair term is found from its first word without building a string.
+    _rows: dict[str, Row] = field(init=False, repr=False, compare=False)
+    _pairs: dict[str, dict[str, Row]] = field(init=False, repr=False, compare=False)
     # The paragraph head's row per term (a stem, or a pair as two stems): its weight times its idf, idf squared.
     _paragraph_table: dict[TermKey, tuple[float, float]] = field(init=False, repr=False, compare=False)
-    _terms_of: dict[str, str] = field(init=False, repr=False, compare=False)  # mail word -> its term (a memo)
+    _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
     description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
 
@@ -274,7 +266,8 @@ class LearnedModel:
         known = frozenset(self.severity.weights) | frozenset(self.role.weights)
         object.__setattr__(self, "vocabulary", known if self.idf is None else frozenset(self.idf))
         none_s, none_r = (0.0,) * len(self.severity.classes), (0.0,) * len(self.role.classes)
-        rows: dict[TermKey, Row] = {}
+        rows: dict[str, Row] = {}
+        pairs: dict[str, dict[str, Row]] = {}
         for term in sorted(self.vocabulary):
             row = self.severity.weights.get(term, none_s) + self.role.weights.get(term, none_r)
             idf = 1.0 if self.idf is None else self.idf[term]
@@ -284,8 +277,9 @@ class LearnedModel:
             if not space:
                 rows[term] = row
             elif " " not in second:  # a pair of two stems; anything else no mail can produce
-                rows[(first, second)] = row
+                pairs.setdefault(first, {})[second] = row
         object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_pairs", pairs)
         table: dict[TermKey, tuple[float, float]] = {}
         if self.paragraph is not None and self.idf is not None:
             weights = self.paragraph.weights
@@ -293,7 +287,7 @@ class LearnedModel:
                 first, _, second = term.partition(" ")
                 table[(first, second) if second else term] = (weights.get(term, 0.0) * idf, idf * idf)
         object.__setattr__(self, "_paragraph_table", table)
-        object.__setattr__(self, "_terms_of", {"": ""})
+        object.__setattr__(self, "_words", {"": _BOUNDARY})
         object.__setattr__(self, "_intercept", (*self.severity.intercept, *self.role.intercept))
         object.__setattr__(self, "description", f"Learned weights ({Path(self.source).name}): terms of labelled "
                            "mail and team corrections")
@@ -308,51 +302,57 @@ class LearnedModel:
             return dict.fromkeys((t for t in counts if t in self.vocabulary), 1.0)
         return tfidf_vector(counts, self.idf)
 
-    def _terms(self, words: Sequence[str]) -> list[str]:
-        """The term of each word ("" for a clause break), through a memo of the mail words seen before
-        (bounded, like the stems): most words repeat from mail to mail, and a stem costs ~25 µs."""
-        terms = list(map(self._terms_of.get, words))
-        if None in terms:
-            memo = self._terms_of
-            if len(memo) >= _STEMS_LIMIT:
-                memo.clear()
-                memo[""] = ""
-            for i, term in enumerate(terms):
-                if term is None:
-                    terms[i] = memo[words[i]] = stem(words[i])
-        return terms
-
-    def _counts(self, terms: Sequence[str], into: Counter[TermKey]) -> None:
-        """Add the occurrences of *terms*' stems and of their in-clause pairs the weights know to *into*.
-
-        Why counted this way: ``Counter`` and ``filter`` count in C, so a mail costs a Python step per
-        distinct term, not per word.  A pair is two adjacent terms; a clause break is the term "", which
-        no pair has, so no pair reaches across a break.
-        """
-        into.update(terms)
-        into.update(filter(self._rows.__contains__, zip(terms, islice(terms, 1, None), strict=False)))
+    def _entry(self, word: str) -> _Entry:
+        """The scoring entry of a mail word not seen before; remembered (bounded, like the stems)."""
+        words = self._words
+        term = stem(word)
+        entry = (term, self._rows.get(term), self._pairs.get(term))
+        if len(words) >= _STEMS_LIMIT:
+            words.clear()
+            words[""] = _BOUNDARY
+        words[word] = entry
+        return entry
 
     def opinion(self, token_lists: Iterable[Sequence[str]],
                 paragraphs: Iterable[Sequence[str]] | None = None) -> Opinion:
         """The mail's known terms (stems and in-clause pairs), weighed as ``features`` says, scored; with
         *paragraphs* (``classifier.paragraphs``) and a paragraph head, also ``paragraph_opinion``.
 
-        The hot path of every classification: the words' terms from a memo, counted in C (``_counts``),
-        then one row per distinct known term.  Rows already carry the idf, so a term seen once costs no
-        multiplication.  ``tests/test_classifier_learned.py`` holds it to ``features`` + ``Head.predict``.
+        The hot path of every classification: one dict lookup per word, a pair looked up only after
+        a word that starts one, no string built; a term seen again only counts up.  Rows already carry
+        the idf, so a term seen once costs no multiplication.  ``tests/test_classifier_learned.py``
+        holds it to ``features`` + ``Head.predict``.
         """
-        sources = [(tokens, self._terms(tokens)) for tokens in token_lists]
-        counts: Counter[TermKey] = Counter()
-        for _, terms in sources:
-            self._counts(terms, counts)
-        rows = self._rows
-        found = {key: rows[key] for key in counts if key in rows}
+        get, entry_of = self._words.get, self._entry
+        found: dict[TermKey, Row] = {}
+        first: dict[TermKey, str | tuple[str, str]] = {}
+        again: dict[TermKey, int] = {}  # occurrences after the first
+        for tokens in token_lists:
+            follow: dict[str, Row] | None = None
+            previous = previous_word = ""
+            for token in tokens:
+                term, row, starts = get(token) or entry_of(token)
+                if row is not None:
+                    if term in found:
+                        again[term] = again.get(term, 0) + 1
+                    else:
+                        found[term] = row
+                        first[term] = token
+                if follow is not None:
+                    pair_row = follow.get(term)
+                    if pair_row is not None:
+                        pair = (previous, term)
+                        if pair in found:
+                            again[pair] = again.get(pair, 0) + 1
+                        else:
+                            found[pair] = pair_row
+                            first[pair] = (previous_word, token)
+                follow, previous, previous_word = starts, term, token
         if self.idf is not None:  # presence weights count a term once
-            for key, row in found.items():  # sublinear: (1 + ln count) x idf; the row already carries the idf
-                n = counts[key]
-                if n > 1:
-                    tf = _sublinear(n - 1)
-                    found[key] = (*map(tf.__mul__, row[:-1]), row[-1] * tf * tf)
+            for key, extra in again.items():  # sublinear: (1 + ln count) x idf; the row already carries the idf
+                tf = _sublinear(extra)
+                row = found[key]
+                found[key] = (*map(tf.__mul__, row[:-1]), row[-1] * tf * tf)
         severity, role = self.severity, self.role
         intercept = self._intercept
         if found:
@@ -370,48 +370,46 @@ class LearnedModel:
         s_best, r_best = s_logits.index(s_top), r_logits.index(r_top)
         s_exps[s_best] = r_exps[r_best] = -1.0  # the next class: the largest of the rest
         opinion = Opinion(severity.classes[s_best], 1 / s_total, math.exp(s_logits[self._p1_column] - s_top) / s_total,
-                          role.classes[r_best], 1 / r_total, found, split, s_best, r_best, sources,
+                          role.classes[r_best], 1 / r_total, found, split, s_best, r_best, first,
                           max(s_exps) / s_total, max(r_exps) / r_total, scale)
-        if paragraphs is not None:
-            known = {id(tokens): terms for tokens, terms in sources}  # a one-paragraph body is its field's list
-            by_paragraph = self.paragraph_opinion(paragraphs, known)
-            if by_paragraph is not None:
-                opinion.paragraph_p1, opinion.paragraph_words = by_paragraph
+        by_paragraph = None if paragraphs is None else self.paragraph_opinion(paragraphs)
+        if by_paragraph is not None:
+            opinion.paragraph_p1, opinion.paragraph_words = by_paragraph
         return opinion
 
-    def paragraph_opinion(self, paragraphs: Iterable[Sequence[str]],
-                          known: Mapping[int, Sequence[str]] | None = None) -> tuple[float, Sequence[str]] | None:
+    def paragraph_opinion(self, paragraphs: Iterable[Sequence[str]]) -> tuple[float, Sequence[str]] | None:
         """(the highest paragraph P1 probability, that paragraph's words), or None without a paragraph head or
         without a paragraph of known words ("CRM down!" in a vocabulary without "down": nothing to say).
 
         Each paragraph (``classifier.paragraphs``) is weighed on its own, sublinear TF-IDF over the
-        vocabulary, L2-normalised, as in training.  The fast path of ``paragraph_shares``: terms counted in C
-        (``_counts``), one table row per distinct known term.  *known*: word lists whose terms ``opinion``
-        already has (by ``id``), so a one-paragraph body is not looked up twice.
+        vocabulary, L2-normalised, as in training.  The fast path of ``paragraph_shares``: the word entries
+        of ``opinion`` (no stem computed twice, no pair string built), one table row per known term.
         """
         head, table = self.paragraph, self._paragraph_table
         if head is None:
             return None
+        get, entry_of = self._words.get, self._entry
         best, best_words = -1.0, ()
         for words in paragraphs:
-            terms = known.get(id(words)) if known else None
-            counts: Counter[TermKey] = Counter()
-            self._counts(self._terms(words) if terms is None else terms, counts)
+            counts: dict[TermKey, int] = {}
+            follow: dict[str, Row] | None = None
+            previous = ""
+            for token in words:
+                term, row, starts = get(token) or entry_of(token)
+                if row is not None:
+                    counts[term] = counts.get(term, 0) + 1
+                if follow is not None and term in follow:
+                    pair = (previous, term)
+                    counts[pair] = counts.get(pair, 0) + 1
+                follow, previous = starts, term
+            if not counts:
+                continue
             dot = length2 = 0.0
             for key, n in counts.items():
-                entry = table.get(key)
-                if entry is None:
-                    continue
-                weight, idf2 = entry
-                if n == 1:
-                    dot += weight
-                    length2 += idf2
-                else:
-                    tf = _sublinear(n - 1)
-                    dot += tf * weight
-                    length2 += tf * tf * idf2
-            if not length2:
-                continue
+                weight, idf2 = table[key]
+                tf = _sublinear(n - 1)
+                dot += tf * weight
+                length2 += tf * tf * idf2
             p1 = _sigmoid(head.intercept + dot / math.sqrt(length2))
             if p1 > best:
                 best, best_words = p1, words

@@ -67,6 +67,6 @@ def paragraphs(fields: Iterable[tuple[str, str, Sequence[str]]],
         else:  # the subject ("Hotline tot": short by nature), or a body of one paragraph: its words are known
             parts, least = (tokens,), 1
         for words in parts:
-            if sum(1 for word in words if word) >= least:
+            if len(words) - words.count("") >= least:  # its words, not its clause breaks
                 found.append(words)
     return found[:MAX_PARAGRAPHS]
