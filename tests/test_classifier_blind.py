@@ -1,7 +1,7 @@
 """The built-in classifier on the blind sets of issue 15: the figures that estimate accuracy on unseen mail.
 
 tests/data/blind/ (165 mails), tests/data/blind2/ (164 mails), tests/data/blind3/ (172 mails),
-tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind15/ (160 each),
+tests/data/blind4/, blind5/ and blind6/ (184 mails each) and blind7/ to blind16/ (160 each),
 each by another helper, were written and labelled by helpers who had read only the severity matrix
 and the owner-role definitions: not the rules, their docs, the learned weights or the tuning sets.
 Rules and weights were tuned only on mails written afresh into tests/data/labelled/; the lead scores
@@ -37,11 +37,13 @@ DATA = Path(__file__).parent / "data"
 # / 93.1 / 36 of 40, blind14 87.5 / 93.1 / 35 of 40, blind15 (scored before the round: 95.0 / 91.2 / 39 of 40)
 # 95.0 / 92.5 / 38 of 40.  Pooled over the fifteen sets the round moved severity 91.0 -> 91.4 %, role 91.9 ->
 # 91.8 %, P1 583 -> 588 of 623, P1 precision 86.4 -> 87.5 % (classifier/README.md, "Thirteenth round").
+# blind16 (fourteenth round, the same classifier: the round shipped no new weights): 88.8 / 90.6 / 40 of 40.
 FLOORS = {"blind": (165, 80, 75, 95), "blind2": (164, 90, 95, 95), "blind3": (172, 95, 90, 95),
           "blind4": (184, 90, 90, 90), "blind5": (184, 90, 85, 95), "blind6": (184, 85, 90, 90),
           "blind7": (160, 90, 90, 95), "blind8": (160, 90, 85, 95), "blind9": (160, 90, 90, 95),
           "blind10": (160, 90, 90, 95), "blind11": (160, 90, 95, 90), "blind12": (160, 90, 90, 95),
-          "blind13": (160, 85, 90, 90), "blind14": (160, 85, 90, 85), "blind15": (160, 95, 90, 95)}
+          "blind13": (160, 85, 90, 90), "blind14": (160, 85, 90, 85), "blind15": (160, 95, 90, 95),
+          "blind16": (160, 85, 90, 95)}
 
 
 
