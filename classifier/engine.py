@@ -142,7 +142,7 @@ class Classifier:
     # --- classification --------------------------------------------------------------------
 
     def classify(self, facts: MailFacts) -> Verdict:
-        fields, body_parts = self._read(facts)
+        fields, body_parts = self._read(facts, self.learned is not None and self.learned.paragraph is not None)
         ctx = self.context(facts, fields)
         candidates = set(self._always)
         for by_id, found in ((self._by_phrase, ctx.phrase_hits), (self._by_regex, ctx.regex_hits)):
@@ -174,8 +174,11 @@ class Classifier:
         return Classifier._read(facts)[0]
 
     @staticmethod
-    def _read(facts: MailFacts) -> tuple[list[tuple[str, str, list[str]]], list[list[str]] | None]:
-        """``fields``, and the body's paragraphs' words (``paragraphs.body_words``; None: no body)."""
+    def _read(facts: MailFacts, by_paragraph: bool = True) -> tuple[list[tuple[str, str, list[str]]],
+                                                                   list[list[str]] | None]:
+        """``fields``, and the body's paragraphs' words (``paragraphs.body_words``; None: no body, or not
+        *by_paragraph*: without a paragraph head the body is tokenised whole, which is cheaper; a blank line
+        is a clause break either way)."""
         if facts.forwarded:
             subject, body = bare_subject(facts.subject), dequoted(facts.body)
         else:
@@ -183,9 +186,11 @@ class Classifier:
             body = unquoted(facts.body)
         fields = [("subject", subject, tokenize(subject))] if subject else []
         body_parts = None
-        if body:
+        if body and by_paragraph:
             words, body_parts = body_words(body)
             fields.append(("body", body, words))
+        elif body:
+            fields.append(("body", body, tokenize(body)))
         return fields, body_parts
 
     def context(self, facts: MailFacts, fields: list[tuple[str, str, list[str]]] | None = None) -> MatchContext:

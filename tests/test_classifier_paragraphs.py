@@ -17,8 +17,9 @@ import pytest
 from classifier import Classifier, MailFacts
 from classifier.combination import DEFAULT_POLICY, combine
 from classifier.learned import TFIDF_FORMAT, LearnedFileError, LearnedModel, stem, train, write
-from classifier.paragraphs import MAX_PARAGRAPHS, paragraphs
+from classifier.paragraphs import MAX_PARAGRAPHS, body_words, paragraphs
 from classifier.rules import DEFAULT_RULES
+from classifier.text import tokenize
 from classifier.training import TrainingSet
 from config import Config
 
@@ -54,6 +55,34 @@ def test_hostile_bodies_give_bounded_paragraphs(body: str) -> None:
     assert len(found) <= MAX_PARAGRAPHS
     assert all(sum(1 for w in words if w) >= 3 for words in found)
 
+
+
+@pytest.mark.parametrize("body", [
+    "a\x00b c d\n\n\x00\x00\x00 e f g",
+    "zahnrad klemmt heute\r\n\r\nnoch immer und wieder",
+    "Hallo,\n\n\n- the list\n- goes on\n \t\nl'interface est lente.\n\nGrüße",
+    "\ud800 broken surrogate words here\n\nand more words here",
+    ("word " * 50_000 + "\n\n") * 5,  # megabytes
+    "one two three\n\n" * 5_000,  # thousands of paragraphs: the last of MAX_PARAGRAPHS holds the rest
+    "\n\n\n\n" * 10_000,
+])
+def test_the_body_is_tokenised_once_and_gives_the_words_and_the_paragraphs(body: str) -> None:
+    """``body_words``: the rules and the whole-mail weights read the same words as tokenising the body whole
+    (clause breaks aside: a blank line is one either way), the paragraph head the same paragraphs as splitting
+    the text again; only the tokenising is saved."""
+    words, parts = body_words(body)
+    assert [w for w in words if w] == [w for w in tokenize(body) if w]
+    fields = [("body", body, words)]
+    assert paragraphs(fields, parts) == paragraphs(fields)
+    assert len(parts) <= MAX_PARAGRAPHS
+
+
+def test_a_blank_line_written_with_a_carriage_return_still_ends_a_clause() -> None:
+    """A blank line written "\\n\\r\\n" is one to the paragraph split; tokenising the paragraphs apart makes it a
+    clause break for the rules too, so no phrase or learned pair joins the last word of one paragraph to the first
+    of the next."""
+    words, parts = body_words("the CRM is not\n\r\ndown for the others")
+    assert len(parts) == 2 and words[words.index("not") + 1] == ""
 
 # Harmless chatter in every mail; one paragraph of the P1 mails says what is hit ("zahnrad klemmt").
 CHATTER = ["the new views look good and the training went well",
