@@ -126,7 +126,7 @@ def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float)
     "back to normal") is not exceeded, also when no rule decided the severity, unless the weights are
     nearly sure of P1 (``p1_over_ceiling``: "the sandbox webhook posts every IBAN to a public URL" names
     a test system but is a production exposure); a fixed severity or a floor (a site's "SAP errors are
-    P2") is never undercut.
+    P2") is never undercut, also when the matrix gave that severity anyway (``Verdict.floor``).
     """
     cap, floor = SEVERITIES[0], SEVERITIES[-1]
     if policy.guard_p4:
@@ -143,6 +143,9 @@ def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float)
                 cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap
         else:
             floor = severity
+    if verdict.floor is not None:  # a rule's floor or fixed severity, also where the matrix agreed with it;
+        held = max(verdict.floor, severity, key=_LEVEL.__getitem__)  # a ceiling the rules applied over it stands
+        floor = held if _LEVEL[held] < _LEVEL[floor] else floor
     return cap, floor
 
 

@@ -322,8 +322,9 @@ def decide(fired: list[_Fired], matrix: Matrix = EMPTY) -> Verdict:  # noqa: C90
     doubts = _doubts(severity, deciding, severity_fallback, role_rule is None, hitters, cell)
     triage = Triage(scope, hit_axis, matrix_severity, doubts)
     tags = tuple(dict.fromkeys(t for f in fired for t in f.rule.tags))
+    floors = [level for f in fired for level in (f.rule.severity_floor, f.rule.severity) if level]
     return Verdict(severity, role, tuple(hits), tags, severity_fallback or role_rule is None, tuple(notes), triage,
-                   max(ceilings, key=_RANK.__getitem__, default=None))
+                   max(ceilings, key=_RANK.__getitem__, default=None), min(floors, key=_RANK.__getitem__, default=None))
 
 
 def _doubts(severity: str, deciding: _Fired | None, severity_fallback: bool, role_fallback: bool,

@@ -121,6 +121,9 @@ class Verdict:
     notes: tuple[str, ...] = ()  # how the decision was reached, one short line each
     triage: Triage = NO_TRIAGE
     ceiling: str | None = None  # the mildest severity ceiling a fired rule set ("it works again": P3)
+    # The most severe floor or fixed severity a fired rule set (a site's "SAP errors are at least P2"): the
+    # learned weights never go below it, also when the matrix gave the same severity anyway.
+    floor: str | None = None
 
     @property
     def uncertain(self) -> bool:

@@ -106,6 +106,39 @@ def test_a_site_that_cannot_work_stays_p1_however_the_weights_lean() -> None:
     assert classifier.classify(alone).severity == "P2"
 
 
+
+@pytest.mark.parametrize("effect", ['severity = "P1"', 'severity_floor = "P1"'])
+def test_a_site_rules_p1_holds_against_the_weights_where_the_matrix_says_p1_too(tmp_path: Path, effect: str) -> None:
+    """A site's fixed severity or floor is never undercut by the weights, also when the matrix gave the same
+    P1 anyway: then nothing told the weights' limits that a rule had fixed it, and a doubted P1 ("contacts have
+    disappeared", one body word) was lowered to the weights' P2 although the site said P1 (``Verdict.floor``)."""
+    leaning_p2 = _model({stem("contacts"): [-3.0, 3.0, 0.0, 0.0], stem("disappeared"): [-3.0, 3.0, 0.0, 0.0]})
+    mail = MailFacts("Contacts", "Contacts have disappeared.", "a@x.example")
+    assert Classifier.from_files([DEFAULT_RULES], learned=leaning_p2).classify(mail).severity == "P2"
+    site = tmp_path / "site.toml"
+    site.write_text(f'[[rule]]\nname = "contacts-p1"\ndescription = "site: contacts are P1"\n{effect}\n'
+                    'keywords = ["contacts"]\n', encoding="utf-8")
+    rules = Classifier.from_files([DEFAULT_RULES, site])
+    pinned = rules.classify(mail)
+    assert pinned.triage.matrix_severity == "P1" and pinned.floor == "P1"
+    assert Classifier.from_files([DEFAULT_RULES, site], learned=leaning_p2).classify(mail).severity == "P1"
+    # The paragraph head's lowering is held by the same floor: no paragraph, nor the whole mail, reads as P1.
+    doubting = dataclasses.replace(leaning_p2.opinion([["contacts", "disappeared"]]), paragraph_p1=0.01)
+    assert doubting.p1 < DEFAULT_POLICY.lower_p1_paragraph
+    assert combine(pinned, doubting, leaning_p2).severity == "P1"
+    assert combine(Classifier.from_files([DEFAULT_RULES]).classify(mail), doubting, leaning_p2).severity == "P2"
+
+
+def test_a_site_floor_under_the_matrix_lets_the_weights_lower_only_down_to_it(tmp_path: Path) -> None:
+    """A floor at P2 beside the matrix's P1: the weights may lower the P1 to P2, never to P3."""
+    leaning_p3 = _model({stem("contacts"): [-3.0, 0.0, 3.0, 0.0], stem("disappeared"): [-3.0, 0.0, 3.0, 0.0]})
+    mail = MailFacts("Contacts", "Contacts have disappeared.", "a@x.example")
+    assert Classifier.from_files([DEFAULT_RULES], learned=leaning_p3).classify(mail).severity == "P3"
+    site = tmp_path / "site.toml"
+    site.write_text('[[rule]]\nname = "contacts-p2"\ndescription = "site: contacts at least P2"\n'
+                    'severity_floor = "P2"\nkeywords = ["contacts"]\n', encoding="utf-8")
+    assert Classifier.from_files([DEFAULT_RULES, site], learned=leaning_p3).classify(mail).severity == "P2"
+
 def test_a_sure_rule_verdict_stands_and_a_learned_p1_raises_it(tmp_path: Path) -> None:
     weights_file(tmp_path)
     classifier = with_learned(tmp_path, "weights.json")
