@@ -36,7 +36,8 @@ def body_words(text: str) -> tuple[list[str], list[list[str]]]:
 
     Why: the rules and the whole-mail weights read the body's words, the paragraph head its paragraphs';
     tokenising the paragraphs and joining them with a clause break ("") gives both for the price of one.
-    A blank line ends a clause anyway, so the joined words are the body's own.
+    ``tokenize`` ends a clause at a blank line too (also one holding a carriage return), so the joined
+    words are ``tokenize(text)``'s, give or take a repeated clause break, whichever way a mail is read.
     """
     parts = paragraph_words(text)
     if len(parts) == 1:

@@ -24,7 +24,9 @@ _PHRASE_TOKEN = re.compile(r"\w+[*~]?")
 # Each of these three starts with a character ("\n", a blank, an apostrophe) so ``re`` skips ahead to the
 # places it can match instead of trying every position; the context sits in look-behinds.  Same matches as
 # the plain spellings ("[ \t]*\n(?!...)", "\b(l|qu)'(?=\w)" replaced by "l ", "(?<=\w)'(?=\w)"), 3-5x faster.
-_SOFT_BREAK = re.compile(r"(?: [ \t]*\n|\t[ \t]*\n|\n)(?![ \t]*(?:[A-Z\u00c0-\u00de]|[-*\u2022>]|\d|\n|$))[ \t]*")
+# A blank line may hold a carriage return ("\n\r\n", left in a forward's body): it is a blank line here as it is
+# to the paragraph split (``classifier.paragraphs``), so a line break before it is no soft break.
+_SOFT_BREAK = re.compile(r"(?: [ \t]*\n|\t[ \t]*\n|\n)(?![ \t\r]*(?:[A-Z\u00c0-\u00de]|[-*\u2022>]|\d|\n|$))[ \t]*")
 _ELISION = re.compile(r"['\u2019](?=\w)(?:(?<=\b[ldnjsctmLDNJSCTM].)|(?<=\b[qQ]u.))")
 _APOSTROPHE = re.compile(r"['\u2019](?<=\w.)(?=\w)")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
