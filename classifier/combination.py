@@ -146,6 +146,8 @@ def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float)
     if verdict.floor is not None:  # a rule's floor or fixed severity, also where the matrix agreed with it;
         held = max(verdict.floor, severity, key=_LEVEL.__getitem__)  # a ceiling the rules applied over it stands
         floor = held if _LEVEL[held] < _LEVEL[floor] else floor
+    if _LEVEL[cap] > _LEVEL[floor]:  # crossed (one site rule with a fixed P4 and a floor at P2 looks like a wish):
+        cap = floor  # the floor is never more severe than the rules' verdict, so the weights cannot go below it
     return cap, floor
 
 

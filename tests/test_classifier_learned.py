@@ -139,6 +139,18 @@ def test_a_site_floor_under_the_matrix_lets_the_weights_lower_only_down_to_it(tm
                     'severity_floor = "P2"\nkeywords = ["contacts"]\n', encoding="utf-8")
     assert Classifier.from_files([DEFAULT_RULES, site], learned=leaning_p3).classify(mail).severity == "P2"
 
+
+def test_a_site_rule_with_a_fixed_p4_and_a_floor_is_not_lowered_by_the_wish_guard(tmp_path: Path) -> None:
+    """Limits that cross: a site rule fixing P4 with a floor at P2 (the rules give P2) looks like a wish to the
+    guard, which capped the weights at P3 below the floor; the floor holds (found by review, fourteenth round)."""
+    leaning_p1 = _model({stem("zahnrad"): [3.0, -3.0, 0.0, 0.0]})
+    site = tmp_path / "site.toml"
+    site.write_text('[[rule]]\nname = "gear"\ndescription = "site: gears"\nseverity = "P4"\n'
+                    'severity_floor = "P2"\nkeywords = ["zahnrad"]\n', encoding="utf-8")
+    mail = MailFacts("Frage", "Das Zahnrad klemmt.", "a@x.example")
+    assert Classifier.from_files([DEFAULT_RULES, site]).classify(mail).severity == "P2"
+    assert Classifier.from_files([DEFAULT_RULES, site], learned=leaning_p1).classify(mail).severity in ("P1", "P2")
+
 def test_a_sure_rule_verdict_stands_and_a_learned_p1_raises_it(tmp_path: Path) -> None:
     weights_file(tmp_path)
     classifier = with_learned(tmp_path, "weights.json")
