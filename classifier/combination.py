@@ -137,15 +137,10 @@ def _limits(verdict: Verdict, policy: Policy, no_severity_rule: bool, p1: float)
     if verdict.ceiling is not None and _LEVEL[verdict.ceiling] > _LEVEL[cap] and ceiling_holds:
         cap = verdict.ceiling  # also when no rule decided the severity: "back to normal, thanks" is no page
     severity, matrix = verdict.severity, verdict.triage.matrix_severity
-    if not no_severity_rule and matrix != severity:
-        if matrix is not None and _LEVEL[severity] > _LEVEL[matrix]:
-            if ceiling_holds:
-                cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap
-        else:
-            floor = severity
+    if not no_severity_rule and matrix is not None and _LEVEL[severity] > _LEVEL[matrix] and ceiling_holds:
+        cap = severity if _LEVEL[severity] > _LEVEL[cap] else cap  # the rules' ceiling lowered the matrix's cell
     if verdict.floor is not None:  # a rule's floor or fixed severity, also where the matrix agreed with it;
-        held = max(verdict.floor, severity, key=_LEVEL.__getitem__)  # a ceiling the rules applied over it stands
-        floor = held if _LEVEL[held] < _LEVEL[floor] else floor
+        floor = max(verdict.floor, severity, key=_LEVEL.__getitem__)  # a ceiling the rules applied over it stands
     if _LEVEL[cap] > _LEVEL[floor]:  # crossed (one site rule with a fixed P4 and a floor at P2 looks like a wish):
         cap = floor  # the floor is never more severe than the rules' verdict, so the weights cannot go below it
     return cap, floor
