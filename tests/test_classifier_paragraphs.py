@@ -42,30 +42,25 @@ def test_a_mail_is_read_as_its_subject_and_the_paragraphs_of_its_body() -> None:
         ["line", "one", "of", "three", "words", "line", "two", "of", "it"]]
 
 
-@pytest.mark.parametrize("body", [
+HOSTILE_BODIES = [
     "a\x00b c d\n\n\x00\x00\x00 e f g",
     "zahnrad klemmt heute\r\n\r\nnoch immer und wieder",
     "\ud800 broken surrogate words here\n\nand more words here",
     ("word " * 200_000 + "\n\n") * 5,  # megabytes
-    "one two three\n\n" * 5_000,  # thousands of paragraphs
+    "one two three\n\n" * 5_000,  # thousands of paragraphs: the last of MAX_PARAGRAPHS holds the rest
     "\n\n\n\n" * 10_000,
-])
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
 def test_hostile_bodies_give_bounded_paragraphs(body: str) -> None:
     found = paragraphs([("body", body, [])])
     assert len(found) <= MAX_PARAGRAPHS
     assert all(sum(1 for w in words if w) >= 3 for words in found)
 
 
-
 @pytest.mark.parametrize("body", [
-    "a\x00b c d\n\n\x00\x00\x00 e f g",
-    "zahnrad klemmt heute\r\n\r\nnoch immer und wieder",
-    "Hallo,\n\n\n- the list\n- goes on\n \t\nl'interface est lente.\n\nGrüße",
-    "\ud800 broken surrogate words here\n\nand more words here",
-    ("word " * 50_000 + "\n\n") * 5,  # megabytes
-    "one two three\n\n" * 5_000,  # thousands of paragraphs: the last of MAX_PARAGRAPHS holds the rest
-    "\n\n\n\n" * 10_000,
-])
+    *HOSTILE_BODIES, "Hallo,\n\n\n- the list\n- goes on\n \t\nl'interface est lente.\n\nGrüße"])
 def test_the_body_is_tokenised_once_and_gives_the_words_and_the_paragraphs(body: str) -> None:
     """``body_words``: the rules and the whole-mail weights read the same words as tokenising the body whole
     (clause breaks aside: a blank line is one either way), the paragraph head the same paragraphs as splitting
@@ -96,6 +91,7 @@ def _clauses(words: list[str]) -> list[str]:
         if word or (out and out[-1]):
             out.append(word)
     return out[:-1] if out and not out[-1] else out
+
 
 # Harmless chatter in every mail; one paragraph of the P1 mails says what is hit ("zahnrad klemmt").
 CHATTER = ["the new views look good and the training went well",
