@@ -440,17 +440,21 @@ def test_the_weights_have_the_last_word_on_uncertain() -> None:
     assert rules_only.uncertain and rules_only.triage.doubts  # without weights the rules' doubts stand
 
 
-def test_a_ceiling_holds_where_no_rule_decided_unless_the_weights_are_nearly_sure_of_p1() -> None:
+def test_a_ceiling_holds_where_no_rule_decided_unless_the_weights_give_p1_at_least_0_6() -> None:
     """'Back to normal' caps at P3 even when no rule decided the severity (the weights used to page such
-    a thank-you); a P1 the weights are nearly sure of (p >= 0.8) passes a ceiling, as when a mail names the
-    test system that caused a production exposure.  Author-out CV A-P: one P1 more, one false P1 and one
-    P4 above P3 fewer."""
+    a thank-you); a P1 the weights give at least ``p1_over_ceiling`` passes a ceiling, as when a mail names
+    the test system that caused a production exposure.  Author-out CV A-P: one P1 more, one false P1 and one
+    P4 above P3 fewer (at 0.8); fifteenth round, 42 groups: 0.6 gave five P1s more for three false pages."""
     zahnrad = stem("zahnrad")
     thanks = MailFacts("AW: Zahnrad", "Das Zahnrad: back up since this morning.", "a@x.example")
     assert Classifier.from_files([DEFAULT_RULES]).classify(thanks).ceiling == "P3"
-    leaning_p1 = Classifier.from_files([DEFAULT_RULES], learned=_model({zahnrad: [1.2, 0.0, 0.0, 0.0]}))
-    verdict = leaning_p1.classify(thanks)  # P1 p ~0.52: above p1_unsure, under p1_over_ceiling
-    assert verdict.severity == "P3"
+    assert DEFAULT_POLICY.p1_over_ceiling == 0.6
+    leaning = _model({zahnrad: [1.2, 0.0, 0.0, 0.0]})
+    assert 0.4 < leaning.opinion([["zahnrad"]]).p1 < 0.6  # above p1_unsure, under p1_over_ceiling
+    assert Classifier.from_files([DEFAULT_RULES], learned=leaning).classify(thanks).severity == "P3"
+    likely = _model({zahnrad: [2.0, 0.0, 0.0, 0.0]})
+    assert 0.6 <= likely.opinion([["zahnrad"]]).p1 < 0.8  # held at P3 until the fifteenth round
+    assert Classifier.from_files([DEFAULT_RULES], learned=likely).classify(thanks).severity == "P1"
     sure_p1 = Classifier.from_files([DEFAULT_RULES], learned=_model({zahnrad: [4.0, 0.0, 0.0, 0.0]}))
     assert sure_p1.classify(thanks).severity == "P1"  # p ~0.95
 
