@@ -1,0 +1,208 @@
+"""Benchmark: where the time of a ``hypercare poll --once`` drain goes, by process, thread and stage.
+
+Usage (from the project root, Dovecot installed):
+
+    .venv/bin/python bench/drain_budget.py [--messages 5000] [--rounds 3] [--baseline DIR]
+
+Why: ``bench/ingest_imap.py`` gives the drain's rate as a ratio to the raw fetch; when that ratio does not
+move, this says why.  Each round fills a private Dovecot with the same generated mails as that script (every
+mail a new ticket with an acknowledgement), then runs ``poll --once`` of a tree on a fresh SQLite database in
+its own process, with timers put around a few of its functions from outside (this file, run as the poll
+process with ``--child``).  It prints, per round:
+
+- the start (process start to the first batch stored) and the drain (the rest);
+- CPU seconds of the storing process's main thread, of its other threads (the IMAP thread, the pool's
+  result thread), of the parse worker, and of the rest of the machine (Dovecot serving FETCH and MOVE,
+  from ``/proc/stat``), against the core-seconds the two cores had;
+- the storing thread's stages: storing (``IngestPipeline.ingest_batch``, wall and CPU), of it the
+  commits (the fsync), the parts it took back from the worker (mails, wall, CPU), and its waits.
+
+Read it as a budget: when the cores are busy for the whole drain, only less CPU per mail (or a shorter
+start) makes the drain faster; when they idle, a wait is the lever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import runpy
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
+
+
+# --- the poll process (--child) --------------------------------------------------------------------
+
+
+def run_child(tree: Path) -> None:
+    """``poll --once`` of *tree* in this process, its main thread's stages timed; the figures go to a JSON file."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    sys.path.insert(0, str(tree))
+    wall: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()
+    marks: dict[str, float] = {}
+    main = threading.main_thread()
+
+    def timed(owner: Any, name: str, stage: str, after: Callable[[Any, float], None] | None = None) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not main:
+                return original(*args, **kwargs)
+            marks.setdefault(stage, time.perf_counter())
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                wall[stage] += time.perf_counter() - t0
+                cpu[stage] += time.thread_time() - c0
+                if after is not None:
+                    after(args[0] if args else None, time.perf_counter() - t0)
+
+        setattr(owner, name, wrapper)
+
+    from sqlalchemy.engine.default import DefaultDialect
+
+    from intake import parse_pool, pipeline
+    from intake.receive import imap_poller
+
+    def count_taken(pool: Any, _seconds: float) -> None:
+        wall["mails taken back"] = pool.taken_back
+
+    timed(pipeline.IngestPipeline, "ingest_batch", "storing")
+    timed(DefaultDialect, "do_commit", "commits")
+    timed(parse_pool.ParsePool, "_take_one_back", "taking back", count_taken)
+    timed(imap_poller, "_result", "waiting for the worker")
+    timed(imap_poller.ImapPoller, "_drain", "drain")
+    sys.argv = [str(tree / "service.py"), "poll", "--once"]
+    try:
+        runpy.run_path(str(tree / "service.py"), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = {
+        "exit": code,
+        "process": time.perf_counter() - started,
+        "start": marks.get("storing", time.perf_counter()) - started,
+        "first_asked": marks.get("waiting for the worker", time.perf_counter()) - started,
+        "cpu_process": time.process_time() - started_cpu,
+        "cpu_main": time.thread_time(),
+        "cpu_worker": children.ru_utime + children.ru_stime,
+        "wall": dict(wall),
+        "cpu": dict(cpu),
+    }
+    Path(os.environ[RESULT_ENV]).write_text(json.dumps(figures))
+    sys.exit(code)
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+
+def busy_core_seconds() -> tuple[float, float]:
+    """(busy, total) core-seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - values[3] - values[4]) / tick, sum(values) / tick
+
+
+def one_round(server: Any, tree: Path, args: argparse.Namespace, round_no: int) -> dict[str, Any]:
+    from bench_mails import generate
+    from dovecot import PASSWORD, PASSWORD_ENV
+    from ingest_imap import empty_processed, raw_fetch_rate, write_config
+
+    workdir = Path(tempfile.mkdtemp(prefix="hc-budget-"))
+    try:
+        server.deliver(generate(args.messages, 50, seed=7 + round_no))
+        fetched, seconds = raw_fetch_rate(server, 200)
+        write_config(workdir, f"sqlite:///{workdir / 'bench.db'}", server.port, flood_limit=1_000_000,
+                     incidents="false", batch_size=200)
+        env = {**os.environ, PASSWORD_ENV: PASSWORD, "HYPERCARE_CONFIG": str(workdir / "hypercare.toml"),
+               RESULT_ENV: str(workdir / "figures.json")}
+        busy0, total0 = busy_core_seconds()
+        with open(workdir / "poll.log", "wb") as log:
+            subprocess.run([sys.executable, __file__, "--child", str(tree)], cwd=workdir, env=env,
+                           stdout=subprocess.DEVNULL, stderr=log, check=False)
+        busy1, total1 = busy_core_seconds()
+        figures = json.loads((workdir / "figures.json").read_text())
+        if figures["exit"] != 0 or server.uids("INBOX"):
+            raise SystemExit(f"poll failed (exit {figures['exit']}); see {workdir / 'poll.log'}")
+        figures["raw"] = fetched / seconds
+        figures["cpu_machine"] = busy1 - busy0
+        figures["core_seconds"] = total1 - total0
+        return figures
+    finally:
+        empty_processed(server)
+
+
+def report(label: str, f: dict[str, Any], messages: int) -> None:
+    wall, cpu = f["wall"], f["cpu"]
+    drain = f["process"] - f["start"]
+    rate = messages / f["process"]
+    others = f["cpu_process"] - f["cpu_main"]
+    rest = f["cpu_machine"] - f["cpu_process"] - f["cpu_worker"]
+    print(f"[{label}] {messages / f['process']:,.0f} msg/s = {100 * rate / f['raw']:.2f} % of the raw fetch "
+          f"({f['raw']:,.0f} msg/s); process {f['process']:.2f} s: start {f['start']:.2f} s (the first batch "
+          f"fetched and asked for at {f['first_asked']:.2f} s), drain {drain:.2f} s")
+    print(f"  CPU s: storing main thread {f['cpu_main']:.2f}, its other threads {others:.2f}, parse worker "
+          f"{f['cpu_worker']:.2f}, rest of the machine {rest:.2f}; machine busy {f['cpu_machine']:.2f} of "
+          f"{f['core_seconds']:.2f} core-s")
+    taken = wall.get("mails taken back", 0)
+    waited = wall.get("waiting for the worker", 0) - wall.get("taking back", 0)
+    print(f"  storing thread: storing {wall.get('storing', 0):.2f} s (CPU {cpu.get('storing', 0):.2f}, "
+          f"{1000 * cpu.get('storing', 0) / messages:.3f} ms a mail), of it commits {wall.get('commits', 0):.2f} s; "
+          f"took back {taken:.0f} mails in {wall.get('taking back', 0):.2f} s (CPU {cpu.get('taking back', 0):.2f}); "
+          f"waited for the worker {waited:.2f} s")
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        run_child(Path(sys.argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, in turns with this one")
+    args = parser.parse_args()
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+    from dovecot import Dovecot
+    from ingest_imap import compile_tree, load_average
+
+    trees = [ROOT] + ([Path(args.baseline).resolve()] if args.baseline else [])
+    for tree in trees:
+        compile_tree(tree)
+    results: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
+    server = Dovecot(user="support")
+    try:
+        server.start()
+        for round_no in range(args.rounds):
+            for tree in trees:
+                print(f"round {round_no}, {tree}; {load_average()}")
+                results[tree].append(one_round(server, tree, args, round_no))
+                report(tree.name, results[tree][-1], args.messages)
+    finally:
+        server.cleanup()
+    for tree, rows in results.items():
+        ratio = statistics.median(100 * args.messages / r["process"] / r["raw"] for r in rows)
+        start = statistics.median(r["start"] for r in rows)
+        print(f"{tree}: median {ratio:.2f} % of the raw fetch; start {start:.2f} s, "
+              f"storing CPU {statistics.median(r['cpu']['storing'] for r in rows):.2f} s, "
+              f"worker CPU {statistics.median(r['cpu_worker'] for r in rows):.2f} s; {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
