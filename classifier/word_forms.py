@@ -15,9 +15,16 @@ French stemmer needs the accent of a feminine participle ("supprimées"), which 
 removed ("supprimees"); it is put back before stemming.
 
 Words arrive normalised (lower case, accents folded: ``classifier.text.normalize``), so
-"gelöscht" and "geloscht" give the same keys.  Stemming costs ~25 µs a word in pure Python,
-so the keys of each distinct word are cached; the cache is bounded (a mail of random words
-must not grow memory without limit) and simply starts afresh when full.
+"gelöscht" and "geloscht" give the same keys.  The keys of each distinct word are cached; the
+cache is bounded (a mail of random words must not grow memory without limit) and simply starts
+afresh when full.
+
+Why PyStemmer beside snowballstemmer: ``snowballstemmer.stemmer`` hands out PyStemmer's stemmers,
+the same Snowball algorithms compiled to C, when it is installed (a dependency).  Stemming a new
+word in three languages cost ~135 µs in pure Python and ~6 µs in C; a process starts with an empty
+cache, so a ``poll --once`` or ``ingest`` classified real mail at 1.1-1.4 ms a mail instead of
+0.35 until it had seen most words (0.5 with the C build).  Both give the same stems: 203,492 words of the corpus, the
+tuning mail and their variants (tests/test_classifier_word_forms.py checks the tuning mail's).
 """
 
 from __future__ import annotations
