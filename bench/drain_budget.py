@@ -10,12 +10,14 @@ mail a new ticket with an acknowledgement), then runs ``poll --once`` of a tree 
 its own process, with timers put around a few of its functions from outside (this file, run as the poll
 process with ``--child``).  It prints, per round:
 
-- the start (process start to the first batch stored) and the drain (the rest);
+- the start (from the parent's launch of the process until it begins storing the first batch) and the
+  drain (the rest, until the process has exited);
 - CPU seconds of the storing process's main thread, of its other threads (the IMAP thread, the pool's
   result thread), of the parse worker, and of the rest of the machine (Dovecot serving FETCH and MOVE,
   from ``/proc/stat``), against the core-seconds the two cores had;
 - the storing thread's stages: storing (``IngestPipeline.ingest_batch``, wall and CPU), of it the
-  commits (the fsync), the parts it took back from the worker (mails, wall, CPU), and its waits.
+  commits of the stored batches (the fsync), the parts it took back from the worker (mails, wall, CPU),
+  and its waits for the worker.
 
 Read it as a budget: when the cores are busy for the whole drain, only less CPU per mail (or a shorter
 start) makes the drain faster; when they idle, a wait is the lever.
@@ -28,6 +30,7 @@ import json
 import os
 import resource
 import runpy
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
+LAUNCH_ENV = "HYPERCARE_DRAIN_BUDGET_LAUNCHED"  # the parent's perf_counter (CLOCK_MONOTONIC) at the launch
 
 
 # --- the poll process (--child) --------------------------------------------------------------------
@@ -48,28 +52,34 @@ RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
 
 def run_child(tree: Path) -> None:
     """``poll --once`` of *tree* in this process, its main thread's stages timed; the figures go to a JSON file."""
-    started, started_cpu = time.perf_counter(), time.process_time()
+    launched = float(os.environ[LAUNCH_ENV])
+    started_cpu, started_main = time.process_time(), time.thread_time()  # this file's own start left out
     sys.path.insert(0, str(tree))
     wall: Counter[str] = Counter()
     cpu: Counter[str] = Counter()
     marks: dict[str, float] = {}
+    active: set[str] = set()
     main = threading.main_thread()
 
-    def timed(owner: Any, name: str, stage: str, after: Callable[[Any, float], None] | None = None) -> None:
+    def timed(owner: Any, name: str, stage: str, *, within: str = "",
+              after: Callable[[Any], None] | None = None) -> None:
+        """Time *stage* around ``owner.name`` on the main thread (only inside *within*, when given)."""
         original = getattr(owner, name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not main:
+            if threading.current_thread() is not main or (within and within not in active):
                 return original(*args, **kwargs)
             marks.setdefault(stage, time.perf_counter())
+            active.add(stage)
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
+                active.discard(stage)
                 wall[stage] += time.perf_counter() - t0
                 cpu[stage] += time.thread_time() - c0
                 if after is not None:
-                    after(args[0] if args else None, time.perf_counter() - t0)
+                    after(args[0] if args else None)
 
         setattr(owner, name, wrapper)
 
@@ -78,14 +88,13 @@ def run_child(tree: Path) -> None:
     from intake import parse_pool, pipeline
     from intake.receive import imap_poller
 
-    def count_taken(pool: Any, _seconds: float) -> None:
+    def count_taken(pool: Any) -> None:
         wall["mails taken back"] = pool.taken_back
 
     timed(pipeline.IngestPipeline, "ingest_batch", "storing")
-    timed(DefaultDialect, "do_commit", "commits")
-    timed(parse_pool.ParsePool, "_take_one_back", "taking back", count_taken)
+    timed(DefaultDialect, "do_commit", "commits", within="storing")
+    timed(parse_pool.ParsePool, "_take_one_back", "taking back", after=count_taken)
     timed(imap_poller, "_result", "waiting for the worker")
-    timed(imap_poller.ImapPoller, "_drain", "drain")
     sys.argv = [str(tree / "service.py"), "poll", "--once"]
     try:
         runpy.run_path(str(tree / "service.py"), run_name="__main__")
@@ -93,14 +102,13 @@ def run_child(tree: Path) -> None:
         code = exc.code
     else:
         code = 0
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parse worker, reaped by the pool's shutdown
     figures = {
         "exit": code,
-        "process": time.perf_counter() - started,
-        "start": marks.get("storing", time.perf_counter()) - started,
-        "first_asked": marks.get("waiting for the worker", time.perf_counter()) - started,
+        "start": marks.get("storing", time.perf_counter()) - launched,
+        "first_asked": marks.get("waiting for the worker", time.perf_counter()) - launched,
         "cpu_process": time.process_time() - started_cpu,
-        "cpu_main": time.thread_time(),
+        "cpu_main": time.thread_time() - started_main,
         "cpu_worker": children.ru_utime + children.ru_stime,
         "wall": dict(wall),
         "cpu": dict(cpu),
@@ -113,13 +121,15 @@ def run_child(tree: Path) -> None:
 
 
 def busy_core_seconds() -> tuple[float, float]:
-    """(busy, total) core-seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    """(busy, total) core-seconds of the whole machine since boot, from /proc/stat (guest time is already in
+    user and nice, so only the first eight columns)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     tick = os.sysconf("SC_CLK_TCK")
     return (sum(values) - values[3] - values[4]) / tick, sum(values) / tick
 
 
 def one_round(server: Any, tree: Path, args: argparse.Namespace, round_no: int) -> dict[str, Any]:
+    """Fill the mailbox, time the raw fetch, then ``poll --once`` of *tree* as this file's ``--child``."""
     from bench_mails import generate
     from dovecot import PASSWORD, PASSWORD_ENV
     from ingest_imap import empty_processed, raw_fetch_rate, write_config
@@ -130,33 +140,38 @@ def one_round(server: Any, tree: Path, args: argparse.Namespace, round_no: int) 
         fetched, seconds = raw_fetch_rate(server, 200)
         write_config(workdir, f"sqlite:///{workdir / 'bench.db'}", server.port, flood_limit=1_000_000,
                      incidents="false", batch_size=200)
+        result = workdir / "figures.json"
         env = {**os.environ, PASSWORD_ENV: PASSWORD, "HYPERCARE_CONFIG": str(workdir / "hypercare.toml"),
-               RESULT_ENV: str(workdir / "figures.json")}
+               RESULT_ENV: str(result)}
         busy0, total0 = busy_core_seconds()
         with open(workdir / "poll.log", "wb") as log:
-            subprocess.run([sys.executable, __file__, "--child", str(tree)], cwd=workdir, env=env,
-                           stdout=subprocess.DEVNULL, stderr=log, check=False)
+            env[LAUNCH_ENV] = repr(launched := time.perf_counter())
+            child = subprocess.run([sys.executable, __file__, "--child", str(tree)], cwd=workdir, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=log, check=False)
+            process = time.perf_counter() - launched
         busy1, total1 = busy_core_seconds()
-        figures = json.loads((workdir / "figures.json").read_text())
-        if figures["exit"] != 0 or server.uids("INBOX"):
-            raise SystemExit(f"poll failed (exit {figures['exit']}); see {workdir / 'poll.log'}")
-        figures["raw"] = fetched / seconds
-        figures["cpu_machine"] = busy1 - busy0
-        figures["core_seconds"] = total1 - total0
+        figures = json.loads(result.read_text()) if result.exists() else {"exit": child.returncode}
+        if child.returncode != 0 or figures["exit"] != 0 or server.uids("INBOX"):
+            keep = Path(tempfile.mkdtemp(prefix="hc-budget-failed-"))
+            shutil.copy(workdir / "poll.log", keep)
+            raise SystemExit(f"poll failed (exit {child.returncode}); see {keep / 'poll.log'}")
+        figures.update(raw=fetched / seconds, process=process, cpu_machine=busy1 - busy0,
+                       core_seconds=total1 - total0)
         return figures
     finally:
         empty_processed(server)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def report(label: str, f: dict[str, Any], messages: int) -> None:
+    """One round's budget, in four lines."""
     wall, cpu = f["wall"], f["cpu"]
-    drain = f["process"] - f["start"]
     rate = messages / f["process"]
     others = f["cpu_process"] - f["cpu_main"]
     rest = f["cpu_machine"] - f["cpu_process"] - f["cpu_worker"]
-    print(f"[{label}] {messages / f['process']:,.0f} msg/s = {100 * rate / f['raw']:.2f} % of the raw fetch "
-          f"({f['raw']:,.0f} msg/s); process {f['process']:.2f} s: start {f['start']:.2f} s (the first batch "
-          f"fetched and asked for at {f['first_asked']:.2f} s), drain {drain:.2f} s")
+    print(f"[{label}] {rate:,.0f} msg/s = {100 * rate / f['raw']:.2f} % of the raw fetch ({f['raw']:,.0f} msg/s); "
+          f"process {f['process']:.2f} s: start {f['start']:.2f} s (the first batch fetched and asked for at "
+          f"{f['first_asked']:.2f} s), drain {f['process'] - f['start']:.2f} s")
     print(f"  CPU s: storing main thread {f['cpu_main']:.2f}, its other threads {others:.2f}, parse worker "
           f"{f['cpu_worker']:.2f}, rest of the machine {rest:.2f}; machine busy {f['cpu_machine']:.2f} of "
           f"{f['core_seconds']:.2f} core-s")
@@ -182,6 +197,8 @@ def main() -> int:
     from ingest_imap import compile_tree, load_average
 
     trees = [ROOT] + ([Path(args.baseline).resolve()] if args.baseline else [])
+    if len(set(trees)) < len(trees):
+        parser.error("--baseline is this checkout")
     for tree in trees:
         compile_tree(tree)
     results: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
@@ -192,7 +209,7 @@ def main() -> int:
             for tree in trees:
                 print(f"round {round_no}, {tree}; {load_average()}")
                 results[tree].append(one_round(server, tree, args, round_no))
-                report(tree.name, results[tree][-1], args.messages)
+                report(str(tree), results[tree][-1], args.messages)
     finally:
         server.cleanup()
     for tree, rows in results.items():

@@ -19,12 +19,13 @@ Words arrive normalised (lower case, accents folded: ``classifier.text.normalize
 cache is bounded (a mail of random words must not grow memory without limit) and simply starts
 afresh when full.
 
-Why PyStemmer beside snowballstemmer: ``snowballstemmer.stemmer`` hands out PyStemmer's stemmers,
-the same Snowball algorithms compiled to C, when it is installed (a dependency).  Stemming a new
-word in three languages cost ~135 µs in pure Python and ~6 µs in C; a process starts with an empty
-cache, so a ``poll --once`` or ``ingest`` classified real mail at 1.1-1.4 ms a mail instead of
-0.35 until it had seen most words (0.5 with the C build).  Both give the same stems: 203,492 words of the corpus, the
-tuning mail and their variants (tests/test_classifier_word_forms.py checks the tuning mail's).
+Why PyStemmer beside snowballstemmer: ``snowballstemmer.stemmer`` hands out PyStemmer's stemmers, the
+same Snowball algorithms compiled to C, when it is installed (a dependency).  Stemming a new word in
+three languages cost ~135 µs in pure Python and ~6 µs in C; a process starts with an empty cache, so
+a ``poll --once`` or ``ingest`` classified real mail at 1.0-1.4 ms a mail instead of ~0.35 until it
+had seen most words (0.44-0.5 with the C build).  Both give the same stems: 203,492 words of the
+corpus, the tuning mail and their variants agreed (tests/test_classifier_word_forms.py checks the
+words of every tenth tuning mail).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class WordForms:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
+        # Letters only: also what keeps a lone surrogate (UnicodeEncodeError in PyStemmer) from the stemmers.
         if not _MIN_LENGTH <= len(word) <= _MAX_LENGTH or not word.isalpha():
             found: tuple[str, ...] = (f"=:{word}",)
         else:

@@ -102,12 +102,12 @@ def test_a_word_longer_than_any_real_one_is_not_stemmed(monkeypatch: pytest.Monk
 
         def stemWord(self, word: str) -> str:  # the stemmers' own method name
             stemmed.append(len(word))
-            return str(self.stemmer.stemWord(word))
+            return self.stemmer.stemWord(word)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(forms, "_stemmers", tuple((code, Recording(s)) for code, s in forms._stemmers))
     assert forms.keys("a" * 100_000) == ("=:" + "a" * 100_000,)
     assert stemmed == []
-    assert forms.keys("donaudampfschifffahrtsgesellschaftskapitaensmuetze") != ()  # a long real word still is
+    assert not forms.keys("donaudampfschifffahrtsgesellschaftskapitaensmuetze")[0].startswith("=:")  # still is
     assert stemmed
 
 
