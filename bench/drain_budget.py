@@ -2,7 +2,7 @@
 
 Usage (from the project root, Dovecot installed):
 
-    .venv/bin/python bench/drain_budget.py [--messages 5000] [--rounds 3] [--baseline DIR]
+    .venv/bin/python bench/drain_budget.py [--messages 5000] [--rounds 3] [--baseline DIR] [--mails corpus]
 
 Why: ``bench/ingest_imap.py`` gives the drain's rate as a ratio to the raw fetch; when that ratio does not
 move, this says why.  Each round fills a private Dovecot with the same generated mails as that script (every
@@ -18,6 +18,10 @@ process with ``--child``).  It prints, per round:
 - the storing thread's stages: storing (``IngestPipeline.ingest_batch``, wall and CPU), of it the
   commits of the stored batches (the fsync), the parts it took back from the worker (mails, wall, CPU),
   and its waits for the worker.
+
+``--mails corpus`` drains the real mails of the shared corpus instead (``HYPERCARE_CORPUS``, else
+``../shared/corpus``; read in place, each file once, at most ``--messages``): replies, bounces, HTML and
+attachments, whose words the classifier has not seen.
 
 Read it as a budget: when the cores are busy for the whole drain, only less CPU per mail (or a shorter
 start) makes the drain faster; when they idle, a wait is the lever.
@@ -43,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("HYPERCARE_CORPUS") or ROOT.parent / "shared" / "corpus")
+MAX_CORPUS_FILE = 2_000_000  # the corpus's one bigger file is a test of size, not a mail of a drain
 RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
 LAUNCH_ENV = "HYPERCARE_DRAIN_BUDGET_LAUNCHED"  # the parent's perf_counter (CLOCK_MONOTONIC) at the launch
 
@@ -136,7 +142,8 @@ def one_round(server: Any, tree: Path, args: argparse.Namespace, round_no: int) 
 
     workdir = Path(tempfile.mkdtemp(prefix="hc-budget-"))
     try:
-        server.deliver(generate(args.messages, 50, seed=7 + round_no))
+        args.delivered = server.deliver(generate(args.messages, 50, seed=7 + round_no) if args.mails == "generated"
+                                        else corpus_mails(args.messages))
         fetched, seconds = raw_fetch_rate(server, 200)
         write_config(workdir, f"sqlite:///{workdir / 'bench.db'}", server.port, flood_limit=1_000_000,
                      incidents="false", batch_size=200)
@@ -161,6 +168,15 @@ def one_round(server: Any, tree: Path, args: argparse.Namespace, round_no: int) 
     finally:
         empty_processed(server)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def corpus_mails(limit: int) -> list[bytes]:
+    """Up to *limit* files of the shared corpus, in name order (read in place, never copied into the repo)."""
+    if not CORPUS.is_dir():
+        raise SystemExit(f"--mails corpus: no corpus at {CORPUS}; set HYPERCARE_CORPUS")
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
+                   and p.stat().st_size <= MAX_CORPUS_FILE)
+    return [p.read_bytes() for p in files[:limit]]
 
 
 def report(label: str, f: dict[str, Any], messages: int) -> None:
@@ -191,6 +207,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default="", metavar="DIR", help="another checkout, in turns with this one")
+    parser.add_argument("--mails", choices=("generated", "corpus"), default="generated",
+                        help="generated: bench_mails, each a new ticket; corpus: the shared corpus's real mails")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
     from dovecot import Dovecot
@@ -209,11 +227,11 @@ def main() -> int:
             for tree in trees:
                 print(f"round {round_no}, {tree}; {load_average()}")
                 results[tree].append(one_round(server, tree, args, round_no))
-                report(str(tree), results[tree][-1], args.messages)
+                report(str(tree), results[tree][-1], args.delivered)
     finally:
         server.cleanup()
     for tree, rows in results.items():
-        ratio = statistics.median(100 * args.messages / r["process"] / r["raw"] for r in rows)
+        ratio = statistics.median(100 * args.delivered / r["process"] / r["raw"] for r in rows)
         start = statistics.median(r["start"] for r in rows)
         print(f"{tree}: median {ratio:.2f} % of the raw fetch; start {start:.2f} s, "
               f"storing CPU {statistics.median(r['cpu']['storing'] for r in rows):.2f} s, "

@@ -143,6 +143,35 @@ def test_html_only_mail_is_converted_without_scripts_or_styles() -> None:
     assert "alert" not in body and "color" not in body
 
 
+def test_html_text_has_no_markdown_escapes_and_keeps_quotes_and_backslashes() -> None:
+    """html2text escapes what Markdown would read as markup ("1\\. Open", "\\- then", a doubled backslash in
+    "\\\\server"): the team read those backslashes in tickets.  Quotes still become "> " lines (reply trimming
+    reads them) and preformatted text stays as it is."""
+    raw = mail(
+        "From: a@example.com\nSubject: html\nContent-Type: text/html; charset=utf-8",
+        "<p>1. Open the CRM</p><p>- then + this # not a heading</p><p>Path C:\\Users\\maria and \\\\srv\\share_x</p>"
+        "<p>*bold* _it_ [x](y) `code`</p><blockquote>1. quoted</blockquote><pre>2. kept</pre>",
+    )
+    body = parse_message(raw).body_full
+    assert "1. Open the CRM" in body and "- then + this # not a heading" in body
+    assert "C:\\Users\\maria and \\\\srv\\share_x" in body
+    assert "*bold* _it_ [x](y) `code`" in body
+    assert "> 1. quoted" in body and "2. kept" in body
+    assert "\\." not in body and "\\-" not in body and "\\*" not in body
+
+
+@pytest.mark.parametrize("html", [
+    "<p>" + "1. x</p><p>" * 50_000 + "</p>",  # 50,000 list-like lines: once a regex pass each
+    "<b>" * 20_000 + "deep" + "</b>" * 20_000,
+    "<p>\x00 NUL \udcff surrogate \u202e bidi</p>" * 1_000,
+])
+def test_hostile_html_bodies_convert_without_escapes_or_errors(html: str) -> None:
+    raw = mail("From: a@example.com\nSubject: html\nContent-Type: text/html; charset=utf-8",
+               html.encode("utf-8", "surrogatepass"))
+    body = parse_message(raw).body_full
+    assert body and "\\." not in body
+
+
 def test_alternative_prefers_text_plain() -> None:
     raw = mail(
         'From: a@example.com\nSubject: alt\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b"',
