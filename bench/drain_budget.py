@@ -49,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("HYPERCARE_CORPUS") or ROOT.parent / "shared" / "corpus")
 MAX_CORPUS_FILE = 2_000_000  # the corpus's one bigger file is a test of size, not a mail of a drain
+MAIL_SUFFIXES = {".eml", ".txt", ".raw", ".msg", ""}  # not the projects' expected outputs (.json, .xml)
 RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
 LAUNCH_ENV = "HYPERCARE_DRAIN_BUDGET_LAUNCHED"  # the parent's perf_counter (CLOCK_MONOTONIC) at the launch
 
@@ -174,7 +175,7 @@ def corpus_mails(limit: int) -> list[bytes]:
     """Up to *limit* files of the shared corpus, in name order (read in place, never copied into the repo)."""
     if not CORPUS.is_dir():
         raise SystemExit(f"--mails corpus: no corpus at {CORPUS}; set HYPERCARE_CORPUS")
-    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix.lower() in MAIL_SUFFIXES
                    and p.stat().st_size <= MAX_CORPUS_FILE)
     return [p.read_bytes() for p in files[:limit]]
 
