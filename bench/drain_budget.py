@@ -48,8 +48,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("HYPERCARE_CORPUS") or ROOT.parent / "shared" / "corpus")
-MAX_CORPUS_FILE = 2_000_000  # the corpus's one bigger file is a test of size, not a mail of a drain
-MAIL_SUFFIXES = {".eml", ".txt", ".raw", ".msg", ""}  # not the projects' expected outputs (.json, .xml)
 RESULT_ENV = "HYPERCARE_DRAIN_BUDGET_OUT"
 LAUNCH_ENV = "HYPERCARE_DRAIN_BUDGET_LAUNCHED"  # the parent's perf_counter (CLOCK_MONOTONIC) at the launch
 
@@ -65,6 +63,7 @@ def run_child(tree: Path) -> None:
     wall: Counter[str] = Counter()
     cpu: Counter[str] = Counter()
     marks: dict[str, float] = {}
+    taken_back = {"mails": 0}  # ParsePool.taken_back, read after each part taken back
     active: set[str] = set()
     main = threading.main_thread()
 
@@ -96,7 +95,7 @@ def run_child(tree: Path) -> None:
     from intake.receive import imap_poller
 
     def count_taken(pool: Any) -> None:
-        wall["mails taken back"] = pool.taken_back
+        taken_back["mails"] = pool.taken_back
 
     timed(pipeline.IngestPipeline, "ingest_batch", "storing")
     timed(DefaultDialect, "do_commit", "commits", within="storing")
@@ -117,6 +116,7 @@ def run_child(tree: Path) -> None:
         "cpu_process": time.process_time() - started_cpu,
         "cpu_main": time.thread_time() - started_main,
         "cpu_worker": children.ru_utime + children.ru_stime,
+        "taken_back": taken_back["mails"],
         "wall": dict(wall),
         "cpu": dict(cpu),
     }
@@ -175,8 +175,10 @@ def corpus_mails(limit: int) -> list[bytes]:
     """Up to *limit* files of the shared corpus, in name order (read in place, never copied into the repo)."""
     if not CORPUS.is_dir():
         raise SystemExit(f"--mails corpus: no corpus at {CORPUS}; set HYPERCARE_CORPUS")
-    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix.lower() in MAIL_SUFFIXES
-                   and p.stat().st_size <= MAX_CORPUS_FILE)
+    from classify_same import MAX_FILE_BYTES, SUFFIXES  # the corpus files that are mail, as it reads them
+
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                   and p.stat().st_size <= MAX_FILE_BYTES)
     return [p.read_bytes() for p in files[:limit]]
 
 
@@ -192,7 +194,7 @@ def report(label: str, f: dict[str, Any], messages: int) -> None:
     print(f"  CPU s: storing main thread {f['cpu_main']:.2f}, its other threads {others:.2f}, parse worker "
           f"{f['cpu_worker']:.2f}, rest of the machine {rest:.2f}; machine busy {f['cpu_machine']:.2f} of "
           f"{f['core_seconds']:.2f} core-s")
-    taken = wall.get("mails taken back", 0)
+    taken = f["taken_back"]
     waited = wall.get("waiting for the worker", 0) - wall.get("taking back", 0)
     print(f"  storing thread: storing {wall.get('storing', 0):.2f} s (CPU {cpu.get('storing', 0):.2f}, "
           f"{1000 * cpu.get('storing', 0) / messages:.3f} ms a mail), of it commits {wall.get('commits', 0):.2f} s; "

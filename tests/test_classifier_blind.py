@@ -46,7 +46,6 @@ FLOORS = {"blind": (165, 80, 75, 95), "blind2": (164, 90, 95, 95), "blind3": (17
           "blind16": (160, 85, 90, 95)}
 
 
-
 def summary(report: EvalReport) -> str:
     """Accuracy and the severity confusion counts; no file names, no mail words."""
     cells = ", ".join(f"{label}->{got}: {n}" for (label, got), n in sorted(report.severity_confusion.items()))
