@@ -139,9 +139,11 @@ class ParagraphHead:
         return {"intercept": self.intercept, "weights": {t: self.weights[t] for t in sorted(self.weights)}}
 
 
-# A term's scoring row: both heads' weights times its idf, then its idf squared.  An array of doubles: one
-# block of memory per row (a tuple holds nine float objects apart), which saves cache misses on every mail.
+# A term's scoring row: both heads' weights times its idf, then the paragraph head's weight times its idf
+# (0 without a paragraph head), then its idf squared.  An array of doubles: one block of memory per row (a
+# tuple holds ten float objects apart), which saves cache misses on every mail.
 Row = Sequence[float]
+PARAGRAPH_COLUMN = -2
 # Per distinct mail word: its term, the term's weights (None: no weight knows it) and the pair terms
 # it starts (second term -> weights; None: none).
 _Entry = tuple[str, "Row | None", "dict[str, Row] | None"]
@@ -156,10 +158,11 @@ class Opinion:
     """What the weights say about one mail; the evidence is worded only when the opinion is used.
 
     *found*: every term of the mail the weights know (a stem, or a pair of stems) -> its weights,
-    the severity classes then the role classes (*split*: where the role weights start), multiplied by
-    the term's TF-IDF value before normalisation; *scale* is the normalisation (1 / the vector's length;
-    1 for presence weights), so a term's share of a logit is ``row[column] * scale``; *first*: the
-    mail's word (or a pair's two words) each found term came from first, to word the evidence.
+    the severity classes then the role classes (*split*: where the role weights start), then the paragraph
+    head's (``PARAGRAPH_COLUMN``), multiplied by the term's TF-IDF value before normalisation; *scale* is
+    the normalisation (1 / the vector's length; 1 for presence weights), so a term's share of a logit is
+    ``row[column] * scale``; *first*: the mail's word (or a pair's two words) each found term came from
+    first, to word the evidence.
     """
 
     severity: str
@@ -241,6 +244,18 @@ def _sublinear(extra: int) -> float:
     return _SUBLINEAR[extra] if extra < len(_SUBLINEAR) else 1 + math.log(1 + extra)
 
 
+_TF_STEPS = tuple((_sublinear(n) - _sublinear(n - 1), _sublinear(n) ** 2 - _sublinear(n - 1) ** 2)
+                  for n in range(1, 64))
+
+
+def _tf_steps(seen: int) -> tuple[float, float]:
+    """How much a term's tf and its square grow when it is seen once more after *seen* (>= 1) times."""
+    if seen <= len(_TF_STEPS):
+        return _TF_STEPS[seen - 1]
+    before, after = _sublinear(seen - 1), _sublinear(seen)
+    return after - before, after * after - before * before
+
+
 @dataclass(frozen=True)
 class LearnedModel:
     """Two heads over one vocabulary; *idf* (term -> idf) makes the weighting TF-IDF, None presence."""
@@ -252,12 +267,10 @@ class LearnedModel:
     idf: dict[str, float] | None = None
     paragraph: ParagraphHead | None = None
     vocabulary: frozenset[str] = field(init=False, repr=False, compare=False)
-    # Scoring tables (built once): both heads' weights of a term in one row (times its idf), so a mail
+    # Scoring tables (built once): all three heads' weights of a term in one row (times its idf), so a mail
     # word costs one dict lookup, and a pair term is found from its first word without building a string.
     _rows: dict[str, Row] = field(init=False, repr=False, compare=False)
     _pairs: dict[str, dict[str, Row]] = field(init=False, repr=False, compare=False)
-    # The paragraph head's row per term (a stem, or a pair as two stems): its weight times its idf, idf squared.
-    _paragraph_table: dict[TermKey, tuple[float, float]] = field(init=False, repr=False, compare=False)
     _words: dict[str, _Entry] = field(init=False, repr=False, compare=False)
     _intercept: tuple[float, ...] = field(init=False, repr=False, compare=False)
     description: str = field(init=False, repr=False, compare=False)  # of the ``learned`` entry in a verdict
@@ -266,13 +279,14 @@ class LearnedModel:
         known = frozenset(self.severity.weights) | frozenset(self.role.weights)
         object.__setattr__(self, "vocabulary", known if self.idf is None else frozenset(self.idf))
         none_s, none_r = (0.0,) * len(self.severity.classes), (0.0,) * len(self.role.classes)
+        by_paragraph = self.paragraph.weights if self.paragraph is not None else {}
         rows: dict[str, Row] = {}
         pairs: dict[str, dict[str, Row]] = {}
         for term in sorted(self.vocabulary):
             row = self.severity.weights.get(term, none_s) + self.role.weights.get(term, none_r)
             idf = 1.0 if self.idf is None else self.idf[term]
             # The last column is idf squared: summing the rows' columns also sums the vector's squared length.
-            row = array("d", (*(w * idf for w in row), idf * idf))
+            row = array("d", (*(w * idf for w in row), by_paragraph.get(term, 0.0) * idf, idf * idf))
             first, space, second = term.partition(" ")
             if not space:
                 rows[term] = row
@@ -280,13 +294,6 @@ class LearnedModel:
                 pairs.setdefault(first, {})[second] = row
         object.__setattr__(self, "_rows", rows)
         object.__setattr__(self, "_pairs", pairs)
-        table: dict[TermKey, tuple[float, float]] = {}
-        if self.paragraph is not None and self.idf is not None:
-            weights = self.paragraph.weights
-            for term, idf in self.idf.items():
-                first, _, second = term.partition(" ")
-                table[(first, second) if second else term] = (weights.get(term, 0.0) * idf, idf * idf)
-        object.__setattr__(self, "_paragraph_table", table)
         object.__setattr__(self, "_words", {"": _BOUNDARY})
         object.__setattr__(self, "_intercept", (*self.severity.intercept, *self.role.intercept))
         object.__setattr__(self, "description", f"Learned weights ({Path(self.source).name}): terms of labelled "
@@ -356,11 +363,12 @@ class LearnedModel:
         severity, role = self.severity, self.role
         intercept = self._intercept
         if found:
-            *sums, length2 = map(sum, zip(*found.values(), strict=True))
+            sums = list(map(sum, zip(*found.values(), strict=True)))
+            length2 = sums[-1]
         else:
             sums, length2 = [0.0] * len(intercept), 1.0
         scale = 1.0 if self.idf is None else 1 / math.sqrt(length2)
-        logits = [b + scale * x for b, x in zip(intercept, sums, strict=True)]
+        logits = [b + scale * x for b, x in zip(intercept, sums[:len(intercept)], strict=True)]
         split = len(severity.classes)
         s_logits, r_logits = logits[:split], logits[split:]
         s_top, r_top = max(s_logits), max(r_logits)
@@ -383,33 +391,44 @@ class LearnedModel:
 
         Each paragraph (``classifier.paragraphs``) is weighed on its own, sublinear TF-IDF over the
         vocabulary, L2-normalised, as in training.  The fast path of ``paragraph_shares``: the word entries
-        of ``opinion`` (no stem computed twice, no pair string built), one table row per known term.
+        of ``opinion`` (no stem computed twice, no pair string built), the paragraph weight in each term's row,
+        and the dot product and the squared length summed as the words come: a term seen again adds the step
+        of its sublinear tf (``_tf_steps``), so no second pass over the terms looks anything up.
         """
-        head, table = self.paragraph, self._paragraph_table
+        head = self.paragraph
         if head is None:
             return None
         get, entry_of = self._words.get, self._entry
         best, best_words = -1.0, ()
         for words in paragraphs:
             counts: dict[TermKey, int] = {}
+            dot = length2 = 0.0
             follow: dict[str, Row] | None = None
             previous = ""
             for token in words:
                 term, row, starts = get(token) or entry_of(token)
                 if row is not None:
-                    counts[term] = counts.get(term, 0) + 1
-                if follow is not None and term in follow:
-                    pair = (previous, term)
-                    counts[pair] = counts.get(pair, 0) + 1
+                    n = counts.get(term, 0)
+                    counts[term] = n + 1
+                    if n:
+                        step, step2 = _tf_steps(n)
+                        dot, length2 = dot + step * row[PARAGRAPH_COLUMN], length2 + step2 * row[-1]
+                    else:
+                        dot, length2 = dot + row[PARAGRAPH_COLUMN], length2 + row[-1]
+                if follow is not None:
+                    pair_row = follow.get(term)
+                    if pair_row is not None:
+                        pair = (previous, term)
+                        n = counts.get(pair, 0)
+                        counts[pair] = n + 1
+                        if n:
+                            step, step2 = _tf_steps(n)
+                            dot, length2 = dot + step * pair_row[PARAGRAPH_COLUMN], length2 + step2 * pair_row[-1]
+                        else:
+                            dot, length2 = dot + pair_row[PARAGRAPH_COLUMN], length2 + pair_row[-1]
                 follow, previous = starts, term
             if not counts:
                 continue
-            dot = length2 = 0.0
-            for key, n in counts.items():
-                weight, idf2 = table[key]
-                tf = _sublinear(n - 1)
-                dot += tf * weight
-                length2 += tf * tf * idf2
             p1 = _sigmoid(head.intercept + dot / math.sqrt(length2))
             if p1 > best:
                 best, best_words = p1, words
