@@ -198,7 +198,7 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
         severity, decided_severity = "P1", True
     # A paragraph is read apart from the wish or the thanks beside it ("Thanks! Also: the resellers see all our
     # customers' accounts"), so the wish guard does not hold it; a rule's ceiling and a fixed severity do.
-    unguarded, _ = _limits(verdict, replace(policy, guard_p4=False), no_severity_rule, opinion.p1)
+    unguarded, _ = _limits(verdict, _without_wish_guard(policy), no_severity_rule, opinion.p1)
     by_paragraph = _paragraph_change(verdict, severity, opinion.paragraph_p1, opinion.p1, policy,
                                      functools.partial(_within, cap=unguarded, floor=floor))
     paragraph_evidence: tuple[str, ...] = ()
@@ -226,6 +226,12 @@ def combine(verdict: Verdict, opinion: Opinion, model: LearnedModel,
     fallback = (no_severity_rule and not decided_severity) or (no_role_rule and not decided_role)
     return _settled(replace(verdict, severity=severity, role=role, rules=(hit, *verdict.rules), notes=tuple(notes),
                             triage=triage, fallback=fallback), opinion, policy)
+
+
+@functools.cache
+def _without_wish_guard(policy: Policy) -> Policy:
+    """*policy* without ``guard_p4``, as the paragraph head reads it; made once per policy, not per mail."""
+    return replace(policy, guard_p4=False)
 
 
 def _within(level: str, cap: str, floor: str) -> str:
