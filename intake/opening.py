@@ -93,6 +93,14 @@ class TicketOpener:
         return None if any(form is None for form in forms) else [f for f in forms if f is not None]
 
     def verdict(self, parsed: ParsedMessage, now: datetime) -> Verdict:
+        """The parse worker's verdict when it computed one (``intake.pipeline.parse_mails``: the same rules,
+        at the time the batch arrived), else the mail classified now.
+
+        Why also on the per-message path: a P1 that pages at once, a report of a known incident or a mail
+        past the flood limit is stored one by one, and was classified a second time here.
+        """
+        if parsed.verdict is not None:
+            return parsed.verdict
         return self.classifier.classify(MailFacts.from_parsed(parsed, now, self.classifier.header_names))
 
     def plan(self, parsed: ParsedMessage, now: datetime, verdict: Verdict | None = None,

@@ -81,7 +81,7 @@ def test_the_parse_worker_classifies_and_the_store_uses_its_verdict(make_app, tm
                                initializer=classify_in_worker, initargs=(app.opener,))
     with pool:
         prepared = pool.submit(parse_mails, mails, 1024, WHEN).result()
-    expected = [app.opener.verdict(p, WHEN) for p in prepared]
+    expected = [p.verdict for p in parse_mails(mails, 1024, WHEN, opener=app.opener)]  # classified here
     assert [p.verdict for p in prepared] == expected and all(v is not None for v in expected)
 
     def not_here(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -93,6 +93,39 @@ def test_the_parse_worker_classifies_and_the_store_uses_its_verdict(make_app, tm
     with app.store.read() as s:
         stored = [t.classification for t in s.scalars(select(Ticket).order_by(Ticket.number))]
     assert stored == [v.to_json() for v in expected]
+
+
+def test_a_mail_stored_one_by_one_uses_the_workers_verdict_too(make_app, tmp_path, monkeypatch):
+    """A P1 that pages at once and the later reports of one incident leave the batched write path; they were
+    classified a second time in the storing process."""
+    app = make_app(db=f"sqlite:///{tmp_path / 'w.db'}")
+    app.pipeline  # noqa: B018 - the opener exists before the worker is forked
+    outage = RawMail(make_mail(message_id="down@customer.example", sender="lead@customer.example",
+                               subject="CRM down for everyone",
+                               body="Nobody in the company can log in since 9:00, all sales work has stopped."))
+    reports = [RawMail(make_mail(message_id=f"r{i}@customer.example", sender=f"u{i}@customer.example",
+                                 subject="Export button does nothing", body="The export button does nothing."))
+               for i in range(3)]
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=classify_in_worker, initargs=(app.opener,))
+    with pool:
+        prepared = pool.submit(parse_mails, [outage, *reports], 1024, WHEN).result()
+    assert prepared[0].verdict.severity == "P1"
+
+    def not_here(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("classified in the storing process")
+
+    monkeypatch.setattr(app.opener.classifier, "classify", not_here)
+    stored_one_by_one = []
+    real_one = app.pipeline._ingest_one
+    monkeypatch.setattr(app.pipeline, "_ingest_one",
+                        lambda session, mail, *rest: stored_one_by_one.append(mail) or real_one(session, mail, *rest))
+    results = app.pipeline.ingest_batch([outage, *reports], prepared=prepared)
+    assert [r.action for r in results] == ["created"] * 4, [r.detail for r in results]
+    assert outage in stored_one_by_one and reports[1] in stored_one_by_one  # the per-message path was taken
+    with app.store.read() as s:
+        stored = {t.subject: t.classification for t in s.scalars(select(Ticket))}
+    assert stored["CRM down for everyone"] == prepared[0].verdict.to_json()
 
 
 def test_without_a_worker_nothing_is_precomputed():
