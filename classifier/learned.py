@@ -28,6 +28,7 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -529,6 +530,8 @@ def _head(data: Any, allowed: Sequence[str], what: str, source: str) -> Head:
         raise fail("weights must be an object of term -> list of numbers")
     if len(weights) > MAX_TERMS:
         raise fail(f"{len(weights)} terms; at most {MAX_TERMS}")
+    if _plain_terms(weights) and _plain_rows(weights.values(), width):
+        return Head(tuple(classes), intercept, dict(zip(weights, map(tuple, weights.values()), strict=True)))
     checked: dict[str, tuple[float, ...]] = {}
     for term, row in weights.items():
         if not term or len(term) > MAX_TERM_CHARS or not term.isprintable():
@@ -547,6 +550,8 @@ def _paragraph_head(data: Any, idf: Mapping[str, float], source: str) -> Paragra
     weights = data["weights"]
     if len(weights) > MAX_TERMS:
         raise fail(f"{len(weights)} terms; at most {MAX_TERMS}")
+    if weights.keys() <= idf.keys() and _plain_rows([list(weights.values())], len(weights)):
+        return ParagraphHead(intercept, dict(weights))
     checked: dict[str, float] = {}
     for term, weight in weights.items():
         if term not in idf:
@@ -574,6 +579,24 @@ def _idf(data: Any, source: str) -> dict[str, float]:
 
 
 _PLAIN_NUMBERS = frozenset({float, int})
+
+
+def _plain_terms(terms: Iterable[str]) -> bool:
+    """Whether every term is printable, not empty and short enough: the common case, checked in C (the
+    built-in file's 10,000 terms are read at every start of the desk); else each is looked at, to name it."""
+    terms = list(terms)  # the keys of a JSON object: always strings
+    return "" not in terms and max(map(len, terms), default=0) <= MAX_TERM_CHARS and all(map(str.isprintable, terms))
+
+
+def _plain_rows(rows: Iterable[Any], width: int) -> bool:
+    """Whether *rows* are lists of *width* floats (no int, no bool) of at most ``MAX_WEIGHT``: the common
+    case, checked in C; the rows can then be kept as they are.  Else ``_numbers`` looks at each (and names
+    what is wrong); NaN never reaches here (``_no_constant`` refuses it in the JSON)."""
+    rows = list(rows)
+    if {*map(type, rows)} != {list} or {*map(len, rows)} != {width}:
+        return False
+    values = list(chain.from_iterable(rows))
+    return {*map(type, values)} == {float} and max(map(abs, values)) <= MAX_WEIGHT
 
 
 def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:

@@ -234,6 +234,46 @@ def test_hostile_weight_files_are_one_line_errors(tmp_path: Path, content: bytes
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+# Every weight a float, as the built-in file has them: the load checks such files in C (``_plain_rows``,
+# ``_plain_terms``), so one bad value among them must still be found and named.
+_FLOATS = {**WEIGHTS, "format": TFIDF_FORMAT,
+           "idf": {stem("zahnrad"): 2.0, "danke": 1.5, f"{stem('zahnrad')} {stem('klemmt')}": 3.0},
+           "p1_paragraph": {"intercept": -1.0, "weights": {stem("zahnrad"): 2.0, "danke": -0.5}}}
+
+
+def _with(path: tuple[str, ...], value: object) -> dict[str, object]:
+    data = json.loads(json.dumps(_FLOATS))
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_with(("severity", "weights"), {"a\x00b": [0.0, 0.0, 0.0, 0.0]}), "is not a term"),
+    (_with(("severity", "weights"), {"": [0.0, 0.0, 0.0, 0.0]}), "is not a term"),
+    (_with(("severity", "weights"), {"x" * 201: [0.0, 0.0, 0.0, 0.0]}), "is not a term"),
+    (_with(("severity", "weights"), {"danke": [0.0, 0.0, 0.0]}), "expected a list of 4 numbers"),
+    (_with(("severity", "weights"), {"danke": {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}}), "expected a list"),
+    (_with(("severity", "weights"), {"danke": [0.0, 0.0, 0.0, 100.5]}), "not a finite weight"),
+    (_with(("severity", "weights"), {"danke": [0.0, 0.0, 0.0, True]}), "not a finite weight"),
+    (_with(("severity", "weights"), {"danke": [0.0, 0.0, 0.0, "1.0"]}), "not a finite weight"),
+    (_with(("p1_paragraph", "weights"), {"unknown": 1.0}), "is not in the vocabulary"),
+    (_with(("p1_paragraph", "weights"), {"danke": 1e300}), "not a finite weight"),
+    (_with(("p1_paragraph", "weights"), {"danke": False}), "not a finite weight"),
+    (_with(("p1_paragraph", "weights"), {"danke": [1.0]}), "not a finite weight"),
+])
+def test_a_bad_value_among_floats_is_found_as_among_any_numbers(tmp_path: Path, data: dict[str, object],
+                                                                  message: str) -> None:
+    assert with_learned(tmp_path, str(weights_file(tmp_path, _FLOATS))).learned is not None  # the base is good
+    weights_file(tmp_path, data)
+    with pytest.raises(LearnedFileError) as caught:
+        with_learned(tmp_path, "weights.json")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+
 def test_a_nul_in_the_configured_path_and_rules_check_exit_2(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(LearnedFileError, match="cannot read learned weights"):
