@@ -448,11 +448,16 @@ class IngestPipeline:
         """Redact reply tokens once they did their one job (threading): stored and quoted, a token
         would be a credential for anyone who reads the ticket (``tickets.tokens``)."""
         redact = self.tokens.redact
+        read = (parsed.subject, parsed.body, parsed.body_full, parsed.to, parsed.cc, parsed.envelope_recipients)
         parsed.subject, parsed.body, parsed.body_full = redact(parsed.subject), redact(parsed.body), \
             redact(parsed.body_full)
         parsed.to, parsed.cc = [redact(a) for a in parsed.to], [redact(a) for a in parsed.cc]
         parsed.envelope_recipients = [redact(a) for a in parsed.envelope_recipients]
         parsed.raw = self.tokens.redact_bytes(parsed.raw)
+        if read != (parsed.subject, parsed.body, parsed.body_full, parsed.to, parsed.cc, parsed.envelope_recipients):
+            # The parse worker classified the mail with its tokens, and a rule's evidence quotes what it matched
+            # ("recipient support+hc-7.<token>@…"): classified again, from what is kept.
+            parsed.verdict = None
 
     def _message_row(self, parsed: ParsedMessage, source: str, now: datetime, *, disposition: str,
                      rule: str | None = None) -> Message:

@@ -7,6 +7,7 @@ facts carry only the headers some rule reads (``Classifier.header_names``), with
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -18,8 +19,11 @@ from sqlalchemy import select
 from classifier import Classifier, MailFacts
 from classifier.mailfile import parse_bytes
 from classifier.rules import DEFAULT_RULES
+from config import Config
+from config.settings import RulesSettings
 from intake.pipeline import RawMail, classify_in_worker, parse_mails
-from tickets.models import OutboxItem, Ticket
+from tickets.models import Event, OutboxItem, Ticket
+from tickets.tokens import REPLY_TOKEN_LENGTH
 
 LABELLED = Path(__file__).parent / "data" / "labelled"
 WHEN = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -126,6 +130,33 @@ def test_a_mail_stored_one_by_one_uses_the_workers_verdict_too(make_app, tmp_pat
     with app.store.read() as s:
         stored = {t.subject: t.classification for t in s.scalars(select(Ticket))}
     assert stored["CRM down for everyone"] == prepared[0].verdict.to_json()
+
+
+def test_a_reply_token_the_worker_saw_is_not_stored_in_the_verdicts_evidence(make_app, tmp_path):
+    """A mail carrying a reply token (a plus-address, a token in the body) is stored one by one, its tokens
+    redacted first; the worker classified it with the tokens, and a rule's evidence quotes what it matched.
+    Such a mail is classified again from what is kept (hostile: a forged token, opening a new ticket)."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "to-desk"\ndescription = "mail to the desk"\nrole = "crm_admin"\n'
+                     'recipients = ["localhost"]\n\n[[rule]]\nname = "code"\ndescription = "a reference"\n'
+                     'severity = "P3"\nregex = [\'hc-\\d+\\.[0-9a-f]+\']\n', encoding="utf-8")
+    app = make_app(dataclasses.replace(Config(base_dir=tmp_path), rules=RulesSettings(file=str(rules))),
+                   db=f"sqlite:///{tmp_path / 'w.db'}")
+    token = ("a1" * 20)[:REPLY_TOKEN_LENGTH]
+    mails = [RawMail(make_mail(message_id="a@customer.example", subject="Export broken",
+                               body=f"The export fails, my old reference HC-999.{token} says nothing.")),
+             RawMail(make_mail(message_id="b@customer.example", subject="Import broken", body="The import fails.",
+                               to=f"support+HC-999.{token}@localhost"))]
+    prepared = parse_mails(mails, 1024, WHEN, opener=app.opener)  # as the worker does: with the tokens
+    assert all(token in str(p.verdict.to_json()) for p in prepared)
+    assert [r.action for r in app.pipeline.ingest_batch(mails, prepared=prepared)] == ["created"] * 2
+    with app.store.read() as s:
+        tickets = list(s.scalars(select(Ticket)))
+        events = list(s.scalars(select(Event)))
+    by_subject = {t.subject: str(t.classification) for t in tickets}
+    assert "hc-999.redacted@localhost" in by_subject["Import broken"]  # classified from what is kept
+    assert not any(token in str(t.classification) or token in str(t.triage) for t in tickets)
+    assert not any(token in f"{e.detail} {e.data}" for e in events)
 
 
 def test_without_a_worker_nothing_is_precomputed():
