@@ -591,21 +591,23 @@ def _plain_terms(terms: Iterable[str]) -> bool:
 def _plain_rows(rows: Iterable[Any], width: int) -> bool:
     """Whether *rows* are lists of *width* floats (no int, no bool) of at most ``MAX_WEIGHT``: the common
     case, checked in C; the rows can then be kept as they are.  Else ``_numbers`` looks at each (and names
-    what is wrong); NaN never reaches here (``_no_constant`` refuses it in the JSON)."""
+    what is wrong)."""
     rows = list(rows)
     if {*map(type, rows)} != {list} or {*map(len, rows)} != {width}:
         return False
     values = list(chain.from_iterable(rows))
-    return {*map(type, values)} == {float} and max(map(abs, values)) <= MAX_WEIGHT
+    return ({*map(type, values)} == {float} and max(map(abs, values)) <= MAX_WEIGHT
+            and not any(map(math.isnan, values)))  # max() passes over a NaN that is not first
 
 
 def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != width:
         raise fail(f"{what}: expected a list of {width} numbers")
-    # The common case in C: only ints and floats (not bools) and none beyond MAX_WEIGHT (which also rules
-    # out infinity; NaN cannot come from the JSON, ``_no_constant`` refuses it).  20,000 rows are read at
-    # every start of the desk (~40 ms saved); anything else is looked at number by number below.
-    if {*map(type, value)} <= _PLAIN_NUMBERS and max(map(abs, value)) <= MAX_WEIGHT:  # width >= 2: never empty
+    # The common case in C: only ints and floats (not bools), none beyond MAX_WEIGHT (which also rules out
+    # infinity) and no NaN (a JSON file cannot hold one, ``_no_constant`` refuses it; Python values can).
+    # Anything else is looked at number by number below.
+    if {*map(type, value)} <= _PLAIN_NUMBERS and max(map(abs, value)) <= MAX_WEIGHT \
+            and not any(map(math.isnan, value)):  # width >= 1: never empty; max() passes over a NaN not first
         return tuple(map(float, value))
     for x in value:
         if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > MAX_WEIGHT:

@@ -204,6 +204,7 @@ def test_the_built_in_weights_load_deterministically_within_limits() -> None:
     (json.dumps({**WEIGHTS, "severity": {**WEIGHTS["severity"], "intercept": [0, 0, 0]}}).encode(), "intercept"),
     (json.dumps(WEIGHTS).replace("4.0", "NaN").encode(), "NaN is not a weight"),
     (json.dumps(WEIGHTS).replace("4.0", "1e308").encode(), "not a finite weight"),
+    (json.dumps(WEIGHTS).replace("4.0", "1e999").encode(), "not a finite weight"),  # inf, not "Infinity"
     (json.dumps(WEIGHTS).replace("4.0", "Infinity").encode(), "Infinity is not a weight"),
     (json.dumps(WEIGHTS).replace("4.0", "true").encode(), "not a finite weight"),
     (json.dumps({**WEIGHTS, "p1_threshold": 7}).encode(), "p1_threshold"),
@@ -271,6 +272,18 @@ def test_a_bad_value_among_floats_is_found_as_among_any_numbers(tmp_path: Path, 
     with pytest.raises(LearnedFileError) as caught:
         with_learned(tmp_path, "weights.json")
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_nan_anywhere_among_floats_is_refused_and_integers_load_as_their_floats() -> None:
+    """``_plain_rows`` checks with ``max``, which passes over a NaN that is not first (a file cannot hold one,
+    ``from_json`` of Python values can); integer weights take the checked path and become the same floats."""
+    for row in ([0.0, float("nan"), 0.0, 0.0], [float("nan"), 0.0, 0.0, 0.0]):
+        with pytest.raises(LearnedFileError, match="not a finite weight"):
+            LearnedModel.from_json(_with(("severity", "weights"), {"danke": row}), "nan.json")
+    whole = LearnedModel.from_json(_with(("severity", "weights"), {"danke": [1.0, 0.0, -2.0, 3.0]}), "floats.json")
+    integers = LearnedModel.from_json(_with(("severity", "weights"), {"danke": [1, 0, -2, 3]}), "ints.json")
+    assert integers.severity == whole.severity and integers.severity.weights["danke"] == (1.0, 0.0, -2.0, 3.0)
+    assert all(type(w) is float for w in integers.severity.weights["danke"])
 
 
 

@@ -251,6 +251,24 @@ def test_the_built_in_weights_carry_a_paragraph_head_and_the_fast_scorer_gives_t
     assert compared > 500
 
 
+def test_the_fast_scorer_gives_the_reference_for_terms_and_pairs_repeated_past_its_table() -> None:
+    """A term seen again adds the step of its sublinear tf, from a table for up to 64 counts and computed
+    beyond: hundreds of repeats of a word and of an in-clause pair, clause breaks between, give the reference."""
+    import math
+
+    model = Classifier.from_config(Config()).learned
+    assert model is not None and model.paragraph is not None
+    pair = tokenize("customer data deleted")
+    for repeats in (1, 2, 63, 64, 65, 200, 5000):
+        words = ["crm", "down", ""] * repeats + pair * repeats + ["unknownword"] * repeats
+        fast = model.paragraph_opinion([words])
+        shares = model.paragraph_shares(words)
+        assert fast is not None and shares
+        reference = 1 / (1 + math.exp(-(model.paragraph.intercept + sum(shares.values()))))
+        assert fast[0] == pytest.approx(reference, abs=1e-9), repeats
+    assert model.paragraph_opinion([["unknownword", "", "zzzq"] * 100]) is None  # no known term: nothing to say
+
+
 CHATTY_STATUS = (
     "Hi team,\n\nthe data cleanup is on track, about 80% of the accounts are reviewed and the new picklist values "
     "look good.\n\nThe training for the Madrid office is confirmed for next Tuesday, the room is booked.\n\n"
