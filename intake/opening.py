@@ -97,7 +97,8 @@ class TicketOpener:
         at the time the batch arrived), else the mail classified now.
 
         Why also on the per-message path: a P1 that pages at once, a report of a known incident or a mail
-        past the flood limit is stored one by one, and was classified a second time here.
+        past the flood limit is stored one by one, and was classified a second time here.  A mail whose reply
+        tokens that path redacts has none (``IngestPipeline._forget_tokens``): its evidence would quote them.
         """
         if parsed.verdict is not None:
             return parsed.verdict
