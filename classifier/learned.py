@@ -245,17 +245,16 @@ def _sublinear(extra: int) -> float:
     return _SUBLINEAR[extra] if extra < len(_SUBLINEAR) else 1 + math.log(1 + extra)
 
 
-_TF_STEPS = tuple((_sublinear(n) - _sublinear(n - 1), _sublinear(n) ** 2 - _sublinear(n - 1) ** 2)
-                  for n in range(1, 64))
-
-
 def _tf_steps(seen: int) -> tuple[float, float]:
-    """How much a term's tf and its square grow when it is seen once more after *seen* (>= 1) times."""
-    if seen <= len(_TF_STEPS):
-        return _TF_STEPS[seen - 1]
+    """How much a term's tf and its square grow when it is seen once more after *seen* times (0: from none)."""
+    if not seen:
+        return 1.0, 1.0  # exactly: a term seen once adds its weight and its idf squared as they are
     before, after = _sublinear(seen - 1), _sublinear(seen)
     return after - before, after * after - before * before
 
+
+_TF_TABLE = 64
+_TF_STEPS = tuple(map(_tf_steps, range(_TF_TABLE)))  # the usual counts, looked up
 
 @dataclass(frozen=True)
 class LearnedModel:
@@ -411,22 +410,15 @@ class LearnedModel:
                 if row is not None:
                     n = counts.get(term, 0)
                     counts[term] = n + 1
-                    if n:
-                        step, step2 = _tf_steps(n)
-                        dot, length2 = dot + step * row[PARAGRAPH_COLUMN], length2 + step2 * row[-1]
-                    else:
-                        dot, length2 = dot + row[PARAGRAPH_COLUMN], length2 + row[-1]
-                if follow is not None:
-                    pair_row = follow.get(term)
-                    if pair_row is not None:
-                        pair = (previous, term)
-                        n = counts.get(pair, 0)
-                        counts[pair] = n + 1
-                        if n:
-                            step, step2 = _tf_steps(n)
-                            dot, length2 = dot + step * pair_row[PARAGRAPH_COLUMN], length2 + step2 * pair_row[-1]
-                        else:
-                            dot, length2 = dot + pair_row[PARAGRAPH_COLUMN], length2 + pair_row[-1]
+                    step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
+                    dot, length2 = dot + step * row[PARAGRAPH_COLUMN], length2 + step2 * row[-1]
+                pair_row = None if follow is None else follow.get(term)
+                if pair_row is not None:
+                    pair = (previous, term)
+                    n = counts.get(pair, 0)
+                    counts[pair] = n + 1
+                    step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
+                    dot, length2 = dot + step * pair_row[PARAGRAPH_COLUMN], length2 + step2 * pair_row[-1]
                 follow, previous = starts, term
             if not counts:
                 continue
