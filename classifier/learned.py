@@ -410,15 +410,21 @@ class LearnedModel:
                 if row is not None:
                     n = counts.get(term, 0)
                     counts[term] = n + 1
-                    step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
-                    dot, length2 = dot + step * row[PARAGRAPH_COLUMN], length2 + step2 * row[-1]
+                    if n:  # seen again (a branch: ~2 us a mail faster than looking up the first step too)
+                        step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
+                        dot, length2 = dot + step * row[PARAGRAPH_COLUMN], length2 + step2 * row[-1]
+                    else:
+                        dot, length2 = dot + row[PARAGRAPH_COLUMN], length2 + row[-1]
                 pair_row = None if follow is None else follow.get(term)
                 if pair_row is not None:
                     pair = (previous, term)
                     n = counts.get(pair, 0)
                     counts[pair] = n + 1
-                    step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
-                    dot, length2 = dot + step * pair_row[PARAGRAPH_COLUMN], length2 + step2 * pair_row[-1]
+                    if n:
+                        step, step2 = _TF_STEPS[n] if n < _TF_TABLE else _tf_steps(n)
+                        dot, length2 = dot + step * pair_row[PARAGRAPH_COLUMN], length2 + step2 * pair_row[-1]
+                    else:
+                        dot, length2 = dot + pair_row[PARAGRAPH_COLUMN], length2 + pair_row[-1]
                 follow, previous = starts, term
             if not counts:
                 continue
