@@ -40,17 +40,8 @@ sys.path.insert(0, str(ROOT))
 from classifier import Classifier, MailFacts  # noqa: E402
 from classifier.combination import DEFAULT_POLICY, Policy, combine  # noqa: E402
 from classifier.evaluation import no_evidence, read_labels  # noqa: E402
-from classifier.learned import (  # noqa: E402
-    DEFAULT_C,
-    EXPORT_TERMS,
-    MAX_SHARE,
-    PARAGRAPH_ROUNDS,
-    LearnedModel,
-    Opinion,
-    term_counts,
-    train,
-    write,
-)
+from classifier.fitting import DEFAULT_C, EXPORT_TERMS, MAX_SHARE, PARAGRAPH_ROUNDS, train  # noqa: E402
+from classifier.learned import LearnedModel, Opinion, term_counts, write  # noqa: E402
 from classifier.mailfile import facts_from_bytes  # noqa: E402
 from classifier.paragraphs import MIN_WORDS, paragraphs  # noqa: E402
 from classifier.rules import DEFAULT_RULES  # noqa: E402

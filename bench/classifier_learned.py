@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier import Classifier, MailFacts  # noqa: E402
 from classifier.evaluation import read_labels  # noqa: E402
-from classifier.learned import DEFAULT_C, EXPORT_TERMS, train  # noqa: E402
+from classifier.fitting import DEFAULT_C, EXPORT_TERMS, train  # noqa: E402
 from classifier.mailfile import facts_from_bytes  # noqa: E402
 from classifier.training import terms_of  # noqa: E402
 from classifier.verdict import FALLBACK_ROLE, FALLBACK_SEVERITY  # noqa: E402

@@ -28,7 +28,8 @@ from classifier.evaluation import (
     override_stats,
     replay,
 )
-from classifier.learned import EXPORT_TERMS, MAX_TERMS
+from classifier.fitting import EXPORT_TERMS
+from classifier.learned import MAX_TERMS
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.rules import RuleFileError
 from classifier.suggest import count_corrections, format_suggestions, suggest

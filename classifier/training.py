@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from classifier.engine import Classifier
 from classifier.evaluation import EvalError, read_labels
 from classifier.facts import MailFacts
-from classifier.learned import EXPORT_TERMS, Example, LearnedFileError, term_counts, train, write
+from classifier.fitting import EXPORT_TERMS, Example, train
+from classifier.learned import LearnedFileError, term_counts, write
 from classifier.mailfile import UnreadableMail, facts_from_bytes
 from classifier.paragraphs import paragraphs
 from config import ROLES, SEVERITIES

@@ -16,7 +16,8 @@ import pytest
 
 from classifier import Classifier, MailFacts
 from classifier.combination import DEFAULT_POLICY, combine
-from classifier.learned import TFIDF_FORMAT, LearnedFileError, LearnedModel, stem, train, write
+from classifier.fitting import train
+from classifier.learned import TFIDF_FORMAT, LearnedFileError, LearnedModel, stem, write
 from classifier.paragraphs import MAX_PARAGRAPHS, body_words, paragraphs
 from classifier.rules import DEFAULT_RULES
 from classifier.text import tokenize
