@@ -34,7 +34,7 @@ def train(severity_examples: Sequence[Example], role_examples: Sequence[Example]
           terms: int = EXPORT_TERMS, p1_threshold: float = DEFAULT_P1_THRESHOLD,
           source: str = "trained", max_share: float = MAX_SHARE,
           paragraphs: Sequence[Sequence[Mapping[str, int]]] | None = None) -> LearnedModel:
-    """Fit the two heads on (term counts, label) examples, TF-IDF weighted (module docstring).
+    """Fit the two heads on (term counts, label) examples, TF-IDF weighted (``classifier.learned``'s docstring).
 
     The vocabulary is the *terms* terms found in most mails (ties: by name) but in no more than
     *max_share* of them (``MAX_SHARE``); the idf is computed over
