@@ -250,6 +250,7 @@ def _tf_steps(seen: int) -> tuple[float, float]:
 _TF_TABLE = 64
 _TF_STEPS = tuple(map(_tf_steps, range(_TF_TABLE)))  # the usual counts, looked up
 
+
 @dataclass(frozen=True)
 class LearnedModel:
     """Two heads over one vocabulary; *idf* (term -> idf) makes the weighting TF-IDF, None presence."""
@@ -588,18 +589,23 @@ def _plain_rows(rows: Iterable[Any], width: int) -> bool:
     if {*map(type, rows)} != {list} or {*map(len, rows)} != {width}:
         return False
     values = list(chain.from_iterable(rows))
-    return ({*map(type, values)} == {float} and max(map(abs, values)) <= MAX_WEIGHT
-            and not any(map(math.isnan, values)))  # max() passes over a NaN that is not first
+    return {*map(type, values)} == {float} and _bounded(values)
+
+
+def _bounded(values: list[float]) -> bool:
+    """Whether no value is beyond ``MAX_WEIGHT`` (which also rules out infinity) nor NaN, in C; not empty.
+
+    NaN is asked apart because ``max()`` passes over one that is not first.  A JSON file cannot hold one
+    (``_no_constant`` refuses it), Python values handed to ``LearnedModel.from_json`` can."""
+    return max(map(abs, values)) <= MAX_WEIGHT and not any(map(math.isnan, values))
 
 
 def _numbers(value: Any, width: int, fail: Any, what: str) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != width:
         raise fail(f"{what}: expected a list of {width} numbers")
-    # The common case in C: only ints and floats (not bools), none beyond MAX_WEIGHT (which also rules out
-    # infinity) and no NaN (a JSON file cannot hold one, ``_no_constant`` refuses it; Python values can).
+    # The common case in C: only ints and floats (not bools) within bounds (width >= 1: never empty).
     # Anything else is looked at number by number below.
-    if {*map(type, value)} <= _PLAIN_NUMBERS and max(map(abs, value)) <= MAX_WEIGHT \
-            and not any(map(math.isnan, value)):  # width >= 1: never empty; max() passes over a NaN not first
+    if {*map(type, value)} <= _PLAIN_NUMBERS and _bounded(value):
         return tuple(map(float, value))
     for x in value:
         if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > MAX_WEIGHT:
