@@ -189,6 +189,11 @@ def parse_mails(mails: Sequence[RawMail], limits: IntakeSettings | int,
     return out
 
 
+def _classified_fields(parsed: ParsedMessage) -> tuple[object, ...]:
+    """What of a mail the classifier reads and ``IngestPipeline._forget_tokens`` may redact."""
+    return parsed.subject, parsed.body, parsed.body_full, parsed.to, parsed.cc, parsed.envelope_recipients
+
+
 class _NeedsDatabase(HypercareError):
     """A guard asked what we sent (a bounce of our mail): only the storing process can answer."""
 
@@ -448,13 +453,13 @@ class IngestPipeline:
         """Redact reply tokens once they did their one job (threading): stored and quoted, a token
         would be a credential for anyone who reads the ticket (``tickets.tokens``)."""
         redact = self.tokens.redact
-        read = (parsed.subject, parsed.body, parsed.body_full, parsed.to, parsed.cc, parsed.envelope_recipients)
+        read = _classified_fields(parsed)
         parsed.subject, parsed.body, parsed.body_full = redact(parsed.subject), redact(parsed.body), \
             redact(parsed.body_full)
         parsed.to, parsed.cc = [redact(a) for a in parsed.to], [redact(a) for a in parsed.cc]
         parsed.envelope_recipients = [redact(a) for a in parsed.envelope_recipients]
         parsed.raw = self.tokens.redact_bytes(parsed.raw)
-        if read != (parsed.subject, parsed.body, parsed.body_full, parsed.to, parsed.cc, parsed.envelope_recipients):
+        if read != _classified_fields(parsed):
             # The parse worker classified the mail with its tokens, and a rule's evidence quotes what it matched
             # ("recipient support+hc-7.<token>@…"): classified again, from what is kept.
             parsed.verdict = None
