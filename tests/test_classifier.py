@@ -436,6 +436,33 @@ def test_default_rules_on_hard_cases(default: Classifier, subject: str, body: st
     assert (v.severity, v.role) == (severity, role), v.explain()
 
 
+@pytest.mark.parametrize(("subject", "body", "fires", "severity"), [
+    # a dead system in three words
+    ("CRM HS", "CRM HS depuis ce matin, toute l'agence attend.", "outage", "P1"),
+    ("boardroom", "The CRM is dead on every laptop in here, meeting starts in 20 min.", "outage", "P1"),
+    ("CRM", "Beim Öffnen des CRM kommt nur noch: Zertifikat abgelaufen. Betrifft alle Benutzer.", "unavailable", "P1"),
+    # praise, thanks and wishes that never said so in the words the rules knew
+    ("new CRM", "Really impressed with the new CRM so far. Keep it up!", "praise", "P4"),
+    ("Kudos", "to the whole project team for the smooth weekend.", "thanks", "P4"),
+    ("RE: synchro", "Merci, la synchro fonctionne de nouveau. On peut fermer.", "thanks-resolved", "P4"),
+    ("export", "Il nous faut absolument un export PDF des rapports de visite.", "wish-words", "P4"),
+    ("Freigaben", "Aktuell ist nichts kaputt, nur für die Zukunft: Freigaben bleiben im Urlaub liegen.",
+     "nothing-broken", "P3"),
+    # understatement never caps a loss
+    ("import", "Not urgent at all, but 3,000 contacts were overwritten by last night's import.", "nothing-broken",
+     "P1"),
+])
+def test_seventeenth_round_rules(default: Classifier, subject: str, body: str, fires: str, severity: str) -> None:
+    v = default.classify(facts(subject, body))
+    assert fires in [h.name for h in v.rules], v.explain()
+    assert v.severity == severity, v.explain()
+
+
+def test_a_request_for_more_rows_is_not_records_changed(default: Classifier) -> None:
+    v = default.classify(facts("list view", "Could the list show 100 rows instead of 20? I have 300 accounts."))
+    assert "many-records-changed" not in [h.name for h in v.rules] and v.severity != "P1", v.explain()
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 

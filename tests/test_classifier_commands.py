@@ -132,7 +132,8 @@ def _ticket(session: object, number: int, raw: bytes, severity: str, role: str, 
 
 def test_overrides_and_replay(app: SimpleNamespace, tmp_path: Path) -> None:
     at = datetime(2026, 11, 23, 10, tzinfo=UTC)
-    typo = (LABELLED / "043-p3-typo-label.eml").read_bytes()
+    # Not 043 ("Not urgent at all."): the built-in ceiling nothing-broken caps a site's P2 on that one.
+    typo = (LABELLED / "1099-tD-picklist-typo-dutch.eml").read_bytes()
     down = (LABELLED / "001-p1-crm-down.eml").read_bytes()
     with app.store.session() as s:
         verdict = app.classifier.classify
