@@ -448,6 +448,12 @@ def test_default_rules_on_hard_cases(default: Classifier, subject: str, body: st
     ("export", "Il nous faut absolument un export PDF des rapports de visite.", "wish-words", "P4"),
     ("Freigaben", "Aktuell ist nichts kaputt, nur für die Zukunft: Freigaben bleiben im Urlaub liegen.",
      "nothing-broken", "P3"),
+    # damage told by its numbers
+    ("orders", "Since the release 120 confirmed orders were set to cancelled and the customers were mailed.",
+     "business-records-damaged", "P1"),
+    ("Angebote", "Seit gestern sind 35 Angebote doppelt angelegt und verschickt worden.", "business-records-damaged",
+     "P1"),
+    ("montants", "Depuis lundi, 64 devis sont à 0 € après la validation.", "business-records-damaged", "P1"),
     # understatement never caps a loss
     ("import", "Not urgent at all, but 3,000 contacts were overwritten by last night's import.", "nothing-broken",
      "P1"),
@@ -456,6 +462,13 @@ def test_seventeenth_round_rules(default: Classifier, subject: str, body: str, f
     v = default.classify(facts(subject, body))
     assert fires in [h.name for h in v.rules], v.explain()
     assert v.severity == severity, v.explain()
+
+
+def test_a_count_of_orders_without_damage_is_not_records_damaged(default: Classifier) -> None:
+    for body in ("We processed 250 orders today, a record week!", "Could we cancel 30 quotes in one go? An idea.",
+                 "In the sandbox 40 orders were cancelled by the test job."):
+        v = default.classify(facts("orders", body))
+        assert "business-records-damaged" not in [h.name for h in v.rules], v.explain()
 
 
 def test_a_request_for_more_rows_is_not_records_changed(default: Classifier) -> None:
