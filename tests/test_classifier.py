@@ -466,7 +466,8 @@ def test_seventeenth_round_rules(default: Classifier, subject: str, body: str, f
 
 def test_a_count_of_orders_without_damage_is_not_records_damaged(default: Classifier) -> None:
     for body in ("We processed 250 orders today, a record week!", "Could we cancel 30 quotes in one go? An idea.",
-                 "In the sandbox 40 orders were cancelled by the test job."):
+                 "In the sandbox 40 orders were cancelled by the test job.",
+                 "Diese Woche haben wir 40 Angebote verschickt, Rekord!", "We get 15 orders a day, three times more."):
         v = default.classify(facts("orders", body))
         assert "business-records-damaged" not in [h.name for h in v.rules], v.explain()
 
