@@ -6,6 +6,7 @@ P1 recall and precision, the fallback share and P4 mails raised above P3, never 
 or a word of a mail.
 
     .venv/bin/python bench/blind_score.py tests/data/blind2 [--learned off]
+    .venv/bin/python bench/blind_score.py tests/data/blind*      # one line per set, then all pooled
 """
 
 from __future__ import annotations
@@ -20,20 +21,29 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifier import Classifier
-from classifier.evaluation import SEVERITIES, confusion_table, evaluate
+from classifier.evaluation import SEVERITIES, confusion_table, evaluate, pooled
 from config import Config, HypercareSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+", metavar="folder")
     parser.add_argument("--learned", default="", help='"off" for the rules alone (default: built-in weights)')
     args = parser.parse_args(argv)
     config = Config(hypercare=HypercareSettings(timezone="Europe/Berlin"))
     if args.learned:
         config = dataclasses.replace(config, rules=dataclasses.replace(config.rules, learned=args.learned))
     now = datetime(2026, 11, 30, 9, tzinfo=ZoneInfo("Europe/Berlin"))
-    report = evaluate(Classifier.from_config(config), args.folder, now)
+    classifier = Classifier.from_config(config)
+    reports = {folder.name: evaluate(classifier, folder, now) for folder in args.folders}
+    if len(reports) > 1:
+        for name, one in reports.items():
+            p1 = sum(n for (label, _), n in one.severity_confusion.items() if label == "P1")
+            called = sum(n for (_, got), n in one.severity_confusion.items() if got == "P1")
+            print(f"{name}: {one.total} mails, severity {one.severity_accuracy:.1%}, role {one.role_accuracy:.1%}, "
+                  f"P1 {one.severity_confusion[('P1', 'P1')]}/{p1}, {called} called P1")
+        print(f"pooled over {len(reports)} sets:")
+    report = pooled(reports) if len(reports) > 1 else next(iter(reports.values()))
     # The aggregate lines of ``format_report`` (accuracy, the target figures, the severity confusion),
     # never its per-mail lines.
     print(f"mails {report.total}: severity {report.severity_accuracy:.1%} "

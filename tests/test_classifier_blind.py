@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from classifier import Classifier
-from classifier.evaluation import EvalReport, evaluate, read_labels
+from classifier.evaluation import EvalReport, evaluate, pooled, read_labels
 from config import Config, HypercareSettings
 
 DATA = Path(__file__).parent / "data"
@@ -85,3 +85,33 @@ def test_default_classifier_holds_its_blind_accuracy(name: str) -> None:
     p1 = sum(n for (label, _), n in report.severity_confusion.items() if label == "P1")
     found = report.severity_confusion[("P1", "P1")]
     assert 100 * found >= min_p1_recall * p1, summary(report)
+
+
+def test_pooled_scores_sum_the_sets_and_name_no_mail(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/blind_score.py over several sets: one line per set, then the pooled figures; never a file name."""
+    import shutil
+
+    monkeypatch.syspath_prepend(str(DATA.parents[1] / "bench"))
+    from blind_score import main
+
+    rows = read_labels(DATA / "labelled")
+    for name, part in (("first", rows[:30]), ("second", rows[30:50])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, _, _ in part:
+            shutil.copy(DATA / "labelled" / file, folder / file)
+        (folder / "labels.csv").write_text("file,severity,role\n" + "".join(f"{f},{s},{r}\n" for f, s, r in part))
+    config = Config(hypercare=HypercareSettings(timezone="Europe/Berlin"))
+    now = datetime(2026, 11, 30, 9, tzinfo=ZoneInfo("Europe/Berlin"))
+    classifier = Classifier.from_config(config)
+    one, two = (evaluate(classifier, tmp_path / n, now) for n in ("first", "second"))
+    both = pooled({"first": one, "second": two})
+    assert both.total == 50 and both.severity_correct == one.severity_correct + two.severity_correct
+    assert both.severity_confusion == one.severity_confusion + two.severity_confusion
+    assert all(name.startswith(("first/", "second/")) for name in both.unmatched)
+
+    assert main([str(tmp_path / "first"), str(tmp_path / "second")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("first: 30 mails") and "pooled over 2 sets:\nmails 50:" in out
+    assert not any(file in out for file, _, _ in rows[:50])
