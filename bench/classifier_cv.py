@@ -9,6 +9,8 @@ plus ``classifier.combination.combine``.  The mean over groups is the estimate; 
 
     .venv/bin/pip install scikit-learn      # offline only; the desk does not need it
     .venv/bin/python bench/classifier_cv.py [--grid] [--c 10] [--terms 10000] [--groups A,B,...]
+    .venv/bin/python bench/classifier_cv.py --cache DIR --save-verdicts base.json    # before a rule edit
+    .venv/bin/python bench/classifier_cv.py --cache DIR --compare-verdicts base.json # after: what it moved
 
 Groups: ``old`` = labelled 1-329 and the held-out set (several authors), ``b1-4`` = 330-529 (one
 author), ``A``..``H`` = ``NNN-tX-*.eml`` (one author each).  The built-in rules were tuned on ``old``
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import re
 import sys
 import time
@@ -259,6 +262,10 @@ def main() -> int:
     parser.add_argument("--per-group", action="store_true", help="print every group's row for the integrated policy")
     parser.add_argument("--uncertain", action="store_true", help="how right the certain and the uncertain "
                         "verdicts are (new groups), as integrated and by the rules' doubts alone")
+    parser.add_argument("--save-verdicts", type=Path, metavar="FILE", help="write each mail's integrated verdict "
+                        "(severity, role) as JSON, the baseline for --compare-verdicts")
+    parser.add_argument("--compare-verdicts", type=Path, metavar="FILE", help="list each mail whose integrated "
+                        "verdict differs from FILE's: + now right, - now wrong, ~ wrong either way")
     parser.add_argument("--p1-errors", action="store_true", help="list each missed and each false P1 as "
                         "integrated, with the rule that decided (tuning groups only: never run it on a blind set)")
     args = parser.parse_args()
@@ -281,6 +288,13 @@ def main() -> int:
         if args.per_group and label.startswith("rules + learned"):
             for group, scores in per.items():
                 print(Summary.of([scores]).row(f"  group {group} ({scores.n})"))
+    verdicts = integrated_verdicts(all_folds)
+    if args.compare_verdicts:
+        before = {name: tuple(v) for name, v in json.loads(args.compare_verdicts.read_text()).items()}
+        print(f"\nverdicts changed since {args.compare_verdicts} (label: severity/role)")
+        print("\n".join(verdict_changes(before, verdicts, {m.name: (m.severity, m.role) for m in mails})) or "  none")
+    if args.save_verdicts:
+        args.save_verdicts.write_text(json.dumps(verdicts, indent=0, sort_keys=True))
     if args.p1_errors:
         p1_errors(all_folds)
     if args.uncertain:
@@ -288,6 +302,34 @@ def main() -> int:
     if args.grid:
         grid_search(all_folds)
     return 0
+
+
+def integrated_verdicts(all_folds: list[Fold]) -> dict[str, tuple[str, str]]:
+    """Mail name -> (severity, role) as integrated, each mail scored by the fold that held it out."""
+    out = {}
+    for fold in all_folds:
+        for mail, verdict, opinion in zip(fold.mails, fold.verdicts, fold.opinions, strict=True):
+            final = combine(verdict, opinion, fold.model)
+            out[mail.name] = (final.severity, final.role)
+    return out
+
+
+def verdict_changes(before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, str]],
+                    labels: dict[str, tuple[str, str]]) -> list[str]:
+    """One line per mail whose verdict moved: ``+`` now right, ``-`` now wrong, ``~`` wrong before and after.
+
+    Why: a rule edit is judged by the mails it moves, not by the totals alone (a +3 can be +5 and -2); with
+    ``--cache`` the folds' weights are reused, so a rerun after an edit takes the scoring time only.  Mails
+    only in one of the two runs (a batch added since) are left out.
+    """
+    lines = []
+    for name in sorted(set(before) & set(after)):
+        was, now, label = tuple(before[name]), after[name], labels[name]
+        if was == now:
+            continue
+        mark = "+" if now == label else "-" if was == label else "~"
+        lines.append(f"  {mark} {name}  label {'/'.join(label)}  was {'/'.join(was)}  now {'/'.join(now)}")
+    return lines
 
 
 def p1_errors(all_folds: list[Fold]) -> None:

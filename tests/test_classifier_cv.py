@@ -20,6 +20,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from classifier import Classifier
 from classifier.evaluation import no_evidence, read_labels
 from classifier.learned import LearnedModel
@@ -54,3 +56,22 @@ def test_the_combination_holds_on_an_author_the_weights_never_saw() -> None:
     assert both["p1_recall"] >= 0.75 and both["p1_precision"] >= 0.75, both
     assert both["no_evidence"] <= 0.05 and both["p4_high"] <= 3, both
     assert both["severity"] >= rules["severity"] + 0.15, (both, rules)  # the weights earn their place
+
+
+def test_verdict_changes_mark_what_a_rule_edit_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/classifier_cv.py --compare-verdicts: + now right, - now wrong, ~ wrong both times; unchanged and
+    one-sided mails are not listed."""
+    monkeypatch.syspath_prepend(str(DATA.parents[1] / "bench"))
+    from classifier_cv import verdict_changes
+
+    labels = {"a": ("P1", "crm_admin"), "b": ("P2", "crm_admin"), "c": ("P3", "crm_admin"),
+              "d": ("P4", "crm_admin"), "e": ("P1", "crm_admin")}
+    before = {"a": ("P3", "crm_admin"), "b": ("P2", "crm_admin"), "c": ("P1", "crm_admin"),
+              "d": ("P4", "crm_admin"), "gone": ("P1", "crm_admin")}
+    after = {"a": ("P1", "crm_admin"), "b": ("P1", "crm_admin"), "c": ("P2", "crm_admin"),
+             "d": ("P4", "crm_admin"), "e": ("P1", "crm_admin")}
+    assert verdict_changes(before, after, labels) == [
+        "  + a  label P1/crm_admin  was P3/crm_admin  now P1/crm_admin",
+        "  - b  label P2/crm_admin  was P2/crm_admin  now P1/crm_admin",
+        "  ~ c  label P3/crm_admin  was P1/crm_admin  now P2/crm_admin",
+    ]
