@@ -38,10 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = {folder.name: evaluate(classifier, folder, now) for folder in args.folders}
     if len(reports) > 1:
         for name, one in reports.items():
-            p1 = sum(n for (label, _), n in one.severity_confusion.items() if label == "P1")
-            called = sum(n for (_, got), n in one.severity_confusion.items() if got == "P1")
+            found, p1, called = one.p1_counts()
             print(f"{name}: {one.total} mails, severity {one.severity_accuracy:.1%}, role {one.role_accuracy:.1%}, "
-                  f"P1 {one.severity_confusion[('P1', 'P1')]}/{p1}, {called} called P1")
+                  f"P1 {found}/{p1}, {called} called P1")
         print(f"pooled over {len(reports)} sets:")
     report = pooled(reports) if len(reports) > 1 else next(iter(reports.values()))
     # The aggregate lines of ``format_report`` (accuracy, the target figures, the severity confusion),

@@ -288,7 +288,7 @@ def main() -> int:
         if args.per_group and label.startswith("rules + learned"):
             for group, scores in per.items():
                 print(Summary.of([scores]).row(f"  group {group} ({scores.n})"))
-    verdicts = integrated_verdicts(all_folds)
+    verdicts = integrated_verdicts(all_folds) if args.compare_verdicts or args.save_verdicts else {}
     if args.compare_verdicts:
         before = {name: tuple(v) for name, v in json.loads(args.compare_verdicts.read_text()).items()}
         print(f"\nverdicts changed since {args.compare_verdicts} (label: severity/role)")

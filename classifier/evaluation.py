@@ -49,17 +49,21 @@ class EvalReport:
     def role_accuracy(self) -> float:
         return self.role_correct / self.total if self.total else 0.0
 
+    def p1_counts(self) -> tuple[int, int, int]:
+        """(P1s found, P1s labelled, mails called P1): recall and precision, from the severity confusion."""
+        confusion = self.severity_confusion
+        return (confusion[("P1", "P1")], sum(n for (label, _), n in confusion.items() if label == "P1"),
+                sum(n for (_, got), n in confusion.items() if got == "P1"))
+
     def target_lines(self) -> list[str]:
         """The figures the targets are stated in: P1 recall and precision, no-evidence share, P4s raised.
 
         Why printed next to accuracy: a missed P1 and a false page both cost, and accuracy alone
         hides both; the same words appear in classifier/README.md's tables.
         """
-        confusion = self.severity_confusion
-        labelled_p1 = sum(n for (label, _), n in confusion.items() if label == "P1")
-        called_p1 = sum(n for (_, got), n in confusion.items() if got == "P1")
-        right_p1 = confusion[("P1", "P1")]
-        p4_raised = sum(n for (label, got), n in confusion.items() if label == "P4" and got in ("P1", "P2"))
+        right_p1, labelled_p1, called_p1 = self.p1_counts()
+        p4_raised = sum(n for (label, got), n in self.severity_confusion.items()
+                        if label == "P4" and got in ("P1", "P2"))
         return [
             f"P1 recall:    {_share(right_p1, labelled_p1)}",
             f"P1 precision: {_share(right_p1, called_p1)}",
